@@ -1,0 +1,184 @@
+import Foundation
+import NIOCore
+import SwitchboardCore
+
+/// JSON encoding and strict decoding for the API.
+enum JSON {
+    static func encode(_ value: some Encodable) -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        // Every value the API encodes is a plain tree of strings, numbers and arrays: this cannot fail.
+        return (try? Array(encoder.encode(value))) ?? Array(#"{}"#.utf8)
+    }
+
+    static func buffer(_ value: some Encodable) -> ByteBuffer {
+        ByteBuffer(bytes: encode(value))
+    }
+
+    /// Decodes a request body, refusing anything that is not a JSON object with only the fields `T` knows.
+    static func decodeBody<T: RequestBody>(_ type: T.Type, from buffer: ByteBuffer) throws(APIError) -> T {
+        let data = Data(buffer.readableBytesView)
+        guard let object = try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed]) else {
+            throw .badRequest("the request body is not valid JSON")
+        }
+        guard let fields = object as? [String: Any] else { throw .badRequest("the request body must be a JSON object") }
+        if let unknown = fields.keys.filter({ !T.fields.contains($0) }).sorted().first {
+            throw .badRequest("unknown field '\(unknown)'")
+        }
+        do {
+            return try JSONDecoder().decode(T.self, from: data)
+        } catch let error as DecodingError {
+            throw .badRequest(describe(error))
+        } catch let error as APIError {
+            throw error
+        } catch {
+            throw .badRequest("the request body could not be read")
+        }
+    }
+
+    private static func describe(_ error: DecodingError) -> String {
+        func path(_ codingPath: [any CodingKey], _ key: (any CodingKey)? = nil) -> String {
+            let keys = (codingPath + (key.map { [$0] } ?? [])).map { $0.intValue.map(String.init) ?? $0.stringValue }
+            return keys.isEmpty ? "the body" : "'" + keys.joined(separator: ".") + "'"
+        }
+        switch error {
+        case .keyNotFound(let key, let context): return "missing field \(path(context.codingPath, key))"
+        case .typeMismatch(_, let context): return "field \(path(context.codingPath)) has the wrong type"
+        case .valueNotFound(_, let context): return "field \(path(context.codingPath)) must not be null"
+        case .dataCorrupted(let context):
+            return "field \(path(context.codingPath)) is invalid: \(context.debugDescription)"
+        @unknown default: return "the request body could not be read"
+        }
+    }
+}
+
+/// A request body with a closed set of fields.
+protocol RequestBody: Decodable {
+    static var fields: Set<String> { get }
+}
+
+struct InviteBody: RequestBody {
+    static let fields: Set<String> = ["to", "device", "sdp"]
+    let to: String
+    let device: String?
+    let sdp: SessionDescription?
+}
+
+struct DeviceBody: RequestBody {
+    static let fields: Set<String> = ["device"]
+    let device: String?
+}
+
+struct AcceptBody: RequestBody {
+    static let fields: Set<String> = ["device", "sdp"]
+    let device: String?
+    let sdp: SessionDescription?
+}
+
+struct SignalBody: RequestBody {
+    static let fields: Set<String> = ["device", "type", "sdp", "candidate"]
+    let device: String?
+    let type: Signal.Kind
+    let sdp: String?
+    let candidate: ICECandidate?
+}
+
+struct TicketBody: RequestBody {
+    static let fields: Set<String> = ["device"]
+    let device: String?
+}
+
+/// `Call` as the API shows it.
+struct CallJSON: Encodable {
+    let id: String
+    let caller: String
+    let callee: String
+    let state: CallState
+    let endReason: EndReason?
+    let createdAt: String
+    let answeredAt: String?
+    let endedAt: String?
+    let answeredBy: String?
+    let timeline: [TimelineJSON]?
+
+    init(_ call: Call, timeline: Bool = false) {
+        id = call.id
+        caller = call.caller
+        callee = call.callee
+        state = call.state
+        endReason = call.endReason
+        createdAt = RFC3339.format(call.createdAt)
+        answeredAt = call.answeredAt.map(RFC3339.format)
+        endedAt = call.endedAt.map(RFC3339.format)
+        answeredBy = call.answeredBy
+        self.timeline = timeline ? call.timeline.map(TimelineJSON.init) : nil
+    }
+}
+
+struct TimelineJSON: Encodable {
+    let at: String
+    let event: String
+    let user: String
+    let device: String?
+    let reason: String?
+
+    init(_ entry: TimelineEntry) {
+        at = RFC3339.format(entry.at)
+        event = entry.event
+        user = entry.user
+        device = entry.device
+        reason = entry.reason
+    }
+}
+
+struct CallResponse: Encodable {
+    let call: CallJSON
+}
+
+struct CallListResponse: Encodable {
+    let calls: [CallJSON]
+}
+
+/// The data of `call.invite`, `call.ringing`, `call.accepted` and `call.ended` events.
+struct CallEventJSON: Encodable {
+    let call: CallJSON
+    let sdp: SessionDescription?
+}
+
+/// The data of a `call.signal` event.
+struct SignalEventJSON: Encodable {
+    struct From: Encodable {
+        let user: String
+        let device: String
+    }
+    let callId: String
+    let from: From
+    let type: Signal.Kind
+    let sdp: String?
+    let candidate: ICECandidate?
+
+    init(_ signal: Signal) {
+        callId = signal.callID
+        from = From(user: signal.fromUser, device: signal.fromDevice)
+        type = signal.kind
+        sdp = signal.sdp
+        candidate = signal.candidate
+    }
+}
+
+/// RFC 3339 timestamps in UTC with milliseconds, e.g. `2026-11-25T15:06:28.123Z`.
+enum RFC3339 {
+    static func format(_ date: Date) -> String {
+        let interval = date.timeIntervalSince1970
+        var seconds = time_t(interval.rounded(.down))
+        let millis = Int(((interval - interval.rounded(.down)) * 1000).rounded(.down))
+        var parts = tm()
+        gmtime_r(&seconds, &parts)
+        func pad(_ value: Int32, _ width: Int) -> String {
+            let text = String(value)
+            return String(repeating: "0", count: max(0, width - text.count)) + text
+        }
+        return "\(pad(parts.tm_year + 1900, 4))-\(pad(parts.tm_mon + 1, 2))-\(pad(parts.tm_mday, 2))T"
+            + "\(pad(parts.tm_hour, 2)):\(pad(parts.tm_min, 2)):\(pad(parts.tm_sec, 2)).\(pad(Int32(millis), 3))Z"
+    }
+}

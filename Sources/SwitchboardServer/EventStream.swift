@@ -1,0 +1,115 @@
+import DequeModule
+import NIOCore
+import Synchronization
+
+/// One open SSE stream: a bounded queue of encoded frames between the signaling state (which never waits) and the
+/// HTTP response writer (which waits for the client).
+///
+/// When the client reads too slowly and the queue passes its bounds, the stream is cut: the queue stops taking
+/// frames and the connection is closed, so the server's memory per stream stays bounded.
+final class EventStream: Sendable {
+    /// Why a stream stopped.
+    enum Ending: Sendable {
+        case finished
+        case slowReader
+        case superseded
+    }
+
+    let serial: Int
+    let user: String
+    let device: String
+    /// Streams of admins watching every call's lifecycle.
+    let watchesAll: Bool
+    private let channel: (any Channel)?
+    private let maxFrames: Int
+    private let maxBytes: Int
+    private let state = Mutex(State())
+
+    private struct State {
+        var frames = Deque<ByteBuffer>()
+        var bytes = 0
+        var waiter: CheckedContinuation<[ByteBuffer]?, Never>?
+        var ending: Ending?
+    }
+
+    init(
+        serial: Int, user: String, device: String, watchesAll: Bool, channel: (any Channel)?, maxFrames: Int,
+        maxBytes: Int
+    ) {
+        self.serial = serial
+        self.user = user
+        self.device = device
+        self.watchesAll = watchesAll
+        self.channel = channel
+        self.maxFrames = maxFrames
+        self.maxBytes = maxBytes
+    }
+
+    /// What became of a frame given to ``enqueue(_:)``.
+    enum EnqueueResult: Sendable, Equatable {
+        case queued
+        /// The stream had already ended; the frame was dropped.
+        case ended
+        /// This frame passed the stream's bounds: the stream is now cut and its connection closing.
+        case overflowed
+    }
+
+    /// Queues a frame without ever waiting.
+    @discardableResult
+    func enqueue(_ frame: ByteBuffer) -> EnqueueResult {
+        let (result, waiter) = state.withLock { state -> (EnqueueResult, CheckedContinuation<[ByteBuffer]?, Never>?) in
+            guard state.ending == nil else { return (.ended, nil) }
+            if let waiter = state.waiter {
+                state.waiter = nil
+                return (.queued, waiter)
+            }
+            guard state.frames.count < maxFrames, state.bytes + frame.readableBytes <= maxBytes else {
+                state.ending = .slowReader
+                state.frames.removeAll()
+                state.bytes = 0
+                return (.overflowed, nil)
+            }
+            state.frames.append(frame)
+            state.bytes += frame.readableBytes
+            return (.queued, nil)
+        }
+        waiter?.resume(returning: [frame])
+        if result == .overflowed { channel?.close(promise: nil) }
+        return result
+    }
+
+    /// Ends the stream after the frames already queued and `final`, if given.
+    func finish(_ ending: Ending, final: ByteBuffer?) {
+        let waiter = state.withLock { state -> (CheckedContinuation<[ByteBuffer]?, Never>, [ByteBuffer]?)? in
+            guard state.ending == nil else { return nil }
+            state.ending = ending
+            if let final { state.frames.append(final) }
+            guard let waiter = state.waiter else { return nil }
+            state.waiter = nil
+            let frames = Array(state.frames)
+            state.frames.removeAll()
+            return (waiter, frames.isEmpty ? nil : frames)
+        }
+        if let (waiter, frames) = waiter { waiter.resume(returning: frames) }
+    }
+
+    /// The frames queued so far, waiting for at least one; nil once the stream is over and drained.
+    func next() async -> [ByteBuffer]? {
+        await withCheckedContinuation { (continuation: CheckedContinuation<[ByteBuffer]?, Never>) in
+            let ready = state.withLock { state -> [ByteBuffer]?? in
+                if !state.frames.isEmpty {
+                    let frames = Array(state.frames)
+                    state.frames.removeAll(keepingCapacity: true)
+                    state.bytes = 0
+                    return .some(frames)
+                }
+                if state.ending != nil { return .some(nil) }
+                state.waiter = continuation
+                return .none
+            }
+            if let ready { continuation.resume(returning: ready) }
+        }
+    }
+
+    var ending: Ending? { state.withLock { $0.ending } }
+}

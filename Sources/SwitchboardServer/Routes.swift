@@ -1,0 +1,229 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import NIOCore
+import SwitchboardCore
+
+/// The REST API v1 and the event stream, as `API.md` fixes them.
+struct Routes: Sendable {
+    let signaling: Signaling
+    let metrics: SignalingMetrics
+    let configuration: ServerConfiguration
+
+    func register(on router: Router<SwitchboardContext>) {
+        router.get("/healthz") { _, _ in Self.json(.ok, HealthJSON()) }
+        router.get("/metrics") { _, _ in
+            metrics.setCallCounts(signaling.callCounts())
+            return Response(
+                status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                body: .init(byteBuffer: ByteBuffer(string: metrics.exposition())))
+        }
+
+        let v1 = router.group("v1")
+        v1.post("stream-tickets") { request, context in
+            let identity = try context.requireIdentity()
+            let body = try await decode(TicketBody.self, request)
+            let device = try resolveDevice(body.device, identity, required: false)
+            let ticket = signaling.issueTicket(for: identity, device: device)
+            return Self.json(.created, TicketJSON(ticket: ticket, expiresIn: Int(configuration.ticketLifetime)))
+        }
+        v1.get("events") { request, context in try events(request, context) }
+
+        v1.post("calls") { request, context in
+            let identity = try context.requireIdentity()
+            let body = try await decode(InviteBody.self, request)
+            let device = try requiredDevice(body.device, identity)
+            guard Identifier.isValid(body.to) else { throw APIError.badRequest("'to' must be a user id") }
+            let call = try mapped { () throws(CallError) in
+                try signaling.invite(identity, device: device, to: body.to, offer: body.sdp)
+            }
+            return Self.json(.created, CallResponse(call: CallJSON(call)))
+        }
+        v1.get("calls") { request, context in
+            let identity = try context.requireIdentity()
+            var states: Set<CallState>?
+            if let filter = request.uri.queryParameters["state"] {
+                states = []
+                for name in filter.split(separator: ",") {
+                    guard let state = CallState(rawValue: String(name)) else {
+                        throw APIError.badRequest("unknown state '\(name)'; use inviting, ringing, active or ended")
+                    }
+                    states?.insert(state)
+                }
+            }
+            let calls = signaling.calls(for: identity, states: states)
+            return Self.json(.ok, CallListResponse(calls: calls.map { CallJSON($0) }))
+        }
+        v1.get("calls/:id") { _, context in
+            let identity = try context.requireIdentity()
+            let id = try callID(context)
+            let call = try mapped { () throws(CallError) in try signaling.call(id, for: identity) }
+            return Self.json(.ok, CallResponse(call: CallJSON(call, timeline: true)))
+        }
+        v1.post("calls/:id/ringing") { request, context in
+            try await deviceAction(request, context) { id, identity, device throws(CallError) in
+                try signaling.ring(id, identity, device: device)
+            }
+        }
+        v1.post("calls/:id/decline") { request, context in
+            try await deviceAction(request, context) { id, identity, device throws(CallError) in
+                try signaling.decline(id, identity, device: device)
+            }
+        }
+        v1.post("calls/:id/hangup") { request, context in
+            try await deviceAction(request, context) { id, identity, device throws(CallError) in
+                try signaling.hangup(id, identity, device: device)
+            }
+        }
+        v1.post("calls/:id/accept") { request, context in
+            let identity = try context.requireIdentity()
+            let id = try callID(context)
+            let body = try await decode(AcceptBody.self, request)
+            let device = try requiredDevice(body.device, identity)
+            let call = try mapped { () throws(CallError) in
+                try signaling.accept(id, identity, device: device, answer: body.sdp)
+            }
+            return Self.json(.ok, CallResponse(call: CallJSON(call)))
+        }
+        v1.post("calls/:id/signals") { request, context in
+            let identity = try context.requireIdentity()
+            let id = try callID(context)
+            let body = try await decode(SignalBody.self, request)
+            let device = try requiredDevice(body.device, identity)
+            if let candidate = body.candidate {
+                guard candidate.candidate.utf8.count <= 1024, (candidate.sdpMid?.utf8.count ?? 0) <= 64,
+                    (candidate.usernameFragment?.utf8.count ?? 0) <= 256, (candidate.sdpMLineIndex ?? 0) >= 0
+                else { throw APIError.badRequest("the candidate is malformed or too long") }
+            }
+            let signal = Signal(
+                callID: id, fromUser: identity.user, fromDevice: device, kind: body.type, sdp: body.sdp,
+                candidate: body.candidate)
+            try mapped { () throws(CallError) in try signaling.signal(signal) }
+            return Self.json(.accepted, EmptyJSON())
+        }
+    }
+
+    /// `GET /v1/events`: one SSE stream per device.
+    private func events(_ request: Request, _ context: SwitchboardContext) throws -> Response {
+        let identity = try context.requireIdentity()
+        var device = try resolveDevice(
+            request.uri.queryParameters["device"].map(String.init), identity, required: false)
+        if device == nil { device = "d-" + Base64URL.random(bytes: 6).replacingOccurrences(of: "_", with: "x") }
+        var watchAll = false
+        if let scope = request.uri.queryParameters["scope"] {
+            guard scope == "all" else { throw APIError.badRequest("unknown scope '\(scope)'") }
+            guard identity.isAdmin else { throw APIError.forbidden("only admins can watch all calls") }
+            watchAll = true
+        }
+        let lastEventID = request.headers[HTTPField.Name("Last-Event-ID")!]
+        guard
+            let stream = signaling.openStream(
+                identity, device: device!, lastEventID: lastEventID, watchAll: watchAll, channel: context.channel)
+        else { throw APIError(.serviceUnavailable, "shutting_down", "the server is shutting down") }
+        let signaling = self.signaling
+        let headers: HTTPFields = [
+            .contentType: "text/event-stream; charset=utf-8",
+            .cacheControl: "no-store",
+            HTTPField.Name("X-Accel-Buffering")!: "no",
+        ]
+        return Response(
+            status: .ok, headers: headers,
+            body: ResponseBody { writer in
+                do {
+                    while let frames = await stream.next() {
+                        try await writer.write(contentsOf: frames)
+                    }
+                    signaling.closeStream(stream)
+                    try await writer.finish(nil)
+                } catch {
+                    signaling.closeStream(stream)
+                    throw error
+                }
+            })
+    }
+
+    private func deviceAction(
+        _ request: Request,
+        _ context: SwitchboardContext,
+        _ action: (String, Identity, String) throws(CallError) -> Call
+    ) async throws -> Response {
+        let identity = try context.requireIdentity()
+        let id = try callID(context)
+        let body = try await decode(DeviceBody.self, request)
+        let device = try requiredDevice(body.device, identity)
+        let call = try mapped { () throws(CallError) in try action(id, identity, device) }
+        return Self.json(.ok, CallResponse(call: CallJSON(call)))
+    }
+
+    private func decode<T: RequestBody>(_ type: T.Type, _ request: Request) async throws -> T {
+        if let length = request.headers[.contentLength].flatMap(Int.init), length > configuration.maxBodyBytes {
+            throw APIError(
+                .contentTooLarge, "body_too_large",
+                "the request body is larger than \(configuration.maxBodyBytes) bytes")
+        }
+        var request = request
+        let buffer = try await request.collectBody(upTo: configuration.maxBodyBytes)
+        return try JSON.decodeBody(type, from: buffer)
+    }
+
+    /// The device a request acts as: the body's, which must match the token's device claim when there is one.
+    private func resolveDevice(_ given: String?, _ identity: Identity, required: Bool = true) throws(APIError)
+        -> String?
+    {
+        if let given {
+            guard Identifier.isValid(given) else {
+                throw .badRequest("'device' must be 1-64 characters of [A-Za-z0-9._~-]")
+            }
+            if let bound = identity.device, bound != given {
+                throw .forbidden("this token is bound to another device")
+            }
+            return given
+        }
+        if let bound = identity.device { return bound }
+        if required { throw .badRequest("missing field 'device'") }
+        return nil
+    }
+
+    private func requiredDevice(_ given: String?, _ identity: Identity) throws(APIError) -> String {
+        try resolveDevice(given, identity, required: true)!
+    }
+
+    private func callID(_ context: SwitchboardContext) throws(APIError) -> String {
+        guard let id = context.parameters.get("id"), Identifier.isValid(id) else {
+            throw APIError(.notFound, "call_not_found", "no such call")
+        }
+        return id
+    }
+
+    @discardableResult
+    private func mapped<T>(_ body: () throws(CallError) -> T) throws(APIError) -> T {
+        do {
+            return try body()
+        } catch {
+            throw APIError(error)
+        }
+    }
+
+    static func json(_ status: HTTPResponse.Status, _ value: some Encodable) -> Response {
+        Response(
+            status: status,
+            headers: [.contentType: "application/json; charset=utf-8", .cacheControl: "no-store"],
+            body: .init(byteBuffer: JSON.buffer(value)))
+    }
+}
+
+struct HealthJSON: Encodable {
+    let status = "ok"
+}
+
+struct TicketJSON: Encodable {
+    let ticket: String
+    let expiresIn: Int
+}
+
+extension SwitchboardContext {
+    func requireIdentity() throws(APIError) -> Identity {
+        guard let identity else { throw APIError.unauthorized }
+        return identity
+    }
+}

@@ -1,0 +1,399 @@
+import DequeModule
+import Foundation
+import Logging
+import NIOCore
+import SwitchboardCore
+import Synchronization
+
+/// The signaling plane's state: the call registry and the SSE hub behind one lock, so that event ids follow the
+/// order of transitions exactly.
+///
+/// Every input runs the pure ``CallRegistry`` and then carries out its deliveries: each becomes one SSE frame with
+/// a fresh id, kept in the addressed user's bounded backlog and queued on the addressed devices' streams. Nothing
+/// here waits: a stream that cannot take a frame is cut.
+final class Signaling: Sendable {
+    struct Ticket: Sendable {
+        let identity: Identity
+        let device: String?
+        let expires: Date
+    }
+
+    private struct BacklogEntry {
+        let seq: UInt64
+        let devices: Delivery.Devices
+        let frame: ByteBuffer
+        let at: Date
+    }
+
+    private struct UserStreams {
+        var streams: [String: EventStream] = [:]
+        var backlog = Deque<BacklogEntry>()
+        /// The highest event id no longer in the backlog: a resume from before it needs a `resync`.
+        var evictedThrough: UInt64 = 0
+    }
+
+    private struct State {
+        var registry: CallRegistry
+        var seq: UInt64 = 0
+        var users: [String: UserStreams] = [:]
+        var watchers: [Int: EventStream] = [:]
+        var nextSerial = 0
+        var openStreams = 0
+        var tickets: [String: Ticket] = [:]
+        var nextHeartbeat: Date
+        var nextPrune: Date
+        var shuttingDown = false
+    }
+
+    let configuration: ServerConfiguration
+    let metrics: SignalingMetrics
+    let clock: @Sendable () -> Date
+    /// Distinguishes this process's event ids from another's, so a `Last-Event-ID` from before a restart resyncs.
+    let epoch: String
+    private let state: Mutex<State>
+
+    init(configuration: ServerConfiguration, metrics: SignalingMetrics, clock: @escaping @Sendable () -> Date) {
+        self.configuration = configuration
+        self.metrics = metrics
+        self.clock = clock
+        self.epoch = String(UInt32.random(in: 0x1000_0000...UInt32.max), radix: 36)
+        let now = clock()
+        let registry = CallRegistry(
+            configuration: .init(ringTimeout: configuration.ringTimeout, maxEndedCalls: configuration.maxEndedCalls))
+        self.state = Mutex(
+            State(
+                registry: registry, nextHeartbeat: now.addingTimeInterval(configuration.heartbeatInterval),
+                nextPrune: now.addingTimeInterval(1)))
+    }
+
+    // MARK: Calls
+
+    func invite(_ identity: Identity, device: String, to callee: String, offer: SessionDescription?) throws(CallError)
+        -> Call
+    {
+        let id = Self.makeCallID()
+        return try transition { registry, now throws(CallError) in
+            try registry.invite(id: id, from: identity.user, device: device, to: callee, offer: offer, now: now)
+        }
+    }
+
+    func ring(_ id: String, _ identity: Identity, device: String) throws(CallError) -> Call {
+        try transition { registry, now throws(CallError) in
+            try registry.ring(id, user: identity.user, device: device, now: now)
+        }
+    }
+
+    func accept(_ id: String, _ identity: Identity, device: String, answer: SessionDescription?) throws(CallError)
+        -> Call
+    {
+        try transition { registry, now throws(CallError) in
+            try registry.accept(id, user: identity.user, device: device, answer: answer, now: now)
+        }
+    }
+
+    func decline(_ id: String, _ identity: Identity, device: String) throws(CallError) -> Call {
+        try transition { registry, now throws(CallError) in
+            try registry.decline(id, user: identity.user, device: device, now: now)
+        }
+    }
+
+    func hangup(_ id: String, _ identity: Identity, device: String) throws(CallError) -> Call {
+        try transition { registry, now throws(CallError) in
+            try registry.hangup(id, user: identity.user, device: device, now: now)
+        }
+    }
+
+    func signal(_ signal: Signal) throws(CallError) {
+        let now = clock()
+        try state.withLock { state throws(CallError) in
+            let deliveries = try state.registry.signal(signal, now: now)
+            for delivery in deliveries { deliver(delivery, in: &state, now: now) }
+        }
+    }
+
+    func call(_ id: String, for identity: Identity) throws(CallError) -> Call {
+        try state.withLock { state throws(CallError) in
+            try state.registry.call(id, visibleTo: identity.user, isAdmin: identity.isAdmin)
+        }
+    }
+
+    func calls(for identity: Identity, states: Set<CallState>?) -> [Call] {
+        state.withLock { state in state.registry.calls(of: identity.isAdmin ? nil : identity.user, states: states) }
+    }
+
+    func callCounts() -> [CallState: Int] {
+        state.withLock { $0.registry.countsByState() }
+    }
+
+    private func transition(
+        _ input: (inout CallRegistry, Date) throws(CallError) -> CallRegistry.Outcome
+    ) throws(CallError) -> Call {
+        let now = clock()
+        return try state.withLock { state throws(CallError) in
+            let outcome = try input(&state.registry, now)
+            apply(outcome.deliveries, in: &state, now: now)
+            return outcome.call
+        }
+    }
+
+    private func apply(_ deliveries: [Delivery], in state: inout State, now: Date) {
+        var watched: Set<String> = []
+        for delivery in deliveries {
+            deliver(delivery, in: &state, now: now)
+            // Admin watchers get each lifecycle change once, with the call as the registry holds it.
+            guard case let name = delivery.event.name, name != "call.signal",
+                watched.insert(name + " " + delivery.event.callID).inserted,
+                let call = state.registry.calls[delivery.event.callID]
+            else { continue }
+            if case .accepted = delivery.event { metrics.callSetups.increment() }
+            if case .ended(let ended) = delivery.event, ended.endReason != .answeredElsewhere,
+                let reason = call.endReason
+            {
+                metrics.callEnded(reason)
+            }
+            guard !state.watchers.isEmpty else { continue }
+            state.seq += 1
+            let frame = SSE.event(
+                id: eventID(state.seq), name: name, data: CallEventJSON(call: CallJSON(call), sdp: nil))
+            for (serial, stream) in state.watchers where push(frame, to: stream) == false {
+                state.watchers[serial] = nil
+            }
+        }
+    }
+
+    /// Turns one delivery into a frame, keeps it in the user's backlog and queues it on the addressed streams.
+    private func deliver(_ delivery: Delivery, in state: inout State, now: Date) {
+        state.seq += 1
+        let seq = state.seq
+        let frame = Self.frame(for: delivery.event, id: eventID(seq))
+        var user = state.users[delivery.user] ?? UserStreams()
+        user.backlog.append(BacklogEntry(seq: seq, devices: delivery.devices, frame: frame, at: now))
+        while user.backlog.count > configuration.backlogSize, let evicted = user.backlog.popFirst() {
+            user.evictedThrough = evicted.seq
+        }
+        for (device, stream) in user.streams where delivery.devices.includes(device) {
+            if !push(frame, to: stream) { user.streams[device] = nil }
+        }
+        state.users[delivery.user] = user
+        if delivery.event.name == "call.ended" { metrics.setCallCounts(state.registry.countsByState()) }
+    }
+
+    /// Queues a frame; false when the stream is gone (and was cut now, if it overflowed).
+    private func push(_ frame: ByteBuffer, to stream: EventStream) -> Bool {
+        switch stream.enqueue(frame) {
+        case .queued:
+            metrics.sseEventsSent.increment()
+            return true
+        case .ended:
+            return false
+        case .overflowed:
+            metrics.sseSlowReadersDropped.increment()
+            return false
+        }
+    }
+
+    static func frame(for event: CallEvent, id: String) -> ByteBuffer {
+        switch event {
+        case .invite(let call, let offer):
+            SSE.event(id: id, name: event.name, data: CallEventJSON(call: CallJSON(call), sdp: offer))
+        case .accepted(let call, let answer):
+            SSE.event(id: id, name: event.name, data: CallEventJSON(call: CallJSON(call), sdp: answer))
+        case .ringing(let call), .ended(let call):
+            SSE.event(id: id, name: event.name, data: CallEventJSON(call: CallJSON(call), sdp: nil))
+        case .signal(let signal):
+            SSE.event(id: id, name: event.name, data: SignalEventJSON(signal))
+        }
+    }
+
+    private func eventID(_ seq: UInt64) -> String { "\(epoch)-\(seq)" }
+
+    private func parseEventID(_ text: String) -> UInt64? {
+        let parts = text.split(separator: "-")
+        guard parts.count == 2, parts[0] == epoch else { return nil }
+        return UInt64(parts[1])
+    }
+
+    // MARK: Streams
+
+    /// Registers a stream for `identity` on `device` and queues what it must see first: `retry`, `hello`, then
+    /// either the events after `lastEventID`, or `resync` when they are gone, or (on a fresh connection) the
+    /// invites still pending for this user.
+    func openStream(
+        _ identity: Identity,
+        device: String,
+        lastEventID: String?,
+        watchAll: Bool,
+        channel: (any Channel)?
+    ) -> EventStream? {
+        let now = clock()
+        return state.withLock { state -> EventStream? in
+            guard !state.shuttingDown else { return nil }
+            state.nextSerial += 1
+            let stream = EventStream(
+                serial: state.nextSerial, user: identity.user, device: device, watchesAll: watchAll, channel: channel,
+                maxFrames: configuration.streamBufferFrames, maxBytes: configuration.streamBufferBytes)
+            state.openStreams += 1
+            metrics.sseStreamsOpen.record(state.openStreams)
+            stream.enqueue(SSE.retry(configuration.retryMilliseconds))
+            let hello = HelloJSON(user: identity.user, device: device)
+            if watchAll {
+                state.watchers[stream.serial] = stream
+                stream.enqueue(SSE.event(id: eventID(state.seq), name: "hello", data: hello))
+                return stream
+            }
+
+            var user = state.users[identity.user] ?? UserStreams()
+            if let previous = user.streams[device] { previous.finish(.superseded, final: nil) }
+            user.streams[device] = stream
+
+            let resumeFrom = lastEventID.flatMap(parseEventID)
+            if let lastEventID, let resumeFrom, resumeFrom <= state.seq, resumeFrom >= user.evictedThrough {
+                stream.enqueue(SSE.event(id: lastEventID, name: "hello", data: hello))
+                for entry in user.backlog where entry.seq > resumeFrom && entry.devices.includes(device) {
+                    stream.enqueue(entry.frame)
+                }
+            } else {
+                stream.enqueue(SSE.event(id: eventID(state.seq), name: "hello", data: hello))
+                if lastEventID != nil {
+                    metrics.sseResyncs.increment()
+                    stream.enqueue(SSE.event(id: eventID(state.seq), name: "resync", data: EmptyJSON()))
+                }
+                for call in state.registry.pendingInvites(to: identity.user) {
+                    state.seq += 1
+                    stream.enqueue(Self.frame(for: .invite(call, offer: call.offer), id: eventID(state.seq)))
+                }
+            }
+            state.users[identity.user] = user
+            _ = now
+            return stream
+        }
+    }
+
+    /// Forgets a stream whose response ended.
+    func closeStream(_ stream: EventStream) {
+        stream.finish(.finished, final: nil)
+        state.withLock { state in
+            if stream.watchesAll {
+                state.watchers[stream.serial] = nil
+            } else if state.users[stream.user]?.streams[stream.device] === stream {
+                state.users[stream.user]?.streams[stream.device] = nil
+            }
+            state.openStreams -= 1
+            metrics.sseStreamsOpen.record(state.openStreams)
+        }
+    }
+
+    /// The devices of `user` with an open stream.
+    func onlineDevices(of user: String) -> [String] {
+        state.withLock { state in (state.users[user]?.streams.keys).map { Array($0).sorted() } ?? [] }
+    }
+
+    // MARK: Tickets
+
+    func issueTicket(for identity: Identity, device: String?) -> String {
+        let ticket = Base64URL.random(bytes: 24)
+        let expires = clock().addingTimeInterval(configuration.ticketLifetime)
+        state.withLock { $0.tickets[ticket] = Ticket(identity: identity, device: device, expires: expires) }
+        return ticket
+    }
+
+    /// Takes a ticket: it works once, before it expires.
+    func redeemTicket(_ ticket: String) -> Ticket? {
+        let now = clock()
+        return state.withLock { state in
+            guard let found = state.tickets.removeValue(forKey: ticket), found.expires > now else { return nil }
+            return found
+        }
+    }
+
+    // MARK: Time and shutdown
+
+    /// Runs the timers: ring timeouts, heartbeats, backlog and ticket expiry. Returns when it next needs to run.
+    @discardableResult
+    func tick() -> Date {
+        let now = clock()
+        return state.withLock { state in
+            for outcome in state.registry.expire(now: now) { apply(outcome.deliveries, in: &state, now: now) }
+            if now >= state.nextHeartbeat {
+                state.nextHeartbeat = now.addingTimeInterval(configuration.heartbeatInterval)
+                let frame = SSE.comment("heartbeat")
+                for (name, var user) in state.users where !user.streams.isEmpty {
+                    for (device, stream) in user.streams where stream.enqueue(frame) != .queued {
+                        if stream.ending == .slowReader { metrics.sseSlowReadersDropped.increment() }
+                        user.streams[device] = nil
+                    }
+                    state.users[name] = user
+                }
+                for (serial, stream) in state.watchers where stream.enqueue(frame) != .queued {
+                    state.watchers[serial] = nil
+                }
+            }
+            if now >= state.nextPrune {
+                state.nextPrune = now.addingTimeInterval(1)
+                let oldest = now.addingTimeInterval(-configuration.backlogTTL)
+                for (name, var user) in state.users {
+                    while let first = user.backlog.first, first.at < oldest {
+                        user.evictedThrough = first.seq
+                        user.backlog.removeFirst()
+                    }
+                    state.users[name] = user.streams.isEmpty && user.backlog.isEmpty ? nil : user
+                }
+                state.tickets = state.tickets.filter { $0.value.expires > now }
+                metrics.setCallCounts(state.registry.countsByState())
+            }
+            var next = min(state.nextHeartbeat, state.nextPrune)
+            if let deadline = state.registry.nextDeadline { next = min(next, deadline) }
+            return next
+        }
+    }
+
+    /// Sends every open stream a final `shutdown` event and ends it; new streams are refused from now on.
+    func shutdown() {
+        state.withLock { state in
+            state.shuttingDown = true
+            let frame = SSE.event(id: eventID(state.seq), name: "shutdown", data: ShutdownJSON())
+            for user in state.users.values {
+                for stream in user.streams.values { stream.finish(.finished, final: frame) }
+            }
+            for stream in state.watchers.values { stream.finish(.finished, final: frame) }
+        }
+    }
+
+    static func makeCallID() -> String {
+        let alphabet = Array("abcdefghijklmnopqrstuvwxyz234567".utf8)
+        var generator = SystemRandomNumberGenerator()
+        return "c"
+            + String(decoding: (0..<20).map { _ in alphabet[Int.random(in: 0..<32, using: &generator)] }, as: UTF8.self)
+    }
+}
+
+struct HelloJSON: Encodable {
+    let user: String
+    let device: String
+}
+
+struct EmptyJSON: Encodable {}
+
+struct ShutdownJSON: Encodable {
+    let reason = "server shutting down"
+    let reconnect = true
+}
+
+/// Server-Sent Events framing (HTML Living Standard §9.2).
+enum SSE {
+    static func event(id: String, name: String, data: some Encodable) -> ByteBuffer {
+        var buffer = ByteBuffer()
+        buffer.writeString("id: \(id)\nevent: \(name)\ndata: ")
+        buffer.writeBytes(JSON.encode(data))
+        buffer.writeString("\n\n")
+        return buffer
+    }
+
+    static func comment(_ text: String) -> ByteBuffer {
+        ByteBuffer(string: ": \(text)\n\n")
+    }
+
+    static func retry(_ milliseconds: Int) -> ByteBuffer {
+        ByteBuffer(string: "retry: \(milliseconds)\n\n")
+    }
+}

@@ -1,0 +1,140 @@
+public import Foundation
+import Hummingbird
+import HummingbirdTLS
+public import Logging
+import NIOCore
+import NIOSSL
+public import ServiceLifecycle
+
+/// The Switchboard server process: the HTTPS signaling plane and its timers, as services of one service group
+/// with one shutdown path.
+public struct SwitchboardServer: Sendable {
+    public let configuration: ServerConfiguration
+    public let logger: Logger
+    let signaling: Signaling
+    let metrics: SignalingMetrics
+
+    /// TLS 1.2+ with forward-secret AEAD suites only (Mozilla "intermediate"); TLS 1.3 suites are always on.
+    static let cipherSuites = [
+        "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES256-GCM-SHA384",
+        "ECDHE-RSA-AES256-GCM-SHA384", "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
+    ].joined(separator: ":")
+
+    public init(configuration: ServerConfiguration, logger: Logger, clock: @escaping @Sendable () -> Date = { Date() })
+    {
+        self.configuration = configuration
+        self.logger = logger
+        self.metrics = SignalingMetrics()
+        self.signaling = Signaling(configuration: configuration, metrics: metrics, clock: clock)
+    }
+
+    /// The services to run in one `ServiceGroup`, in start order; the group stops them in reverse, so open event
+    /// streams get their final event before the HTTPS server stops. `onReady` gets the bound HTTPS port.
+    public func services(onReady: @escaping @Sendable (Int) async -> Void = { _ in }) throws -> [any Service] {
+        let router = Router(context: SwitchboardContext.self)
+        router.add(
+            middleware: ObservabilityMiddleware(
+                metrics: metrics, authority: TokenAuthority(secret: configuration.tokenSecret), signaling: signaling,
+                rateLimiter: RateLimiter(ratePerSecond: configuration.rateLimitPerSecond)))
+        Routes(signaling: signaling, metrics: metrics, configuration: configuration).register(on: router)
+
+        var services: [any Service] = []
+        let app = Application(
+            router: router,
+            server: try .tls(.http1(), tlsConfiguration: try tlsConfiguration()),
+            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),
+            onServerRunning: { channel in await onReady(channel.localAddress?.port ?? 0) },
+            logger: logger)
+        services.append(app)
+        if let redirectPort = configuration.httpRedirectPort {
+            services.append(redirectApplication(port: redirectPort))
+        }
+        services.append(SignalingService(signaling: signaling))
+        return services
+    }
+
+    /// Runs until SIGINT or SIGTERM, then shuts down gracefully.
+    public func run(onReady: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
+        let group = ServiceGroup(
+            configuration: .init(
+                services: try services(onReady: onReady).map { .init(service: $0) },
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger))
+        try await group.run()
+    }
+
+    func tlsConfiguration() throws -> TLSConfiguration {
+        let certificatePath: String
+        let keyPath: String
+        switch (configuration.certificatePath, configuration.privateKeyPath) {
+        case (let certificate?, let key?):
+            certificatePath = certificate
+            keyPath = key
+        case (nil, nil):
+            let dev = DevCertificates(directory: configuration.certificatesDirectory)
+            if try dev.ensure() { logger.notice("generated a dev certificate", metadata: ["ca": .string(dev.caPath)]) }
+            certificatePath = dev.certificatePath
+            keyPath = dev.privateKeyPath
+        default:
+            throw ServerError("--cert and --key go together")
+        }
+        let chain: [NIOSSLCertificate]
+        let key: NIOSSLPrivateKey
+        do {
+            chain = try NIOSSLCertificate.fromPEMFile(certificatePath)
+            key = try NIOSSLPrivateKey(file: keyPath, format: .pem)
+        } catch {
+            throw ServerError("cannot load the TLS certificate \(certificatePath) or key \(keyPath): \(error)")
+        }
+        guard !chain.isEmpty else { throw ServerError("no certificate in \(certificatePath)") }
+        var tls = TLSConfiguration.makeServerConfiguration(
+            certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
+        tls.minimumTLSVersion = .tlsv12
+        tls.cipherSuites = Self.cipherSuites
+        tls.applicationProtocols = ["http/1.1"]
+        return tls
+    }
+
+    /// Plain HTTP that serves nothing but a redirect to HTTPS.
+    private func redirectApplication(port: Int) -> some Service {
+        let router = Router()
+        let httpsPort = configuration.port
+        router.add(middleware: RedirectToHTTPSMiddleware(httpsPort: httpsPort))
+        return Application(
+            router: router, configuration: .init(address: .hostname(configuration.host, port: port)), logger: logger)
+    }
+}
+
+/// A startup failure, with a sentence for the operator.
+public struct ServerError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+struct RedirectToHTTPSMiddleware<Context: RequestContext>: RouterMiddleware {
+    let httpsPort: Int
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
+        -> Response
+    {
+        let host = (request.head.authority ?? "localhost").split(separator: ":").first.map(String.init) ?? "localhost"
+        let location = "https://\(host):\(httpsPort)\(request.uri.path)"
+        return Response(status: .permanentRedirect, headers: [.location: location])
+    }
+}
+
+/// Runs the signaling timers and, on graceful shutdown, ends every event stream with a final event.
+struct SignalingService: Service {
+    let signaling: Signaling
+
+    func run() async throws {
+        try? await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                let next = signaling.tick()
+                let wait = min(max(next.timeIntervalSince(signaling.clock()), 0.005), 0.25)
+                try await Task.sleep(for: .milliseconds(Int(wait * 1000)))
+            }
+        }
+        signaling.shutdown()
+    }
+}

@@ -1,0 +1,75 @@
+import ArgumentParser
+import Foundation
+import Logging
+import SwitchboardServer
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the server (HTTPS on 8443 with a generated dev certificate unless --cert/--key are given).")
+
+    @Option(help: "Address to listen on.") var host: String = "127.0.0.1"
+    @Option(help: "HTTPS port (0 picks a free one).") var port: Int = 8443
+    @Option(help: "PEM certificate chain file.") var cert: String?
+    @Option(help: "PEM private key file.") var key: String?
+    @OptionGroup var secret: SecretOptions
+    @Option(help: "Seconds an unanswered call rings.") var ringTimeout: Double = 30
+    @Option(help: "Seconds between SSE heartbeat comments.") var heartbeat: Double = 15
+    @Option(help: "Frames an SSE stream may queue before a slow reader is cut.") var streamBuffer: Int = 256
+    @Option(help: "Events kept per user for Last-Event-ID resumption.") var backlog: Int = 256
+    @Option(help: "Largest request body in bytes.") var maxBody: Int = 64 * 1024
+    @Option(help: "Requests per second per user (0 disables).") var rateLimit: Double = 20
+    @Option(help: "Plain-HTTP port that only redirects to HTTPS.") var httpRedirectPort: Int?
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.") var logLevel: String = "info"
+    @Option(help: "Demo users to print dev tokens for (dev certificate mode only).") var demoUsers: String = "alice,bob"
+
+    func run() async throws {
+        try await failingCleanly {
+            guard let level = Logger.Level(rawValue: logLevel) else {
+                throw CommandFailure("unknown log level \(logLevel)")
+            }
+            LoggingSystem.bootstrap { label in
+                var handler = StreamLogHandler.standardError(label: label)
+                handler.logLevel = level
+                return handler
+            }
+            let secretBytes = try secret.resolve()
+            var configuration = ServerConfiguration(tokenSecret: secretBytes)
+            configuration.host = host
+            configuration.port = port
+            configuration.certificatePath = cert
+            configuration.privateKeyPath = key
+            configuration.certificatesDirectory = secret.certsDir
+            configuration.ringTimeout = ringTimeout
+            configuration.heartbeatInterval = heartbeat
+            configuration.streamBufferFrames = streamBuffer
+            configuration.backlogSize = backlog
+            configuration.maxBodyBytes = maxBody
+            configuration.rateLimitPerSecond = rateLimit
+            configuration.httpRedirectPort = httpRedirectPort
+            configuration.logLevel = level
+            let devMode = cert == nil && key == nil
+            let server = SwitchboardServer(configuration: configuration, logger: Logger(label: "switchboard"))
+            let users = demoUsers.split(separator: ",").map(String.init)
+            let certsDir = secret.certsDir
+            let host = self.host
+            try await server.run { port in
+                let display =
+                    host == "0.0.0.0" || host == "::" ? "localhost" : (host.contains(":") ? "[\(host)]" : host)
+                var lines = ["Switchboard is listening on https://\(display):\(port)"]
+                if devMode {
+                    let authority = TokenAuthority(secret: secretBytes)
+                    lines.append(
+                        "Dev certificate authority: \(certsDir)/dev-ca.pem (curl --cacert \(certsDir)/dev-ca.pem)")
+                    lines.append("Dev tokens (valid 24 h; mint more with `switchboard token issue --user NAME`):")
+                    for user in users {
+                        lines.append("  \(user): \(authority.issue(Identity(user: user), ttl: 86_400))")
+                    }
+                    lines.append(
+                        "  admin (role admin): \(authority.issue(Identity(user: "admin", isAdmin: true), ttl: 86_400))")
+                }
+                print(lines.joined(separator: "\n"))
+                fflush(nil)
+            }
+        }
+    }
+}

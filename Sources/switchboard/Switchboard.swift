@@ -1,0 +1,61 @@
+import ArgumentParser
+import Foundation
+import SwitchboardServer
+
+@main
+struct Switchboard: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "switchboard",
+        abstract: "Secure media-session coordinator: HTTPS + SSE call signaling.",
+        subcommands: [Serve.self, Calls.self, Token.self, Certs.self])
+}
+
+/// Prints `error: message` on one line to stderr and exits non-zero.
+struct CommandFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+extension AsyncParsableCommand {
+    /// Runs `body`, turning any failure into one line on stderr and exit code 1.
+    func failingCleanly(_ body: () async throws -> Void) async throws {
+        do {
+            try await body()
+        } catch let error as ExitCode {
+            throw error
+        } catch let error as CleanExit {
+            throw error
+        } catch {
+            FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+            throw ExitCode.failure
+        }
+    }
+}
+
+/// Where the token secret comes from: flag, environment, file, or the dev secret in the certs directory.
+struct SecretOptions: ParsableArguments {
+    @Option(help: "HS256 token secret (or env SWITCHBOARD_TOKEN_SECRET).")
+    var tokenSecret: String?
+
+    @Option(help: "File holding the token secret.")
+    var tokenSecretFile: String?
+
+    @Option(help: "Directory of the dev certificate and dev token secret.")
+    var certsDir: String = "certs"
+
+    func resolve() throws -> [UInt8] {
+        if let tokenSecret, !tokenSecret.isEmpty { return Array(tokenSecret.utf8) }
+        if let env = ProcessInfo.processInfo.environment["SWITCHBOARD_TOKEN_SECRET"], !env.isEmpty {
+            return Array(env.utf8)
+        }
+        if let tokenSecretFile {
+            guard let text = try? String(contentsOfFile: tokenSecretFile, encoding: .utf8) else {
+                throw CommandFailure("cannot read the token secret file \(tokenSecretFile)")
+            }
+            let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
+            guard !trimmed.isEmpty else { throw CommandFailure("the token secret file \(tokenSecretFile) is empty") }
+            return Array(trimmed.utf8)
+        }
+        return try DevCertificates(directory: certsDir).tokenSecret()
+    }
+}
