@@ -61,7 +61,7 @@ public enum SDPKeyingCheck {
         for line in lines {
             if line.hasPrefix("m=") {
                 let parts = line.dropFirst(2).split(separator: " ")
-                let port = parts.count > 1 ? Int(parts[1].split(separator: "/")[0]) ?? -1 : -1
+                let port = parts.count > 1 ? Int(parts[1].split(separator: "/").first ?? "") ?? -1 : -1
                 let proto = parts.count > 2 ? String(parts[2]) : ""
                 media.append(Section(mid: "#\(media.count)", proto: proto, port: port))
                 continue
