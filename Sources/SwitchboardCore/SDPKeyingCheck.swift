@@ -140,7 +140,7 @@ public enum SDPKeyingCheck {
     static func parseHex(_ text: Substring) -> [UInt8]? {
         var bytes: [UInt8] = []
         for pair in text.split(separator: ":", omittingEmptySubsequences: false) {
-            guard pair.count == 2, let byte = UInt8(pair, radix: 16) else { return nil }
+            guard pair.count == 2, pair.allSatisfy(\.isHexDigit), let byte = UInt8(pair, radix: 16) else { return nil }
             bytes.append(byte)
         }
         return bytes
