@@ -92,7 +92,8 @@ public struct CallRegistry: Sendable {
     /// `caller` on `device` invites `callee`, with id `id` chosen by the adapter.
     ///
     /// The call is created even when it cannot ring: a callee in an active call makes it end `busy` at once, and
-    /// a pending invite the other way round (glare) ends the one of the two with the greater id as `glare`.
+    /// pending invites the other way round (glare) are compared by id: the lesser id survives and the rest end
+    /// `glare`, the same way whatever order a set happens to iterate in.
     public mutating func invite(
         id: String,
         from caller: String,
@@ -126,13 +127,15 @@ public struct CallRegistry: Sendable {
         }
 
         var deliveries: [Delivery] = []
-        let glare = pendingIDs.first { other in
+        let glares = pendingIDs.filter { other in
             guard let other = calls[other] else { return false }
             return other.caller == callee && other.callee == caller
-        }
-        if let glare {
-            if id < glare {
-                deliveries += endDeliveries(end(glare, .glare, now: now, by: caller, device: device))
+        }.sorted()
+        if let lesser = glares.first {
+            if id < lesser {
+                for glare in glares {
+                    deliveries += endDeliveries(end(glare, .glare, now: now, by: caller, device: device))
+                }
             } else {
                 let ended = end(id, .glare, now: now, by: caller, device: device)
                 return Outcome(call: ended, deliveries: [Delivery(user: caller, devices: .all, event: .ended(ended))])
@@ -187,7 +190,8 @@ public struct CallRegistry: Sendable {
         ]
         // Keep the invariant: an active user has no pending calls.
         for party in [call.caller, call.callee] {
-            for other in pendingIDs.compactMap({ calls[$0] }).filter({ $0.isParty(party) }) {
+            let others = pendingIDs.compactMap({ calls[$0] }).filter({ $0.isParty(party) }).sorted { $0.id < $1.id }
+            for other in others {
                 let reason: EndReason = other.caller == party ? .cancelled : .busy
                 deliveries += endDeliveries(end(other.id, reason, now: now, by: party, device: nil))
             }
