@@ -150,9 +150,12 @@ public struct CallRegistry: Sendable {
     public mutating func ring(_ id: String, user: String, device: String, now: Date) throws(CallError) -> Outcome {
         var call = try callForAction(id, user: user, calleeOnly: "acknowledge ringing")
         guard call.state.isPending else { throw invalid(call, "ring") }
-        call.timeline.append(TimelineEntry(at: now, event: "ringing", user: user, device: device))
         let first = call.state == .inviting
-        if !call.ringingDevices.contains(device) { call.ringingDevices.append(device) }
+        // A device acknowledging again changes nothing and adds nothing: the timeline cannot be grown by repeats.
+        if !call.ringingDevices.contains(device) {
+            call.ringingDevices.append(device)
+            call.timeline.append(TimelineEntry(at: now, event: "ringing", user: user, device: device))
+        }
         call.state = .ringing
         calls[id] = call
         let deliveries = first ? [Delivery(user: call.caller, devices: .all, event: .ringing(call))] : []
