@@ -30,6 +30,7 @@ final class EventStream: Sendable {
         var bytes = 0
         var waiter: CheckedContinuation<[ByteBuffer]?, Never>?
         var ending: Ending?
+        var forgotten = false
     }
 
     init(
@@ -112,4 +113,12 @@ final class EventStream: Sendable {
     }
 
     var ending: Ending? { state.withLock { $0.ending } }
+
+    /// True exactly once: the first time the stream's owner forgets it.
+    func markForgotten() -> Bool {
+        state.withLock { state in
+            defer { state.forgotten = true }
+            return !state.forgotten
+        }
+    }
 }

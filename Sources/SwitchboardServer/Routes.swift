@@ -120,6 +120,13 @@ struct Routes: Sendable {
             let stream = signaling.openStream(
                 identity, device: device!, lastEventID: lastEventID, watchAll: watchAll, channel: context.channel)
         else { throw APIError(.serviceUnavailable, "shutting_down", "the server is shutting down") }
+        // While it streams, the server reads nothing from the connection, and the listener allows half-closure, so a
+        // client that goes away would only be noticed at the next heartbeat write. Watch for the peer's FIN instead
+        // and end the stream as soon as its connection closes.
+        context.channel.pipeline.addHandler(PeerClosedHandler(), position: .first).whenFailure { _ in
+            stream.finish(.finished, final: nil)
+        }
+        context.channel.closeFuture.whenComplete { _ in stream.finish(.finished, final: nil) }
         let signaling = self.signaling
         let headers: HTTPFields = [
             .contentType: "text/event-stream; charset=utf-8",
@@ -225,5 +232,17 @@ extension SwitchboardContext {
     func requireIdentity() throws(APIError) -> Identity {
         guard let identity else { throw APIError.unauthorized }
         return identity
+    }
+}
+
+/// Closes a connection whose peer closed its side: an SSE client that half-closes is gone.
+final class PeerClosedHandler: ChannelInboundHandler, Sendable {
+    typealias InboundIn = NIOAny
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case .some(.inputClosed) = event as? ChannelEvent {
+            context.close(promise: nil)
+        }
+        context.fireUserInboundEventTriggered(event)
     }
 }

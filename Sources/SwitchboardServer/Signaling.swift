@@ -272,6 +272,7 @@ final class Signaling: Sendable {
     /// Forgets a stream whose response ended.
     func closeStream(_ stream: EventStream) {
         stream.finish(.finished, final: nil)
+        guard stream.markForgotten() else { return }
         state.withLock { state in
             if stream.watchesAll {
                 state.watchers[stream.serial] = nil

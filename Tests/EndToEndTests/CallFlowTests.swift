@@ -121,7 +121,7 @@ import Testing
     }
 
     @Test func ringTimeoutEndsNoAnswerOrUnavailable() async throws {
-        try await TestServer.with({ $0.ringTimeout = 0.5 }) { server in
+        try await TestServer.with({ $0.ringTimeout = 2 }) { server in
             let alice = try await server.stream("alice", device: "a1")
             defer { alice.close() }
             try await alice.expect("hello")

@@ -392,6 +392,7 @@ final class CurlStream: Sendable {
     }
 
     func stop() {
-        if process.isRunning { process.terminate() }
+        // SIGKILL: a child spawned from a worker thread may inherit a mask that blocks SIGTERM.
+        kill(process.processIdentifier, SIGKILL)
     }
 }

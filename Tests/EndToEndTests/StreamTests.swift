@@ -102,6 +102,24 @@ import Testing
         }
     }
 
+    @Test func aClientThatGoesAwayIsForgottenWithoutWaitingForAHeartbeat() async throws {
+        try await TestServer.with { server in
+            let curl = try CurlStream(
+                url: server.baseURL + "/v1/events?device=b1", caPath: server.caPath,
+                headers: ["Authorization: Bearer \(server.token("bob"))"])
+            try await curl.expect("hello")
+            #expect(try await server.metric("switchboard_sse_streams_open") == 1)
+            curl.stop()
+            // No event marks the server noticing; poll its gauge for at most 5 s (heartbeats are 15 s apart).
+            var open = try await server.metric("switchboard_sse_streams_open")
+            for _ in 0..<250 where open != 0 {
+                try await Task.sleep(for: .milliseconds(20))
+                open = try await server.metric("switchboard_sse_streams_open")
+            }
+            #expect(open == 0)
+        }
+    }
+
     @Test func supersededDeviceStreamIsClosed() async throws {
         try await TestServer.with { server in
             let old = try await server.stream("bob", device: "b1")
