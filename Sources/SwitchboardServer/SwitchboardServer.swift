@@ -5,6 +5,7 @@ public import Logging
 import NIOCore
 import NIOSSL
 public import ServiceLifecycle
+import Synchronization
 
 /// The Switchboard server process: the HTTPS signaling plane and its timers, as services of one service group
 /// with one shutdown path.
@@ -39,15 +40,20 @@ public struct SwitchboardServer: Sendable {
         Routes(signaling: signaling, metrics: metrics, configuration: configuration).register(on: router)
 
         var services: [any Service] = []
+        let boundPort = BoundPort(configuration.port)
         let app = Application(
             router: router,
             server: try .tls(.http1(), tlsConfiguration: try tlsConfiguration()),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),
-            onServerRunning: { channel in await onReady(channel.localAddress?.port ?? 0) },
+            onServerRunning: { channel in
+                let port = channel.localAddress?.port ?? 0
+                boundPort.set(port)
+                await onReady(port)
+            },
             logger: logger)
         services.append(app)
         if let redirectPort = configuration.httpRedirectPort {
-            services.append(redirectApplication(port: redirectPort))
+            services.append(redirectApplication(port: redirectPort, httpsPort: boundPort))
         }
         services.append(SignalingService(signaling: signaling))
         return services
@@ -96,9 +102,8 @@ public struct SwitchboardServer: Sendable {
     }
 
     /// Plain HTTP that serves nothing but a redirect to HTTPS.
-    private func redirectApplication(port: Int) -> some Service {
+    private func redirectApplication(port: Int, httpsPort: BoundPort) -> some Service {
         let router = Router()
-        let httpsPort = configuration.port
         router.add(middleware: RedirectToHTTPSMiddleware(httpsPort: httpsPort))
         return Application(
             router: router, configuration: .init(address: .hostname(configuration.host, port: port)), logger: logger)
@@ -111,14 +116,22 @@ public struct ServerError: Error, CustomStringConvertible {
     public init(_ description: String) { self.description = description }
 }
 
+/// The HTTPS port once bound (the configured one may be 0).
+final class BoundPort: Sendable {
+    private let port: Mutex<Int>
+    init(_ port: Int) { self.port = Mutex(port) }
+    func set(_ value: Int) { port.withLock { $0 = value } }
+    var value: Int { port.withLock { $0 } }
+}
+
 struct RedirectToHTTPSMiddleware<Context: RequestContext>: RouterMiddleware {
-    let httpsPort: Int
+    let httpsPort: BoundPort
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
         -> Response
     {
         let host = (request.head.authority ?? "localhost").split(separator: ":").first.map(String.init) ?? "localhost"
-        let location = "https://\(host):\(httpsPort)\(request.uri.path)"
+        let location = "https://\(host):\(httpsPort.value)\(request.uri.path)"
         return Response(status: .permanentRedirect, headers: [.location: location])
     }
 }

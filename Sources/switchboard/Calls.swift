@@ -43,6 +43,8 @@ struct ClientOptions: ParsableArguments {
         }
         var configuration = HTTPClient.Configuration(tlsConfiguration: tls)
         configuration.timeout.connect = .seconds(5)
+        // A CLI should say at once that the server is not there, not retry until the timeout.
+        configuration.connectionPool.retryConnectionEstablishment = false
         return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
     }
 
@@ -162,15 +164,15 @@ struct Calls: AsyncParsableCommand {
                         let body = try await response.body.collect(upTo: 1 << 20)
                         throw CommandFailure(ClientOptions.describe(status: response.status.code, body))
                     }
-                    print(Table.row(["TIME", "EVENT", "CALL", "FROM", "TO", "STATE", "REASON"], widths: Watch.widths))
+                    emit(Table.row(["TIME", "EVENT", "CALL", "FROM", "TO", "STATE", "REASON"], widths: Watch.widths))
                     var parser = SSEParser()
                     streaming: for try await chunk in response.body {
                         for event in parser.feed(chunk.readableBytesView) {
                             if event.name == "shutdown" {
-                                print("server shut down")
+                                emit("server shut down")
                                 break streaming
                             }
-                            print(Watch.line(for: event))
+                            emit(Watch.line(for: event))
                         }
                     }
                     try await http.shutdown()
@@ -228,6 +230,11 @@ struct SignalView: Codable {
     let callId: String
     let from: From
     let type: String
+}
+
+/// Writes one line to stdout at once, unbuffered, so a pipe sees a live watch as it happens.
+func emit(_ line: String) {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
 }
 
 enum Table {

@@ -213,6 +213,23 @@ final class TestServer: Sendable {
     }
 }
 
+/// The next element of a single-consumer stream, or nil at its end; fails after `timeout` seconds.
+func nextElement<T: Sendable>(of stream: AsyncStream<T>, timeout: Double) async throws -> T? {
+    try await withThrowingTaskGroup(of: T?.self) { group in
+        group.addTask {
+            var iterator = stream.makeAsyncIterator()
+            return await iterator.next()
+        }
+        group.addTask {
+            try await Task.sleep(for: .seconds(timeout))
+            throw TestFailure("nothing arrived within \(timeout) s")
+        }
+        let first = try await group.next()!
+        group.cancelAll()
+        return first
+    }
+}
+
 struct TestFailure: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }
@@ -252,20 +269,7 @@ final class EventStreamClient: Sendable {
 
     /// The next event, or nil when the stream ended; fails after `timeout` seconds.
     func next(timeout: Double = 10) async throws -> SSEParser.Event? {
-        try await withThrowingTaskGroup(of: SSEParser.Event?.self) { group in
-            let events = self.events
-            group.addTask {
-                var iterator = events.makeAsyncIterator()
-                return await iterator.next()
-            }
-            group.addTask {
-                try await Task.sleep(for: .seconds(timeout))
-                throw TestFailure("no event within \(timeout) s")
-            }
-            let first = try await group.next()!
-            group.cancelAll()
-            return first
-        }
+        try await nextElement(of: events, timeout: timeout)
     }
 
     /// The next event, which must be named `name`; returns its JSON data.
@@ -335,52 +339,63 @@ enum Fixture {
     }
 }
 
-/// A `curl -N` reading an event stream, as a real client no one here wrote.
-final class CurlStream: Sendable {
+/// A program whose output is read on a thread of its own and handed out as parsed elements, as they come.
+final class StreamingProcess<Element: Sendable>: Sendable {
     let process: Process
-    private let events: AsyncStream<SSEParser.Event>
+    private let elements: AsyncStream<Element>
 
-    init(url: String, caPath: String, headers: [String] = [], extraArguments: [String] = []) throws {
+    init<State: Sendable>(
+        _ path: String,
+        _ arguments: [String],
+        state: State,
+        feed: @escaping @Sendable (inout State, Data) -> [Element]
+    ) throws {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
-        var arguments = ["-sS", "-N", "--cacert", caPath, "-H", "Accept: text/event-stream"]
-        for header in headers { arguments += ["-H", header] }
-        process.arguments = arguments + extraArguments + [url]
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = arguments
         let pipe = Pipe()
         process.standardOutput = pipe
         process.standardError = FileHandle.nullDevice
-        let (events, continuation) = AsyncStream<SSEParser.Event>.makeStream()
-        self.events = events
+        let (elements, continuation) = AsyncStream<Element>.makeStream()
+        self.elements = elements
         try process.run()
-        // A plain thread doing blocking reads: curl's output arrives as it comes, and EOF ends the stream.
         let handle = pipe.fileHandleForReading
         Thread.detachNewThread {
-            var parser = SSEParser()
+            var state = state
             while true {
                 let data = handle.availableData
                 if data.isEmpty { break }
-                for event in parser.feed(data) { continuation.yield(event) }
+                for element in feed(&state, data) { continuation.yield(element) }
             }
             continuation.finish()
         }
         self.process = process
     }
 
+    func next(timeout: Double = 10) async throws -> Element? {
+        try await nextElement(of: elements, timeout: timeout)
+    }
+
+    func stop() {
+        // SIGKILL: a child spawned from a worker thread may inherit a mask that blocks SIGTERM.
+        kill(process.processIdentifier, SIGKILL)
+    }
+}
+
+/// A `curl -N` reading an event stream, as a real client no one here wrote.
+final class CurlStream: Sendable {
+    private let output: StreamingProcess<SSEParser.Event>
+
+    init(url: String, caPath: String, headers: [String] = [], extraArguments: [String] = []) throws {
+        var arguments = ["-sS", "-N", "--cacert", caPath, "-H", "Accept: text/event-stream"]
+        for header in headers { arguments += ["-H", header] }
+        output = try StreamingProcess(
+            "/usr/bin/curl", arguments + extraArguments + [url], state: SSEParser(),
+            feed: { parser, data in parser.feed(data) })
+    }
+
     func next(timeout: Double = 10) async throws -> SSEParser.Event? {
-        try await withThrowingTaskGroup(of: SSEParser.Event?.self) { group in
-            let events = self.events
-            group.addTask {
-                var iterator = events.makeAsyncIterator()
-                return await iterator.next()
-            }
-            group.addTask {
-                try await Task.sleep(for: .seconds(timeout))
-                throw TestFailure("no event from curl within \(timeout) s")
-            }
-            let first = try await group.next()!
-            group.cancelAll()
-            return first
-        }
+        try await output.next(timeout: timeout)
     }
 
     @discardableResult
@@ -391,8 +406,5 @@ final class CurlStream: Sendable {
         return (try? JSONSerialization.jsonObject(with: Data(event.data.utf8))) as? [String: Any] ?? [:]
     }
 
-    func stop() {
-        // SIGKILL: a child spawned from a worker thread may inherit a mask that blocks SIGTERM.
-        kill(process.processIdentifier, SIGKILL)
-    }
+    func stop() { output.stop() }
 }

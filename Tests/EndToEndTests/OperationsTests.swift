@@ -23,6 +23,43 @@ import Testing
         }
     }
 
+    @Test func plainHTTPOnlyRedirectsToHTTPS() async throws {
+        let redirectPort = try freeTCPPort()
+        try await TestServer.with({ $0.httpRedirectPort = redirectPort }) { server in
+            let reply = try await Subprocess.run(
+                "/usr/bin/curl",
+                [
+                    "-sS", "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}",
+                    "http://127.0.0.1:\(redirectPort)/v1/calls?x=1",
+                ])
+            #expect(reply.output == "308 https://127.0.0.1:\(server.port)/v1/calls")
+            let health = try await Subprocess.run(
+                "/usr/bin/curl",
+                ["-sS", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:\(redirectPort)/healthz"])
+            #expect(health.output == "308")
+        }
+    }
+
+    @Test func cliWatchPrintsCallEventsLive() async throws {
+        try await TestServer.with { server in
+            let watch = try lineStream(
+                CLI.executable.path,
+                [
+                    "calls", "watch", "--all", "--server", server.baseURL, "--ca", server.caPath, "--token",
+                    server.token("ops", admin: true),
+                ])
+            defer { watch.stop() }
+            #expect(try await watch.next()?.hasPrefix("TIME") == true)
+            #expect(try await watch.next()?.contains("hello") == true)
+            let id = try await server.invite("alice", to: "bob").callID
+            try await server.act("decline", id, as: "bob")
+            let invite = try #require(try await watch.next())
+            #expect(invite.contains("call.invite") && invite.contains(id) && invite.contains("alice"))
+            let ended = try #require(try await watch.next())
+            #expect(ended.contains("call.ended") && ended.contains(id) && ended.contains("declined"))
+        }
+    }
+
     @Test func metricsDescribeCallsStreamsAndRequests() async throws {
         try await TestServer.with { server in
             let stream = try await server.stream("bob", device: "b1")
@@ -163,5 +200,36 @@ enum Subprocess {
                         error: String(decoding: error, as: UTF8.self)))
             }
         }
+    }
+}
+
+/// A TCP port that was free a moment ago (bind to port 0, read it, close).
+func freeTCPPort() throws -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = 0
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &address) { pointer in
+        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0
+        }
+    }
+    guard bound else { throw TestFailure("no free port") }
+    return Int(UInt16(bigEndian: address.sin_port))
+}
+
+/// A long-running program whose stdout is read line by line as it comes.
+func lineStream(_ path: String, _ arguments: [String]) throws -> StreamingProcess<String> {
+    try StreamingProcess(path, arguments, state: Data()) { pending, data in
+        pending.append(data)
+        var lines: [String] = []
+        while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
+            lines.append(String(decoding: pending[pending.startIndex..<newline], as: UTF8.self))
+            pending.removeSubrange(pending.startIndex...newline)
+        }
+        return lines
     }
 }
