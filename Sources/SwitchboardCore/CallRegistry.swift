@@ -225,10 +225,19 @@ public struct CallRegistry: Sendable {
 
     /// Routes an offer, answer or ICE candidate to the other party. Before an answer, the caller's signals go to
     /// every callee device; after it, only to the device that answered. The callee's signals go to the device
-    /// that placed the call.
+    /// that placed the call. Only that device may signal for the caller, and once the call is answered only the
+    /// device that answered may signal for the callee (`forbidden` otherwise).
     public mutating func signal(_ signal: Signal, now: Date) throws(CallError) -> [Delivery] {
         var call = try callForAction(signal.callID, user: signal.fromUser, calleeOnly: nil)
         guard call.state != .ended else { throw invalid(call, "signal") }
+        // Media is negotiated between the device that placed the call and the one that answered it: no other
+        // device of either user may inject SDP or candidates.
+        if signal.fromUser == call.caller, signal.fromDevice != call.callerDevice {
+            throw CallError(.forbidden, "only the device that placed the call can signal in it")
+        }
+        if signal.fromUser == call.callee, let answeredBy = call.answeredBy, signal.fromDevice != answeredBy {
+            throw CallError(.forbidden, "the call was answered on another device")
+        }
         switch signal.kind {
         case .offer, .answer:
             guard let sdp = signal.sdp, signal.candidate == nil else {

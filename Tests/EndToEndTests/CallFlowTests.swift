@@ -218,6 +218,12 @@ import Testing
             #expect(
                 (try await alice.expect("call.accepted")["call"] as? [String: Any])?["answeredBy"] as? String == winner)
 
+            // The device that lost is out of the call: it cannot inject SDP or candidates.
+            let loserDevice = winner == "phone" ? "laptop" : "phone"
+            let injected = try await server.act(
+                "signals", id, as: "bob", device: loserDevice, extra: ["type": "end-of-candidates"])
+            #expect(injected.status == 403)
+            #expect(injected.errorCode == "forbidden")
             // After the answer, the caller's signals reach only the device that answered.
             try await server.act("signals", id, as: "alice", device: "a1", extra: ["type": "end-of-candidates"])
             #expect(try await winnerStream.expect("call.signal")["type"] as? String == "end-of-candidates")

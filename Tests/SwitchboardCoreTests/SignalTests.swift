@@ -35,10 +35,23 @@ import Testing
     func theCalleesSignalsReachOnlyTheDeviceThatPlacedTheCall(stage: Stage, device: String) throws {
         var registry = try stage.registry()
         let signal = Self.candidate("bob", device)
+        if stage.state == .active && device != "b1" {
+            // Answered on b1: b2 is out of the call.
+            expectCallError(.forbidden) { _ = try registry.signal(signal, now: t0 + 6) }
+            return
+        }
         #expect(
             try registry.signal(signal, now: t0 + 6) == [
                 Delivery(user: "alice", devices: .only("a1"), event: .signal(signal))
             ])
+    }
+
+    @Test(arguments: Stage.allCases.filter { $0.state != .ended })
+    func theCallersOtherDevicesCannotSignal(stage: Stage) throws {
+        var registry = try stage.registry()
+        let before = registry.calls
+        expectCallError(.forbidden) { _ = try registry.signal(Self.candidate("alice", "a2"), now: t0 + 6) }
+        #expect(registry.calls == before)
     }
 
     @Test func offersAndAnswersAreRoutedWithTheirSdp() throws {
