@@ -91,9 +91,10 @@ public struct CallRegistry: Sendable {
 
     /// `caller` on `device` invites `callee`, with id `id` chosen by the adapter.
     ///
-    /// The call is created even when it cannot ring: a callee in an active call makes it end `busy` at once, and
-    /// pending invites the other way round (glare) are compared by id: the lesser id survives and the rest end
-    /// `glare`, the same way whatever order a set happens to iterate in.
+    /// The call is created even when it cannot ring: a callee in an active call makes it end `busy` at once. A
+    /// pending invite from the same caller to the same callee ends `cancelled` (the new one replaces it). A pending
+    /// invite the other way round (glare) is compared by id: the lesser id survives and the other ends `glare`,
+    /// the same way on every node.
     public mutating func invite(
         id: String,
         from caller: String,
@@ -127,6 +128,16 @@ public struct CallRegistry: Sendable {
         }
 
         var deliveries: [Delivery] = []
+        // Calling the same user again replaces the invite still pending (a retry, or another of the caller's
+        // devices): between two users there is at most one pending call.
+        let repeated = pendingIDs.filter { other in
+            guard other != id, let other = calls[other] else { return false }
+            return other.caller == caller && other.callee == callee
+        }.sorted()
+        for previous in repeated {
+            deliveries += endDeliveries(end(previous, .cancelled, now: now, by: caller, device: device))
+        }
+
         let glares = pendingIDs.filter { other in
             guard let other = calls[other] else { return false }
             return other.caller == callee && other.callee == caller

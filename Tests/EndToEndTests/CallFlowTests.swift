@@ -238,6 +238,21 @@ import Testing
         }
     }
 
+    @Test func callingAgainReplacesThePendingInvite() async throws {
+        try await TestServer.with { server in
+            let bob = try await server.stream("bob", device: "b1")
+            defer { bob.close() }
+            try await bob.expect("hello")
+            let first = try await server.invite("alice", device: "a1", to: "bob").callID
+            try await bob.expect("call.invite")
+            let second = try await server.invite("alice", device: "a2", to: "bob").callID
+            let ended = try await bob.expect("call.ended")
+            #expect((ended["call"] as? [String: Any])?["id"] as? String == first)
+            #expect((ended["call"] as? [String: Any])?["endReason"] as? String == "cancelled")
+            #expect((try await bob.expect("call.invite")["call"] as? [String: Any])?["id"] as? String == second)
+        }
+    }
+
     @Test func aDeviceThatConnectsLateGetsThePendingInvite() async throws {
         try await TestServer.with { server in
             let offer = try Fixture.sdp("firefox-offer-av")
