@@ -1,6 +1,6 @@
 import Foundation
 import NIOCore
-import SwitchboardCore
+public import SwitchboardCore
 
 /// JSON encoding and strict decoding for the API.
 enum JSON {
@@ -88,18 +88,18 @@ struct TicketBody: RequestBody {
     let device: String?
 }
 
-/// `Call` as the API shows it.
-struct CallJSON: Encodable {
-    let id: String
-    let caller: String
-    let callee: String
-    let state: CallState
-    let endReason: EndReason?
-    let createdAt: String
-    let answeredAt: String?
-    let endedAt: String?
-    let answeredBy: String?
-    let timeline: [TimelineJSON]?
+/// `Call` as the API shows it; the server encodes it and clients (the CLI) decode it.
+public struct CallJSON: Codable, Sendable {
+    public let id: String
+    public let caller: String
+    public let callee: String
+    public let state: CallState
+    public let endReason: EndReason?
+    public let createdAt: String
+    public let answeredAt: String?
+    public let endedAt: String?
+    public let answeredBy: String?
+    public let timeline: [TimelineJSON]?
 
     init(_ call: Call, timeline: Bool = false) {
         id = call.id
@@ -115,12 +115,13 @@ struct CallJSON: Encodable {
     }
 }
 
-struct TimelineJSON: Encodable {
-    let at: String
-    let event: String
-    let user: String
-    let device: String?
-    let reason: String?
+/// One timeline entry as the API shows it.
+public struct TimelineJSON: Codable, Sendable {
+    public let at: String
+    public let event: String
+    public let user: String
+    public let device: String?
+    public let reason: String?
 
     init(_ entry: TimelineEntry) {
         at = RFC3339.format(entry.at)
@@ -131,12 +132,14 @@ struct TimelineJSON: Encodable {
     }
 }
 
-struct CallResponse: Encodable {
-    let call: CallJSON
+/// `{"call": Call}`: the answer of the call routes, and the data of lifecycle events without SDP.
+public struct CallResponse: Codable, Sendable {
+    public let call: CallJSON
 }
 
-struct CallListResponse: Encodable {
-    let calls: [CallJSON]
+/// `{"calls": [Call]}`.
+public struct CallListResponse: Codable, Sendable {
+    public let calls: [CallJSON]
 }
 
 /// The data of `call.invite`, `call.ringing`, `call.accepted` and `call.ended` events.
@@ -146,16 +149,16 @@ struct CallEventJSON: Encodable {
 }
 
 /// The data of a `call.signal` event.
-struct SignalEventJSON: Encodable {
-    struct From: Encodable {
-        let user: String
-        let device: String
+public struct SignalEventJSON: Codable, Sendable {
+    public struct From: Codable, Sendable {
+        public let user: String
+        public let device: String
     }
-    let callId: String
-    let from: From
-    let type: Signal.Kind
-    let sdp: String?
-    let candidate: ICECandidate?
+    public let callId: String
+    public let from: From
+    public let type: Signal.Kind
+    public let sdp: String?
+    public let candidate: ICECandidate?
 
     init(_ signal: Signal) {
         callId = signal.callID

@@ -102,11 +102,14 @@ struct Calls: AsyncParsableCommand {
                 let query =
                     state.map { "?state=" + ($0.addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed) ?? $0) }
                     ?? ""
-                let list = try await client.get("/v1/calls" + query, as: CallListView.self)
+                let list = try await client.get("/v1/calls" + query, as: CallListResponse.self)
                 if json { return print(String(decoding: try JSONEncoder.pretty.encode(list), as: UTF8.self)) }
                 var rows = [["ID", "STATE", "REASON", "CALLER", "CALLEE", "CREATED"]]
                 for call in list.calls {
-                    rows.append([call.id, call.state, call.endReason ?? "-", call.caller, call.callee, call.createdAt])
+                    rows.append([
+                        call.id, call.state.rawValue, call.endReason?.rawValue ?? "-", call.caller, call.callee,
+                        call.createdAt,
+                    ])
                 }
                 print(Table.render(rows))
             }
@@ -122,13 +125,13 @@ struct Calls: AsyncParsableCommand {
         func run() async throws {
             try await failingCleanly {
                 let path = "/v1/calls/" + (id.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed) ?? id)
-                let view = try await client.get(path, as: CallResponseView.self)
+                let view = try await client.get(path, as: CallResponse.self)
                 if json { return print(String(decoding: try JSONEncoder.pretty.encode(view), as: UTF8.self)) }
                 let call = view.call
                 print("call     \(call.id)")
                 print("from     \(call.caller)")
                 print("to       \(call.callee)")
-                print("state    \(call.state)\(call.endReason.map { " (\($0))" } ?? "")")
+                print("state    \(call.state.rawValue)\(call.endReason.map { " (\($0.rawValue))" } ?? "")")
                 print("created  \(call.createdAt)")
                 if let answeredAt = call.answeredAt {
                     print("answered \(answeredAt)\(call.answeredBy.map { " on \($0)" } ?? "")")
@@ -188,48 +191,22 @@ struct Calls: AsyncParsableCommand {
         static func line(for event: SSEParser.Event) -> String {
             let time = String(ISO8601DateFormatter().string(from: Date()))
             let data = Data(event.data.utf8)
-            if let payload = try? JSONDecoder().decode(CallResponseView.self, from: data) {
+            if let payload = try? JSONDecoder().decode(CallResponse.self, from: data) {
                 let call = payload.call
                 return Table.row(
-                    [time, event.name, call.id, call.caller, call.callee, call.state, call.endReason ?? ""],
+                    [
+                        time, event.name, call.id, call.caller, call.callee, call.state.rawValue,
+                        call.endReason?.rawValue ?? "",
+                    ],
                     widths: widths)
             }
-            if let signal = try? JSONDecoder().decode(SignalView.self, from: data) {
+            if let signal = try? JSONDecoder().decode(SignalEventJSON.self, from: data) {
                 return Table.row(
-                    [time, event.name, signal.callId, signal.from.user, "", signal.type, ""], widths: widths)
+                    [time, event.name, signal.callId, signal.from.user, "", signal.type.rawValue, ""], widths: widths)
             }
             return Table.row([time, event.name, "", "", "", "", ""], widths: widths)
         }
     }
-}
-
-struct CallView: Codable {
-    struct Entry: Codable {
-        let at: String
-        let event: String
-        let user: String
-        let device: String?
-        let reason: String?
-    }
-    let id: String
-    let caller: String
-    let callee: String
-    let state: String
-    let endReason: String?
-    let createdAt: String
-    let answeredAt: String?
-    let endedAt: String?
-    let answeredBy: String?
-    let timeline: [Entry]?
-}
-
-struct CallResponseView: Codable { let call: CallView }
-struct CallListView: Codable { let calls: [CallView] }
-struct SignalView: Codable {
-    struct From: Codable { let user: String }
-    let callId: String
-    let from: From
-    let type: String
 }
 
 /// Writes one line to stdout at once, unbuffered, so a pipe sees a live watch as it happens.
