@@ -1,5 +1,6 @@
 import Crypto
 public import Foundation
+import Glibc
 import SwiftASN1
 import X509
 
@@ -45,9 +46,15 @@ public struct DevCertificates: Sendable {
 
     /// The dev token secret, created (32 random bytes) on first use.
     public func tokenSecret() throws -> [UInt8] {
-        if let text = try? String(contentsOfFile: tokenSecretPath, encoding: .utf8) {
+        if FileManager.default.fileExists(atPath: tokenSecretPath) {
+            // An existing secret that cannot be read is an error, not a reason to mint a new one (that would
+            // silently invalidate every token).
+            guard let text = try? String(contentsOfFile: tokenSecretPath, encoding: .utf8) else {
+                throw ServerError("cannot read the dev token secret \(tokenSecretPath)")
+            }
             let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
-            if !trimmed.isEmpty { return Array(trimmed.utf8) }
+            guard !trimmed.isEmpty else { throw ServerError("the dev token secret \(tokenSecretPath) is empty") }
+            return Array(trimmed.utf8)
         }
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let secret = Base64URL.random(bytes: 32)
@@ -124,11 +131,19 @@ public struct DevCertificates: Sendable {
     }
 
     private func write(_ text: String, to path: String, mode: Int) throws {
-        // Created with its final mode, so a private key is never readable by others, even briefly.
-        try? FileManager.default.removeItem(atPath: path)
-        guard
-            FileManager.default.createFile(
-                atPath: path, contents: Data(text.utf8), attributes: [.posixPermissions: mode])
-        else { throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: path]) }
+        // Created with its final mode (O_EXCL, no symlink followed), so a private key is never readable by
+        // others, even briefly.
+        if unlink(path) != 0 && errno != ENOENT { throw ServerError("cannot replace \(path): errno \(errno)") }
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode_t(mode))
+        guard fd >= 0 else { throw ServerError("cannot create \(path): errno \(errno)") }
+        defer { close(fd) }
+        let bytes = Array(text.utf8)
+        var written = 0
+        while written < bytes.count {
+            let result = bytes[written...].withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+            guard result > 0 else { throw ServerError("cannot write \(path): errno \(errno)") }
+            written += result
+        }
+        guard fchmod(fd, mode_t(mode)) == 0 else { throw ServerError("cannot set the mode of \(path)") }
     }
 }

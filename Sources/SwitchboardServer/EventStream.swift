@@ -79,19 +79,24 @@ final class EventStream: Sendable {
         return result
     }
 
-    /// Ends the stream after the frames already queued and `final`, if given.
+    /// Ends the stream after the frames already queued and `final`, if given. A reader that does not take them
+    /// within a few seconds has its connection closed, so a stalled client cannot hold up a shutdown.
     func finish(_ ending: Ending, final: ByteBuffer?) {
-        let waiter = state.withLock { state -> (CheckedContinuation<[ByteBuffer]?, Never>, [ByteBuffer]?)? in
-            guard state.ending == nil else { return nil }
+        let (ended, waiter) = state.withLock {
+            state -> (Bool, (CheckedContinuation<[ByteBuffer]?, Never>, [ByteBuffer]?)?) in
+            guard state.ending == nil else { return (false, nil) }
             state.ending = ending
             if let final { state.frames.append(final) }
-            guard let waiter = state.waiter else { return nil }
+            guard let waiter = state.waiter else { return (true, nil) }
             state.waiter = nil
             let frames = Array(state.frames)
             state.frames.removeAll()
-            return (waiter, frames.isEmpty ? nil : frames)
+            return (true, (waiter, frames.isEmpty ? nil : frames))
         }
         if let (waiter, frames) = waiter { waiter.resume(returning: frames) }
+        if ended, let channel {
+            channel.eventLoop.scheduleTask(in: .seconds(3)) { channel.close(promise: nil) }
+        }
     }
 
     /// The frames queued so far, waiting for at least one; nil once the stream is over and drained.

@@ -26,7 +26,8 @@ struct ObservabilityMiddleware: RouterMiddleware {
         var user: String?
         do {
             var context = context
-            if request.uri.path.hasPrefix("/v1/") {
+            // By path segments, as the router matches them ("//v1/calls" is "/v1/calls" to it).
+            if request.uri.path.split(separator: "/").first == "v1" {
                 let identity = try authenticate(request)
                 user = identity.user
                 context.identity = identity

@@ -115,19 +115,33 @@ struct Routes: Sendable {
             guard identity.isAdmin else { throw APIError.forbidden("only admins can watch all calls") }
             watchAll = true
         }
-        let lastEventID = request.headers[HTTPField.Name("Last-Event-ID")!]
-        guard
-            let stream = signaling.openStream(
-                identity, device: device!, lastEventID: lastEventID, watchAll: watchAll, channel: context.channel)
-        else { throw APIError(.serviceUnavailable, "shutting_down", "the server is shutting down") }
+        // Native EventSource sends Last-Event-ID itself when it reconnects; a page that had to open a new
+        // EventSource (its ticket was spent) passes the id it saw as `lastEventId` instead.
+        let lastEventID =
+            request.headers[HTTPField.Name("Last-Event-ID")!]
+            ?? request.uri.queryParameters["lastEventId"].map(String.init)
+        let stream: EventStream
+        switch signaling.openStream(
+            identity, device: device!, lastEventID: lastEventID, watchAll: watchAll, channel: context.channel)
+        {
+        case .opened(let opened): stream = opened
+        case .shuttingDown: throw APIError(.serviceUnavailable, "shutting_down", "the server is shutting down")
+        case .tooManyStreams:
+            throw APIError(
+                .tooManyRequests, "too_many_streams",
+                "at most \(configuration.maxStreamsPerUser) streams per user; close one first")
+        }
         // While it streams, the server reads nothing from the connection, and the listener allows half-closure, so a
         // client that goes away would only be noticed at the next heartbeat write. Watch for the peer's FIN instead
         // and end the stream as soon as its connection closes.
         context.channel.pipeline.addHandler(PeerClosedHandler(), position: .first).whenFailure { _ in
             stream.finish(.finished, final: nil)
         }
-        context.channel.closeFuture.whenComplete { _ in stream.finish(.finished, final: nil) }
         let signaling = self.signaling
+        context.channel.closeFuture.whenComplete { _ in
+            // Also when the response never started (the client left before its head was written).
+            Task { signaling.closeStream(stream) }
+        }
         let headers: HTTPFields = [
             .contentType: "text/event-stream; charset=utf-8",
             .cacheControl: "no-store",
@@ -170,7 +184,8 @@ struct Routes: Sendable {
         }
         var request = request
         let buffer = try await request.collectBody(upTo: configuration.maxBodyBytes)
-        return try JSON.decodeBody(type, from: buffer)
+        // No body at all reads as an empty object: `POST /v1/stream-tickets` needs none.
+        return try JSON.decodeBody(type, from: buffer.readableBytes == 0 ? ByteBuffer(string: "{}") : buffer)
     }
 
     /// The device a request acts as: the body's, which must match the token's device claim when there is one.

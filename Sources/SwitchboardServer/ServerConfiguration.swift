@@ -25,7 +25,9 @@ public struct ServerConfiguration: Sendable {
     public var streamBufferFrames: Int = 256
     /// Bytes a stream may have queued before its reader is considered too slow and disconnected.
     public var streamBufferBytes: Int = 1 << 20
-    /// Events kept per user for `Last-Event-ID` resumption.
+    /// Open streams (devices) one user may have at once.
+    public var maxStreamsPerUser: Int = 16
+    /// Events kept per user for `Last-Event-ID` resumption (also bounded by ``streamBufferBytes``).
     public var backlogSize: Int = 256
     /// How long events stay resumable.
     public var backlogTTL: TimeInterval = 300

@@ -28,8 +28,21 @@ final class Signaling: Sendable {
     private struct UserStreams {
         var streams: [String: EventStream] = [:]
         var backlog = Deque<BacklogEntry>()
+        var backlogBytes = 0
         /// The highest event id no longer in the backlog: a resume from before it needs a `resync`.
-        var evictedThrough: UInt64 = 0
+        var evictedThrough: UInt64
+        /// When a stream of this user was last open; a backlog is kept only for users seen within its TTL.
+        var lastSeen: Date?
+
+        init(evictedThrough: UInt64) {
+            self.evictedThrough = evictedThrough
+        }
+
+        mutating func evictOldest() {
+            guard let evicted = backlog.popFirst() else { return }
+            evictedThrough = evicted.seq
+            backlogBytes -= evicted.frame.readableBytes
+        }
     }
 
     private struct State {
@@ -40,6 +53,9 @@ final class Signaling: Sendable {
         var nextSerial = 0
         var openStreams = 0
         var tickets: [String: Ticket] = [:]
+        /// Every event id up to this one was in a backlog that has since been dropped with its user entry: a new
+        /// entry starts from here, so a resume from before it resyncs instead of silently skipping events.
+        var prunedThrough: UInt64 = 0
         var nextHeartbeat: Date
         var nextPrune: Date
         var shuttingDown = false
@@ -132,6 +148,11 @@ final class Signaling: Sendable {
         return try state.withLock { state throws(CallError) in
             let outcome = try input(&state.registry, now)
             apply(outcome.deliveries, in: &state, now: now)
+            if outcome.deliveries.isEmpty, outcome.call.state == .ended, let reason = outcome.call.endReason {
+                // A call that ended as it was made (busy) tells no device, but it is still counted and watched.
+                metrics.callEnded(reason)
+                notifyWatchers("call.ended", outcome.call, in: &state)
+            }
             return outcome.call
         }
     }
@@ -140,24 +161,25 @@ final class Signaling: Sendable {
         var watched: Set<String> = []
         for delivery in deliveries {
             deliver(delivery, in: &state, now: now)
-            // Admin watchers get each lifecycle change once, with the call as the registry holds it.
+            // The callee's other devices hear "answered elsewhere"; for everyone else that call is active.
+            if case .ended(let view) = delivery.event, view.endReason == .answeredElsewhere { continue }
             guard case let name = delivery.event.name, name != "call.signal",
                 watched.insert(name + " " + delivery.event.callID).inserted,
                 let call = state.registry.calls[delivery.event.callID]
             else { continue }
             if case .accepted = delivery.event { metrics.callSetups.increment() }
-            if case .ended(let ended) = delivery.event, ended.endReason != .answeredElsewhere,
-                let reason = call.endReason
-            {
-                metrics.callEnded(reason)
-            }
-            guard !state.watchers.isEmpty else { continue }
-            state.seq += 1
-            let frame = SSE.event(
-                id: eventID(state.seq), name: name, data: CallEventJSON(call: CallJSON(call), sdp: nil))
-            for (serial, stream) in state.watchers where push(frame, to: stream) == false {
-                state.watchers[serial] = nil
-            }
+            if case .ended = delivery.event, let reason = call.endReason { metrics.callEnded(reason) }
+            notifyWatchers(name, call, in: &state)
+        }
+    }
+
+    /// Admin watchers get each lifecycle change once, with the call as the registry holds it.
+    private func notifyWatchers(_ name: String, _ call: Call, in state: inout State) {
+        guard !state.watchers.isEmpty else { return }
+        state.seq += 1
+        let frame = SSE.event(id: eventID(state.seq), name: name, data: CallEventJSON(call: CallJSON(call), sdp: nil))
+        for (serial, stream) in state.watchers where push(frame, to: stream) == false {
+            state.watchers[serial] = nil
         }
     }
 
@@ -166,16 +188,26 @@ final class Signaling: Sendable {
         state.seq += 1
         let seq = state.seq
         let frame = Self.frame(for: delivery.event, id: eventID(seq))
-        var user = state.users[delivery.user] ?? UserStreams()
-        user.backlog.append(BacklogEntry(seq: seq, devices: delivery.devices, frame: frame, at: now))
-        while user.backlog.count > configuration.backlogSize, let evicted = user.backlog.popFirst() {
-            user.evictedThrough = evicted.seq
-        }
+        var user = state.users[delivery.user] ?? UserStreams(evictedThrough: state.prunedThrough)
         for (device, stream) in user.streams where delivery.devices.includes(device) {
             if !push(frame, to: stream) { user.streams[device] = nil }
         }
+        // Keep the event for resumption only for users who had a stream lately: nobody resumes for a user who
+        // never connected, and pending invites are re-sent from the registry anyway.
+        let recentlySeen =
+            !user.streams.isEmpty
+            || (user.lastSeen.map { now.timeIntervalSince($0) < configuration.backlogTTL } ?? false)
+        if recentlySeen {
+            user.backlog.append(BacklogEntry(seq: seq, devices: delivery.devices, frame: frame, at: now))
+            user.backlogBytes += frame.readableBytes
+            while user.backlog.count > configuration.backlogSize || user.backlogBytes > configuration.streamBufferBytes
+            {
+                user.evictOldest()
+            }
+        } else {
+            user.evictedThrough = seq
+        }
         state.users[delivery.user] = user
-        if delivery.event.name == "call.ended" { metrics.setCallCounts(state.registry.countsByState()) }
     }
 
     /// Queues a frame; false when the stream is gone (and was cut now, if it overflowed).
@@ -218,16 +250,22 @@ final class Signaling: Sendable {
     /// Registers a stream for `identity` on `device` and queues what it must see first: `retry`, `hello`, then
     /// either the events after `lastEventID`, or `resync` when they are gone, or (on a fresh connection) the
     /// invites still pending for this user.
+    enum OpenResult {
+        case opened(EventStream)
+        case shuttingDown
+        case tooManyStreams
+    }
+
     func openStream(
         _ identity: Identity,
         device: String,
         lastEventID: String?,
         watchAll: Bool,
         channel: (any Channel)?
-    ) -> EventStream? {
+    ) -> OpenResult {
         let now = clock()
-        return state.withLock { state -> EventStream? in
-            guard !state.shuttingDown else { return nil }
+        return state.withLock { state -> OpenResult in
+            guard !state.shuttingDown else { return .shuttingDown }
             state.nextSerial += 1
             let stream = EventStream(
                 serial: state.nextSerial, user: identity.user, device: device, watchesAll: watchAll, channel: channel,
@@ -239,33 +277,61 @@ final class Signaling: Sendable {
             if watchAll {
                 state.watchers[stream.serial] = stream
                 stream.enqueue(SSE.event(id: eventID(state.seq), name: "hello", data: hello))
-                return stream
+                return .opened(stream)
             }
 
-            var user = state.users[identity.user] ?? UserStreams()
-            if let previous = user.streams[device] { previous.finish(.superseded, final: nil) }
+            var user = state.users[identity.user] ?? UserStreams(evictedThrough: state.prunedThrough)
+            if let previous = user.streams[device] {
+                let notice = SSE.event(id: eventID(state.seq), name: "superseded", data: SupersededJSON())
+                previous.finish(.superseded, final: notice)
+            } else if user.streams.count >= configuration.maxStreamsPerUser {
+                state.openStreams -= 1
+                metrics.sseStreamsOpen.record(state.openStreams)
+                _ = stream.markForgotten()
+                return .tooManyStreams
+            }
             user.streams[device] = stream
+            user.lastSeen = now
 
-            let resumeFrom = lastEventID.flatMap(parseEventID)
-            if let lastEventID, let resumeFrom, resumeFrom <= state.seq, resumeFrom >= user.evictedThrough {
-                stream.enqueue(SSE.event(id: lastEventID, name: "hello", data: hello))
-                for entry in user.backlog where entry.seq > resumeFrom && entry.devices.includes(device) {
-                    stream.enqueue(entry.frame)
+            // What a resume must replay; a replay that would not fit the stream's own queue resyncs instead.
+            var replay: [ByteBuffer]?
+            if let lastEventID, let resumeFrom = parseEventID(lastEventID), resumeFrom <= state.seq,
+                resumeFrom >= user.evictedThrough
+            {
+                let frames = user.backlog.filter { $0.seq > resumeFrom && $0.devices.includes(device) }.map(\.frame)
+                if frames.count + 3 <= configuration.streamBufferFrames,
+                    frames.reduce(0, { $0 + $1.readableBytes }) + 4096 <= configuration.streamBufferBytes
+                {
+                    replay = frames
                 }
+            }
+            if let replay, let lastEventID {
+                stream.enqueue(SSE.event(id: lastEventID, name: "hello", data: hello))
+                for frame in replay { stream.enqueue(frame) }
             } else {
                 stream.enqueue(SSE.event(id: eventID(state.seq), name: "hello", data: hello))
                 if lastEventID != nil {
                     metrics.sseResyncs.increment()
                     stream.enqueue(SSE.event(id: eventID(state.seq), name: "resync", data: EmptyJSON()))
                 }
-                for call in state.registry.pendingInvites(to: identity.user) {
+                // Pending invites, as many as the stream holds; kept in the backlog for this device, so that a
+                // resume right after them does not lose them.
+                let budget = max(0, configuration.streamBufferFrames - 3)
+                for call in state.registry.pendingInvites(to: identity.user).suffix(budget) {
                     state.seq += 1
-                    stream.enqueue(Self.frame(for: .invite(call, offer: call.offer), id: eventID(state.seq)))
+                    let frame = Self.frame(for: .invite(call, offer: call.offer), id: eventID(state.seq))
+                    guard stream.enqueue(frame) == .queued else { break }
+                    user.backlog.append(BacklogEntry(seq: state.seq, devices: .only(device), frame: frame, at: now))
+                    user.backlogBytes += frame.readableBytes
+                }
+                while user.backlog.count > configuration.backlogSize
+                    || user.backlogBytes > configuration.streamBufferBytes
+                {
+                    user.evictOldest()
                 }
             }
             state.users[identity.user] = user
-            _ = now
-            return stream
+            return .opened(stream)
         }
     }
 
@@ -278,6 +344,7 @@ final class Signaling: Sendable {
                 state.watchers[stream.serial] = nil
             } else if state.users[stream.user]?.streams[stream.device] === stream {
                 state.users[stream.user]?.streams[stream.device] = nil
+                state.users[stream.user]?.lastSeen = clock()
             }
             state.openStreams -= 1
             metrics.sseStreamsOpen.record(state.openStreams)
@@ -333,11 +400,14 @@ final class Signaling: Sendable {
                 state.nextPrune = now.addingTimeInterval(1)
                 let oldest = now.addingTimeInterval(-configuration.backlogTTL)
                 for (name, var user) in state.users {
-                    while let first = user.backlog.first, first.at < oldest {
-                        user.evictedThrough = first.seq
-                        user.backlog.removeFirst()
+                    while let first = user.backlog.first, first.at < oldest { user.evictOldest() }
+                    let stale = user.lastSeen.map { $0 < oldest } ?? true
+                    if user.streams.isEmpty && user.backlog.isEmpty && stale {
+                        state.prunedThrough = max(state.prunedThrough, user.evictedThrough)
+                        state.users[name] = nil
+                    } else {
+                        state.users[name] = user
                     }
-                    state.users[name] = user.streams.isEmpty && user.backlog.isEmpty ? nil : user
                 }
                 state.tickets = state.tickets.filter { $0.value.expires > now }
                 metrics.setCallCounts(state.registry.countsByState())
@@ -374,6 +444,11 @@ struct HelloJSON: Encodable {
 }
 
 struct EmptyJSON: Encodable {}
+
+struct SupersededJSON: Encodable {
+    let reason = "another stream opened for this device"
+    let reconnect = false
+}
 
 struct ShutdownJSON: Encodable {
     let reason = "server shutting down"

@@ -130,8 +130,15 @@ struct RedirectToHTTPSMiddleware<Context: RequestContext>: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
         -> Response
     {
-        let host = (request.head.authority ?? "localhost").split(separator: ":").first.map(String.init) ?? "localhost"
-        let location = "https://\(host):\(httpsPort.value)\(request.uri.path)"
+        // The host as the client named it, without its port; bracketed IPv6 literals stay whole.
+        var host = request.head.authority ?? "localhost"
+        if let closing = host.lastIndex(of: "]") {
+            host = String(host[...closing])
+        } else if let colon = host.lastIndex(of: ":") {
+            host = String(host[..<colon])
+        }
+        let query = request.uri.query.map { "?" + $0 } ?? ""
+        let location = "https://\(host):\(httpsPort.value)\(request.uri.path)\(query)"
         return Response(status: .permanentRedirect, headers: [.location: location])
     }
 }

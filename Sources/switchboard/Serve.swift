@@ -16,6 +16,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Seconds between SSE heartbeat comments.") var heartbeat: Double = 15
     @Option(help: "Frames an SSE stream may queue before a slow reader is cut.") var streamBuffer: Int = 256
     @Option(help: "Events kept per user for Last-Event-ID resumption.") var backlog: Int = 256
+    @Option(help: "Open event streams (devices) per user.") var maxStreamsPerUser: Int = 16
     @Option(help: "Largest request body in bytes.") var maxBody: Int = 64 * 1024
     @Option(help: "Requests per second per user (0 disables).") var rateLimit: Double = 20
     @Option(help: "Plain-HTTP port that only redirects to HTTPS.") var httpRedirectPort: Int?
@@ -32,7 +33,7 @@ struct Serve: AsyncParsableCommand {
                 handler.logLevel = level
                 return handler
             }
-            let secretBytes = try secret.resolve()
+            let (secretBytes, isDevSecret) = try secret.resolve()
             var configuration = ServerConfiguration(tokenSecret: secretBytes)
             configuration.host = host
             configuration.port = port
@@ -43,11 +44,13 @@ struct Serve: AsyncParsableCommand {
             configuration.heartbeatInterval = heartbeat
             configuration.streamBufferFrames = streamBuffer
             configuration.backlogSize = backlog
+            configuration.maxStreamsPerUser = maxStreamsPerUser
             configuration.maxBodyBytes = maxBody
             configuration.rateLimitPerSecond = rateLimit
             configuration.httpRedirectPort = httpRedirectPort
             configuration.logLevel = level
-            let devMode = cert == nil && key == nil
+            // Dev tokens are printed only for the dev secret: never mint tokens with an operator's secret.
+            let devMode = cert == nil && key == nil && isDevSecret
             let server = SwitchboardServer(configuration: configuration, logger: Logger(label: "switchboard"))
             let users = demoUsers.split(separator: ",").map(String.init)
             let certsDir = secret.certsDir

@@ -43,19 +43,24 @@ struct SecretOptions: ParsableArguments {
     @Option(help: "Directory of the dev certificate and dev token secret.")
     var certsDir: String = "certs"
 
-    func resolve() throws -> [UInt8] {
-        if let tokenSecret, !tokenSecret.isEmpty { return Array(tokenSecret.utf8) }
-        if let env = ProcessInfo.processInfo.environment["SWITCHBOARD_TOKEN_SECRET"], !env.isEmpty {
-            return Array(env.utf8)
-        }
-        if let tokenSecretFile {
+    /// The secret, and whether it is the dev secret of the certs directory (made on first use).
+    func resolve() throws -> (secret: [UInt8], isDevSecret: Bool) {
+        var given: [UInt8]?
+        if let tokenSecret, !tokenSecret.isEmpty {
+            given = Array(tokenSecret.utf8)
+        } else if let env = ProcessInfo.processInfo.environment["SWITCHBOARD_TOKEN_SECRET"], !env.isEmpty {
+            given = Array(env.utf8)
+        } else if let tokenSecretFile {
             guard let text = try? String(contentsOfFile: tokenSecretFile, encoding: .utf8) else {
                 throw CommandFailure("cannot read the token secret file \(tokenSecretFile)")
             }
-            let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
-            guard !trimmed.isEmpty else { throw CommandFailure("the token secret file \(tokenSecretFile) is empty") }
-            return Array(trimmed.utf8)
+            given = Array(text.trimmingCharacters(in: .whitespacesAndNewlines).utf8)
         }
-        return try DevCertificates(directory: certsDir).tokenSecret()
+        if let given {
+            // One stolen token must not let anyone guess the key offline.
+            guard given.count >= 32 else { throw CommandFailure("the token secret must be at least 32 bytes") }
+            return (given, false)
+        }
+        return (try DevCertificates(directory: certsDir).tokenSecret(), true)
     }
 }

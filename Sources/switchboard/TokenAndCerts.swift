@@ -21,7 +21,7 @@ struct Token: AsyncParsableCommand {
                 guard Identifier.isValid(user) else { throw CommandFailure("invalid user id '\(user)'") }
                 if let device, !Identifier.isValid(device) { throw CommandFailure("invalid device id '\(device)'") }
                 guard ttl > 0 else { throw CommandFailure("--ttl must be positive") }
-                let authority = TokenAuthority(secret: try secret.resolve())
+                let authority = TokenAuthority(secret: try secret.resolve().secret)
                 print(authority.issue(Identity(user: user, isAdmin: admin, device: device), ttl: TimeInterval(ttl)))
             }
         }

@@ -147,6 +147,7 @@ import Testing
             #expect(busy.status == 201)
             #expect(busy.call["state"] as? String == "ended")
             #expect(busy.call["endReason"] as? String == "busy")
+            #expect(try await server.metric(#"switchboard_calls_ended_total{reason="busy"}"#) == 1)
             for user in ["bob", "carol"] {
                 let list = try await server.request(.GET, "/v1/calls?state=ended", token: server.token(user))
                 #expect((list.json["calls"] as? [[String: Any]])?.map { $0["id"] as? String } == [busy.callID])

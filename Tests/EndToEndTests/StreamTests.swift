@@ -58,6 +58,69 @@ import Testing
         }
     }
 
+    @Test func aResumeTooLargeForTheStreamResyncsInsteadOfLooping() async throws {
+        try await TestServer.with({ $0.streamBufferFrames = 8 }) { server in
+            let bob = try await server.stream("bob", device: "b1")
+            try await bob.expect("hello")
+            let id = try await server.invite("alice", to: "bob").callID
+            try await bob.expect("call.invite")
+            let resumeFrom = try #require(bob.lastEventID)
+            bob.close()
+            for _ in 0..<12 {
+                try await server.act("signals", id, as: "alice", extra: ["type": "end-of-candidates"])
+            }
+            let resumed = try await server.stream("bob", device: "b1", lastEventID: resumeFrom)
+            defer { resumed.close() }
+            try await resumed.expect("hello")
+            try await resumed.expect("resync")
+            try await resumed.expect("call.invite")
+            #expect(try await server.metric("switchboard_sse_slow_readers_dropped_total") == 0)
+        }
+    }
+
+    @Test func aTicketStreamResumesFromTheLastEventIdQueryParameter() async throws {
+        try await TestServer.with { server in
+            let bob = try await server.stream("bob", device: "b1")
+            try await bob.expect("hello")
+            let id = try await server.invite("alice", to: "bob").callID
+            try await bob.expect("call.invite")
+            let resumeFrom = try #require(bob.lastEventID)
+            bob.close()
+            try await server.act("hangup", id, as: "alice")
+            // A browser whose ticket was spent opens a new EventSource: no header, so the id rides in the query.
+            let issued = try await server.request(.POST, "/v1/stream-tickets", token: server.token("bob"))
+            #expect(issued.status == 201)
+            let ticket = try #require(issued.json["ticket"] as? String)
+            let curl = try CurlStream(
+                url: server.baseURL + "/v1/events?device=b1&ticket=\(ticket)&lastEventId=\(resumeFrom)",
+                caPath: server.caPath)
+            defer { curl.stop() }
+            try await curl.expect("hello")
+            #expect(
+                (try await curl.expect("call.ended")["call"] as? [String: Any])?["endReason"] as? String == "cancelled")
+        }
+    }
+
+    @Test func streamsPerUserAreCapped() async throws {
+        try await TestServer.with({ $0.maxStreamsPerUser = 2 }) { server in
+            let first = try await server.stream("bob", device: "b1")
+            let second = try await server.stream("bob", device: "b2")
+            defer {
+                first.close()
+                second.close()
+            }
+            try await first.expect("hello")
+            try await second.expect("hello")
+            let third = try await server.request(.GET, "/v1/events?device=b3", token: server.token("bob"))
+            #expect(third.status == 429)
+            #expect(third.errorCode == "too_many_streams")
+            // Reopening a device that already has a stream replaces it rather than counting twice.
+            let again = try await server.stream("bob", device: "b2")
+            defer { again.close() }
+            try await again.expect("hello")
+        }
+    }
+
     @Test func ticketWorksOnceWithoutAnAuthorizationHeader() async throws {
         try await TestServer.with { server in
             let issued = try await server.post(
@@ -127,6 +190,7 @@ import Testing
             let new = try await server.stream("bob", device: "b1")
             defer { new.close() }
             try await new.expect("hello")
+            #expect(try await old.expect("superseded")["reconnect"] as? Bool == false)
             try await old.expectEnd()
         }
     }
