@@ -90,14 +90,9 @@ import Testing
     @Test(arguments: ["declined", "cancelled", "callee-hangup"])
     func endedBeforeAnswer(_ how: String) async throws {
         try await TestServer.with { server in
-            let alice = try await server.stream("alice", device: "a1")
-            let bob = try await server.stream("bob", device: "b1")
-            defer {
-                alice.close()
-                bob.close()
-            }
-            try await alice.expect("hello")
-            try await bob.expect("hello")
+            let streams = try await server.helloStreams([("alice", "a1"), ("bob", "b1")])
+            let (alice, bob) = (streams[0], streams[1])
+            defer { streams.forEach { $0.close() } }
             let id = try await server.invite("alice", device: "a1", to: "bob").callID
             try await bob.expect("call.invite")
             let reply: TestServer.Reply
@@ -157,14 +152,9 @@ import Testing
 
     @Test func glareKeepsTheLesserCallID() async throws {
         try await TestServer.with { server in
-            let alice = try await server.stream("alice", device: "a1")
-            let bob = try await server.stream("bob", device: "b1")
-            defer {
-                alice.close()
-                bob.close()
-            }
-            try await alice.expect("hello")
-            try await bob.expect("hello")
+            let streams = try await server.helloStreams([("alice", "a1"), ("bob", "b1")])
+            let (alice, bob) = (streams[0], streams[1])
+            defer { streams.forEach { $0.close() } }
             let first = try await server.invite("alice", device: "a1", to: "bob")
             try await bob.expect("call.invite")
             let second = try await server.invite("bob", device: "b1", to: "alice")

@@ -195,6 +195,17 @@ final class TestServer: Sendable {
         return nil
     }
 
+    /// Opens one stream per (user, device) and reads each one's `hello`.
+    func helloStreams(_ devices: [(user: String, device: String)]) async throws -> [EventStreamClient] {
+        var streams: [EventStreamClient] = []
+        for (user, device) in devices {
+            let opened = try await stream(user, device: device)
+            streams.append(opened)
+            try await opened.expect("hello")
+        }
+        return streams
+    }
+
     /// Opens an event stream with async-http-client.
     func stream(
         _ user: String, device: String? = "d1", lastEventID: String? = nil, token: String? = nil, query: String = ""

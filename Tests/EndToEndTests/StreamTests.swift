@@ -4,16 +4,23 @@ import NIOPosix
 import NIOSSL
 import Testing
 
+extension TestServer {
+    /// bob's stream on b1 receives alice's invite and then goes away; returns the call and bob's last event id.
+    func inviteBobAndDisconnect() async throws -> (callID: String, lastEventID: String) {
+        let bob = try await stream("bob", device: "b1")
+        defer { bob.close() }
+        try await bob.expect("hello")
+        let id = try await invite("alice", to: "bob").callID
+        try await bob.expect("call.invite")
+        return (id, try #require(bob.lastEventID))
+    }
+}
+
 /// The SSE stream: resumption, tickets, heartbeats, slow readers, shutdown.
 @Suite struct StreamTests {
     @Test func resumesFromLastEventIDWithCurl() async throws {
         try await TestServer.with { server in
-            let bob = try await server.stream("bob", device: "b1")
-            try await bob.expect("hello")
-            let id = try await server.invite("alice", to: "bob").callID
-            try await bob.expect("call.invite")
-            let resumeFrom = try #require(bob.lastEventID)
-            bob.close()
+            let (id, resumeFrom) = try await server.inviteBobAndDisconnect()
 
             // While bob is away, the call moves on.
             try await server.act("hangup", id, as: "alice")
@@ -60,12 +67,7 @@ import Testing
 
     @Test func aResumeTooLargeForTheStreamResyncsInsteadOfLooping() async throws {
         try await TestServer.with({ $0.streamBufferFrames = 8 }) { server in
-            let bob = try await server.stream("bob", device: "b1")
-            try await bob.expect("hello")
-            let id = try await server.invite("alice", to: "bob").callID
-            try await bob.expect("call.invite")
-            let resumeFrom = try #require(bob.lastEventID)
-            bob.close()
+            let (id, resumeFrom) = try await server.inviteBobAndDisconnect()
             for _ in 0..<12 {
                 try await server.act("signals", id, as: "alice", extra: ["type": "end-of-candidates"])
             }
@@ -80,12 +82,7 @@ import Testing
 
     @Test func aTicketStreamResumesFromTheLastEventIdQueryParameter() async throws {
         try await TestServer.with { server in
-            let bob = try await server.stream("bob", device: "b1")
-            try await bob.expect("hello")
-            let id = try await server.invite("alice", to: "bob").callID
-            try await bob.expect("call.invite")
-            let resumeFrom = try #require(bob.lastEventID)
-            bob.close()
+            let (id, resumeFrom) = try await server.inviteBobAndDisconnect()
             try await server.act("hangup", id, as: "alice")
             // A browser whose ticket was spent opens a new EventSource: no header, so the id rides in the query.
             let issued = try await server.request(.POST, "/v1/stream-tickets", token: server.token("bob"))
