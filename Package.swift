@@ -32,6 +32,11 @@ let package = Package(
     ],
     targets: [
         .systemLibrary(
+            name: "COpenSSL",
+            pkgConfig: "openssl",
+            providers: [.apt(["libssl-dev"])]
+        ),
+        .systemLibrary(
             name: "CSRTP",
             pkgConfig: "libsrtp2",
             providers: [.apt(["libsrtp2-dev"])]
@@ -39,6 +44,7 @@ let package = Package(
         .target(
             name: "DTLSSRTP",
             dependencies: [
+                "COpenSSL",
                 "CSRTP",
                 .product(name: "NIOCore", package: "swift-nio"),
             ],

@@ -1,0 +1,233 @@
+internal import COpenSSL
+
+/// The SRTP keys a DTLS-SRTP handshake produced (RFC 5764 §4.2), already split for this endpoint.
+public struct SRTPKeyingMaterial: Sendable {
+    public let profile: SRTPProfile
+    public let localKey: [UInt8]
+    public let localSalt: [UInt8]
+    public let remoteKey: [UInt8]
+    public let remoteSalt: [UInt8]
+
+    /// The outbound (local keys) and inbound (remote keys) SRTP sessions of this endpoint.
+    public func makeSessions(replayWindow: Int = 1024) throws(SRTPError) -> (
+        outbound: SRTPSession, inbound: SRTPSession
+    ) {
+        (
+            try SRTPSession(
+                profile: profile, masterKey: localKey, masterSalt: localSalt, direction: .outbound,
+                replayWindow: replayWindow),
+            try SRTPSession(
+                profile: profile, masterKey: remoteKey, masterSalt: remoteSalt, direction: .inbound,
+                replayWindow: replayWindow)
+        )
+    }
+}
+
+/// A DTLS 1.2 endpoint with the `use_srtp` extension (RFC 5764), as an I/O-free engine over memory BIOs: feed it
+/// the datagrams that arrive, send the datagrams it returns.
+///
+/// When the handshake completes, the peer's certificate is checked against the fingerprint signalled in SDP
+/// (constant time, with the SDP line's hash) and the SRTP keys are exported (`EXTRACTOR-dtls_srtp`). The engine
+/// owns its `SSL_CTX` and `SSL` (and through it both BIOs) and frees them in `deinit`. Not thread-safe: drive it
+/// from one event loop.
+///
+/// Not yet here: retransmission timers, the server's stateless cookie exchange and the half-open cap.
+public final class DTLSEngine {
+    /// DTLS client (SDP `a=setup:active`) or server (`a=setup:passive`).
+    public enum Role: Sendable {
+        case client
+        case server
+    }
+
+    public struct Configuration {
+        public var role: Role
+        public var identity: DTLSIdentity
+        /// The fingerprint the peer signalled in SDP.
+        public var remoteFingerprint: DTLSFingerprint
+        /// Offered (client) or accepted (server) profiles, most preferred first.
+        public var profiles: [SRTPProfile]
+        /// Largest datagram the engine emits.
+        public var mtu: Int
+
+        public init(
+            role: Role,
+            identity: DTLSIdentity,
+            remoteFingerprint: DTLSFingerprint,
+            profiles: [SRTPProfile] = [.aeadAES128GCM, .aes128CMHMACSHA1_80],
+            mtu: Int = 1200
+        ) {
+            self.role = role
+            self.identity = identity
+            self.remoteFingerprint = remoteFingerprint
+            self.profiles = profiles
+            self.mtu = mtu
+        }
+    }
+
+    /// Where the handshake stands.
+    public enum State {
+        case handshaking
+        case established(SRTPKeyingMaterial)
+        case failed(DTLSError)
+    }
+
+    public let configuration: Configuration
+    public private(set) var state: State = .handshaking
+    private let context: OpaquePointer
+    private let ssl: OpaquePointer
+    private let readBIO: OpaquePointer
+    private let writeBIO: OpaquePointer
+
+    public init(_ configuration: Configuration) throws(DTLSError) {
+        guard !configuration.profiles.isEmpty else { throw DTLSError(.noSRTPProfile, "offer at least one profile") }
+        guard (256...65_535).contains(configuration.mtu) else { throw DTLSError(.libraryFailure, "MTU out of range") }
+        self.configuration = configuration
+        guard let context = SSL_CTX_new(DTLS_method()) else {
+            throw DTLSError(.libraryFailure, "SSL_CTX_new failed", details: OpenSSLErrors.drain())
+        }
+        guard sb_ssl_ctx_set_min_dtls12(context) == 1,
+            SSL_CTX_use_certificate(context, configuration.identity.certificate) == 1,
+            SSL_CTX_use_PrivateKey(context, configuration.identity.key) == 1,
+            SSL_CTX_set_tlsext_use_srtp(context, configuration.profiles.map(\.openSSLName).joined(separator: ":")) == 0
+        else {
+            SSL_CTX_free(context)
+            throw DTLSError(.libraryFailure, "cannot configure DTLS", details: OpenSSLErrors.drain())
+        }
+        sb_ssl_ctx_require_peer_certificate(context)
+        guard let ssl = SSL_new(context), let readBIO = sb_bio_new_mem_retry(), let writeBIO = BIO_new(BIO_s_mem())
+        else {
+            SSL_CTX_free(context)
+            throw DTLSError(.libraryFailure, "SSL_new failed", details: OpenSSLErrors.drain())
+        }
+        SSL_set_bio(ssl, readBIO, writeBIO)
+        _ = sb_ssl_set_mtu(ssl, configuration.mtu)
+        switch configuration.role {
+        case .client: SSL_set_connect_state(ssl)
+        case .server: SSL_set_accept_state(ssl)
+        }
+        self.context = context
+        self.ssl = ssl
+        self.readBIO = readBIO
+        self.writeBIO = writeBIO
+    }
+
+    deinit {
+        SSL_free(ssl)  // frees both BIOs
+        SSL_CTX_free(context)
+    }
+
+    /// The OpenSSL this module runs on, e.g. `OpenSSL 3.0.19 ...` (never BoringSSL, which NIOSSL links beside it).
+    public static var libraryVersion: String {
+        guard let text = OpenSSL_version(OPENSSL_VERSION) else { return "" }
+        return String(decoding: UnsafeRawBufferPointer(start: text, count: strlen(text)), as: UTF8.self)
+    }
+
+    public var isEstablished: Bool {
+        if case .established = state { return true }
+        return false
+    }
+
+    /// Starts the handshake: the client's first flight (a server returns nothing and waits).
+    public func start() throws(DTLSError) -> [[UInt8]] {
+        try drive()
+    }
+
+    /// Takes one received datagram; returns the datagrams to send in reply.
+    public func receive(_ datagram: [UInt8]) throws(DTLSError) -> [[UInt8]] {
+        if case .failed(let error) = state { throw error }
+        _ = datagram.withUnsafeBytes { BIO_write(readBIO, $0.baseAddress, Int32($0.count)) }
+        return try drive()
+    }
+
+    private func drive() throws(DTLSError) -> [[UInt8]] {
+        if case .handshaking = state {
+            let result = SSL_do_handshake(ssl)
+            if result == 1 {
+                do {
+                    state = .established(try finish())
+                } catch {
+                    state = .failed(error)
+                    throw error
+                }
+            } else {
+                let reason = SSL_get_error(ssl, result)
+                if reason != SSL_ERROR_WANT_READ && reason != SSL_ERROR_WANT_WRITE {
+                    let error = DTLSError(.handshakeFailed, "the DTLS handshake failed", details: OpenSSLErrors.drain())
+                    state = .failed(error)
+                    throw error
+                }
+            }
+        } else {
+            // After the handshake only retransmitted handshake records are expected: let OpenSSL answer them.
+            var scratch = [UInt8](repeating: 0, count: 2048)
+            _ = SSL_read(ssl, &scratch, Int32(scratch.count))
+            _ = OpenSSLErrors.drain()
+        }
+        return outgoingDatagrams()
+    }
+
+    /// What OpenSSL wrote, cut into datagrams on DTLS record boundaries (RFC 6347 §4.1: 13-byte header, length in
+    /// its last two bytes), several records to a datagram up to the MTU.
+    private func outgoingDatagrams() -> [[UInt8]] {
+        let pending = sb_bio_pending(writeBIO)
+        guard pending > 0 else { return [] }
+        var bytes = [UInt8](repeating: 0, count: pending)
+        let read = Int(BIO_read(writeBIO, &bytes, Int32(pending)))
+        guard read > 0 else { return [] }
+        var datagrams: [[UInt8]] = []
+        var current: [UInt8] = []
+        var offset = 0
+        while offset + 13 <= read {
+            let length = Int(bytes[offset + 11]) << 8 | Int(bytes[offset + 12])
+            let end = min(read, offset + 13 + length)
+            if !current.isEmpty && current.count + (end - offset) > configuration.mtu {
+                datagrams.append(current)
+                current = []
+            }
+            current += bytes[offset..<end]
+            offset = end
+        }
+        if !current.isEmpty { datagrams.append(current) }
+        return datagrams
+    }
+
+    private func finish() throws(DTLSError) -> SRTPKeyingMaterial {
+        guard let peer = SSL_get0_peer_certificate(ssl) else {
+            throw DTLSError(.missingCertificate, "the peer presented no certificate")
+        }
+        let expected = configuration.remoteFingerprint
+        guard DTLSIdentity.fingerprint(of: peer, expected.algorithm).matches(expected) else {
+            throw DTLSError(.fingerprintMismatch, "the peer's certificate does not match the signalled fingerprint")
+        }
+        let selected = sb_srtp_profile_id(ssl)
+        guard let profile = SRTPProfile.allCases.first(where: { UInt(selected) == UInt($0.identifier) }) else {
+            throw DTLSError(.noSRTPProfile, "no SRTP protection profile was negotiated")
+        }
+        var material = [UInt8](repeating: 0, count: profile.keyingMaterialLength)
+        defer {
+            // The exported secret is copied into the split keys; the buffer itself does not outlive this call.
+            for index in material.indices { material[index] = 0 }
+        }
+        let label = "EXTRACTOR-dtls_srtp"
+        guard SSL_export_keying_material(ssl, &material, material.count, label, label.utf8.count, nil, 0, 0) == 1 else {
+            throw DTLSError(.libraryFailure, "keying material export failed", details: OpenSSLErrors.drain())
+        }
+        // RFC 5764 §4.2: client_write_key | server_write_key | client_write_salt | server_write_salt.
+        let keyLength = profile.keyLength
+        let saltLength = profile.saltLength
+        let clientKey = Array(material[0..<keyLength])
+        let serverKey = Array(material[keyLength..<2 * keyLength])
+        let clientSalt = Array(material[2 * keyLength..<2 * keyLength + saltLength])
+        let serverSalt = Array(material[2 * keyLength + saltLength..<2 * (keyLength + saltLength)])
+        switch configuration.role {
+        case .client:
+            return SRTPKeyingMaterial(
+                profile: profile, localKey: clientKey, localSalt: clientSalt, remoteKey: serverKey,
+                remoteSalt: serverSalt)
+        case .server:
+            return SRTPKeyingMaterial(
+                profile: profile, localKey: serverKey, localSalt: serverSalt, remoteKey: clientKey,
+                remoteSalt: clientSalt)
+        }
+    }
+}
