@@ -56,6 +56,29 @@ static inline long sb_ssl_set_mtu(SSL *ssl, long mtu) {
 
 static inline size_t sb_bio_pending(BIO *bio) { return BIO_ctrl_pending(bio); }
 
+/// DTLS retransmission timer: the first interval is kept in the SSL's app data (microseconds), then it doubles up
+/// to 60 s (RFC 6347 §4.2.4.1).
+static inline unsigned int sb_dtls_timer(SSL *ssl, unsigned int current_us) {
+    if (current_us == 0) return (unsigned int)(uintptr_t)SSL_get_app_data(ssl);
+    unsigned long next = (unsigned long)current_us * 2;
+    return next > 60000000UL ? 60000000U : (unsigned int)next;
+}
+
+static inline void sb_dtls_use_timer(SSL *ssl, unsigned int initial_us) {
+    SSL_set_app_data(ssl, (void *)(uintptr_t)initial_us);
+    DTLS_set_timer_cb(ssl, sb_dtls_timer);
+}
+
+/// Microseconds until the retransmission timer fires (0 when due), or -1 when no timer runs.
+static inline long long sb_dtls_timeout_us(SSL *ssl) {
+    struct timeval tv;
+    if (DTLSv1_get_timeout(ssl, &tv) != 1) return -1;
+    return (long long)tv.tv_sec * 1000000LL + tv.tv_usec;
+}
+
+/// Retransmits the last flight if its timer expired: > 0 sent, 0 nothing due, < 0 too many retransmissions.
+static inline int sb_dtls_handle_timeout(SSL *ssl) { return (int)DTLSv1_handle_timeout(ssl); }
+
 /// A memory BIO that reports "retry" rather than EOF when empty, as an SSL read BIO must.
 static inline BIO *sb_bio_new_mem_retry(void) {
     BIO *bio = BIO_new(BIO_s_mem());

@@ -31,7 +31,11 @@ public struct SRTPKeyingMaterial: Sendable {
 /// owns its `SSL_CTX` and `SSL` (and through it both BIOs) and frees them in `deinit`. Not thread-safe: drive it
 /// from one event loop.
 ///
-/// Not yet here: retransmission timers, the server's stateless cookie exchange and the half-open cap.
+/// Retransmission follows RFC 6347 §4.2.4.1 on OpenSSL's own timer (first after
+/// ``Configuration/initialRetransmitInterval``, doubling): OpenSSL 3.0 reads the wall clock for it and offers no way
+/// to inject one, so the caller asks ``retransmissionDelay`` when to call ``handleTimeout(now:)``. The overall
+/// handshake deadline is measured on the caller's clock (the `now` passed in) and fails the handshake with
+/// `handshake_timeout`. Not yet here: the server's stateless cookie exchange and the half-open cap.
 public final class DTLSEngine {
     /// DTLS client (SDP `a=setup:active`) or server (`a=setup:passive`).
     public enum Role: Sendable {
@@ -48,19 +52,27 @@ public final class DTLSEngine {
         public var profiles: [SRTPProfile]
         /// Largest datagram the engine emits.
         public var mtu: Int
+        /// First retransmission of an unanswered flight; it doubles each time, up to 60 s.
+        public var initialRetransmitInterval: Duration
+        /// A handshake that has not completed this long after ``DTLSEngine/start(now:)`` fails.
+        public var handshakeTimeout: Duration
 
         public init(
             role: Role,
             identity: DTLSIdentity,
             remoteFingerprint: DTLSFingerprint,
             profiles: [SRTPProfile] = [.aeadAES128GCM, .aes128CMHMACSHA1_80],
-            mtu: Int = 1200
+            mtu: Int = 1200,
+            initialRetransmitInterval: Duration = .seconds(1),
+            handshakeTimeout: Duration = .seconds(20)
         ) {
             self.role = role
             self.identity = identity
             self.remoteFingerprint = remoteFingerprint
             self.profiles = profiles
             self.mtu = mtu
+            self.initialRetransmitInterval = initialRetransmitInterval
+            self.handshakeTimeout = handshakeTimeout
         }
     }
 
@@ -77,6 +89,7 @@ public final class DTLSEngine {
     private let ssl: OpaquePointer
     private let readBIO: OpaquePointer
     private let writeBIO: OpaquePointer
+    private var startedAt: ContinuousClock.Instant?
 
     public init(_ configuration: Configuration) throws(DTLSError) {
         guard !configuration.profiles.isEmpty else { throw DTLSError(.noSRTPProfile, "offer at least one profile") }
@@ -101,6 +114,9 @@ public final class DTLSEngine {
         }
         SSL_set_bio(ssl, readBIO, writeBIO)
         _ = sb_ssl_set_mtu(ssl, configuration.mtu)
+        let (seconds, attoseconds) = configuration.initialRetransmitInterval.components
+        let microseconds = max(1, min(60_000_000, seconds * 1_000_000 + attoseconds / 1_000_000_000_000))
+        sb_dtls_use_timer(ssl, UInt32(microseconds))
         switch configuration.role {
         case .client: SSL_set_connect_state(ssl)
         case .server: SSL_set_accept_state(ssl)
@@ -127,14 +143,43 @@ public final class DTLSEngine {
         return false
     }
 
-    /// Starts the handshake: the client's first flight (a server returns nothing and waits).
-    public func start() throws(DTLSError) -> [[UInt8]] {
-        try drive()
+    /// Starts the handshake at `now` (the caller's clock): the client's first flight (a server returns nothing and
+    /// waits).
+    public func start(now: ContinuousClock.Instant = .now) throws(DTLSError) -> [[UInt8]] {
+        startedAt = startedAt ?? now
+        return try drive()
+    }
+
+    /// How long until a flight is due for retransmission (zero when due now); nil when no flight is unanswered.
+    public var retransmissionDelay: Duration? {
+        let microseconds = sb_dtls_timeout_us(ssl)
+        return microseconds < 0 ? nil : .microseconds(microseconds)
+    }
+
+    /// Fails a handshake past its deadline, else retransmits the last flight if its timer expired.
+    public func handleTimeout(now: ContinuousClock.Instant = .now) throws(DTLSError) -> [[UInt8]] {
+        guard case .handshaking = state else {
+            if case .failed(let error) = state { throw error }
+            return []
+        }
+        if let startedAt, now - startedAt >= configuration.handshakeTimeout {
+            let error = DTLSError(
+                .handshakeTimeout, "the DTLS handshake did not complete in \(configuration.handshakeTimeout)")
+            state = .failed(error)
+            throw error
+        }
+        guard sb_dtls_handle_timeout(ssl) >= 0 else {
+            let error = DTLSError(.handshakeFailed, "too many retransmissions", details: OpenSSLErrors.drain())
+            state = .failed(error)
+            throw error
+        }
+        return outgoingDatagrams()
     }
 
     /// Takes one received datagram; returns the datagrams to send in reply.
-    public func receive(_ datagram: [UInt8]) throws(DTLSError) -> [[UInt8]] {
+    public func receive(_ datagram: [UInt8], now: ContinuousClock.Instant = .now) throws(DTLSError) -> [[UInt8]] {
         if case .failed(let error) = state { throw error }
+        startedAt = startedAt ?? now
         _ = datagram.withUnsafeBytes { BIO_write(readBIO, $0.baseAddress, Int32($0.count)) }
         return try drive()
     }

@@ -13,7 +13,9 @@ public struct DTLSError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let noSRTPProfile = Code(rawValue: "no_srtp_profile")
         /// The signalled fingerprint uses a hash weaker than SHA-256, or is malformed.
         public static let weakFingerprint = Code(rawValue: "weak_fingerprint")
-        /// The handshake failed (alert, protocol error).
+        /// The handshake did not complete within the configured time.
+        public static let handshakeTimeout = Code(rawValue: "handshake_timeout")
+        /// The handshake failed (alert, protocol error, too many retransmissions).
         public static let handshakeFailed = Code(rawValue: "handshake_failed")
         /// Certificate or key could not be made or loaded.
         public static let badIdentity = Code(rawValue: "bad_identity")
