@@ -10,6 +10,12 @@ let package = Package(
     ],
     targets: [
         .executableTarget(
+            name: "dtls-bench",
+            dependencies: [
+                .product(name: "DTLSSRTP", package: "switchboard")
+            ]
+        ),
+        .executableTarget(
             name: "srtp-bench",
             dependencies: [
                 .product(name: "DTLSSRTP", package: "switchboard"),
