@@ -31,6 +31,7 @@ final class EventStream: Sendable {
         var waiter: CheckedContinuation<[ByteBuffer]?, Never>?
         var ending: Ending?
         var forgotten = false
+        var responseComplete = false
     }
 
     init(
@@ -95,7 +96,11 @@ final class EventStream: Sendable {
         }
         if let (waiter, frames) = waiter { waiter.resume(returning: frames) }
         if ended, let channel {
-            channel.eventLoop.scheduleTask(in: .seconds(3)) { channel.close(promise: nil) }
+            // Only a response still unfinished by then is cut: a connection that went on to serve other requests
+            // after its stream ended is left alone.
+            channel.eventLoop.scheduleTask(in: .seconds(3)) { [self] in
+                if !isResponseComplete { channel.close(promise: nil) }
+            }
         }
     }
 
@@ -118,6 +123,11 @@ final class EventStream: Sendable {
     }
 
     var ending: Ending? { state.withLock { $0.ending } }
+
+    /// Whether the HTTP response carrying this stream was written to its end.
+    var isResponseComplete: Bool { state.withLock { $0.responseComplete } }
+
+    func markResponseComplete() { state.withLock { $0.responseComplete = true } }
 
     /// True exactly once: the first time the stream's owner forgets it.
     func markForgotten() -> Bool {

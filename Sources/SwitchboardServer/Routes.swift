@@ -156,6 +156,7 @@ struct Routes: Sendable {
                     }
                     signaling.closeStream(stream)
                     try await writer.finish(nil)
+                    stream.markResponseComplete()
                 } catch {
                     signaling.closeStream(stream)
                     throw error
