@@ -38,6 +38,13 @@ final class Signaling: Sendable {
             self.evictedThrough = evictedThrough
         }
 
+        /// Keeps an event for resumption, forgetting the oldest past `maxCount` events or `maxBytes`.
+        mutating func keep(_ entry: BacklogEntry, maxCount: Int, maxBytes: Int) {
+            backlog.append(entry)
+            backlogBytes += entry.frame.readableBytes
+            while backlog.count > maxCount || backlogBytes > maxBytes { evictOldest() }
+        }
+
         mutating func evictOldest() {
             guard let evicted = backlog.popFirst() else { return }
             evictedThrough = evicted.seq
@@ -198,16 +205,15 @@ final class Signaling: Sendable {
             !user.streams.isEmpty
             || (user.lastSeen.map { now.timeIntervalSince($0) < configuration.backlogTTL } ?? false)
         if recentlySeen {
-            user.backlog.append(BacklogEntry(seq: seq, devices: delivery.devices, frame: frame, at: now))
-            user.backlogBytes += frame.readableBytes
-            while user.backlog.count > configuration.backlogSize || user.backlogBytes > configuration.streamBufferBytes
-            {
-                user.evictOldest()
-            }
+            keep(BacklogEntry(seq: seq, devices: delivery.devices, frame: frame, at: now), for: &user)
         } else {
             user.evictedThrough = seq
         }
         state.users[delivery.user] = user
+    }
+
+    private func keep(_ entry: BacklogEntry, for user: inout UserStreams) {
+        user.keep(entry, maxCount: configuration.backlogSize, maxBytes: configuration.streamBufferBytes)
     }
 
     /// Queues a frame; false when the stream is gone (and was cut now, if it overflowed).
@@ -266,6 +272,10 @@ final class Signaling: Sendable {
         let now = clock()
         return state.withLock { state -> OpenResult in
             guard !state.shuttingDown else { return .shuttingDown }
+            var user = state.users[identity.user] ?? UserStreams(evictedThrough: state.prunedThrough)
+            if !watchAll, user.streams[device] == nil, user.streams.count >= configuration.maxStreamsPerUser {
+                return .tooManyStreams
+            }
             state.nextSerial += 1
             let stream = EventStream(
                 serial: state.nextSerial, user: identity.user, device: device, watchesAll: watchAll, channel: channel,
@@ -280,15 +290,9 @@ final class Signaling: Sendable {
                 return .opened(stream)
             }
 
-            var user = state.users[identity.user] ?? UserStreams(evictedThrough: state.prunedThrough)
             if let previous = user.streams[device] {
                 let notice = SSE.event(id: eventID(state.seq), name: "superseded", data: SupersededJSON())
                 previous.finish(.superseded, final: notice)
-            } else if user.streams.count >= configuration.maxStreamsPerUser {
-                state.openStreams -= 1
-                metrics.sseStreamsOpen.record(state.openStreams)
-                _ = stream.markForgotten()
-                return .tooManyStreams
             }
             user.streams[device] = stream
             user.lastSeen = now
@@ -321,13 +325,7 @@ final class Signaling: Sendable {
                     state.seq += 1
                     let frame = Self.frame(for: .invite(call, offer: call.offer), id: eventID(state.seq))
                     guard stream.enqueue(frame) == .queued else { break }
-                    user.backlog.append(BacklogEntry(seq: state.seq, devices: .only(device), frame: frame, at: now))
-                    user.backlogBytes += frame.readableBytes
-                }
-                while user.backlog.count > configuration.backlogSize
-                    || user.backlogBytes > configuration.streamBufferBytes
-                {
-                    user.evictOldest()
+                    keep(BacklogEntry(seq: state.seq, devices: .only(device), frame: frame, at: now), for: &user)
                 }
             }
             state.users[identity.user] = user
