@@ -7,6 +7,7 @@
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/ec.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
@@ -101,5 +102,11 @@ static inline int sb_accept_any_certificate(int preverify_ok, X509_STORE_CTX *ct
 static inline void sb_ssl_ctx_require_peer_certificate(SSL_CTX *ctx) {
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, sb_accept_any_certificate);
 }
+
+/// A new ex_data slot on SSL objects (the listener keeps its cookie state there).
+static inline int sb_ssl_ex_new_index(void) { return SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL); }
+
+/// Empties a memory BIO.
+static inline int sb_bio_reset(BIO *bio) { return (int)BIO_reset(bio); }
 
 #endif

@@ -35,7 +35,11 @@ public struct SRTPKeyingMaterial: Sendable {
 /// ``Configuration/initialRetransmitInterval``, doubling): OpenSSL 3.0 reads the wall clock for it and offers no way
 /// to inject one, so the caller asks ``retransmissionDelay`` when to call ``handleTimeout(now:)``. The overall
 /// handshake deadline is measured on the caller's clock (the `now` passed in) and fails the handshake with
-/// `handshake_timeout`. Not yet here: the server's stateless cookie exchange and the half-open cap.
+/// `handshake_timeout`.
+///
+/// A server facing the network should not be made directly: ``DTLSListener`` answers ClientHellos with a stateless
+/// cookie exchange, caps half-open handshakes and hands out a server engine only for a peer that proved it receives
+/// at its address. A server engine made with ``init(_:)`` (both ends already trusted, as in tests) skips the cookie.
 public final class DTLSEngine {
     /// DTLS client (SDP `a=setup:active`) or server (`a=setup:passive`).
     public enum Role: Sendable {
@@ -85,51 +89,91 @@ public final class DTLSEngine {
 
     public let configuration: Configuration
     public private(set) var state: State = .handshaking
-    private let context: OpaquePointer
     private let ssl: OpaquePointer
     private let readBIO: OpaquePointer
     private let writeBIO: OpaquePointer
-    private var startedAt: ContinuousClock.Instant?
+    private(set) var startedAt: ContinuousClock.Instant?
 
     public init(_ configuration: Configuration) throws(DTLSError) {
-        guard !configuration.profiles.isEmpty else { throw DTLSError(.noSRTPProfile, "offer at least one profile") }
-        guard (256...65_535).contains(configuration.mtu) else { throw DTLSError(.libraryFailure, "MTU out of range") }
-        self.configuration = configuration
-        guard let context = SSL_CTX_new(DTLS_method()) else {
-            throw DTLSError(.libraryFailure, "SSL_CTX_new failed", details: OpenSSLErrors.drain())
-        }
-        guard sb_ssl_ctx_set_min_dtls12(context) == 1,
-            SSL_CTX_use_certificate(context, configuration.identity.certificate) == 1,
-            SSL_CTX_use_PrivateKey(context, configuration.identity.key) == 1,
-            SSL_CTX_set_tlsext_use_srtp(context, configuration.profiles.map(\.openSSLName).joined(separator: ":")) == 0
-        else {
-            SSL_CTX_free(context)
-            throw DTLSError(.libraryFailure, "cannot configure DTLS", details: OpenSSLErrors.drain())
-        }
-        sb_ssl_ctx_require_peer_certificate(context)
-        guard let ssl = SSL_new(context), let readBIO = sb_bio_new_mem_retry(), let writeBIO = BIO_new(BIO_s_mem())
-        else {
-            SSL_CTX_free(context)
-            throw DTLSError(.libraryFailure, "SSL_new failed", details: OpenSSLErrors.drain())
-        }
-        SSL_set_bio(ssl, readBIO, writeBIO)
-        _ = sb_ssl_set_mtu(ssl, configuration.mtu)
-        let (seconds, attoseconds) = configuration.initialRetransmitInterval.components
-        let microseconds = max(1, min(60_000_000, seconds * 1_000_000 + attoseconds / 1_000_000_000_000))
-        sb_dtls_use_timer(ssl, UInt32(microseconds))
+        try Self.validate(profiles: configuration.profiles, mtu: configuration.mtu)
+        let context = try Self.makeContext(
+            identity: configuration.identity, profiles: configuration.profiles)
+        defer { SSL_CTX_free(context) }  // the SSL holds its own reference
+        let (ssl, readBIO, writeBIO) = try Self.makeSSL(
+            context: context, mtu: configuration.mtu,
+            initialRetransmitInterval: configuration.initialRetransmitInterval)
         switch configuration.role {
         case .client: SSL_set_connect_state(ssl)
         case .server: SSL_set_accept_state(ssl)
         }
-        self.context = context
+        self.configuration = configuration
         self.ssl = ssl
         self.readBIO = readBIO
         self.writeBIO = writeBIO
     }
 
+    /// Takes over an `SSL` that ``DTLSListener`` made and that has already verified the peer's cookie (its
+    /// ClientHello is buffered inside it).
+    init(
+        takingOwnershipOf ssl: OpaquePointer, readBIO: OpaquePointer, writeBIO: OpaquePointer,
+        configuration: Configuration
+    ) {
+        self.configuration = configuration
+        self.ssl = ssl
+        self.readBIO = readBIO
+        self.writeBIO = writeBIO
+    }
+
+    static func validate(profiles: [SRTPProfile], mtu: Int) throws(DTLSError) {
+        guard !profiles.isEmpty else { throw DTLSError(.noSRTPProfile, "offer at least one profile") }
+        guard (256...65_535).contains(mtu) else { throw DTLSError(.libraryFailure, "MTU out of range") }
+    }
+
+    /// An `SSL_CTX` for DTLS 1.2+ with `identity`, `use_srtp` for `profiles` and a required peer certificate
+    /// (checked against the SDP fingerprint after the handshake). The caller owns the returned reference.
+    static func makeContext(identity: DTLSIdentity, profiles: [SRTPProfile]) throws(DTLSError) -> OpaquePointer {
+        guard let context = SSL_CTX_new(DTLS_method()) else {
+            throw DTLSError(.libraryFailure, "SSL_CTX_new failed", details: OpenSSLErrors.drain())
+        }
+        guard sb_ssl_ctx_set_min_dtls12(context) == 1,
+            SSL_CTX_use_certificate(context, identity.certificate) == 1,
+            SSL_CTX_use_PrivateKey(context, identity.key) == 1,
+            SSL_CTX_set_tlsext_use_srtp(context, profiles.map(\.openSSLName).joined(separator: ":")) == 0
+        else {
+            SSL_CTX_free(context)
+            throw DTLSError(.libraryFailure, "cannot configure DTLS", details: OpenSSLErrors.drain())
+        }
+        sb_ssl_ctx_require_peer_certificate(context)
+        return context
+    }
+
+    /// An `SSL` of `context` over two memory BIOs (owned by the SSL), with its MTU and first retransmission
+    /// interval (doubling up to 60 s); its role is not yet set.
+    static func makeSSL(
+        context: OpaquePointer, mtu: Int, initialRetransmitInterval: Duration
+    ) throws(DTLSError) -> (ssl: OpaquePointer, readBIO: OpaquePointer, writeBIO: OpaquePointer) {
+        guard let ssl = SSL_new(context) else {
+            throw DTLSError(.libraryFailure, "SSL_new failed", details: OpenSSLErrors.drain())
+        }
+        guard let readBIO = sb_bio_new_mem_retry() else {
+            SSL_free(ssl)
+            throw DTLSError(.libraryFailure, "BIO_new failed", details: OpenSSLErrors.drain())
+        }
+        guard let writeBIO = BIO_new(BIO_s_mem()) else {
+            BIO_free(readBIO)
+            SSL_free(ssl)
+            throw DTLSError(.libraryFailure, "BIO_new failed", details: OpenSSLErrors.drain())
+        }
+        SSL_set_bio(ssl, readBIO, writeBIO)
+        _ = sb_ssl_set_mtu(ssl, mtu)
+        let (seconds, attoseconds) = initialRetransmitInterval.components
+        let microseconds = max(1, min(60_000_000, seconds * 1_000_000 + attoseconds / 1_000_000_000_000))
+        sb_dtls_use_timer(ssl, UInt32(microseconds))
+        return (ssl, readBIO, writeBIO)
+    }
+
     deinit {
-        SSL_free(ssl)  // frees both BIOs
-        SSL_CTX_free(context)
+        SSL_free(ssl)  // frees both BIOs and drops the SSL's reference to its SSL_CTX
     }
 
     /// The OpenSSL this module runs on, e.g. `OpenSSL 3.0.19 ...` (never BoringSSL, which NIOSSL links beside it).
