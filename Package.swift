@@ -96,6 +96,7 @@ let package = Package(
             dependencies: [
                 "DTLSSRTP",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -55,7 +55,12 @@ import Testing
     // MARK: The independent reference, through the openssl command
 
     /// RFC 3711 §4.3.1 with key_derivation_rate 0: AES-CM over (label * 2^48 XOR master salt) * 2^16.
-    static func derive(label: UInt8, length: Int) throws -> [UInt8] {
+    /// `masterSalt` is 14 bytes (a 12-byte AEAD salt is passed padded with two zero bytes, RFC 7714 errata 4938);
+    /// both default to the Appendix B.3 values.
+    static func derive(
+        label: UInt8, length: Int, masterKey: [UInt8] = SRTPKnownAnswerTests.masterKey,
+        masterSalt: [UInt8] = SRTPKnownAnswerTests.masterSalt
+    ) throws -> [UInt8] {
         var x = masterSalt
         x[7] ^= label
         return try aesCTR(key: masterKey, iv: x + [0, 0], length: length)
