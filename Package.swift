@@ -14,6 +14,7 @@ let package = Package(
         .library(name: "SwitchboardCore", targets: ["SwitchboardCore"]),
         .library(name: "SwitchboardServer", targets: ["SwitchboardServer"]),
         .library(name: "DTLSSRTP", targets: ["DTLSSRTP"]),
+        .library(name: "STUN", targets: ["STUN"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: ["FullFoundation"]),
@@ -52,6 +53,13 @@ let package = Package(
         ),
         .target(
             name: "SwitchboardCore",
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "STUN",
+            dependencies: [
+                .product(name: "Crypto", package: "swift-crypto")
+            ],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -98,6 +106,11 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "STUNTests",
+            dependencies: ["STUN"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -1,0 +1,44 @@
+import STUN
+import Testing
+
+/// Bytes from hex text; whitespace is ignored. Test vectors only: traps on malformed hex.
+func hex(_ text: String) -> [UInt8] {
+    let digits = Array(text.unicodeScalars.filter { !$0.properties.isWhitespace })
+    precondition(digits.count % 2 == 0, "odd hex digit count")
+    return stride(from: 0, to: digits.count, by: 2).map { index in
+        UInt8(String(String.UnicodeScalarView(digits[index..<(index + 2)])), radix: 16)!
+    }
+}
+
+func hexString(_ bytes: [UInt8]) -> String {
+    bytes.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined()
+}
+
+/// Runs `body` and checks it throws a `STUNError` with `code`.
+func expectSTUNError<R>(
+    _ code: STUNError.Code,
+    sourceLocation: SourceLocation = #_sourceLocation,
+    _ body: () throws -> R
+) {
+    do {
+        let value = try body()
+        Issue.record("expected \(code), got \(value)", sourceLocation: sourceLocation)
+    } catch let error as STUNError {
+        #expect(error.code == code, "\(error)", sourceLocation: sourceLocation)
+    } catch {
+        Issue.record("expected STUNError \(code), got \(error)", sourceLocation: sourceLocation)
+    }
+}
+
+/// A small deterministic generator (SplitMix64) so fuzz runs are reproducible.
+struct SplitMix64: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
