@@ -15,6 +15,7 @@ let package = Package(
         .library(name: "SwitchboardServer", targets: ["SwitchboardServer"]),
         .library(name: "DTLSSRTP", targets: ["DTLSSRTP"]),
         .library(name: "STUN", targets: ["STUN"]),
+        .library(name: "RelayCore", targets: ["RelayCore"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: ["FullFoundation"]),
@@ -59,6 +60,14 @@ let package = Package(
             name: "STUN",
             dependencies: [
                 .product(name: "Crypto", package: "swift-crypto")
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "RelayCore",
+            dependencies: [
+                "STUN",
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -111,6 +120,11 @@ let package = Package(
         .testTarget(
             name: "STUNTests",
             dependencies: ["STUN"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "RelayCoreTests",
+            dependencies: ["RelayCore", "STUN"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -1,0 +1,103 @@
+public import STUN
+
+/// Identifies an allocation for its lifetime; never reused within a process.
+public struct AllocationID: Sendable, Hashable, Comparable, CustomStringConvertible {
+    public let rawValue: UInt64
+    public init(rawValue: UInt64) { self.rawValue = rawValue }
+    public static func < (lhs: AllocationID, rhs: AllocationID) -> Bool { lhs.rawValue < rhs.rawValue }
+    public var description: String { "a\(rawValue)" }
+}
+
+/// The 5-tuple that identifies an allocation over UDP (RFC 8656 §2.2): the client's address and the server address
+/// it sent to (the transport is always UDP here).
+public struct FiveTuple: Sendable, Hashable, CustomStringConvertible {
+    public var client: TransportAddress
+    public var server: TransportAddress
+
+    public init(client: TransportAddress, server: TransportAddress) {
+        self.client = client
+        self.server = server
+    }
+
+    public var description: String { "udp \(client) -> \(server)" }
+}
+
+/// Who an authenticated request came from.
+struct Identity: Sendable {
+    /// The USERNAME as sent (`EXPIRY:USER` for REST credentials).
+    var username: String
+    /// The user it names (the part after the expiry for REST credentials).
+    var user: String
+    var key: [UInt8]
+    var algorithm: IntegrityAlgorithm
+    /// When REST credentials stop being valid; nil for static users.
+    var credentialExpiry: RelayTime?
+}
+
+/// An allocation waiting for the adapter to bind its relay socket (RFC 8656 §7.2, last step).
+public struct PendingAllocation: Sendable {
+    public let id: AllocationID
+    public let fiveTuple: FiveTuple
+    /// Bind on this address (the configured relay address of the requested family), port from the relay range.
+    public let relayAddress: IPAddress
+    /// The client asked for an even port (EVEN-PORT with R = 0).
+    public let evenPort: Bool
+    let transactionID: TransactionID
+    let identity: Identity
+    let lifetime: Duration
+}
+
+/// One permission (RFC 8656 §9): the peer IP it admits and until when.
+struct Permission {
+    var expiresAt: RelayTime
+}
+
+/// One channel binding (RFC 8656 §12).
+struct Channel {
+    var peer: TransportAddress
+    var expiresAt: RelayTime
+}
+
+/// An allocation's state in the table (RFC 8656 §6).
+struct Allocation {
+    let id: AllocationID
+    let fiveTuple: FiveTuple
+    let identity: Identity
+    let relayedAddress: TransportAddress
+    let createdAt: RelayTime
+    var expiresAt: RelayTime
+    var permissions: [IPAddress: Permission] = [:]
+    var channels: [UInt16: Channel] = [:]
+    var channelByPeer: [TransportAddress: UInt16] = [:]
+    /// The Allocate transaction and its success response, resent when the request is retransmitted.
+    let allocateTransaction: TransactionID
+    var allocateResponse: [UInt8] = []
+    var packetsToPeers: UInt64 = 0
+    var bytesToPeers: UInt64 = 0
+    var packetsFromPeers: UInt64 = 0
+    var bytesFromPeers: UInt64 = 0
+
+    func hasPermission(for ip: IPAddress, at now: RelayTime) -> Bool {
+        guard let permission = permissions[ip] else { return false }
+        return permission.expiresAt > now
+    }
+}
+
+/// A live allocation as the admin API lists it.
+public struct AllocationInfo: Sendable, Hashable {
+    public var id: AllocationID
+    public var user: String
+    public var username: String
+    public var fiveTuple: FiveTuple
+    public var relayedAddress: TransportAddress
+    /// Peer IPs with a live permission.
+    public var permissions: [IPAddress]
+    /// Bound channels and their peers.
+    public var channels: [UInt16: TransportAddress]
+    public var createdAt: RelayTime
+    public var expiresAt: RelayTime
+    public var packetsToPeers: UInt64
+    public var bytesToPeers: UInt64
+    public var packetsFromPeers: UInt64
+    public var bytesFromPeers: UInt64
+}

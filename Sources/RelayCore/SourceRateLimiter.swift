@@ -1,0 +1,49 @@
+import STUN
+
+/// A token bucket per source IP for requests answered before authentication (RFC 8656 §21.1: a server should
+/// limit the rate of unauthenticated requests it answers). Bounded: at most ``maximumSources`` buckets are kept;
+/// full buckets are forgotten first, and a new source is refused while every kept bucket is in use.
+struct SourceRateLimiter: Sendable {
+    static let maximumSources = 65_536
+
+    private struct Bucket {
+        var tokens: Double
+        var updatedAt: RelayTime
+    }
+
+    let rate: Double
+    let burst: Double
+    private var buckets: [IPAddress: Bucket] = [:]
+
+    init(rate: Int, burst: Int) {
+        self.rate = Double(max(rate, 1))
+        self.burst = Double(max(burst, 1))
+    }
+
+    /// Takes one token for `source`; false when it has none left.
+    mutating func admit(_ source: IPAddress, now: RelayTime) -> Bool {
+        var bucket = buckets[source] ?? Bucket(tokens: burst, updatedAt: now)
+        if buckets[source] == nil && buckets.count >= Self.maximumSources {
+            prune(now: now)
+            guard buckets.count < Self.maximumSources else { return false }
+        }
+        let elapsed = Double(max(0, now.milliseconds - bucket.updatedAt.milliseconds)) / 1000
+        bucket.tokens = min(burst, bucket.tokens + elapsed * rate)
+        bucket.updatedAt = now
+        guard bucket.tokens >= 1 else {
+            buckets[source] = bucket
+            return false
+        }
+        bucket.tokens -= 1
+        buckets[source] = bucket
+        return true
+    }
+
+    /// Forgets sources whose buckets have refilled.
+    mutating func prune(now: RelayTime) {
+        buckets = buckets.filter { _, bucket in
+            let elapsed = Double(max(0, now.milliseconds - bucket.updatedAt.milliseconds)) / 1000
+            return bucket.tokens + elapsed * rate < burst
+        }
+    }
+}

@@ -1,0 +1,612 @@
+import Crypto
+public import STUN
+
+/// What the adapter must do after the core took an input.
+public enum RelayAction: Sendable {
+    /// Send `bytes` from the server socket `to.server` to the client `to.client`.
+    case sendToClient([UInt8], to: FiveTuple)
+    /// Bind a relay socket for this allocation, then call ``TURNServer/relayOpened(_:at:now:)`` or
+    /// ``TURNServer/relayFailed(_:)``.
+    case openRelay(PendingAllocation)
+    /// The allocation ended: close its relay socket.
+    case closeRelay(AllocationID)
+    /// Send `payload` from the allocation's relay socket to `peer` (a Send indication).
+    case sendToPeer(AllocationID, payload: [UInt8], peer: TransportAddress)
+    /// A datagram was dropped; count it.
+    case dropped(RelayDropReason)
+}
+
+/// Why the relay dropped a datagram (a metrics label).
+public enum RelayDropReason: String, Sendable, Hashable, CaseIterable {
+    /// Not a STUN message or ChannelData, or a STUN message that does not parse.
+    case malformed
+    /// A source over the unauthenticated request rate.
+    case rateLimited = "rate_limited"
+    /// Data for a 5-tuple or relay socket with no allocation.
+    case noAllocation = "no_allocation"
+    /// Data to or from a peer without a permission.
+    case noPermission = "no_permission"
+    /// ChannelData on a channel that is not bound.
+    case noChannel = "no_channel"
+    /// A STUN indication or response the server does not act on.
+    case unexpectedMessage = "unexpected_message"
+    /// An Allocate retransmitted while its relay socket is being bound.
+    case allocationInProgress = "allocation_in_progress"
+}
+
+/// Where the payload of a client's ChannelData goes.
+public enum ClientForward: Sendable, Equatable {
+    case toPeer(AllocationID, TransportAddress)
+    case drop(RelayDropReason)
+}
+
+/// How a datagram from a peer reaches the client.
+public enum PeerForward: Sendable, Equatable {
+    /// Wrap it as ChannelData on this channel.
+    case channelData(UInt16, to: FiveTuple)
+    /// Wrap it as a Data indication (no channel bound to the peer).
+    case dataIndication(to: FiveTuple)
+    case drop(RelayDropReason)
+}
+
+/// A TURN server's state (RFC 8656 over UDP) as a pure state machine: datagrams and time go in, actions come out.
+///
+/// It answers Binding (RFC 8489) and the TURN methods Allocate, Refresh, CreatePermission and ChannelBind with
+/// long-term credentials (static users, or TURN REST API credentials verified statelessly with the shared secret),
+/// keeps the 5-tuple allocation table with permissions and channel bindings, decides where relayed data goes, and
+/// expires everything on the clock passed in. No sockets, no timers: the adapter binds relay sockets when asked,
+/// calls ``expire(now:)`` periodically, and carries out every ``RelayAction``.
+///
+/// NONCEs are stateless: `hex(expiry) ‖ hex(HMAC-SHA256(nonceKey, expiry ‖ client address))[0..<24]`, so a flood
+/// of unauthenticated requests allocates nothing (and is rate limited per source IP).
+public struct TURNServer: Sendable {
+    public var configuration: RelayConfiguration
+    private let nonceKey: [UInt8]
+    private var allocations: [AllocationID: Allocation] = [:]
+    private var byFiveTuple: [FiveTuple: AllocationID] = [:]
+    private var pending: [AllocationID: PendingAllocation] = [:]
+    private var pendingByFiveTuple: [FiveTuple: AllocationID] = [:]
+    private var perUser: [String: Int] = [:]
+    private var nextID: UInt64 = 1
+    private var limiter: SourceRateLimiter
+
+    public init(configuration: RelayConfiguration, nonceKey: [UInt8]? = nil) {
+        self.configuration = configuration
+        self.nonceKey = nonceKey ?? SymmetricKey(size: .bits256).withUnsafeBytes { Array($0) }
+        limiter = SourceRateLimiter(rate: configuration.unauthenticatedRate, burst: configuration.unauthenticatedBurst)
+    }
+
+    /// Live allocations (pending ones not counted).
+    public var allocationCount: Int { allocations.count }
+    public var permissionCount: Int { allocations.values.reduce(0) { $0 + $1.permissions.count } }
+    public var channelCount: Int { allocations.values.reduce(0) { $0 + $1.channels.count } }
+
+    /// The allocation a 5-tuple has, if any.
+    public func allocation(for fiveTuple: FiveTuple) -> AllocationID? { byFiveTuple[fiveTuple] }
+
+    // MARK: STUN on the server port
+
+    /// Takes one STUN datagram a client sent to the server socket `fiveTuple.server`.
+    public mutating func receive(_ datagram: [UInt8], from fiveTuple: FiveTuple, now: RelayTime) -> [RelayAction] {
+        guard let message = try? STUNMessage(decoding: datagram) else { return [.dropped(.malformed)] }
+        switch message.type.messageClass {
+        case .request:
+            return handleRequest(message, from: fiveTuple, now: now)
+        case .indication where message.type.method == .send:
+            return [handleSend(message, from: fiveTuple, now: now)]
+        default:
+            return [.dropped(.unexpectedMessage)]
+        }
+    }
+
+    private mutating func handleRequest(_ request: STUNMessage, from fiveTuple: FiveTuple, now: RelayTime)
+        -> [RelayAction]
+    {
+        let unknown = request.unknownComprehensionRequired + request.unsupportedAttributes
+        if !unknown.isEmpty {
+            return unauthenticatedReply(
+                error(request, .unknownAttribute, extra: [.unknownAttributes(unknown)]), fiveTuple, now)
+        }
+        if request.type.method == .binding {
+            return unauthenticatedReply(
+                response(
+                    request, attributes: [.xorMappedAddress(fiveTuple.client, transactionID: request.transactionID)]),
+                fiveTuple, now)
+        }
+        guard [.allocate, .refresh, .createPermission, .channelBind].contains(request.type.method) else {
+            return unauthenticatedReply(error(request, .badRequest), fiveTuple, now)
+        }
+        let identity: Identity
+        switch authenticate(request, from: fiveTuple, now: now) {
+        case .authenticated(let authenticated): identity = authenticated
+        case .rejected(let reply): return unauthenticatedReply(reply, fiveTuple, now)
+        }
+        switch request.type.method {
+        case .allocate: return handleAllocate(request, identity, fiveTuple, now)
+        case .refresh: return handleRefresh(request, identity, fiveTuple, now)
+        case .createPermission: return handleCreatePermission(request, identity, fiveTuple, now)
+        default: return handleChannelBind(request, identity, fiveTuple, now)
+        }
+    }
+
+    /// A reply to a request that has not (yet) authenticated: sent only while the source is under its rate.
+    private mutating func unauthenticatedReply(_ message: STUNMessage, _ fiveTuple: FiveTuple, _ now: RelayTime)
+        -> [RelayAction]
+    {
+        guard limiter.admit(fiveTuple.client.ip, now: now) else { return [.dropped(.rateLimited)] }
+        return [.sendToClient(encode(message, key: nil), to: fiveTuple)]
+    }
+
+    // MARK: Authentication (RFC 8489 §9.2, RFC 8656 §5)
+
+    private enum Authentication {
+        case authenticated(Identity)
+        case rejected(STUNMessage)
+    }
+
+    private func authenticate(_ request: STUNMessage, from fiveTuple: FiveTuple, now: RelayTime) -> Authentication {
+        let algorithm: IntegrityAlgorithm
+        if request.attribute(.messageIntegritySHA256) != nil {
+            algorithm = .hmacSHA256
+        } else if request.attribute(.messageIntegrity) != nil {
+            algorithm = .hmacSHA1
+        } else {
+            return .rejected(challenge(request, .unauthorized, fiveTuple, now))
+        }
+        guard let username = try? request.username, let realm = try? request.realm, let nonce = try? request.nonce
+        else {
+            return .rejected(error(request, .badRequest))
+        }
+        guard realm == configuration.realm else {
+            return .rejected(challenge(request, .unauthorized, fiveTuple, now))
+        }
+        guard nonceIsValid(nonce, for: fiveTuple, now: now) else {
+            return .rejected(challenge(request, .staleNonce, fiveTuple, now))
+        }
+        guard let (password, user, expiry) = password(for: username, now: now) else {
+            return .rejected(challenge(request, .unauthorized, fiveTuple, now))
+        }
+        // MD5 unless PASSWORD-ALGORITHM negotiated otherwise (RFC 8489 §9.2.2), which this server never offers; the
+        // same key serves MESSAGE-INTEGRITY and MESSAGE-INTEGRITY-SHA256.
+        let key = LongTermCredential.key(username: username, realm: configuration.realm, password: password)
+        guard request.verifyIntegrity(key: key, algorithm: algorithm) == .valid else {
+            return .rejected(challenge(request, .unauthorized, fiveTuple, now))
+        }
+        return .authenticated(
+            Identity(username: username, user: user, key: key, algorithm: algorithm, credentialExpiry: expiry))
+    }
+
+    /// The password for `username`: a static user's, or a TURN REST credential's while it has not expired.
+    private func password(for username: String, now: RelayTime) -> (String, user: String, expiry: RelayTime?)? {
+        if let password = configuration.staticUsers[username] { return (password, username, nil) }
+        guard !configuration.sharedSecrets.isEmpty, let (expiry, user) = EphemeralCredential.parse(username: username)
+        else { return nil }
+        let expiresAt = RelayTime(seconds: expiry)
+        guard expiresAt > now else { return nil }
+        // Any configured secret may have signed it; the key check below decides. The first that matches wins.
+        guard let secret = configuration.sharedSecrets.first else { return nil }
+        return (EphemeralCredential.password(secret: secret, username: username), user, expiresAt)
+    }
+
+    private func challenge(
+        _ request: STUNMessage, _ code: STUNErrorCode, _ fiveTuple: FiveTuple, _ now: RelayTime
+    ) -> STUNMessage {
+        error(
+            request, code,
+            extra: [.realm(configuration.realm), .nonce(makeNonce(for: fiveTuple, now: now))])
+    }
+
+    func makeNonce(for fiveTuple: FiveTuple, now: RelayTime) -> String {
+        let expiry = (now + configuration.nonceLifetime).milliseconds
+        return hex(expiry, width: 12) + nonceMAC(expiry: expiry, fiveTuple: fiveTuple)
+    }
+
+    private func nonceIsValid(_ nonce: String, for fiveTuple: FiveTuple, now: RelayTime) -> Bool {
+        let utf8 = Array(nonce.utf8)
+        guard utf8.count == 36, let expiry = Int64(String(decoding: utf8[0..<12], as: UTF8.self), radix: 16),
+            expiry > now.milliseconds
+        else { return false }
+        let expected = Array(nonceMAC(expiry: expiry, fiveTuple: fiveTuple).utf8)
+        return constantTimeEqual(Array(utf8[12...]), expected)
+    }
+
+    private func nonceMAC(expiry: Int64, fiveTuple: FiveTuple) -> String {
+        var data = withUnsafeBytes(of: expiry.bigEndian, Array.init)
+        data += fiveTuple.client.ip.bytes
+        data += withUnsafeBytes(of: fiveTuple.client.port.bigEndian, Array.init)
+        let mac = HMAC<SHA256>.authenticationCode(for: data, using: SymmetricKey(data: nonceKey))
+        return Array(mac).prefix(12).map { hex(Int64($0), width: 2) }.joined()
+    }
+
+    // MARK: Allocate (RFC 8656 §7.2)
+
+    private mutating func handleAllocate(
+        _ request: STUNMessage, _ identity: Identity, _ fiveTuple: FiveTuple, _ now: RelayTime
+    ) -> [RelayAction] {
+        if let id = byFiveTuple[fiveTuple], let existing = allocations[id] {
+            if existing.allocateTransaction == request.transactionID {
+                return [.sendToClient(existing.allocateResponse, to: fiveTuple)]
+            }
+            return reply(error(request, .allocationMismatch), identity, fiveTuple)
+        }
+        if let id = pendingByFiveTuple[fiveTuple] {
+            if pending[id]?.transactionID == request.transactionID { return [.dropped(.allocationInProgress)] }
+            return reply(error(request, .allocationMismatch), identity, fiveTuple)
+        }
+        guard let transport = try? request.requestedTransport else {
+            return reply(error(request, .badRequest), identity, fiveTuple)
+        }
+        guard transport == 17 else {
+            return reply(error(request, .unsupportedTransportProtocol), identity, fiveTuple)
+        }
+        let reservation = request.attribute(.reservationToken) != nil
+        let evenPort = try? request.evenPort
+        if reservation && (evenPort != nil || request.attribute(.requestedAddressFamily) != nil) {
+            return reply(error(request, .badRequest), identity, fiveTuple)
+        }
+        if reservation {
+            // No ports are ever reserved here, so no token is valid (RFC 8656 §7.2 step 4).
+            return reply(error(request, .insufficientCapacity), identity, fiveTuple)
+        }
+        if let evenPort, evenPort == true {
+            // EVEN-PORT with R = 1 asks to reserve the next port as well: not offered.
+            return reply(error(request, .insufficientCapacity), identity, fiveTuple)
+        }
+        var family = AddressFamily.ipv4
+        if request.attribute(.requestedAddressFamily) != nil {
+            guard let requested = try? request.requestedAddressFamily else {
+                return reply(error(request, .badRequest), identity, fiveTuple)
+            }
+            family = requested
+        }
+        guard let relayAddress = configuration.relayAddresses[family] else {
+            return reply(error(request, .addressFamilyNotSupported), identity, fiveTuple)
+        }
+        guard perUser[identity.user, default: 0] < configuration.maximumAllocationsPerUser else {
+            return reply(error(request, .allocationQuotaReached), identity, fiveTuple)
+        }
+        guard allocations.count + pending.count < configuration.maximumAllocations else {
+            return reply(error(request, .insufficientCapacity), identity, fiveTuple)
+        }
+        let id = AllocationID(rawValue: nextID)
+        nextID += 1
+        let allocation = PendingAllocation(
+            id: id, fiveTuple: fiveTuple, relayAddress: relayAddress, evenPort: evenPort == false,
+            transactionID: request.transactionID, identity: identity,
+            lifetime: grantedLifetime(requested: try? request.lifetime, identity, now))
+        pending[id] = allocation
+        pendingByFiveTuple[fiveTuple] = id
+        perUser[identity.user, default: 0] += 1
+        return [.openRelay(allocation)]
+    }
+
+    /// The adapter bound the relay socket of a pending allocation at `relayedAddress`.
+    public mutating func relayOpened(_ id: AllocationID, at relayedAddress: TransportAddress, now: RelayTime)
+        -> [RelayAction]
+    {
+        guard let request = pending.removeValue(forKey: id) else { return [.closeRelay(id)] }
+        pendingByFiveTuple[request.fiveTuple] = nil
+        var allocation = Allocation(
+            id: id, fiveTuple: request.fiveTuple, identity: request.identity, relayedAddress: relayedAddress,
+            createdAt: now, expiresAt: now + request.lifetime, allocateTransaction: request.transactionID)
+        var attributes: [STUNAttribute] = [
+            .xorRelayedAddress(relayedAddress, transactionID: request.transactionID),
+            .lifetime(UInt32(request.lifetime.relayMilliseconds / 1000)),
+            .xorMappedAddress(request.fiveTuple.client, transactionID: request.transactionID),
+        ]
+        if let software = configuration.software { attributes.append(.software(software)) }
+        let success = STUNMessage(
+            type: STUNMessageType(method: .allocate, class: .successResponse),
+            transactionID: request.transactionID, attributes: attributes)
+        allocation.allocateResponse = encode(success, key: request.identity)
+        allocations[id] = allocation
+        byFiveTuple[request.fiveTuple] = id
+        return [.sendToClient(allocation.allocateResponse, to: request.fiveTuple)]
+    }
+
+    /// The adapter could not bind a relay socket (the port range is exhausted).
+    public mutating func relayFailed(_ id: AllocationID) -> [RelayAction] {
+        guard let request = pending.removeValue(forKey: id) else { return [] }
+        pendingByFiveTuple[request.fiveTuple] = nil
+        releaseQuota(request.identity.user)
+        let failure = STUNMessage(
+            type: STUNMessageType(method: .allocate, class: .errorResponse), transactionID: request.transactionID,
+            attributes: [.errorCode(.insufficientCapacity)])
+        return [.sendToClient(encode(failure, key: request.identity), to: request.fiveTuple)]
+    }
+
+    /// RFC 8656 §7.2 step 7: the requested lifetime if longer than the default, up to the maximum; never past the
+    /// expiry of REST credentials.
+    private func grantedLifetime(requested: UInt32?, _ identity: Identity, _ now: RelayTime) -> Duration {
+        var lifetime = configuration.defaultLifetime
+        if let requested, Duration.seconds(Int64(requested)) > lifetime {
+            lifetime = min(.seconds(Int64(requested)), configuration.maximumLifetime)
+        }
+        if let expiry = identity.credentialExpiry { lifetime = min(lifetime, expiry - now) }
+        return max(lifetime, .zero)
+    }
+
+    // MARK: Refresh (RFC 8656 §7.3)
+
+    private mutating func handleRefresh(
+        _ request: STUNMessage, _ identity: Identity, _ fiveTuple: FiveTuple, _ now: RelayTime
+    ) -> [RelayAction] {
+        guard let id = byFiveTuple[fiveTuple], var allocation = allocations[id] else {
+            return reply(error(request, .allocationMismatch), identity, fiveTuple)
+        }
+        guard allocation.identity.username == identity.username else {
+            return reply(error(request, .wrongCredentials), identity, fiveTuple)
+        }
+        if request.attribute(.requestedAddressFamily) != nil,
+            (try? request.requestedAddressFamily) != allocation.relayedAddress.ip.family
+        {
+            return reply(error(request, .peerAddressFamilyMismatch), identity, fiveTuple)
+        }
+        let requested = try? request.lifetime
+        if requested == 0 {
+            remove(id)
+            return reply(response(request, attributes: [.lifetime(0)]), identity, fiveTuple) + [.closeRelay(id)]
+        }
+        let lifetime = grantedLifetime(requested: requested, identity, now)
+        allocation.expiresAt = now + lifetime
+        allocations[id] = allocation
+        return reply(
+            response(request, attributes: [.lifetime(UInt32(lifetime.relayMilliseconds / 1000))]), identity,
+            fiveTuple)
+    }
+
+    // MARK: CreatePermission (RFC 8656 §9) and ChannelBind (§11)
+
+    /// The allocation of an authenticated request by the user who made it, or the error to answer with.
+    private func ownAllocation(_ request: STUNMessage, _ identity: Identity, _ fiveTuple: FiveTuple)
+        -> Lookup
+    {
+        guard let id = byFiveTuple[fiveTuple], let allocation = allocations[id] else {
+            return .refused(.allocationMismatch)
+        }
+        guard allocation.identity.username == identity.username else {
+            return .refused(.wrongCredentials)
+        }
+        return .found(allocation)
+    }
+
+    private enum Lookup {
+        case found(Allocation)
+        case refused(STUNErrorCode)
+    }
+
+    /// Refuses peers the policy forbids (403) or of the wrong family (443).
+    private func checkPeer(_ peer: TransportAddress, for allocation: Allocation) -> STUNErrorCode? {
+        if !configuration.peerPolicy.permits(peer.ip) { return .forbidden }
+        if peer.ip.family != allocation.relayedAddress.ip.family {
+            return .peerAddressFamilyMismatch
+        }
+        return nil
+    }
+
+    private mutating func handleCreatePermission(
+        _ request: STUNMessage, _ identity: Identity, _ fiveTuple: FiveTuple, _ now: RelayTime
+    ) -> [RelayAction] {
+        var allocation: Allocation
+        switch ownAllocation(request, identity, fiveTuple) {
+        case .found(let found): allocation = found
+        case .refused(let code): return reply(error(request, code), identity, fiveTuple)
+        }
+        guard let peers = try? request.xorPeerAddresses, !peers.isEmpty else {
+            return reply(error(request, .badRequest), identity, fiveTuple)
+        }
+        for peer in peers {
+            if let failure = checkPeer(peer, for: allocation) {
+                return reply(error(request, failure), identity, fiveTuple)
+            }
+        }
+        let added = Set(peers.map(\.ip)).subtracting(allocation.permissions.keys).count
+        guard allocation.permissions.count + added <= configuration.maximumPermissionsPerAllocation else {
+            return reply(error(request, .insufficientCapacity), identity, fiveTuple)
+        }
+        for peer in peers {
+            allocation.permissions[peer.ip] = Permission(expiresAt: now + configuration.permissionLifetime)
+        }
+        allocations[allocation.id] = allocation
+        return reply(response(request, attributes: []), identity, fiveTuple)
+    }
+
+    private mutating func handleChannelBind(
+        _ request: STUNMessage, _ identity: Identity, _ fiveTuple: FiveTuple, _ now: RelayTime
+    ) -> [RelayAction] {
+        var allocation: Allocation
+        switch ownAllocation(request, identity, fiveTuple) {
+        case .found(let found): allocation = found
+        case .refused(let code): return reply(error(request, code), identity, fiveTuple)
+        }
+        guard let channel = try? request.channelNumber, configuration.channelNumbers.contains(channel),
+            let peers = try? request.xorPeerAddresses, peers.count == 1
+        else {
+            return reply(error(request, .badRequest), identity, fiveTuple)
+        }
+        let peer = peers[0]
+        if let failure = checkPeer(peer, for: allocation) {
+            return reply(error(request, failure), identity, fiveTuple)
+        }
+        // A channel stays with one peer and a peer with one channel (RFC 8656 §11.2).
+        if let bound = allocation.channels[channel], bound.peer != peer {
+            return reply(error(request, .badRequest), identity, fiveTuple)
+        }
+        if let other = allocation.channelByPeer[peer], other != channel {
+            return reply(error(request, .badRequest), identity, fiveTuple)
+        }
+        let newChannel = allocation.channels[channel] == nil
+        let newPermission = allocation.permissions[peer.ip] == nil
+        guard !newChannel || allocation.channels.count < configuration.maximumChannelsPerAllocation,
+            !newPermission || allocation.permissions.count < configuration.maximumPermissionsPerAllocation
+        else {
+            return reply(error(request, .insufficientCapacity), identity, fiveTuple)
+        }
+        allocation.channels[channel] = Channel(peer: peer, expiresAt: now + configuration.channelLifetime)
+        allocation.channelByPeer[peer] = channel
+        allocation.permissions[peer.ip] = Permission(expiresAt: now + configuration.permissionLifetime)
+        allocations[allocation.id] = allocation
+        return reply(response(request, attributes: []), identity, fiveTuple)
+    }
+
+    // MARK: Data (RFC 8656 §10–12)
+
+    private mutating func handleSend(_ indication: STUNMessage, from fiveTuple: FiveTuple, now: RelayTime)
+        -> RelayAction
+    {
+        guard let id = byFiveTuple[fiveTuple] else { return .dropped(.noAllocation) }
+        guard let peers = try? indication.xorPeerAddresses, peers.count == 1, let payload = indication.data
+        else { return .dropped(.malformed) }
+        let peer = peers[0]
+        guard allocations[id]?.hasPermission(for: peer.ip, at: now) == true else { return .dropped(.noPermission) }
+        allocations[id]?.packetsToPeers += 1
+        allocations[id]?.bytesToPeers += UInt64(payload.count)
+        return .sendToPeer(id, payload: payload, peer: peer)
+    }
+
+    /// ChannelData a client sent to the server socket: where its `length`-byte payload goes.
+    public mutating func channelData(_ channel: UInt16, length: Int, from fiveTuple: FiveTuple, now: RelayTime)
+        -> ClientForward
+    {
+        guard let id = byFiveTuple[fiveTuple] else { return .drop(.noAllocation) }
+        guard let bound = allocations[id]?.channels[channel], bound.expiresAt > now else { return .drop(.noChannel) }
+        guard allocations[id]?.hasPermission(for: bound.peer.ip, at: now) == true else {
+            return .drop(.noPermission)
+        }
+        allocations[id]?.packetsToPeers += 1
+        allocations[id]?.bytesToPeers += UInt64(length)
+        return .toPeer(id, bound.peer)
+    }
+
+    /// A datagram of `length` bytes from `peer` arrived on the relay socket of `allocation`.
+    public mutating func fromPeer(_ peer: TransportAddress, length: Int, allocation id: AllocationID, now: RelayTime)
+        -> PeerForward
+    {
+        guard let allocation = allocations[id] else { return .drop(.noAllocation) }
+        guard allocation.hasPermission(for: peer.ip, at: now) else { return .drop(.noPermission) }
+        allocations[id]?.packetsFromPeers += 1
+        allocations[id]?.bytesFromPeers += UInt64(length)
+        if let channel = allocation.channelByPeer[peer], let bound = allocation.channels[channel],
+            bound.expiresAt > now
+        {
+            return .channelData(channel, to: allocation.fiveTuple)
+        }
+        return .dataIndication(to: allocation.fiveTuple)
+    }
+
+    /// A Data indication carrying `payload` from `peer` (RFC 8656 §11.4).
+    public static func dataIndication(from peer: TransportAddress, payload: [UInt8]) -> [UInt8] {
+        let transaction = TransactionID.random()
+        let message = STUNMessage(
+            type: STUNMessageType(method: .data, class: .indication), transactionID: transaction,
+            attributes: [.xorPeerAddress(peer, transactionID: transaction), .data(payload)])
+        return (try? message.encode()) ?? []
+    }
+
+    // MARK: Time
+
+    /// Ends allocations past their lifetime and forgets expired permissions and channels.
+    public mutating func expire(now: RelayTime) -> [RelayAction] {
+        var actions: [RelayAction] = []
+        for (id, allocation) in allocations {
+            if allocation.expiresAt <= now {
+                remove(id)
+                actions.append(.closeRelay(id))
+                continue
+            }
+            var pruned = allocation
+            pruned.permissions = pruned.permissions.filter { $0.value.expiresAt > now }
+            for (channel, bound) in pruned.channels where bound.expiresAt <= now {
+                pruned.channels[channel] = nil
+                pruned.channelByPeer[bound.peer] = nil
+            }
+            if pruned.permissions.count != allocation.permissions.count
+                || pruned.channels.count != allocation.channels.count
+            {
+                allocations[id] = pruned
+            }
+        }
+        limiter.prune(now: now)
+        return actions
+    }
+
+    /// Ends every allocation (shutdown).
+    public mutating func removeAll() -> [RelayAction] {
+        let ids = Array(allocations.keys) + Array(pending.keys)
+        allocations = [:]
+        byFiveTuple = [:]
+        pending = [:]
+        pendingByFiveTuple = [:]
+        perUser = [:]
+        return ids.map { .closeRelay($0) }
+    }
+
+    private mutating func remove(_ id: AllocationID) {
+        guard let allocation = allocations.removeValue(forKey: id) else { return }
+        byFiveTuple[allocation.fiveTuple] = nil
+        releaseQuota(allocation.identity.user)
+    }
+
+    private mutating func releaseQuota(_ user: String) {
+        let remaining = perUser[user, default: 1] - 1
+        perUser[user] = remaining > 0 ? remaining : nil
+    }
+
+    /// Live allocations, oldest first.
+    public func snapshot(now: RelayTime) -> [AllocationInfo] {
+        allocations.values.sorted { $0.id < $1.id }.map { allocation in
+            AllocationInfo(
+                id: allocation.id, user: allocation.identity.user, username: allocation.identity.username,
+                fiveTuple: allocation.fiveTuple, relayedAddress: allocation.relayedAddress,
+                permissions: allocation.permissions.filter { $0.value.expiresAt > now }.keys.sorted {
+                    $0.description < $1.description
+                },
+                channels: allocation.channels.filter { $0.value.expiresAt > now }.mapValues(\.peer),
+                createdAt: allocation.createdAt, expiresAt: allocation.expiresAt,
+                packetsToPeers: allocation.packetsToPeers, bytesToPeers: allocation.bytesToPeers,
+                packetsFromPeers: allocation.packetsFromPeers, bytesFromPeers: allocation.bytesFromPeers)
+        }
+    }
+
+    // MARK: Building replies
+
+    private func response(_ request: STUNMessage, attributes: [STUNAttribute]) -> STUNMessage {
+        STUNMessage(
+            type: STUNMessageType(method: request.type.method, class: .successResponse),
+            transactionID: request.transactionID, attributes: attributes)
+    }
+
+    private func error(_ request: STUNMessage, _ code: STUNErrorCode, extra: [STUNAttribute] = []) -> STUNMessage {
+        STUNMessage(
+            type: STUNMessageType(method: request.type.method, class: .errorResponse),
+            transactionID: request.transactionID, attributes: [.errorCode(code)] + extra)
+    }
+
+    /// A reply to an authenticated request, integrity-protected with the request's key.
+    private func reply(_ message: STUNMessage, _ identity: Identity, _ fiveTuple: FiveTuple) -> [RelayAction] {
+        [.sendToClient(encode(message, key: identity), to: fiveTuple)]
+    }
+
+    private func encode(_ message: STUNMessage, key identity: Identity?) -> [UInt8] {
+        let encoded: [UInt8]?
+        switch identity?.algorithm {
+        case .hmacSHA1: encoded = try? message.encode(integrity: identity?.key, fingerprint: true)
+        case .hmacSHA256: encoded = try? message.encode(integritySHA256: identity?.key, fingerprint: true)
+        case nil: encoded = try? message.encode(fingerprint: true)
+        }
+        return encoded ?? []
+    }
+}
+
+private func hex(_ value: Int64, width: Int) -> String {
+    let digits = String(UInt64(bitPattern: value), radix: 16)
+    return String(repeating: "0", count: max(0, width - digits.count)) + digits
+}
+
+extension STUNMessage {
+    /// Comprehension-required attributes the codec knows but this server does not support in a request:
+    /// DONT-FRAGMENT (the relay cannot set DF on relayed datagrams, RFC 8656 §7.2 step 3).
+    var unsupportedAttributes: [UInt16] {
+        attribute(.dontFragment) != nil ? [STUNAttributeType.dontFragment.rawValue] : []
+    }
+}

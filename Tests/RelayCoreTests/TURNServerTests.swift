@@ -1,0 +1,380 @@
+import RelayCore
+import STUN
+import Testing
+
+@Suite struct AuthenticationTests {
+    @Test func bindingAnswersWithTheMappedAddressAndNothingMore() throws {
+        var server = TURNServer(configuration: configuration())
+        let client = Client()
+        let request = STUNMessage(type: .bindingRequest, transactionID: .random())
+        let reply = try #require(Client.reply(server.receive(try request.encode(), from: client.fiveTuple, now: start)))
+        #expect(reply.type == .bindingSuccess && reply.transactionID == request.transactionID)
+        #expect(try reply.xorMappedAddress == client.fiveTuple.client)
+        // Only what RFC 8489 requires plus FINGERPRINT: no SOFTWARE to an unauthenticated client.
+        #expect(reply.attributes.map(\.type) == [.xorMappedAddress, .fingerprint])
+        #expect(reply.verifyFingerprint() == true)
+    }
+
+    @Test func anAllocateWithoutCredentialsIsChallengedStatelessly() throws {
+        var server = TURNServer(configuration: configuration())
+        let client = Client()
+        let reply = try #require(
+            Client.reply(
+                server.receive(
+                    try client.request(.allocate, [.requestedTransport(17)]).encode(), from: client.fiveTuple,
+                    now: start)))
+        #expect(reply.code == 401)
+        #expect(try reply.realm == realm)
+        #expect(try reply.nonce?.isEmpty == false)
+        #expect(reply.attributes.map(\.type) == [.errorCode, .realm, .nonce, .fingerprint])
+        #expect(server.allocationCount == 0)
+    }
+
+    @Test func allocateWithLongTermCredentialsSucceedsWithAProtectedResponse() throws {
+        var server = TURNServer(configuration: configuration())
+        var client = Client()
+        let replyReply = client.allocate(on: &server)
+        let reply = try #require(replyReply)
+        #expect(reply.isSuccess, "\(String(describing: reply.code))")
+        #expect(try reply.xorRelayedAddress == TransportAddress(ip: relayIP, port: 50_000))
+        #expect(try reply.xorMappedAddress == client.fiveTuple.client)
+        #expect(try reply.lifetime == 600)
+        #expect(reply.verifyIntegrity(key: client.key) == .valid)
+        #expect(reply.verifyFingerprint() == true)
+        #expect(server.allocationCount == 1)
+    }
+
+    @Test func wrongPasswordsAndUnknownUsersGet401() throws {
+        var server = TURNServer(configuration: configuration())
+        var wrong = Client(password: "not-it")
+        #expect(wrong.allocate(on: &server)?.code == 401)
+        var stranger = Client(port: 40_001, username: "mallory", password: "secret")
+        #expect(stranger.allocate(on: &server)?.code == 401)
+        #expect(server.allocationCount == 0)
+    }
+
+    @Test func aTamperedRequestIsRefused() throws {
+        var server = TURNServer(configuration: configuration())
+        var client = Client()
+        _ = client.send(.binding, [], to: &server)  // learn nothing; a 401 on Allocate gives the nonce
+        let challenge = Client.reply(
+            server.receive(try client.request(.allocate, []).encode(), from: client.fiveTuple, now: start))
+        let nonce = try #require(try challenge?.nonce)
+        var bytes = try client.request(
+            .allocate, [.requestedTransport(17), .username("alice"), .realm(realm), .nonce(nonce)]
+        ).encode(integrity: client.key)
+        bytes[24] ^= 0x01  // the protocol of REQUESTED-TRANSPORT, covered by MESSAGE-INTEGRITY
+        #expect(Client.reply(server.receive(bytes, from: client.fiveTuple, now: start))?.code == 401)
+    }
+
+    @Test func aNonceExpiresInto438AndTheNewOneWorks() throws {
+        var server = TURNServer(configuration: configuration())
+        var client = Client()
+        #expect(client.allocate(on: &server)?.isSuccess == true)
+        let later = start + .seconds(601)
+        let staleReply = client.call(.refresh, [.lifetime(600)], on: &server, now: later)
+        let stale = try #require(staleReply)
+        #expect(stale.code == 438)
+        client.nonce = try stale.nonce
+        #expect(client.call(.refresh, [.lifetime(600)], on: &server, now: later)?.isSuccess == true)
+    }
+
+    @Test func aNonceIsBoundToTheClientAddress() throws {
+        var server = TURNServer(configuration: configuration())
+        var first = Client(port: 40_000)
+        #expect(first.allocate(on: &server)?.isSuccess == true)
+        var second = Client(port: 40_002)
+        second.nonce = first.nonce
+        #expect(second.allocate(on: &server)?.code == 438)
+    }
+
+    @Test func restCredentialsAreVerifiedWithTheSharedSecret() throws {
+        var server = TURNServer(configuration: configuration())
+        let issued = EphemeralCredential.make(secret: sharedSecret, user: "carol", expiry: start.seconds + 3600)
+        var client = Client(username: issued.username, password: issued.password)
+        let replyReply = client.allocate(on: &server)
+        let reply = try #require(replyReply)
+        #expect(reply.isSuccess)
+        #expect(server.snapshot(now: start).first?.user == "carol")
+        // Expired, or signed with another secret: refused.
+        let expired = EphemeralCredential.make(secret: sharedSecret, user: "carol", expiry: start.seconds - 1)
+        var late = Client(port: 40_001, username: expired.username, password: expired.password)
+        #expect(late.allocate(on: &server)?.code == 401)
+        let forged = EphemeralCredential.make(
+            secret: Array("another-secret-another-secret-xx".utf8), user: "carol", expiry: start.seconds + 3600)
+        var forger = Client(port: 40_002, username: forged.username, password: forged.password)
+        #expect(forger.allocate(on: &server)?.code == 401)
+    }
+
+    @Test func unauthenticatedRequestsAreRateLimitedPerSource() throws {
+        var server = TURNServer(configuration: configuration(burst: 5))
+        let client = Client()
+        let request = try STUNMessage(type: .bindingRequest, transactionID: .random()).encode()
+        var answered = 0
+        var limited = 0
+        for _ in 0..<10 {
+            for action in server.receive(request, from: client.fiveTuple, now: start) {
+                if case .sendToClient = action { answered += 1 }
+                if case .dropped(.rateLimited) = action { limited += 1 }
+            }
+        }
+        #expect(answered == 5 && limited == 5)
+        // Another source has its own bucket; the first refills with time.
+        let other = Client(port: 1).fiveTuple
+        let elsewhere = FiveTuple(client: TransportAddress(ip: IPAddress("192.0.2.77")!, port: 1), server: other.server)
+        #expect(Client.reply(server.receive(request, from: elsewhere, now: start)) != nil)
+        #expect(Client.reply(server.receive(request, from: client.fiveTuple, now: start + .seconds(1))) != nil)
+    }
+
+    @Test func garbageIsDroppedAndCounted() {
+        var server = TURNServer(configuration: configuration())
+        let client = Client()
+        for bytes: [UInt8] in [[], [0, 1], [UInt8](repeating: 0xFF, count: 40), [0, 1, 0, 0, 0x21, 0x12, 0xA4, 0x42]] {
+            let actions = server.receive(bytes, from: client.fiveTuple, now: start)
+            guard actions.count == 1, case .dropped(.malformed) = actions[0] else {
+                Issue.record("\(bytes) gave \(actions)")
+                continue
+            }
+        }
+    }
+}
+
+@Suite struct AllocationTests {
+    @Test func aRetransmittedAllocateGetsTheSameResponseAndAnotherOneGets437() throws {
+        var server = TURNServer(configuration: configuration())
+        var client = Client()
+        let transaction = TransactionID.random()
+        let firstReply = client.call(.allocate, [.requestedTransport(17)], on: &server, transaction: transaction)
+        let first = try #require(firstReply)
+        #expect(first.isSuccess)
+        let againReply = client.call(.allocate, [.requestedTransport(17)], on: &server, transaction: transaction)
+        let again = try #require(againReply)
+        #expect(again == first)
+        #expect(client.allocate(on: &server)?.code == 437)
+        #expect(server.allocationCount == 1)
+    }
+
+    @Test func allocateRequestsTheServerCannotHonourGetTheRFCsCodes() throws {
+        var server = TURNServer(configuration: configuration())
+        var port: UInt16 = 41_000
+        func attempt(_ attributes: [STUNAttribute]) -> STUNMessage? {
+            var client = Client(port: port)
+            port += 1
+            return client.call(.allocate, attributes, on: &server)
+        }
+        #expect(attempt([])?.code == 400)  // no REQUESTED-TRANSPORT
+        #expect(attempt([.requestedTransport(6)])?.code == 442)  // TCP
+        let dontFragment = try #require(attempt([.requestedTransport(17), .dontFragment]))
+        #expect(dontFragment.code == 420)
+        #expect(try dontFragment.unknownAttributes == [STUNAttributeType.dontFragment.rawValue])
+        #expect(attempt([.requestedTransport(17), .reservationToken(42)])?.code == 508)
+        #expect(attempt([.requestedTransport(17), .evenPort(reserveNextHigherPort: true)])?.code == 508)
+        #expect(
+            attempt([.requestedTransport(17), .reservationToken(42), .evenPort(reserveNextHigherPort: false)])?.code
+                == 400)
+        #expect(attempt([.requestedTransport(17), .requestedAddressFamily(.ipv6)])?.code == 440)
+        #expect(server.allocationCount == 0)
+        // EVEN-PORT without reservation is honoured: the adapter is asked for an even port.
+        var even = Client(port: 42_000)
+        let actions = even.send(
+            .allocate, [.requestedTransport(17), .evenPort(reserveNextHigherPort: false)], to: &server)
+        guard case .openRelay(let pending) = actions.first else {
+            Issue.record("EVEN-PORT without R was refused: \(actions)")
+            return
+        }
+        #expect(pending.evenPort)
+    }
+
+    @Test func quotasPerUserAndInTotal() throws {
+        var server = TURNServer(configuration: configuration(perUser: 2, total: 3))
+        var clients = (0..<3).map { Client(port: 43_000 + UInt16($0)) }
+        #expect(clients[0].allocate(on: &server)?.isSuccess == true)
+        #expect(clients[1].allocate(on: &server)?.isSuccess == true)
+        #expect(clients[2].allocate(on: &server)?.code == 486)
+        var bob = Client(port: 43_100, username: "bob", password: "hunter2")
+        #expect(bob.allocate(on: &server)?.isSuccess == true)
+        var bob2 = Client(port: 43_101, username: "bob", password: "hunter2")
+        #expect(bob2.allocate(on: &server)?.code == 508)
+        // Deleting one frees its quota.
+        #expect(clients[0].call(.refresh, [.lifetime(0)], on: &server)?.isSuccess == true)
+        #expect(clients[2].allocate(on: &server)?.isSuccess == true)
+    }
+
+    @Test func aFailedRelayBindAnswers508AndReleasesTheQuota() throws {
+        var server = TURNServer(configuration: configuration(perUser: 1))
+        var client = Client()
+        let actions = client.send(.allocate, [.requestedTransport(17)], to: &server)
+        guard case .openRelay(let pending) = actions.first else {
+            Issue.record("no openRelay")
+            return
+        }
+        #expect(Client.reply(server.relayFailed(pending.id))?.code == 508)
+        #expect(client.allocate(on: &server)?.isSuccess == true)
+    }
+
+    @Test(arguments: [(UInt32(100), UInt32(600)), (1200, 1200), (7200, 3600)])
+    func lifetimesAreBounded(requested: UInt32, granted: UInt32) throws {
+        var server = TURNServer(configuration: configuration())
+        var client = Client()
+        #expect(try client.allocate(on: &server, lifetime: requested)?.lifetime == granted)
+        #expect(try client.call(.refresh, [.lifetime(requested)], on: &server)?.lifetime == granted)
+    }
+
+    @Test func anAllocationWithRESTCredentialsEndsWhenTheyExpire() throws {
+        var server = TURNServer(configuration: configuration())
+        let issued = EphemeralCredential.make(secret: sharedSecret, user: "carol", expiry: start.seconds + 120)
+        var client = Client(username: issued.username, password: issued.password)
+        #expect(try client.allocate(on: &server, lifetime: 3600)?.lifetime == 120)
+        #expect(try client.call(.refresh, [.lifetime(3600)], on: &server, now: start + .seconds(60))?.lifetime == 60)
+        // Past the expiry the credentials no longer authenticate, and the allocation is gone.
+        #expect(client.call(.refresh, [.lifetime(600)], on: &server, now: start + .seconds(121))?.code == 401)
+        let closed = server.expire(now: start + .seconds(120))
+        #expect(closed.count == 1)
+        #expect(server.allocationCount == 0)
+    }
+
+    @Test func refreshDeletesExpiresAndChecksOwnership() throws {
+        var server = TURNServer(configuration: configuration())
+        var client = Client()
+        #expect(client.call(.refresh, [.lifetime(600)], on: &server)?.code == 437)
+        #expect(client.allocate(on: &server)?.isSuccess == true)
+        // Bob cannot refresh alice's allocation from her 5-tuple.
+        var bob = Client(username: "bob", password: "hunter2")
+        #expect(bob.call(.refresh, [.lifetime(600)], on: &server)?.code == 441)
+        #expect(server.expire(now: start + .seconds(599)).isEmpty)
+        #expect(server.expire(now: start + .seconds(600)).count == 1)
+        #expect(server.allocationCount == 0)
+        client.nonce = nil  // the old one expired with the allocation
+        #expect(client.allocate(on: &server, now: start + .seconds(601))?.isSuccess == true)
+        let deleted = client.send(.refresh, [.lifetime(0)], to: &server, now: start + .seconds(602))
+        #expect(deleted.contains { if case .closeRelay = $0 { true } else { false } })
+        #expect(server.allocationCount == 0)
+    }
+
+    @Test func snapshotListsUserFiveTupleRelayPeersAndCounters() throws {
+        var server = TURNServer(configuration: configuration())
+        var client = Client()
+        #expect(client.allocate(on: &server)?.isSuccess == true)
+        #expect(
+            client.call(.channelBind, [.channelNumber(0x4000)], peers: [peer("8.8.8.8")], on: &server)?.isSuccess
+                == true)
+        _ = server.channelData(0x4000, length: 100, from: client.fiveTuple, now: start)
+        let info = try #require(server.snapshot(now: start).first)
+        #expect(info.user == "alice" && info.fiveTuple == client.fiveTuple)
+        #expect(info.permissions == [IPAddress("8.8.8.8")!] && info.channels == [0x4000: peer("8.8.8.8")])
+        #expect(info.packetsToPeers == 1 && info.bytesToPeers == 100)
+    }
+}
+
+@Suite struct RelayingTests {
+    /// A client with an allocation.
+    static func allocated(_ server: inout TURNServer, allowed: [String] = []) -> Client {
+        var client = Client()
+        _ = client.allocate(on: &server)
+        return client
+    }
+
+    @Test func sendIndicationsNeedAPermissionThatLasts300Seconds() throws {
+        var server = TURNServer(configuration: configuration())
+        var client = Self.allocated(&server)
+        let target = peer("8.8.8.8")
+        let id = try #require(server.allocation(for: client.fiveTuple))
+        func send(at now: RelayTime) -> RelayAction? {
+            let transaction = TransactionID.random()
+            let indication = STUNMessage(
+                type: STUNMessageType(method: .send, class: .indication), transactionID: transaction,
+                attributes: [.xorPeerAddress(target, transactionID: transaction), .data([1, 2, 3])])
+            return server.receive(try! indication.encode(), from: client.fiveTuple, now: now).first
+        }
+        guard case .dropped(.noPermission) = send(at: start) else {
+            Issue.record("sent without a permission")
+            return
+        }
+        #expect(server.fromPeer(target, length: 3, allocation: id, now: start) == .drop(.noPermission))
+        #expect(client.call(.createPermission, [], peers: [target], on: &server)?.isSuccess == true)
+        guard case .sendToPeer(id, let payload, target) = send(at: start + .seconds(299)) else {
+            Issue.record("not relayed with a permission")
+            return
+        }
+        #expect(payload == [1, 2, 3])
+        #expect(server.fromPeer(target, length: 3, allocation: id, now: start) == .dataIndication(to: client.fiveTuple))
+        // Any port of a permitted IP may send; after 300 s none.
+        #expect(
+            server.fromPeer(peer("8.8.8.8", port: 1), length: 3, allocation: id, now: start)
+                == .dataIndication(to: client.fiveTuple))
+        guard case .dropped(.noPermission) = send(at: start + .seconds(300)) else {
+            Issue.record("a permission outlived 300 s")
+            return
+        }
+        #expect(server.fromPeer(target, length: 3, allocation: id, now: start + .seconds(300)) == .drop(.noPermission))
+    }
+
+    @Test func channelsCarryDataBothWaysUntilTheyExpire() throws {
+        var server = TURNServer(configuration: configuration())
+        var client = Self.allocated(&server)
+        let target = peer("8.8.4.4")
+        let id = try #require(server.allocation(for: client.fiveTuple))
+        #expect(server.channelData(0x4001, length: 10, from: client.fiveTuple, now: start) == .drop(.noChannel))
+        #expect(
+            client.call(.channelBind, [.channelNumber(0x4001)], peers: [target], on: &server)?
+                .isSuccess == true)
+        #expect(server.channelData(0x4001, length: 10, from: client.fiveTuple, now: start) == .toPeer(id, target))
+        #expect(
+            server.fromPeer(target, length: 10, allocation: id, now: start)
+                == .channelData(0x4001, to: client.fiveTuple))
+        // The channel's permission lapses at 300 s unless refreshed; refresh it and the channel lasts to 600 s.
+        #expect(
+            server.channelData(0x4001, length: 10, from: client.fiveTuple, now: start + .seconds(300))
+                == .drop(.noPermission))
+        #expect(
+            client.call(
+                .createPermission, [], peers: [target], on: &server, now: start + .seconds(400))?
+                .isSuccess == true)
+        #expect(
+            server.channelData(0x4001, length: 10, from: client.fiveTuple, now: start + .seconds(599))
+                == .toPeer(id, target))
+        _ = server.expire(now: start + .seconds(600))
+        #expect(
+            server.channelData(0x4001, length: 10, from: client.fiveTuple, now: start + .seconds(600))
+                == .drop(.noAllocation))
+    }
+
+    @Test func channelBindEnforcesNumbersAndOneToOneBinding() throws {
+        var server = TURNServer(configuration: configuration())
+        var client = Self.allocated(&server)
+        func bind(_ channel: UInt16, _ address: TransportAddress) -> Int? {
+            let reply = client.call(.channelBind, [.channelNumber(channel)], peers: [address], on: &server)
+            return reply?.isSuccess == true ? 200 : reply?.code
+        }
+        #expect(bind(0x3FFF, peer("8.8.8.8")) == 400)
+        #expect(bind(0x5000, peer("8.8.8.8")) == 400)
+        #expect(bind(0x4000, peer("8.8.8.8")) == 200)
+        #expect(bind(0x4000, peer("8.8.8.8")) == 200)  // refresh
+        #expect(bind(0x4000, peer("8.8.8.9")) == 400)  // channel taken by another peer
+        #expect(bind(0x4002, peer("8.8.8.8")) == 400)  // peer already on another channel
+        #expect(bind(0x4003, peer("10.0.0.1")) == 403)
+        #expect(bind(0x4004, peer("2001:4860::8888")) == 443)
+        #expect(client.call(.channelBind, [.channelNumber(0x4005)], on: &server)?.code == 400)
+    }
+
+    @Test func requestsForAnotherFiveTupleGet437() throws {
+        var server = TURNServer(configuration: configuration())
+        _ = Self.allocated(&server)
+        var other = Client(port: 45_000)
+        #expect(other.call(.createPermission, [], peers: [peer("8.8.8.8")], on: &server)?.code == 437)
+        #expect(server.channelData(0x4000, length: 1, from: other.fiveTuple, now: start) == .drop(.noAllocation))
+    }
+
+    @Test func permissionsAreBoundedPerAllocation() throws {
+        var limited = configuration()
+        limited.maximumPermissionsPerAllocation = 2
+        var server = TURNServer(configuration: limited)
+        var client = Client()
+        _ = client.allocate(on: &server)
+        #expect(
+            client.call(.createPermission, [], peers: [peer("8.8.8.1"), peer("8.8.8.2")], on: &server)?.isSuccess
+                == true)
+        #expect(client.call(.createPermission, [], peers: [peer("8.8.8.3")], on: &server)?.code == 508)
+        #expect(client.call(.createPermission, [], peers: [peer("8.8.8.2")], on: &server)?.isSuccess == true)
+    }
+}
