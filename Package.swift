@@ -16,6 +16,7 @@ let package = Package(
         .library(name: "DTLSSRTP", targets: ["DTLSSRTP"]),
         .library(name: "STUN", targets: ["STUN"]),
         .library(name: "RelayCore", targets: ["RelayCore"]),
+        .library(name: "Relay", targets: ["Relay"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: ["FullFoundation"]),
@@ -72,9 +73,25 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "Relay",
+            dependencies: [
+                "RelayCore",
+                "STUN",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "SwitchboardServer",
             dependencies: [
                 "SwitchboardCore",
+                "Relay",
+                "RelayCore",
+                "STUN",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -131,6 +148,9 @@ let package = Package(
             name: "EndToEndTests",
             dependencies: [
                 "SwitchboardServer",
+                "Relay",
+                "RelayCore",
+                "STUN",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),

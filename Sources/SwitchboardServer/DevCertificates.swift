@@ -45,20 +45,25 @@ public struct DevCertificates: Sendable {
     }
 
     /// The dev token secret, created (32 random bytes) on first use.
-    public func tokenSecret() throws -> [UInt8] {
-        if FileManager.default.fileExists(atPath: tokenSecretPath) {
+    /// The dev TURN REST API shared secret (`turn-secret` beside the token secret), made on first use.
+    public func turnSecret() throws -> [UInt8] { try secret(at: directory.appendingPathComponent("turn-secret").path) }
+
+    public func tokenSecret() throws -> [UInt8] { try secret(at: tokenSecretPath) }
+
+    private func secret(at path: String) throws -> [UInt8] {
+        if FileManager.default.fileExists(atPath: path) {
             // An existing secret that cannot be read is an error, not a reason to mint a new one (that would
             // silently invalidate every token).
-            guard let text = try? String(contentsOfFile: tokenSecretPath, encoding: .utf8) else {
-                throw ServerError("cannot read the dev token secret \(tokenSecretPath)")
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+                throw ServerError("cannot read the dev secret \(path)")
             }
             let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
-            guard !trimmed.isEmpty else { throw ServerError("the dev token secret \(tokenSecretPath) is empty") }
+            guard !trimmed.isEmpty else { throw ServerError("the dev secret \(path) is empty") }
             return Array(trimmed.utf8)
         }
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let secret = Base64URL.random(bytes: 32)
-        try write(secret + "\n", to: tokenSecretPath, mode: 0o600)
+        try write(secret + "\n", to: path, mode: 0o600)
         return Array(secret.utf8)
     }
 

@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import NIOCore
+import Relay
 import SwitchboardCore
 
 /// The REST API v1 and the event stream, as `API.md` fixes them.
@@ -9,6 +10,7 @@ struct Routes: Sendable {
     let signaling: Signaling
     let metrics: SignalingMetrics
     let configuration: ServerConfiguration
+    let relay: RelayServer?
 
     func register(on router: Router<SwitchboardContext>) {
         router.get("/healthz") { _, _ in Self.json(.ok, HealthJSON()) }
@@ -28,6 +30,7 @@ struct Routes: Sendable {
             return Self.json(.created, TicketJSON(ticket: ticket, expiresIn: Int(configuration.ticketLifetime)))
         }
         v1.get("events") { request, context in try events(request, context) }
+        RelayRoutes(settings: configuration.relay, relay: relay).register(on: v1)
 
         v1.post("calls") { request, context in
             let identity = try context.requireIdentity()

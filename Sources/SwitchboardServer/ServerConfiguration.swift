@@ -1,5 +1,6 @@
 public import Foundation
 public import Logging
+public import Relay
 
 /// Everything `switchboard serve` can be told, with the defaults of the quick start.
 public struct ServerConfiguration: Sendable {
@@ -42,8 +43,25 @@ public struct ServerConfiguration: Sendable {
     /// Optional plain-HTTP port that only redirects to HTTPS.
     public var httpRedirectPort: Int?
     public var logLevel: Logger.Level = .info
+    /// The TURN relay run inside the server, and how `GET /v1/turn-credentials` advertises it; nil for none.
+    public var relay: RelaySettings?
 
     public init(tokenSecret: [UInt8]) {
         self.tokenSecret = tokenSecret
+    }
+}
+
+/// The TURN relay of `switchboard serve` and the credentials the signaling plane hands out for it.
+public struct RelaySettings: Sendable {
+    public var server: RelayServerConfiguration
+    /// The host name or address in the `turn:` URLs handed to clients.
+    public var publicHost: String
+    /// Lifetime of the TURN REST credentials `GET /v1/turn-credentials` issues.
+    public var credentialTTL: Int
+
+    public init(server: RelayServerConfiguration, publicHost: String, credentialTTL: Int = 3600) {
+        self.server = server
+        self.publicHost = publicHost
+        self.credentialTTL = credentialTTL
     }
 }

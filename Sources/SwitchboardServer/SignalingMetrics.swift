@@ -7,7 +7,7 @@ import SwitchboardCore
 /// servers in one process (as in the tests) never share counters.
 final class SignalingMetrics: Sendable {
     let registry: PrometheusCollectorRegistry
-    private let factory: PrometheusMetricsFactory
+    let factory: PrometheusMetricsFactory
     let callSetups: CoreMetrics.Counter
     let sseStreamsOpen: CoreMetrics.Gauge
     let sseEventsSent: CoreMetrics.Counter

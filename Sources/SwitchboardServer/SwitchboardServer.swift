@@ -4,16 +4,19 @@ import HummingbirdTLS
 public import Logging
 import NIOCore
 import NIOSSL
+public import Relay
 public import ServiceLifecycle
 import Synchronization
 
-/// The Switchboard server process: the HTTPS signaling plane and its timers, as services of one service group
-/// with one shutdown path.
+/// The Switchboard server process: the HTTPS signaling plane, its timers and the TURN relay, as services of one
+/// service group with one shutdown path.
 public struct SwitchboardServer: Sendable {
     public let configuration: ServerConfiguration
     public let logger: Logger
     let signaling: Signaling
     let metrics: SignalingMetrics
+    /// The TURN relay, when configured.
+    public let relay: RelayServer?
 
     /// TLS 1.2+ with forward-secret AEAD suites only (Mozilla "intermediate"); TLS 1.3 suites are always on.
     static let cipherSuites = [
@@ -25,8 +28,13 @@ public struct SwitchboardServer: Sendable {
     {
         self.configuration = configuration
         self.logger = logger
-        self.metrics = SignalingMetrics()
+        let metrics = SignalingMetrics()
+        self.metrics = metrics
         self.signaling = Signaling(configuration: configuration, metrics: metrics, clock: clock)
+        self.relay = configuration.relay.map {
+            RelayServer(
+                configuration: $0.server, metricsFactory: metrics.factory, logger: Logger(label: "switchboard.relay"))
+        }
     }
 
     /// The services to run in one `ServiceGroup`, in start order; the group stops them in reverse, so open event
@@ -37,9 +45,10 @@ public struct SwitchboardServer: Sendable {
             middleware: ObservabilityMiddleware(
                 metrics: metrics, authority: TokenAuthority(secret: configuration.tokenSecret), signaling: signaling,
                 rateLimiter: RateLimiter(ratePerSecond: configuration.rateLimitPerSecond)))
-        Routes(signaling: signaling, metrics: metrics, configuration: configuration).register(on: router)
+        Routes(signaling: signaling, metrics: metrics, configuration: configuration, relay: relay).register(on: router)
 
         var services: [any Service] = []
+        if let relay { services.append(relay) }
         let boundPort = BoundPort(configuration.port)
         let app = Application(
             router: router,

@@ -22,6 +22,8 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Plain-HTTP port that only redirects to HTTPS.") var httpRedirectPort: Int?
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.") var logLevel: String = "info"
     @Option(help: "Demo users to print dev tokens for (dev certificate mode only).") var demoUsers: String = "alice,bob"
+    @OptionGroup(title: "TURN relay") var relay: RelayOptions
+    @Flag(help: "Run without the TURN relay.") var noRelay = false
 
     func run() async throws {
         try await failingCleanly {
@@ -49,6 +51,7 @@ struct Serve: AsyncParsableCommand {
             configuration.rateLimitPerSecond = rateLimit
             configuration.httpRedirectPort = httpRedirectPort
             configuration.logLevel = level
+            if !noRelay { configuration.relay = try relay.settings(certsDir: secret.certsDir) }
             // Dev tokens are printed only for the dev secret: never mint tokens with an operator's secret.
             let devMode = cert == nil && key == nil && isDevSecret
             let server = SwitchboardServer(configuration: configuration, logger: Logger(label: "switchboard"))

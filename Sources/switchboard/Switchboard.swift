@@ -6,8 +6,8 @@ import SwitchboardServer
 struct Switchboard: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "switchboard",
-        abstract: "Secure media-session coordinator: HTTPS + SSE call signaling.",
-        subcommands: [Serve.self, Calls.self, Token.self, Certs.self])
+        abstract: "Secure media-session coordinator: HTTPS + SSE call signaling and a TURN relay.",
+        subcommands: [Serve.self, RelayCommand.self, Calls.self, Token.self, Certs.self])
 }
 
 /// Prints `error: message` on one line to stderr and exits non-zero.

@@ -207,8 +207,11 @@ enum Subprocess {
 }
 
 /// A TCP port that was free a moment ago (bind to port 0, read it, close).
-func freeTCPPort() throws -> Int {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+func freeTCPPort() throws -> Int { try freePort(socketType: Int32(SOCK_STREAM.rawValue)) }
+
+/// A loopback port of `socketType` that was free a moment ago.
+func freePort(socketType: Int32) throws -> Int {
+    let fd = socket(AF_INET, socketType, 0)
     defer { close(fd) }
     var address = sockaddr_in()
     address.sin_family = sa_family_t(AF_INET)

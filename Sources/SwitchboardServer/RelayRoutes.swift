@@ -1,0 +1,97 @@
+import Foundation
+import Hummingbird
+import Relay
+import RelayCore
+import STUN
+
+/// `GET /v1/turn-credentials` in RTCIceServer shape (TURN REST API credentials signed with the relay's shared
+/// secret) and the admin's `GET /v1/relay/allocations`.
+struct RelayRoutes: Sendable {
+    let settings: RelaySettings?
+    let relay: RelayServer?
+
+    func register(on v1: RouterGroup<SwitchboardContext>) {
+        v1.get("turn-credentials") { _, context in
+            let identity = try context.requireIdentity()
+            guard let settings, let relay, let secret = settings.server.core.sharedSecrets.first else {
+                throw APIError.notFound("this server runs no TURN relay")
+            }
+            let port = try await relay.boundPort()
+            let expiry = Int64(Date().timeIntervalSince1970) + Int64(settings.credentialTTL)
+            let credential = EphemeralCredential.make(secret: secret, user: identity.user, expiry: expiry)
+            let host = settings.publicHost.contains(":") ? "[\(settings.publicHost)]" : settings.publicHost
+            return Routes.json(
+                .ok,
+                TURNCredentialsJSON(
+                    iceServers: [
+                        .init(
+                            urls: ["turn:\(host):\(port)?transport=udp"], username: credential.username,
+                            credential: credential.password)
+                    ], ttl: settings.credentialTTL))
+        }
+        v1.get("relay/allocations") { _, context in
+            let identity = try context.requireIdentity()
+            guard identity.isAdmin else { throw APIError.forbidden("only admins can list relay allocations") }
+            guard let relay else { throw APIError.notFound("this server runs no TURN relay") }
+            let now = Date()
+            let allocations = await relay.allocations().map { AllocationJSON($0, now: now) }
+            return Routes.json(.ok, AllocationListJSON(allocations: allocations))
+        }
+    }
+}
+
+public struct TURNCredentialsJSON: Codable, Sendable {
+    public struct IceServer: Codable, Sendable {
+        public var urls: [String]
+        public var username: String
+        public var credential: String
+    }
+    public var iceServers: [IceServer]
+    public var ttl: Int
+}
+
+public struct AllocationListJSON: Codable, Sendable {
+    public var allocations: [AllocationJSON]
+}
+
+/// One live relay allocation as `GET /v1/relay/allocations` lists it.
+public struct AllocationJSON: Codable, Sendable {
+    public struct ChannelJSON: Codable, Sendable {
+        public var number: Int
+        public var peer: String
+    }
+    public var id: String
+    public var user: String
+    public var client: String
+    public var server: String
+    public var relayed: String
+    public var permissions: [String]
+    public var channels: [ChannelJSON]
+    public var createdAt: String
+    public var expiresAt: String
+    public var ageSeconds: Int
+    public var packetsToPeers: UInt64
+    public var bytesToPeers: UInt64
+    public var packetsFromPeers: UInt64
+    public var bytesFromPeers: UInt64
+
+    init(_ info: AllocationInfo, now: Date) {
+        id = info.id.description
+        user = info.user
+        client = info.fiveTuple.client.description
+        server = info.fiveTuple.server.description
+        relayed = info.relayedAddress.description
+        permissions = info.permissions.map(\.description)
+        channels = info.channels.sorted { $0.key < $1.key }.map {
+            ChannelJSON(number: Int($0.key), peer: $0.value.description)
+        }
+        let created = Date(timeIntervalSince1970: Double(info.createdAt.milliseconds) / 1000)
+        createdAt = RFC3339.format(created)
+        expiresAt = RFC3339.format(Date(timeIntervalSince1970: Double(info.expiresAt.milliseconds) / 1000))
+        ageSeconds = max(0, Int(now.timeIntervalSince(created)))
+        packetsToPeers = info.packetsToPeers
+        bytesToPeers = info.bytesToPeers
+        packetsFromPeers = info.packetsFromPeers
+        bytesFromPeers = info.bytesFromPeers
+    }
+}

@@ -1,0 +1,155 @@
+import ArgumentParser
+import Foundation
+import Logging
+import Relay
+import RelayCore
+import STUN
+import ServiceLifecycle
+import SwitchboardServer
+
+/// The TURN relay's flags, shared by `serve` and `relay run`.
+struct RelayOptions: ParsableArguments {
+    @Option(help: "UDP address of the TURN server.") var turnHost: String = "127.0.0.1"
+    @Option(help: "UDP port of the TURN server (0 picks a free one).") var turnPort: Int = 3478
+    @Option(help: "Address relay sockets bind to and that clients are told (default: --turn-host).") var relayIP:
+        String?
+    @Option(help: "Port range of relayed addresses, LOW-HIGH.") var relayPorts: String = "49152-65535"
+    @Option(help: "Long-term credential realm.") var realm: String = "switchboard"
+    @Option(help: "TURN REST API shared secret (or env SWITCHBOARD_TURN_SECRET; default: the dev secret file).")
+    var turnSecret: String?
+    @Option(help: "File holding the TURN shared secret.") var turnSecretFile: String?
+    @Option(help: "A static TURN user NAME:PASSWORD (repeatable).") var turnUser: [String] = []
+    @Option(help: "A special-purpose peer range to allow anyway, e.g. 127.0.0.0/8 (repeatable).") var allowPeer:
+        [String] = []
+    @Option(help: "A peer range to refuse on top of the special-purpose ones (repeatable).") var denyPeer: [String] = []
+    @Option(help: "Allocations one user may hold.") var maxAllocationsPerUser: Int = 10
+    @Option(help: "Allocations the relay holds in all.") var maxAllocations: Int = 10_000
+    @Option(help: "Longest allocation lifetime in seconds.") var maxLifetime: Int = 3600
+    @Flag(help: "Accept RFC 5766 channel numbers 0x5000-0x7FFF too (older clients such as coturn's uclient).")
+    var rfc5766Channels = false
+    @Option(help: "Host name clients are given in turn: URLs (default: the relay IP).") var turnPublicHost: String?
+    @Option(help: "Lifetime in seconds of the credentials /v1/turn-credentials issues.") var turnCredentialTtl: Int =
+        3600
+
+    func settings(certsDir: String) throws -> RelaySettings {
+        let relayText = relayIP ?? turnHost
+        guard let relayAddress = IPAddress(relayText) else {
+            throw CommandFailure("--relay-ip must be an IP address (got '\(relayText)')")
+        }
+        guard !(relayAddress.isIPv4 ? relayAddress.ipv4Value == 0 : relayAddress == IPAddress("::")!) else {
+            throw CommandFailure("the relay listens on all addresses: give the address clients reach with --relay-ip")
+        }
+        let bounds = relayPorts.split(separator: "-").compactMap { Int($0) }
+        guard bounds.count == 2, bounds[0] >= 1024, bounds[0] <= bounds[1], bounds[1] <= 65535 else {
+            throw CommandFailure("--relay-ports must be LOW-HIGH within 1024-65535 (got '\(relayPorts)')")
+        }
+        var users: [String: String] = [:]
+        for entry in turnUser {
+            guard let colon = entry.firstIndex(of: ":"), colon != entry.startIndex else {
+                throw CommandFailure("--turn-user must be NAME:PASSWORD")
+            }
+            users[String(entry[..<colon])] = String(entry[entry.index(after: colon)...])
+        }
+        func ranges(_ texts: [String], _ flag: String) throws -> [CIDR] {
+            try texts.map { text in
+                guard
+                    let range = CIDR(text) ?? IPAddress(text).flatMap({ CIDR(network: $0, prefixLength: $0.bitWidth) })
+                else { throw CommandFailure("\(flag) takes an address or CIDR range (got '\(text)')") }
+                return range
+            }
+        }
+        guard maxAllocationsPerUser > 0, maxAllocations > 0, maxLifetime >= 600, turnCredentialTtl > 0 else {
+            throw CommandFailure("allocation limits must be positive and --max-lifetime at least 600")
+        }
+        var core = RelayConfiguration(
+            realm: realm, staticUsers: users, sharedSecrets: [try secret(certsDir: certsDir)],
+            relayAddresses: [relayAddress.family: relayAddress], maximumLifetime: .seconds(maxLifetime),
+            maximumAllocationsPerUser: maxAllocationsPerUser, maximumAllocations: maxAllocations,
+            peerPolicy: PeerPolicy(
+                allowed: try ranges(allowPeer, "--allow-peer"), denied: try ranges(denyPeer, "--deny-peer")),
+            channelNumbers: rfc5766Channels
+                ? RelayConfiguration.rfc5766ChannelNumbers : RelayConfiguration.rfc8656ChannelNumbers)
+        core.software = "Switchboard"
+        let server = RelayServerConfiguration(
+            host: turnHost, port: turnPort, relayPorts: bounds[0]...bounds[1], core: core)
+        return RelaySettings(
+            server: server, publicHost: turnPublicHost ?? relayAddress.description, credentialTTL: turnCredentialTtl)
+    }
+
+    private func secret(certsDir: String) throws -> [UInt8] {
+        var given: [UInt8]?
+        if let turnSecret, !turnSecret.isEmpty {
+            given = Array(turnSecret.utf8)
+        } else if let env = ProcessInfo.processInfo.environment["SWITCHBOARD_TURN_SECRET"], !env.isEmpty {
+            given = Array(env.utf8)
+        } else if let turnSecretFile {
+            guard let text = try? String(contentsOfFile: turnSecretFile, encoding: .utf8) else {
+                throw CommandFailure("cannot read the TURN secret file \(turnSecretFile)")
+            }
+            given = Array(text.trimmingCharacters(in: .whitespacesAndNewlines).utf8)
+        }
+        if let given {
+            guard given.count >= 32 else { throw CommandFailure("the TURN secret must be at least 32 bytes") }
+            return given
+        }
+        return try DevCertificates(directory: certsDir).turnSecret()
+    }
+}
+
+struct RelayCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "relay", abstract: "The TURN relay: run it alone, or list a server's allocations.",
+        subcommands: [Run.self, Allocations.self], defaultSubcommand: Run.self)
+
+    struct Run: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Run only the TURN relay (UDP), sharing its secret with the signaling servers.")
+        @OptionGroup var relay: RelayOptions
+        @Option(help: "Directory of the dev secrets.") var certsDir: String = "certs"
+        @Option(help: "Log level.") var logLevel: String = "info"
+
+        func run() async throws {
+            try await failingCleanly {
+                guard let level = Logger.Level(rawValue: logLevel) else {
+                    throw CommandFailure("unknown log level \(logLevel)")
+                }
+                LoggingSystem.bootstrap { label in
+                    var handler = StreamLogHandler.standardError(label: label)
+                    handler.logLevel = level
+                    return handler
+                }
+                let settings = try relay.settings(certsDir: certsDir)
+                let logger = Logger(label: "switchboard.relay")
+                let server = RelayServer(configuration: settings.server, logger: logger)
+                let group = ServiceGroup(
+                    configuration: .init(
+                        services: [.init(service: server)], gracefulShutdownSignals: [.sigterm, .sigint],
+                        logger: logger))
+                try await group.run()
+            }
+        }
+    }
+
+    struct Allocations: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "List a server's live relay allocations (admin token).")
+        @OptionGroup var client: ClientOptions
+        @Flag(help: "Print the server's JSON.") var json = false
+
+        func run() async throws {
+            try await failingCleanly {
+                let list = try await client.get("/v1/relay/allocations", as: AllocationListJSON.self)
+                if json { return print(String(decoding: try JSONEncoder.pretty.encode(list), as: UTF8.self)) }
+                let header = ["ID", "USER", "CLIENT", "RELAYED", "PEERS", "AGE", "BYTES OUT/IN"]
+                let rows = list.allocations.map { allocation in
+                    [
+                        allocation.id, allocation.user, allocation.client, allocation.relayed,
+                        allocation.permissions.joined(separator: ","), "\(allocation.ageSeconds)s",
+                        "\(allocation.bytesToPeers)/\(allocation.bytesFromPeers)",
+                    ]
+                }
+                print(Table.render([header] + rows))
+            }
+        }
+    }
+}
