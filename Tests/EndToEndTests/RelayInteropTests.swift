@@ -46,6 +46,23 @@ import Testing
         }
     }
 
+    /// aioice (PyPI), a Python ICE agent, gathers a relay candidate through the relay; with a wrong password none.
+    @Test func aioiceGathersARelayCandidate() async throws {
+        try await TestRelay.with { relay in
+            let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+                .appendingPathComponent("relay-clients/aioice_relay_candidate.py").path
+            let gathered = try await Subprocess.run(
+                "/usr/bin/env", ["python3", script, "127.0.0.1", String(relay.port), "alice", "secret"])
+            #expect(gathered.status == 0, "\(gathered.output) \(gathered.error.suffix(600))")
+            let fields = gathered.output.split(separator: "\n").first?.split(separator: " ") ?? []
+            #expect(fields.count == 3 && fields[0] == "relay" && fields[1] == "127.0.0.1", "\(gathered.output)")
+            #expect(fields.count == 3 && Int(fields[2]).map { (40_000...59_999).contains($0) } == true)
+            let refused = try await Subprocess.run(
+                "/usr/bin/env", ["python3", script, "127.0.0.1", String(relay.port), "alice", "wrong"])
+            #expect(refused.status == 1 && !refused.output.contains("relay"), "\(refused.output)")
+        }
+    }
+
     @Test func wrongCredentialsAreRefused() async throws {
         try await TestRelay.with { relay in
             let run = try await relay.uclient(["-c", "-u", "alice", "-w", "not-the-password"], messages: 5)
