@@ -114,9 +114,13 @@ public final class RelayServer: Service, @unchecked Sendable {
         }
         logger.info("TURN relay listening", metadata: ["address": "\(local)", "realm": "\(configuration.core.realm)"])
         bound.succeed(Int(port))
-        await withGracefulShutdownHandler {
-            try? await listener.closeFuture.get()
-        } onGracefulShutdown: {
+        await withTaskCancellationHandler {
+            await withGracefulShutdownHandler {
+                try? await listener.closeFuture.get()
+            } onGracefulShutdown: {
+                listener.close(promise: nil)
+            }
+        } onCancel: {
             listener.close(promise: nil)
         }
         ticker.cancel()
