@@ -105,6 +105,7 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "DequeModule", package: "swift-collections"),
             ],
+            resources: [.copy("Resources/Public")],
             swiftSettings: swiftSettings
         ),
         .executableTarget(

@@ -45,6 +45,8 @@ public struct ServerConfiguration: Sendable {
     public var logLevel: Logger.Level = .info
     /// The TURN relay run inside the server, and how `GET /v1/turn-credentials` advertises it; nil for none.
     public var relay: RelaySettings?
+    /// The bundled web client at `/`.
+    public var webClient = WebClientSettings()
 
     public init(tokenSecret: [UInt8]) {
         self.tokenSecret = tokenSecret

@@ -41,11 +41,19 @@ public struct SwitchboardServer: Sendable {
     /// streams get their final event before the HTTPS server stops. `onReady` gets the bound HTTPS port.
     public func services(onReady: @escaping @Sendable (Int) async -> Void = { _ in }) throws -> [any Service] {
         let router = Router(context: SwitchboardContext.self)
+        // Outermost, so error responses carry the headers too. HSTS only with an operator's certificate: the dev
+        // certificate is for localhost, where HSTS would stick to every other local port.
+        router.add(
+            middleware: SecurityHeadersMiddleware(strictTransportSecurity: configuration.certificatePath != nil))
         router.add(
             middleware: ObservabilityMiddleware(
                 metrics: metrics, authority: TokenAuthority(secret: configuration.tokenSecret), signaling: signaling,
                 rateLimiter: RateLimiter(ratePerSecond: configuration.rateLimitPerSecond)))
         Routes(signaling: signaling, metrics: metrics, configuration: configuration, relay: relay).register(on: router)
+        WebClientRoutes(
+            settings: configuration.webClient, authority: TokenAuthority(secret: configuration.tokenSecret),
+            assets: StaticAssets.load()
+        ).register(on: router)
 
         var services: [any Service] = []
         if let relay { services.append(relay) }

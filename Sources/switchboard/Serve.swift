@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import SwitchboardCore
 import SwitchboardServer
 
 struct Serve: AsyncParsableCommand {
@@ -24,6 +25,11 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Demo users to print dev tokens for (dev certificate mode only).") var demoUsers: String = "alice,bob"
     @OptionGroup(title: "TURN relay") var relay: RelayOptions
     @Flag(help: "Run without the TURN relay.") var noRelay = false
+    @Flag(help: "The web client sends every call through the TURN relay (iceTransportPolicy relay).")
+    var webRelayOnly = false
+    @Flag(help: "Let the web client sign in as a demo user without a token (dev secret on loopback only).")
+    var devLogin = false
+    @Flag(help: "Do not serve the web client.") var noWeb = false
 
     func run() async throws {
         try await failingCleanly {
@@ -54,8 +60,24 @@ struct Serve: AsyncParsableCommand {
             if !noRelay { configuration.relay = try relay.settings(certsDir: secret.certsDir) }
             // Dev tokens are printed only for the dev secret: never mint tokens with an operator's secret.
             let devMode = cert == nil && key == nil && isDevSecret
-            let server = SwitchboardServer(configuration: configuration, logger: Logger(label: "switchboard"))
+            configuration.webClient.enabled = !noWeb
+            configuration.webClient.relayOnly = webRelayOnly
             let users = demoUsers.split(separator: ",").map(String.init)
+            if devLogin {
+                // Anyone who reaches the port could sign in as a demo user: only with the dev secret (whose tokens
+                // are printed anyway) and only on a loopback address.
+                guard devMode else {
+                    throw CommandFailure("--dev-login needs the dev token secret and the dev certificate")
+                }
+                guard ["127.0.0.1", "::1", "localhost"].contains(host) else {
+                    throw CommandFailure("--dev-login is only allowed on a loopback --host")
+                }
+                guard users.allSatisfy({ Identifier.isValid($0) && $0 != "admin" }) else {
+                    throw CommandFailure("--demo-users must be user ids, and not admin, for --dev-login")
+                }
+                configuration.webClient.devLoginUsers = users
+            }
+            let server = SwitchboardServer(configuration: configuration, logger: Logger(label: "switchboard"))
             let certsDir = secret.certsDir
             let host = self.host
             try await server.run { port in
