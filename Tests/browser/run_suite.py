@@ -1,0 +1,286 @@
+#!/usr/bin/env python3
+"""Browser suite: two (or three) independent headless Chromium processes use Switchboard's web page against a real
+`switchboard serve` on loopback. Prints one line per test and a closing `N passed, N failed`; exits 1 on failure.
+
+    python3 Tests/browser/run_suite.py [TEST_NAME ...]
+"""
+
+import os
+import sys
+import tempfile
+import time
+import traceback
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import ARTIFACTS, Browser, CuttableProxy, NSSTrust, Server, clean_artifacts  # noqa: E402
+
+
+class Context:
+    """What one test owns; torn down whatever happens."""
+
+    def __init__(self, name, ring_timeout=30, extra=()):
+        self.name = name
+        self.workdir = tempfile.mkdtemp(prefix="switchboard-browser-")
+        self.artifacts = os.path.join(ARTIFACTS, name)
+        self.server = Server(self.workdir, ring_timeout=ring_timeout, extra=extra)
+        self.trust = NSSTrust(self.workdir, self.server.ca)
+        self.browsers = []
+        self.proxy = None
+        self.step = 0
+
+    def browser(self, name):
+        browser = Browser(name, self.workdir, self.trust)
+        self.browsers.append(browser)
+        return browser
+
+    def shot(self, label, *browsers):
+        self.step += 1
+        for browser in browsers or self.browsers:
+            browser.screenshot(self.artifacts, "%02d-%s" % (self.step, label))
+
+    def close(self, failed):
+        if failed:
+            for browser in self.browsers:
+                try:
+                    browser.screenshot(self.artifacts, "99-failure")
+                    os.makedirs(self.artifacts, exist_ok=True)
+                    with open(os.path.join(self.artifacts, "console-%s.txt" % browser.name), "w") as f:
+                        f.write(browser.console() + "\n--- page log ---\n" + (browser.text("log") or ""))
+                except Exception:
+                    pass
+        for browser in self.browsers:
+            browser.quit()
+        if self.proxy:
+            self.proxy.stop()
+        self.server.stop()
+        if failed:
+            try:
+                os.makedirs(self.artifacts, exist_ok=True)
+                with open(self.server.log_path, "rb") as src, open(os.path.join(self.artifacts, "server.log"), "wb") as dst:
+                    dst.write(src.read())
+            except OSError:
+                pass
+
+
+def signed_in_pair(ctx, query=""):
+    a, b = ctx.browser("alice"), ctx.browser("bob")
+    for browser, user in ((a, "alice"), (b, "bob")):
+        browser.open(ctx.server.url + "/" + query)
+        browser.sign_in(ctx.server.tokens[user])
+    ctx.shot("signed-in")
+    return a, b
+
+
+def ring(ctx, a, b, callee="bob"):
+    a.call(callee)
+    b.wait(lambda d: b.visible("incoming"), "incoming-call panel")
+    assert b.text("incoming-caller") == "alice", b.text("incoming-caller")
+    a.wait_state("ringing")
+    ctx.shot("ringing")
+
+
+def test_call_accept_relay_hangup(ctx):
+    """A calls B with ?relay=1: B rings, accepts; both connected, remote video decoding and rising, the selected
+    candidate pair is relay on both sides; A hangs up and both show the ended state."""
+    a, b = signed_in_pair(ctx, "?relay=1")
+    ring(ctx, a, b)
+    assert a.text("ice-policy") == "relay", a.text("ice-policy")
+    b.click("accept-button")
+    for browser in (a, b):
+        browser.wait_state("connected")
+    for browser in (a, b):
+        first, later = browser.wait_frames_rising()
+        print("    %s: framesDecoded %d -> %d" % (browser.name, first, later))
+    for browser in (a, b):
+        browser.wait(lambda d: browser.attr("call-path", "path") == "relay", "relay path")
+        assert browser.attr("call-path", "local") == "relay", browser.text("call-path")
+        print("    %s: path %s" % (browser.name, browser.text("call-path")))
+    # The relay itself saw the media: both users hold allocations that relayed packets to their peer.
+    allocations = ctx.server.api("GET", "/v1/relay/allocations", "admin")["allocations"]
+    for user in ("alice", "bob"):
+        relayed = sum(x["packetsToPeers"] for x in allocations if x["user"].endswith(user))
+        assert relayed > 0, (user, allocations)
+        print("    relay: %s's allocations relayed %d packets to peers (clients %s)" % (
+            user, relayed, sorted({x["client"] for x in allocations if x["user"].endswith(user)})))
+    ctx.shot("connected")
+    a.click("mute-button")
+    a.click("camera-button")
+    assert a.driver.execute_script(
+        "return document.getElementById('mute-button').getAttribute('aria-pressed')") == "true"
+    ctx.shot("muted")
+    a.click("hangup-button")
+    for browser in (a, b):
+        browser.wait_state("ended")
+        browser.wait_reason("hangup")
+        assert "hung up" in browser.text("call-reason")
+    ctx.shot("ended")
+    for browser in (a, b):
+        console = browser.console()
+        assert "Content Security Policy" not in console and "Refused to" not in console, console
+    assert_no_secrets_logged(ctx)
+
+
+def assert_no_secrets_logged(ctx):
+    """Tokens never reach the server's log, and neither do stream tickets (query strings are not logged)."""
+    with open(ctx.server.log_path, "rb") as f:
+        log = f.read().decode(errors="replace")
+    assert "request" in log, "the server logged requests"
+    for user, token in ctx.server.tokens.items():
+        assert token not in log and token.split(".")[2] not in log, "token of %s in the server log" % user
+    assert "ticket=" not in log and "Bearer" not in log
+
+
+def test_decline(ctx):
+    """B declines: both pages show the call ended, 'declined'. (Server in --dev-login mode: A pastes a token, B
+    picks the demo user.)"""
+    a, b = ctx.browser("alice"), ctx.browser("bob")
+    a.open(ctx.server.url + "/")
+    a.sign_in(ctx.server.tokens["alice"])
+    b.open(ctx.server.url + "/")
+    b.dev_sign_in("bob")
+    assert b.text("me-user") == "bob"
+    ctx.shot("signed-in")
+    ring(ctx, a, b)
+    b.click("decline-button")
+    for browser in (a, b):
+        browser.wait_state("ended")
+        browser.wait_reason("declined")
+        assert "declined" in browser.text("call-reason")
+    assert not b.visible("incoming")
+    ctx.shot("declined")
+
+
+def test_no_answer(ctx):
+    """B does not answer (server --ring-timeout 3): both pages show 'no answer'."""
+    a, b = signed_in_pair(ctx)
+    ring(ctx, a, b)
+    for browser in (a, b):
+        browser.wait_state("ended", timeout=15)
+        browser.wait_reason("no_answer")
+        assert "no answer" in browser.text("call-reason")
+    assert not b.visible("incoming")
+    ctx.shot("no-answer")
+
+
+def test_two_tabs_answered_elsewhere(ctx):
+    """B has two tabs (two devices); both ring; B accepts in one, the other shows 'answered on another device';
+    the call connects with the accepting tab. The server runs with --web-relay-only: no ?relay=1, yet the call
+    must take the relay."""
+    a, b = signed_in_pair(ctx)
+    b.driver.switch_to.new_window("tab")
+    b_first = b.driver.window_handles[0]
+    b_second = b.driver.current_window_handle
+    b.open(ctx.server.url + "/")
+    b.sign_in(ctx.server.tokens["bob"])
+    assert b.text("me-device") != "", "second tab has a device"
+    second_device = b.text("me-device")
+    a.call("bob")
+    b.wait(lambda d: b.visible("incoming"), "incoming-call panel in the second tab")
+    b.screenshot(ctx.artifacts, "02-ringing-second-tab")
+    b.driver.switch_to.window(b_first)
+    b.wait(lambda d: b.visible("incoming"), "incoming-call panel in the first tab")
+    assert b.text("me-device") != second_device
+    ctx.shot("ringing-first-tab")
+    b.click("accept-button")
+    b.wait_state("connected")
+    a.wait_state("connected")
+    b.wait_frames_rising()
+    for browser in (a, b):
+        assert browser.text("ice-policy") == "relay", browser.text("ice-policy")
+        browser.wait(lambda d: browser.attr("call-path", "path") == "relay", "relay path (server default)")
+    ctx.shot("connected")
+    b.driver.switch_to.window(b_second)
+    b.wait_state("ended")
+    b.wait_reason("answered_elsewhere")
+    assert "answered on another device" in b.text("call-reason")
+    b.screenshot(ctx.artifacts, "04-answered-elsewhere-second-tab")
+    b.driver.switch_to.window(b_first)
+    b.click("hangup-button")
+    a.wait_reason("hangup")
+    b.wait_reason("hangup")
+    ctx.shot("ended")
+
+
+def test_reconnect_keeps_call(ctx):
+    """The pages reach the server through a proxy that the test cuts for a few seconds mid-call: both event streams
+    drop and reconnect by themselves (new ticket + lastEventId); the media keeps flowing; an event sent while A was
+    offline (B's hangup, made over REST behind the cut) is replayed to A on reconnection."""
+    ctx.proxy = CuttableProxy(ctx.server.port)
+    url = "https://127.0.0.1:%d/" % ctx.proxy.port
+    a, b = ctx.browser("alice"), ctx.browser("bob")
+    for browser, user in ((a, "alice"), (b, "bob")):
+        browser.open(url)
+        browser.sign_in(ctx.server.tokens[user])
+    ring(ctx, a, b)
+    b.click("accept-button")
+    a.wait_state("connected")
+    b.wait_state("connected")
+    a.wait_frames_rising()
+    ctx.shot("connected")
+    call_id = a.driver.execute_script("return document.getElementById('call').dataset.callId")
+    b_device = b.text("me-device")
+    ctx.proxy.cut()
+    for browser in (a, b):
+        browser.wait_presence("reconnecting", timeout=15)
+    ctx.shot("network-down")
+    # Media is peer to peer (or relayed over UDP): it does not go through the cut HTTPS path.
+    before = a.frames()
+    a.wait(lambda d: a.frames() > before + 5, "frames while signaling is down")
+    assert a.attr("call-state", "state") == "connected"
+    # B hangs up behind the cut (over REST, straight to the server): A must learn it on reconnection.
+    ctx.server.api("POST", "/v1/calls/%s/hangup" % call_id, "bob", {"device": b_device})
+    time.sleep(1)
+    assert a.attr("call-state", "state") == "connected", "A cannot know yet"
+    ctx.proxy.restore()
+    for browser in (a, b):
+        browser.wait_presence("online", timeout=20)
+    a.wait_state("ended")
+    a.wait_reason("hangup")
+    ctx.shot("reconnected-ended")
+    log = a.text("log")
+    assert "stream dropped" in log
+    print("    alice resumed with %s" % ("a resync" if "resync" in log else "the replayed call.ended"))
+    assert_no_secrets_logged(ctx)
+
+
+TESTS = [
+    ("call_accept_relay_hangup", test_call_accept_relay_hangup, {}),
+    ("decline", test_decline, {"extra": ("--dev-login",)}),
+    ("no_answer", test_no_answer, {"ring_timeout": 3}),
+    ("two_tabs_answered_elsewhere", test_two_tabs_answered_elsewhere, {"extra": ("--web-relay-only",)}),
+    ("reconnect_keeps_call", test_reconnect_keeps_call, {}),
+]
+
+
+def main(selected):
+    clean_artifacts()
+    passed = failed = 0
+    suite_start = time.time()
+    for name, test, options in TESTS:
+        if selected and name not in selected:
+            continue
+        start = time.time()
+        ctx = None
+        ok = False
+        try:
+            ctx = Context(name, **options)
+            test(ctx)
+            ok = True
+        except Exception:
+            traceback.print_exc()
+        finally:
+            if ctx:
+                ctx.close(failed=not ok)
+        elapsed = time.time() - start
+        print("%s %s (%.1f s)" % ("PASS" if ok else "FAIL", name, elapsed), flush=True)
+        if ok:
+            passed += 1
+        else:
+            failed += 1
+    print("browser suite: %.1f s; screenshots in %s" % (time.time() - suite_start, ARTIFACTS))
+    print("%d passed, %d failed" % (passed, failed))
+    return 0 if failed == 0 and passed > 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
