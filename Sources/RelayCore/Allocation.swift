@@ -81,6 +81,26 @@ struct Allocation {
         guard let permission = permissions[ip] else { return false }
         return permission.expiresAt > now
     }
+
+    /// Where a client's ChannelData on `channel` goes, counting it when relayed.
+    mutating func forwardFromClient(channel: UInt16, length: Int, now: RelayTime) -> ClientForward {
+        guard let bound = channels[channel], bound.expiresAt > now else { return .drop(.noChannel) }
+        guard hasPermission(for: bound.peer.ip, at: now) else { return .drop(.noPermission) }
+        packetsToPeers += 1
+        bytesToPeers += UInt64(length)
+        return .toPeer(id, bound.peer)
+    }
+
+    /// How a datagram from `peer` reaches the client, counting it when relayed.
+    mutating func forwardFromPeer(_ peer: TransportAddress, length: Int, now: RelayTime) -> PeerForward {
+        guard hasPermission(for: peer.ip, at: now) else { return .drop(.noPermission) }
+        packetsFromPeers += 1
+        bytesFromPeers += UInt64(length)
+        if let channel = channelByPeer[peer], let bound = channels[channel], bound.expiresAt > now {
+            return .channelData(channel, to: fiveTuple)
+        }
+        return .dataIndication(to: fiveTuple)
+    }
 }
 
 /// A live allocation as the admin API lists it.

@@ -163,29 +163,29 @@ public struct TURNServer: Sendable {
         guard nonceIsValid(nonce, for: fiveTuple, now: now) else {
             return .rejected(challenge(request, .staleNonce, fiveTuple, now))
         }
-        guard let (password, user, expiry) = password(for: username, now: now) else {
-            return .rejected(challenge(request, .unauthorized, fiveTuple, now))
-        }
         // MD5 unless PASSWORD-ALGORITHM negotiated otherwise (RFC 8489 §9.2.2), which this server never offers; the
-        // same key serves MESSAGE-INTEGRITY and MESSAGE-INTEGRITY-SHA256.
-        let key = LongTermCredential.key(username: username, realm: configuration.realm, password: password)
-        guard request.verifyIntegrity(key: key, algorithm: algorithm) == .valid else {
-            return .rejected(challenge(request, .unauthorized, fiveTuple, now))
+        // same key serves MESSAGE-INTEGRITY and MESSAGE-INTEGRITY-SHA256. With several shared secrets (rotation),
+        // the credential is whichever one verifies.
+        for (password, user, expiry) in passwords(for: username, now: now) {
+            let key = LongTermCredential.key(username: username, realm: configuration.realm, password: password)
+            if request.verifyIntegrity(key: key, algorithm: algorithm) == .valid {
+                return .authenticated(
+                    Identity(username: username, user: user, key: key, algorithm: algorithm, credentialExpiry: expiry))
+            }
         }
-        return .authenticated(
-            Identity(username: username, user: user, key: key, algorithm: algorithm, credentialExpiry: expiry))
+        return .rejected(challenge(request, .unauthorized, fiveTuple, now))
     }
 
-    /// The password for `username`: a static user's, or a TURN REST credential's while it has not expired.
-    private func password(for username: String, now: RelayTime) -> (String, user: String, expiry: RelayTime?)? {
-        if let password = configuration.staticUsers[username] { return (password, username, nil) }
-        guard !configuration.sharedSecrets.isEmpty, let (expiry, user) = EphemeralCredential.parse(username: username)
-        else { return nil }
+    /// The passwords `username` may have: a static user's, or one per shared secret for a TURN REST credential
+    /// that has not expired.
+    private func passwords(for username: String, now: RelayTime) -> [(String, user: String, expiry: RelayTime?)] {
+        if let password = configuration.staticUsers[username] { return [(password, username, nil)] }
+        guard let (expiry, user) = EphemeralCredential.parse(username: username) else { return [] }
         let expiresAt = RelayTime(seconds: expiry)
-        guard expiresAt > now else { return nil }
-        // Any configured secret may have signed it; the key check below decides. The first that matches wins.
-        guard let secret = configuration.sharedSecrets.first else { return nil }
-        return (EphemeralCredential.password(secret: secret, username: username), user, expiresAt)
+        guard expiresAt > now else { return [] }
+        return configuration.sharedSecrets.map {
+            (EphemeralCredential.password(secret: $0, username: username), user, expiresAt)
+        }
     }
 
     private func challenge(
@@ -468,30 +468,17 @@ public struct TURNServer: Sendable {
     public mutating func channelData(_ channel: UInt16, length: Int, from fiveTuple: FiveTuple, now: RelayTime)
         -> ClientForward
     {
+        // In place through the dictionary's modify accessor: reading an Allocation out would copy (and retain) all of
+        // it, once per packet.
         guard let id = byFiveTuple[fiveTuple] else { return .drop(.noAllocation) }
-        guard let bound = allocations[id]?.channels[channel], bound.expiresAt > now else { return .drop(.noChannel) }
-        guard allocations[id]?.hasPermission(for: bound.peer.ip, at: now) == true else {
-            return .drop(.noPermission)
-        }
-        allocations[id]?.packetsToPeers += 1
-        allocations[id]?.bytesToPeers += UInt64(length)
-        return .toPeer(id, bound.peer)
+        return allocations[id]?.forwardFromClient(channel: channel, length: length, now: now) ?? .drop(.noAllocation)
     }
 
     /// A datagram of `length` bytes from `peer` arrived on the relay socket of `allocation`.
     public mutating func fromPeer(_ peer: TransportAddress, length: Int, allocation id: AllocationID, now: RelayTime)
         -> PeerForward
     {
-        guard let allocation = allocations[id] else { return .drop(.noAllocation) }
-        guard allocation.hasPermission(for: peer.ip, at: now) else { return .drop(.noPermission) }
-        allocations[id]?.packetsFromPeers += 1
-        allocations[id]?.bytesFromPeers += UInt64(length)
-        if let channel = allocation.channelByPeer[peer], let bound = allocation.channels[channel],
-            bound.expiresAt > now
-        {
-            return .channelData(channel, to: allocation.fiveTuple)
-        }
-        return .dataIndication(to: allocation.fiveTuple)
+        allocations[id]?.forwardFromPeer(peer, length: length, now: now) ?? .drop(.noAllocation)
     }
 
     /// A Data indication carrying `payload` from `peer` (RFC 8656 §11.4).
@@ -514,17 +501,17 @@ public struct TURNServer: Sendable {
                 actions.append(.closeRelay(id))
                 continue
             }
+            // Most ticks expire nothing: look before rebuilding anything.
+            let stalePermissions = allocation.permissions.values.contains { $0.expiresAt <= now }
+            let staleChannels = allocation.channels.values.contains { $0.expiresAt <= now }
+            guard stalePermissions || staleChannels else { continue }
             var pruned = allocation
-            pruned.permissions = pruned.permissions.filter { $0.value.expiresAt > now }
+            if stalePermissions { pruned.permissions = pruned.permissions.filter { $0.value.expiresAt > now } }
             for (channel, bound) in pruned.channels where bound.expiresAt <= now {
                 pruned.channels[channel] = nil
                 pruned.channelByPeer[bound.peer] = nil
             }
-            if pruned.permissions.count != allocation.permissions.count
-                || pruned.channels.count != allocation.channels.count
-            {
-                allocations[id] = pruned
-            }
+            allocations[id] = pruned
         }
         limiter.prune(now: now)
         return actions

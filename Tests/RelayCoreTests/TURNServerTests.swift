@@ -106,6 +106,23 @@ import Testing
         #expect(forger.allocate(on: &server)?.code == 401)
     }
 
+    @Test func everyConfiguredSharedSecretVerifiesDuringARotation() throws {
+        var rotated = configuration()
+        let next = Array("the-next-shared-secret-of-32-bytes-!!".utf8)
+        rotated.sharedSecrets = [next, sharedSecret]
+        var server = TURNServer(configuration: rotated)
+        for (port, secret) in [(UInt16(40_010), next), (40_011, sharedSecret)] {
+            let issued = EphemeralCredential.make(secret: secret, user: "dave", expiry: start.seconds + 600)
+            var client = Client(port: port, username: issued.username, password: issued.password)
+            #expect(client.allocate(on: &server)?.isSuccess == true)
+        }
+        rotated.sharedSecrets = [next]
+        var retired = TURNServer(configuration: rotated)
+        let old = EphemeralCredential.make(secret: sharedSecret, user: "dave", expiry: start.seconds + 600)
+        var client = Client(username: old.username, password: old.password)
+        #expect(client.allocate(on: &retired)?.code == 401)
+    }
+
     @Test func unauthenticatedRequestsAreRateLimitedPerSource() throws {
         var server = TURNServer(configuration: configuration(burst: 5))
         let client = Client()
