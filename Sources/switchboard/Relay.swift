@@ -77,19 +77,9 @@ struct RelayOptions: ParsableArguments {
     }
 
     private func secret(certsDir: String) throws -> [UInt8] {
-        var given: [UInt8]?
-        if let turnSecret, !turnSecret.isEmpty {
-            given = Array(turnSecret.utf8)
-        } else if let env = ProcessInfo.processInfo.environment["SWITCHBOARD_TURN_SECRET"], !env.isEmpty {
-            given = Array(env.utf8)
-        } else if let turnSecretFile {
-            guard let text = try? String(contentsOfFile: turnSecretFile, encoding: .utf8) else {
-                throw CommandFailure("cannot read the TURN secret file \(turnSecretFile)")
-            }
-            given = Array(text.trimmingCharacters(in: .whitespacesAndNewlines).utf8)
-        }
-        if let given {
-            guard given.count >= 32 else { throw CommandFailure("the TURN secret must be at least 32 bytes") }
+        if let given = try givenSecret(
+            flag: turnSecret, environment: "SWITCHBOARD_TURN_SECRET", file: turnSecretFile, name: "TURN secret")
+        {
             return given
         }
         return try DevCertificates(directory: certsDir).turnSecret()
@@ -110,14 +100,7 @@ struct RelayCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await failingCleanly {
-                guard let level = Logger.Level(rawValue: logLevel) else {
-                    throw CommandFailure("unknown log level \(logLevel)")
-                }
-                LoggingSystem.bootstrap { label in
-                    var handler = StreamLogHandler.standardError(label: label)
-                    handler.logLevel = level
-                    return handler
-                }
+                _ = try bootstrapLogging(logLevel)
                 let settings = try relay.settings(certsDir: certsDir)
                 let logger = Logger(label: "switchboard.relay")
                 let server = RelayServer(configuration: settings.server, logger: logger)

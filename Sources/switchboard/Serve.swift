@@ -33,14 +33,7 @@ struct Serve: AsyncParsableCommand {
 
     func run() async throws {
         try await failingCleanly {
-            guard let level = Logger.Level(rawValue: logLevel) else {
-                throw CommandFailure("unknown log level \(logLevel)")
-            }
-            LoggingSystem.bootstrap { label in
-                var handler = StreamLogHandler.standardError(label: label)
-                handler.logLevel = level
-                return handler
-            }
+            let level = try bootstrapLogging(logLevel)
             let (secretBytes, isDevSecret) = try secret.resolve()
             var configuration = ServerConfiguration(tokenSecret: secretBytes)
             configuration.host = host

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Logging
 import SwitchboardServer
 
 @main
@@ -45,22 +46,40 @@ struct SecretOptions: ParsableArguments {
 
     /// The secret, and whether it is the dev secret of the certs directory (made on first use).
     func resolve() throws -> (secret: [UInt8], isDevSecret: Bool) {
-        var given: [UInt8]?
-        if let tokenSecret, !tokenSecret.isEmpty {
-            given = Array(tokenSecret.utf8)
-        } else if let env = ProcessInfo.processInfo.environment["SWITCHBOARD_TOKEN_SECRET"], !env.isEmpty {
-            given = Array(env.utf8)
-        } else if let tokenSecretFile {
-            guard let text = try? String(contentsOfFile: tokenSecretFile, encoding: .utf8) else {
-                throw CommandFailure("cannot read the token secret file \(tokenSecretFile)")
-            }
-            given = Array(text.trimmingCharacters(in: .whitespacesAndNewlines).utf8)
-        }
-        if let given {
-            // One stolen token must not let anyone guess the key offline.
-            guard given.count >= 32 else { throw CommandFailure("the token secret must be at least 32 bytes") }
+        // One stolen token must not let anyone guess the key offline: at least 32 bytes.
+        if let given = try givenSecret(
+            flag: tokenSecret, environment: "SWITCHBOARD_TOKEN_SECRET", file: tokenSecretFile, name: "token secret")
+        {
             return (given, false)
         }
         return (try DevCertificates(directory: certsDir).tokenSecret(), true)
     }
+}
+
+/// A secret given by flag, environment variable or file (in that order), at least 32 bytes; nil when none is given.
+func givenSecret(flag: String?, environment: String, file: String?, name: String) throws -> [UInt8]? {
+    var given: [UInt8]?
+    if let flag, !flag.isEmpty {
+        given = Array(flag.utf8)
+    } else if let value = ProcessInfo.processInfo.environment[environment], !value.isEmpty {
+        given = Array(value.utf8)
+    } else if let file {
+        guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
+            throw CommandFailure("cannot read the \(name) file \(file)")
+        }
+        given = Array(text.trimmingCharacters(in: .whitespacesAndNewlines).utf8)
+    }
+    if let given, given.count < 32 { throw CommandFailure("the \(name) must be at least 32 bytes") }
+    return given
+}
+
+/// Log lines to stderr at `levelName` (trace … critical).
+func bootstrapLogging(_ levelName: String) throws -> Logger.Level {
+    guard let level = Logger.Level(rawValue: levelName) else { throw CommandFailure("unknown log level \(levelName)") }
+    LoggingSystem.bootstrap { label in
+        var handler = StreamLogHandler.standardError(label: label)
+        handler.logLevel = level
+        return handler
+    }
+    return level
 }
