@@ -3,7 +3,7 @@
 # Switchboard's SRTPSession (Swift, release) and through a plain C loop over the same libsrtp, built and run in one
 # go. Prints both side by side with the ratio Swift/C (goal: >= 0.9).
 # Then DTLS: handshakes per second between two DTLSEngines in one process, and resident memory per established
-# pair (two engines and their two SRTP sessions).
+# pair (two engines and their two SRTP sessions), directly and with the server side behind a DTLSListener.
 #   Benchmarks/run-srtp.sh [PACKETS] [HANDSHAKES] [PAIRS]     (defaults 1,000,000 per profile, 500, 1,000)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -52,4 +52,6 @@ print("DTLS 1.2 use_srtp handshakes (ECDSA P-256, in memory, both engines on one
       % (r["handshakesPerSecond"], r["handshakes"]))
 print("resident memory per established pair (2 engines + 2 SRTP sessions), %d pairs held: %s KiB"
       % (r["heldPairs"], r["rssPerPairKiB"]))
+print("through DTLSListener (cookie exchange: one more round trip; server engines share one SSL_CTX): %s/s, %s KiB per pair"
+      % (r["listenerHandshakesPerSecond"], r["listenerRssPerPairKiB"]))
 PY
