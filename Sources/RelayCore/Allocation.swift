@@ -84,6 +84,7 @@ struct Allocation {
 
     /// Where a client's ChannelData on `channel` goes, counting it when relayed.
     mutating func forwardFromClient(channel: UInt16, length: Int, now: RelayTime) -> ClientForward {
+        guard expiresAt > now else { return .drop(.noAllocation) }
         guard let bound = channels[channel], bound.expiresAt > now else { return .drop(.noChannel) }
         guard hasPermission(for: bound.peer.ip, at: now) else { return .drop(.noPermission) }
         packetsToPeers += 1
@@ -93,6 +94,7 @@ struct Allocation {
 
     /// How a datagram from `peer` reaches the client, counting it when relayed.
     mutating func forwardFromPeer(_ peer: TransportAddress, length: Int, now: RelayTime) -> PeerForward {
+        guard expiresAt > now else { return .drop(.noAllocation) }
         guard hasPermission(for: peer.ip, at: now) else { return .drop(.noPermission) }
         packetsFromPeers += 1
         bytesFromPeers += UInt64(length)

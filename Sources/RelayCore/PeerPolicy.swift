@@ -75,12 +75,15 @@ public struct PeerPolicy: Sendable, Hashable {
         return ranges.first { $0.contains(address) }
     }
 
-    /// IANA IPv4 Special-Purpose Address Registry, plus multicast and the reserved 240/4 (incl. broadcast).
+    /// IANA IPv4 Special-Purpose Address Registry, plus multicast, the reserved 240/4 (incl. broadcast) and cloud
+    /// platform endpoints on public addresses.
     static let ipv4SpecialPurpose: [CIDR] = [
         "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
         "192.0.0.0/24", "192.0.2.0/24", "192.31.196.0/24", "192.52.193.0/24", "192.88.99.0/24", "192.168.0.0/16",
         "192.175.48.0/24", "198.18.0.0/15", "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4",
         "255.255.255.255/32",
+        // Public, but a cloud platform's own endpoint (Azure WireServer and DNS), reachable only from inside it.
+        "168.63.129.16/32",
     ].map { CIDR($0)! }
 
     /// IANA IPv6 Special-Purpose Address Registry, plus multicast and the deprecated site-local range. The

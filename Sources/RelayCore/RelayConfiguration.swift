@@ -6,7 +6,11 @@ public struct RelayTime: Sendable, Hashable, Comparable, CustomStringConvertible
     public var milliseconds: Int64
 
     public init(milliseconds: Int64) { self.milliseconds = milliseconds }
-    public init(seconds: Int64) { self.milliseconds = seconds * 1000 }
+    /// Saturates instead of overflowing (a TURN REST username may claim any expiry).
+    public init(seconds: Int64) {
+        let (product, overflow) = seconds.multipliedReportingOverflow(by: 1000)
+        self.milliseconds = overflow ? (seconds < 0 ? .min : .max) : product
+    }
 
     public var seconds: Int64 { milliseconds / 1000 }
 
@@ -46,6 +50,9 @@ public struct RelayConfiguration: Sendable {
     public var sharedSecrets: [[UInt8]]
     /// The relayed address of each family the relay offers (the port is chosen per allocation).
     public var relayAddresses: [AddressFamily: IPAddress]
+    /// The ports relayed addresses use. A peer on one of the relay's own addresses (another allocation of this relay)
+    /// is reachable only on these ports: nothing else on the relay host is.
+    public var relayPorts: ClosedRange<UInt16>
     public var defaultLifetime: Duration
     public var maximumLifetime: Duration
     public var permissionLifetime: Duration
@@ -71,6 +78,7 @@ public struct RelayConfiguration: Sendable {
         staticUsers: [String: String] = [:],
         sharedSecrets: [[UInt8]] = [],
         relayAddresses: [AddressFamily: IPAddress],
+        relayPorts: ClosedRange<UInt16> = 49152...65535,
         defaultLifetime: Duration = .seconds(600),
         maximumLifetime: Duration = .seconds(3600),
         permissionLifetime: Duration = .seconds(300),
@@ -90,6 +98,7 @@ public struct RelayConfiguration: Sendable {
         self.staticUsers = staticUsers
         self.sharedSecrets = sharedSecrets
         self.relayAddresses = relayAddresses
+        self.relayPorts = relayPorts
         self.defaultLifetime = defaultLifetime
         self.maximumLifetime = maximumLifetime
         self.permissionLifetime = permissionLifetime

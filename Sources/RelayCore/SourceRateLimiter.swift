@@ -20,8 +20,10 @@ struct SourceRateLimiter: Sendable {
         self.burst = Double(max(burst, 1))
     }
 
-    /// Takes one token for `source`; false when it has none left.
-    mutating func admit(_ source: IPAddress, now: RelayTime) -> Bool {
+    /// Takes one token for `source`'s bucket; false when it has none left. IPv6 sources share a bucket per /64 (one
+    /// host can hold a whole /64 and rotate through it).
+    mutating func admit(_ address: IPAddress, now: RelayTime) -> Bool {
+        let source = address.isIPv6 ? Self.slash64(address) : address
         var bucket = buckets[source] ?? Bucket(tokens: burst, updatedAt: now)
         if buckets[source] == nil && buckets.count >= Self.maximumSources {
             prune(now: now)
@@ -37,6 +39,11 @@ struct SourceRateLimiter: Sendable {
         bucket.tokens -= 1
         buckets[source] = bucket
         return true
+    }
+
+    static func slash64(_ address: IPAddress) -> IPAddress {
+        let bytes = address.bytes
+        return IPAddress(bytes: bytes[0..<8] + [UInt8](repeating: 0, count: 8)) ?? address
     }
 
     /// Forgets sources whose buckets have refilled.

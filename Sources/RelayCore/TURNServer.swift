@@ -32,6 +32,14 @@ public enum RelayDropReason: String, Sendable, Hashable, CaseIterable {
     case unexpectedMessage = "unexpected_message"
     /// An Allocate retransmitted while its relay socket is being bound.
     case allocationInProgress = "allocation_in_progress"
+    /// Data to a port of the relay's own address that is not a relayed address.
+    case forbiddenPeer = "forbidden_peer"
+    /// A datagram that filled its whole receive slot and may have been cut short.
+    case truncated
+    /// The socket's send buffer is full.
+    case congested
+    /// The allocation's relay socket is gone.
+    case noRelaySocket = "no_relay_socket"
 }
 
 /// Where the payload of a client's ChannelData goes.
@@ -103,11 +111,11 @@ public struct TURNServer: Sendable {
         -> [RelayAction]
     {
         let unknown = request.unknownComprehensionRequired + request.unsupportedAttributes
-        if !unknown.isEmpty {
-            return unauthenticatedReply(
-                error(request, .unknownAttribute, extra: [.unknownAttributes(unknown)]), fiveTuple, now)
-        }
         if request.type.method == .binding {
+            if !unknown.isEmpty {
+                return unauthenticatedReply(
+                    error(request, .unknownAttribute, extra: [.unknownAttributes(unknown)]), fiveTuple, now)
+            }
             return unauthenticatedReply(
                 response(
                     request, attributes: [.xorMappedAddress(fiveTuple.client, transactionID: request.transactionID)]),
@@ -121,6 +129,22 @@ public struct TURNServer: Sendable {
         case .authenticated(let authenticated): identity = authenticated
         case .rejected(let reply): return unauthenticatedReply(reply, fiveTuple, now)
         }
+        // RFC 8489 §6.3: unknown comprehension-required attributes are answered after authentication.
+        if !unknown.isEmpty {
+            return reply(error(request, .unknownAttribute, extra: [.unknownAttributes(unknown)]), identity, fiveTuple)
+        }
+        // An allocation past its lifetime is gone even before the next expiry tick removes it.
+        var swept: [RelayAction] = []
+        if let id = byFiveTuple[fiveTuple], let allocation = allocations[id], allocation.expiresAt <= now {
+            remove(id)
+            swept.append(.closeRelay(id))
+        }
+        return swept + dispatch(request, identity, fiveTuple, now)
+    }
+
+    private mutating func dispatch(
+        _ request: STUNMessage, _ identity: Identity, _ fiveTuple: FiveTuple, _ now: RelayTime
+    ) -> [RelayAction] {
         switch request.type.method {
         case .allocate: return handleAllocate(request, identity, fiveTuple, now)
         case .refresh: return handleRefresh(request, identity, fiveTuple, now)
@@ -182,7 +206,8 @@ public struct TURNServer: Sendable {
         if let password = configuration.staticUsers[username] { return [(password, username, nil)] }
         guard let (expiry, user) = EphemeralCredential.parse(username: username) else { return [] }
         let expiresAt = RelayTime(seconds: expiry)
-        guard expiresAt > now else { return [] }
+        // Expired, or further ahead than any issuer would sign (a year): not a credential of ours.
+        guard expiresAt > now, expiresAt < now + .seconds(366 * 86_400) else { return [] }
         return configuration.sharedSecrets.map {
             (EphemeralCredential.password(secret: $0, username: username), user, expiresAt)
         }
@@ -240,7 +265,11 @@ public struct TURNServer: Sendable {
             return reply(error(request, .unsupportedTransportProtocol), identity, fiveTuple)
         }
         let reservation = request.attribute(.reservationToken) != nil
-        let evenPort = try? request.evenPort
+        let evenPort: Bool?
+        switch Result(catching: { () throws(STUNError) in try request.evenPort }) {
+        case .success(let value): evenPort = value
+        case .failure: return reply(error(request, .badRequest), identity, fiveTuple)
+        }
         if reservation && (evenPort != nil || request.attribute(.requestedAddressFamily) != nil) {
             return reply(error(request, .badRequest), identity, fiveTuple)
         }
@@ -337,10 +366,13 @@ public struct TURNServer: Sendable {
         guard allocation.identity.username == identity.username else {
             return reply(error(request, .wrongCredentials), identity, fiveTuple)
         }
-        if request.attribute(.requestedAddressFamily) != nil,
-            (try? request.requestedAddressFamily) != allocation.relayedAddress.ip.family
-        {
-            return reply(error(request, .peerAddressFamilyMismatch), identity, fiveTuple)
+        if request.attribute(.requestedAddressFamily) != nil {
+            guard let family = try? request.requestedAddressFamily else {
+                return reply(error(request, .badRequest), identity, fiveTuple)
+            }
+            if family != allocation.relayedAddress.ip.family {
+                return reply(error(request, .peerAddressFamilyMismatch), identity, fiveTuple)
+            }
         }
         let requested = try? request.lifetime
         if requested == 0 {
@@ -375,13 +407,25 @@ public struct TURNServer: Sendable {
         case refused(STUNErrorCode)
     }
 
-    /// Refuses peers the policy forbids (403) or of the wrong family (443).
-    private func checkPeer(_ peer: TransportAddress, for allocation: Allocation) -> STUNErrorCode? {
+    /// Refuses peers the policy forbids (403) or of the wrong family (443). `port` also checks the port: a peer on
+    /// the relay's own address must be a relayed address (ChannelBind; CreatePermission is per IP and Send checks
+    /// each datagram).
+    private func checkPeer(_ peer: TransportAddress, for allocation: Allocation, port: Bool) -> STUNErrorCode? {
         if !configuration.peerPolicy.permits(peer.ip) { return .forbidden }
+        if port && !reachableOnRelay(peer) { return .forbidden }
         if peer.ip.family != allocation.relayedAddress.ip.family {
             return .peerAddressFamilyMismatch
         }
         return nil
+    }
+
+    /// False for a port of the relay's own address that is not a relayed address (DNS, SNMP or the TURN port of
+    /// the relay host itself must stay out of reach), unless the operator allowed that address explicitly
+    /// (`--allow-peer`, as tests on loopback do).
+    func reachableOnRelay(_ peer: TransportAddress) -> Bool {
+        guard !configuration.relayPorts.contains(peer.port) else { return true }
+        let own = PeerPolicy.canonicalForms(of: peer.ip).filter { configuration.relayAddresses.values.contains($0) }
+        return own.allSatisfy { form in configuration.peerPolicy.allowed.contains { $0.contains(form) } }
     }
 
     private mutating func handleCreatePermission(
@@ -396,7 +440,7 @@ public struct TURNServer: Sendable {
             return reply(error(request, .badRequest), identity, fiveTuple)
         }
         for peer in peers {
-            if let failure = checkPeer(peer, for: allocation) {
+            if let failure = checkPeer(peer, for: allocation, port: false) {
                 return reply(error(request, failure), identity, fiveTuple)
             }
         }
@@ -425,7 +469,7 @@ public struct TURNServer: Sendable {
             return reply(error(request, .badRequest), identity, fiveTuple)
         }
         let peer = peers[0]
-        if let failure = checkPeer(peer, for: allocation) {
+        if let failure = checkPeer(peer, for: allocation, port: true) {
             return reply(error(request, failure), identity, fiveTuple)
         }
         // A channel stays with one peer and a peer with one channel (RFC 8656 §11.2).
@@ -454,11 +498,15 @@ public struct TURNServer: Sendable {
     private mutating func handleSend(_ indication: STUNMessage, from fiveTuple: FiveTuple, now: RelayTime)
         -> RelayAction
     {
-        guard let id = byFiveTuple[fiveTuple] else { return .dropped(.noAllocation) }
-        guard let peers = try? indication.xorPeerAddresses, peers.count == 1, let payload = indication.data
+        guard let id = byFiveTuple[fiveTuple], let expiresAt = allocations[id]?.expiresAt, expiresAt > now else {
+            return .dropped(.noAllocation)
+        }
+        guard let peers = try? indication.xorPeerAddresses, peers.count == 1, let payload = indication.data,
+            indication.unknownComprehensionRequired.isEmpty, indication.unsupportedAttributes.isEmpty
         else { return .dropped(.malformed) }
         let peer = peers[0]
         guard allocations[id]?.hasPermission(for: peer.ip, at: now) == true else { return .dropped(.noPermission) }
+        guard reachableOnRelay(peer) else { return .dropped(.forbiddenPeer) }
         allocations[id]?.packetsToPeers += 1
         allocations[id]?.bytesToPeers += UInt64(payload.count)
         return .sendToPeer(id, payload: payload, peer: peer)

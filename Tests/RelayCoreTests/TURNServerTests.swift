@@ -70,7 +70,7 @@ import Testing
     @Test func aNonceExpiresInto438AndTheNewOneWorks() throws {
         var server = TURNServer(configuration: configuration())
         var client = Client()
-        #expect(client.allocate(on: &server)?.isSuccess == true)
+        #expect(client.allocate(on: &server, lifetime: 1200)?.isSuccess == true)
         let later = start + .seconds(601)
         let staleReply = client.call(.refresh, [.lifetime(600)], on: &server, now: later)
         let stale = try #require(staleReply)
@@ -141,6 +141,34 @@ import Testing
         let elsewhere = FiveTuple(client: TransportAddress(ip: IPAddress("192.0.2.77")!, port: 1), server: other.server)
         #expect(Client.reply(server.receive(request, from: elsewhere, now: start)) != nil)
         #expect(Client.reply(server.receive(request, from: client.fiveTuple, now: start + .seconds(1))) != nil)
+    }
+
+    @Test func aRESTUsernameWithAnAbsurdExpiryIsRefusedNotACrash() throws {
+        var server = TURNServer(configuration: configuration())
+        for username in ["9223372036854775807:x", "-9223372036854775808:x", "\(start.seconds + 400 * 86_400):x"] {
+            var client = Client(username: username, password: "anything")
+            #expect(client.allocate(on: &server)?.code == 401, "\(username)")
+        }
+    }
+
+    @Test func ipv6SourcesShareABucketPerSlash64() throws {
+        var server = TURNServer(configuration: configuration(burst: 2))
+        let request = try STUNMessage(type: .bindingRequest, transactionID: .random()).encode()
+        var answered = 0
+        for host in ["2001:4860::1", "2001:4860::2", "2001:4860::3", "2001:4860:0:0:ffff::9"] {
+            let source = FiveTuple(client: peer(host, port: 5000), server: serverAddress)
+            if Client.reply(server.receive(request, from: source, now: start)) != nil { answered += 1 }
+        }
+        #expect(answered == 2)
+        let elsewhere = FiveTuple(client: peer("2001:4860:0:1::1", port: 5000), server: serverAddress)
+        #expect(Client.reply(server.receive(request, from: elsewhere, now: start)) != nil)
+    }
+
+    @Test func unknownAttributesAreAnsweredOnlyAfterAuthentication() throws {
+        var server = TURNServer(configuration: configuration())
+        let client = Client()
+        let request = try client.request(.allocate, [.requestedTransport(17), .dontFragment]).encode()
+        #expect(Client.reply(server.receive(request, from: client.fiveTuple, now: start))?.code == 401)
     }
 
     @Test func garbageIsDroppedAndCounted() {
@@ -380,6 +408,61 @@ import Testing
         var other = Client(port: 45_000)
         #expect(other.call(.createPermission, [], peers: [peer("8.8.8.8")], on: &server)?.code == 437)
         #expect(server.channelData(0x4000, length: 1, from: other.fiveTuple, now: start) == .drop(.noAllocation))
+    }
+
+    @Test func onTheRelaysOwnAddressOnlyRelayedPortsAreReachable() throws {
+        // A relay on a public address (the policy permits it like any other public peer).
+        var onPublic = configuration()
+        let publicIP = IPAddress("93.184.216.34")!
+        onPublic.relayAddresses = [.ipv4: publicIP]
+        var server = TURNServer(configuration: onPublic)
+        var client = Client()
+        _ = client.allocate(on: &server)
+        let dns = TransportAddress(ip: publicIP, port: 53)
+        let otherAllocation = TransportAddress(ip: publicIP, port: 50_002)
+        #expect(client.call(.channelBind, [.channelNumber(0x4000)], peers: [dns], on: &server)?.code == 403)
+        #expect(
+            client.call(.channelBind, [.channelNumber(0x4001)], peers: [otherAllocation], on: &server)?.isSuccess
+                == true)
+        // A permission is per IP; each Send to the relay's own address is checked for its port.
+        #expect(client.call(.createPermission, [], peers: [dns], on: &server)?.isSuccess == true)
+        for (target, relayed) in [(dns, false), (otherAllocation, true)] {
+            let transaction = TransactionID.random()
+            let indication = STUNMessage(
+                type: STUNMessageType(method: .send, class: .indication), transactionID: transaction,
+                attributes: [.xorPeerAddress(target, transactionID: transaction), .data([1])])
+            let action = server.receive(try indication.encode(), from: client.fiveTuple, now: start).first
+            switch action {
+            case .sendToPeer: #expect(relayed, "sent to \(target)")
+            case .dropped(.forbiddenPeer): #expect(!relayed, "refused \(target)")
+            default: Issue.record("\(String(describing: action))")
+            }
+        }
+        // Allowed explicitly (as on loopback in tests), every port of it is reachable.
+        var allowing = onPublic
+        allowing.peerPolicy = PeerPolicy(allowed: [CIDR("93.184.216.0/24")!])
+        var allowed = TURNServer(configuration: allowing)
+        var local = Client()
+        _ = local.allocate(on: &allowed)
+        #expect(local.call(.channelBind, [.channelNumber(0x4000)], peers: [dns], on: &allowed)?.isSuccess == true)
+    }
+
+    @Test func anAllocationPastItsLifetimeIsGoneBeforeTheExpiryTick() throws {
+        var server = TURNServer(configuration: configuration())
+        var client = Client()
+        _ = client.allocate(on: &server)
+        #expect(
+            client.call(.channelBind, [.channelNumber(0x4000)], peers: [peer("8.8.8.8")], on: &server)?.isSuccess
+                == true)
+        let id = try #require(server.allocation(for: client.fiveTuple))
+        let late = start + .seconds(600)
+        client.nonce = nil  // it expired with the allocation
+        #expect(server.channelData(0x4000, length: 1, from: client.fiveTuple, now: late) == .drop(.noAllocation))
+        #expect(server.fromPeer(peer("8.8.8.8"), length: 1, allocation: id, now: late) == .drop(.noAllocation))
+        let actions = client.send(.refresh, [.lifetime(600)], to: &server, now: late)
+        #expect(actions.contains { if case .closeRelay(id) = $0 { true } else { false } })
+        #expect(Client.reply(actions)?.code == 437)
+        #expect(server.allocationCount == 0)
     }
 
     @Test func permissionsAreBoundedPerAllocation() throws {
