@@ -218,14 +218,22 @@ private final class CookieJar {
         return Unmanaged<CookieJar>.fromOpaque(pointer).takeUnretainedValue()
     }
 
+    /// The time of the datagram being looked at.
+    private var now: ContinuousClock.Instant?
+    /// Until when cookies of the previous secret pass: one lifetime after it was retired, so a cookie lives at most
+    /// two lifetimes whenever traffic comes.
+    private var previousValidUntil: ContinuousClock.Instant?
+
     func rotate(now: ContinuousClock.Instant, lifetime: Duration) {
+        self.now = now
         guard let rotatedAt else {
             rotatedAt = now
             return
         }
         guard now - rotatedAt >= lifetime else { return }
-        // Two lifetimes without traffic: the old secret is too old to keep.
+        // A secret unused for two lifetimes is too old to keep as the previous one.
         previous = now - rotatedAt >= lifetime * 2 ? nil : current
+        previousValidUntil = rotatedAt + lifetime * 2
         current = Self.randomSecret()
         self.rotatedAt = now
     }
@@ -245,7 +253,9 @@ private final class CookieJar {
     }
 
     func verify(_ offered: UnsafeBufferPointer<UInt8>) -> Bool {
-        [current, previous].compactMap { $0 }.contains { secret in
+        var secrets = [current]
+        if let previous, let now, let previousValidUntil, now < previousValidUntil { secrets.append(previous) }
+        return secrets.contains { secret in
             let expected = cookie(secret)
             return offered.count == expected.count
                 && CRYPTO_memcmp(offered.baseAddress, expected, expected.count) == 0

@@ -4,7 +4,7 @@ public import Logging
 public import NIOCore
 import NIOPosix
 public import RelayCore
-import STUN
+public import STUN
 public import ServiceLifecycle
 import Synchronization
 
@@ -16,15 +16,19 @@ public struct RelayServerConfiguration: Sendable {
     public var port: Int
     /// Relayed transport addresses take their ports from here.
     public var relayPorts: ClosedRange<Int>
+    /// The address relay sockets bind to when it differs from the one clients are told (`core.relayAddresses`),
+    /// as behind a 1:1 NAT: bind the private address, advertise the public one. Nil binds the advertised address.
+    public var relayBindAddress: IPAddress?
     public var core: RelayConfiguration
 
     public init(
         host: String = "127.0.0.1", port: Int = 3478, relayPorts: ClosedRange<Int> = 49152...65535,
-        core: RelayConfiguration
+        relayBindAddress: IPAddress? = nil, core: RelayConfiguration
     ) {
         self.host = host
         self.port = port
         self.relayPorts = relayPorts
+        self.relayBindAddress = relayBindAddress
         self.core = core
     }
 }
@@ -54,7 +58,8 @@ public final class RelayServer: Service, @unchecked Sendable {
     private let bound = Readiness()
 
     /// Datagrams read per `recvmmsg` on the server socket and on each relay socket; NIO splits one receive buffer
-    /// evenly between them, so each gets ``datagramSize`` bytes (larger datagrams arrive truncated and are dropped).
+    /// evenly between them, so each gets ``datagramSize`` bytes, and a datagram that fills its slot may have been
+    /// cut short (NIO does not report MSG_TRUNC): it is dropped, never relayed truncated.
     static let serverBatch = 32
     static let relayBatch = 8
     static let datagramSize = 2048
@@ -74,7 +79,11 @@ public final class RelayServer: Service, @unchecked Sendable {
         self.configuration = configuration
         self.eventLoop = eventLoop ?? MultiThreadedEventLoopGroup.singleton.next()
         self.logger = logger
-        core = TURNServer(configuration: configuration.core)
+        var core = configuration.core
+        core.relayPorts =
+            UInt16(
+                clamping: configuration.relayPorts.lowerBound)...UInt16(clamping: configuration.relayPorts.upperBound)
+        self.core = TURNServer(configuration: core)
         metrics = RelayMetrics(factory: metricsFactory ?? MetricsSystem.factory)
     }
 
@@ -140,6 +149,10 @@ public final class RelayServer: Service, @unchecked Sendable {
     /// A datagram on the server socket: ChannelData, or a STUN message (RFC 7983 demultiplexing by first byte).
     fileprivate func serverRead(_ envelope: AddressedEnvelope<ByteBuffer>) {
         let buffer = envelope.data
+        guard buffer.readableBytes < Self.datagramSize else {
+            counters.drops[.truncated, default: 0] += 1
+            return
+        }
         guard let first = buffer.getInteger(at: buffer.readerIndex, as: UInt8.self),
             let client = TransportAddress(envelope.remoteAddress)
         else {
@@ -172,7 +185,15 @@ public final class RelayServer: Service, @unchecked Sendable {
         }
         switch core.channelData(channel, length: Int(length), from: fiveTuple, now: .now()) {
         case .toPeer(let id, let peer):
-            guard let relay = relays[id] else { return }
+            guard let relay = relays[id] else {
+                counters.drops[.noRelaySocket, default: 0] += 1
+                return
+            }
+            // A full send buffer drops instead of queueing without bound inside NIO.
+            guard relay.isWritable else {
+                counters.drops[.congested, default: 0] += 1
+                return
+            }
             relay.write(AddressedEnvelope(remoteAddress: SocketAddress(peer), data: payload), promise: nil)
             markDirty(relay)
             counters.packetsToPeers += 1
@@ -189,6 +210,14 @@ public final class RelayServer: Service, @unchecked Sendable {
             return
         }
         let payload = envelope.data
+        guard payload.readableBytes < Self.datagramSize else {
+            counters.drops[.truncated, default: 0] += 1
+            return
+        }
+        guard listener.isWritable else {
+            counters.drops[.congested, default: 0] += 1
+            return
+        }
         let outgoing: ByteBuffer
         switch core.fromPeer(peer, length: payload.readableBytes, allocation: id, now: .now()) {
         case .channelData(let channel, _):
@@ -239,7 +268,14 @@ public final class RelayServer: Service, @unchecked Sendable {
             clients[id] = nil
             relays.removeValue(forKey: id)?.close(promise: nil)
         case .sendToPeer(let id, let payload, let peer):
-            guard let relay = relays[id] else { return }
+            guard let relay = relays[id] else {
+                counters.drops[.noRelaySocket, default: 0] += 1
+                return
+            }
+            guard relay.isWritable else {
+                counters.drops[.congested, default: 0] += 1
+                return
+            }
             relay.write(
                 AddressedEnvelope(remoteAddress: SocketAddress(peer), data: relay.allocator.buffer(bytes: payload)),
                 promise: nil)
@@ -249,6 +285,11 @@ public final class RelayServer: Service, @unchecked Sendable {
         case .dropped(let reason):
             counters.drops[reason, default: 0] += 1
         }
+    }
+
+    private func bindAddress(for advertised: IPAddress) -> IPAddress {
+        guard let bind = configuration.relayBindAddress, bind.family == advertised.family else { return advertised }
+        return bind
     }
 
     /// Binds a relay socket on a random port of the range (an even one when asked); a port in use is retried
@@ -271,7 +312,7 @@ public final class RelayServer: Service, @unchecked Sendable {
                     try channel.pipeline.syncOperations.addHandler(RelaySocketHandler(relay: self, allocation: id))
                 }
             }
-            .bind(host: pending.relayAddress.description, port: port)
+            .bind(host: bindAddress(for: pending.relayAddress).description, port: port)
             .hop(to: eventLoop)
             .whenComplete { result in
                 switch result {
@@ -287,7 +328,9 @@ public final class RelayServer: Service, @unchecked Sendable {
                     for action in actions where !Self.isClose(action) { self.perform(action) }
                     self.listener?.flush()
                 case .failure(let error):
-                    if attempt < 16 {
+                    // Only a port in use is worth another port; any other error would fail again.
+                    let inUse = (error as? IOError)?.errnoCode == EADDRINUSE
+                    if inUse && attempt < 16 {
                         self.openRelay(pending, attempt: attempt + 1)
                     } else {
                         self.logger.warning("no relay port could be bound", metadata: ["error": "\(error)"])

@@ -13,6 +13,8 @@ struct RelayOptions: ParsableArguments {
     @Option(help: "UDP port of the TURN server (0 picks a free one).") var turnPort: Int = 3478
     @Option(help: "Address relay sockets bind to and that clients are told (default: --turn-host).") var relayIP:
         String?
+    @Option(help: "Address relay sockets bind to when clients must be told another (--relay-ip), e.g. behind 1:1 NAT.")
+    var relayBindIP: String?
     @Option(help: "Port range of relayed addresses, LOW-HIGH.") var relayPorts: String = "49152-65535"
     @Option(help: "Long-term credential realm.") var realm: String = "switchboard"
     @Option(help: "TURN REST API shared secret (or env SWITCHBOARD_TURN_SECRET; default: the dev secret file).")
@@ -31,7 +33,9 @@ struct RelayOptions: ParsableArguments {
     @Option(help: "Lifetime in seconds of the credentials /v1/turn-credentials issues.") var turnCredentialTtl: Int =
         3600
 
-    func settings(certsDir: String) throws -> RelaySettings {
+    /// - Parameter requireSecret: refuse to fall back to the dev secret file (a production server whose relays run
+    ///   elsewhere must be given the shared secret, not make one up).
+    func settings(certsDir: String, requireSecret: Bool = false) throws -> RelaySettings {
         let relayText = relayIP ?? turnHost
         guard let relayAddress = IPAddress(relayText) else {
             throw CommandFailure("--relay-ip must be an IP address (got '\(relayText)')")
@@ -61,8 +65,16 @@ struct RelayOptions: ParsableArguments {
         guard maxAllocationsPerUser > 0, maxAllocations > 0, maxLifetime >= 600, turnCredentialTtl > 0 else {
             throw CommandFailure("allocation limits must be positive and --max-lifetime at least 600")
         }
+        var bindAddress: IPAddress?
+        if let relayBindIP {
+            guard let parsed = IPAddress(relayBindIP), parsed.family == relayAddress.family else {
+                throw CommandFailure("--relay-bind-ip must be an IP address of the --relay-ip family")
+            }
+            bindAddress = parsed
+        }
         var core = RelayConfiguration(
-            realm: realm, staticUsers: users, sharedSecrets: [try secret(certsDir: certsDir)],
+            realm: realm, staticUsers: users,
+            sharedSecrets: [try secret(certsDir: certsDir, requireSecret: requireSecret)],
             relayAddresses: [relayAddress.family: relayAddress], maximumLifetime: .seconds(maxLifetime),
             maximumAllocationsPerUser: maxAllocationsPerUser, maximumAllocations: maxAllocations,
             peerPolicy: PeerPolicy(
@@ -71,16 +83,22 @@ struct RelayOptions: ParsableArguments {
                 ? RelayConfiguration.rfc5766ChannelNumbers : RelayConfiguration.rfc8656ChannelNumbers)
         core.software = "Switchboard"
         let server = RelayServerConfiguration(
-            host: turnHost, port: turnPort, relayPorts: bounds[0]...bounds[1], core: core)
+            host: turnHost, port: turnPort, relayPorts: bounds[0]...bounds[1], relayBindAddress: bindAddress, core: core
+        )
         return RelaySettings(
             server: server, publicHost: turnPublicHost ?? relayAddress.description, credentialTTL: turnCredentialTtl)
     }
 
-    private func secret(certsDir: String) throws -> [UInt8] {
+    private func secret(certsDir: String, requireSecret: Bool) throws -> [UInt8] {
         if let given = try givenSecret(
             flag: turnSecret, environment: "SWITCHBOARD_TURN_SECRET", file: turnSecretFile, name: "TURN secret")
         {
             return given
+        }
+        if requireSecret {
+            throw CommandFailure(
+                "give the TURN shared secret (SWITCHBOARD_TURN_SECRET, --turn-secret-file or --turn-secret), or --no-relay"
+            )
         }
         return try DevCertificates(directory: certsDir).turnSecret()
     }

@@ -50,9 +50,11 @@ struct Serve: AsyncParsableCommand {
             configuration.rateLimitPerSecond = rateLimit
             configuration.httpRedirectPort = httpRedirectPort
             configuration.logLevel = level
-            if !noRelay { configuration.relay = try relay.settings(certsDir: secret.certsDir) }
             // Dev tokens are printed only for the dev secret: never mint tokens with an operator's secret.
             let devMode = cert == nil && key == nil && isDevSecret
+            if !noRelay {
+                configuration.relay = try relay.settings(certsDir: secret.certsDir, requireSecret: !devMode)
+            }
             configuration.webClient.enabled = !noWeb
             configuration.webClient.relayOnly = webRelayOnly
             let users = demoUsers.split(separator: ",").map(String.init)
