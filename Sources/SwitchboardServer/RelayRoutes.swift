@@ -62,6 +62,8 @@ public struct AllocationJSON: Codable, Sendable {
     }
     public var id: String
     public var user: String
+    /// The TURN username (`EXPIRY:USER` for REST credentials).
+    public var username: String
     public var client: String
     public var server: String
     public var relayed: String
@@ -78,6 +80,7 @@ public struct AllocationJSON: Codable, Sendable {
     init(_ info: AllocationInfo, now: Date) {
         id = info.id.description
         user = info.user
+        username = info.username
         client = info.fiveTuple.client.description
         server = info.fiveTuple.server.description
         relayed = info.relayedAddress.description

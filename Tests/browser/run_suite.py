@@ -243,12 +243,44 @@ def test_reconnect_keeps_call(ctx):
     assert_no_secrets_logged(ctx)
 
 
+def test_credentials_renewed_before_they_expire(ctx):
+    """TURN credentials that last 40 s (and with them the relay allocations): the pages renew them after 20 s and
+    the caller restarts ICE, so a relay-only call keeps decoding video past the first credentials' expiry."""
+    a, b = signed_in_pair(ctx, "?relay=1")
+    ring(ctx, a, b)
+    b.click("accept-button")
+    for browser in (a, b):
+        browser.wait_state("connected")
+        browser.wait_frames_rising()
+    first_users = {x["username"] for x in ctx.server.api("GET", "/v1/relay/allocations", "admin")["allocations"]}
+    for browser in (a, b):
+        browser.wait(lambda d: "TURN credentials renewed" in (browser.text("log") or ""), "renewal", timeout=40)
+    ctx.shot("renewed")
+    # Past the first credentials' expiry (40 s after the call started): still connected, frames still rising,
+    # through allocations made with the new credentials.
+    deadline = time.time() + 25
+    a.wait(lambda d: time.time() > deadline, "the first credentials to expire", timeout=30)
+    for browser in (a, b):
+        assert browser.attr("call-state", "state") == "connected", browser.text("call-state")
+        first, later = browser.wait_frames_rising()
+        print("    %s: framesDecoded %d -> %d after the first credentials expired" % (browser.name, first, later))
+        assert browser.attr("call-path", "path") == "relay", browser.text("call-path")
+    users = {x["username"] for x in ctx.server.api("GET", "/v1/relay/allocations", "admin")["allocations"]}
+    assert users and users.isdisjoint(first_users), (first_users, users)
+    print("    relay: allocations now under %s (first: %s)" % (sorted(users), sorted(first_users)))
+    ctx.shot("still-connected")
+    a.click("hangup-button")
+    b.wait_reason("hangup")
+
+
 TESTS = [
     ("call_accept_relay_hangup", test_call_accept_relay_hangup, {}),
     ("decline", test_decline, {"extra": ("--dev-login",)}),
     ("no_answer", test_no_answer, {"ring_timeout": 3}),
     ("two_tabs_answered_elsewhere", test_two_tabs_answered_elsewhere, {"extra": ("--web-relay-only",)}),
     ("reconnect_keeps_call", test_reconnect_keeps_call, {}),
+    ("credentials_renewed_before_they_expire", test_credentials_renewed_before_they_expire,
+     {"extra": ("--turn-credential-ttl", "40")}),
 ]
 
 

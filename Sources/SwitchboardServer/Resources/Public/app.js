@@ -240,13 +240,40 @@ function icePolicy() {
 
 async function iceConfiguration() {
   let iceServers = [];
+  let ttl = 0;
   try {
-    iceServers = (await api("GET", "/v1/turn-credentials")).iceServers || [];
+    const credentials = await api("GET", "/v1/turn-credentials");
+    iceServers = credentials.iceServers || [];
+    ttl = credentials.ttl || 0;
   } catch (error) {
     log("no TURN credentials: " + error.message);
   }
   // Only Switchboard's own servers: never a public STUN default.
-  return { iceServers, iceTransportPolicy: icePolicy(), bundlePolicy: "max-bundle" };
+  return { configuration: { iceServers, iceTransportPolicy: icePolicy(), bundlePolicy: "max-bundle" }, ttl };
+}
+
+// TURN credentials expire, and the relay ends the allocations made with them when they do: two minutes before,
+// fetch new ones and (the caller, so the two sides never both offer) restart ICE, so new allocations take over.
+function scheduleIceRefresh(call, ttl) {
+  clearTimeout(call.iceRefreshTimer);
+  if (!ttl) return;
+  call.iceRefreshTimer = setTimeout(() => refreshIce(call), Math.max(20, ttl - 120) * 1000);
+}
+
+async function refreshIce(call) {
+  if (call.ended || !call.pc) return;
+  const { configuration, ttl } = await iceConfiguration();
+  try {
+    call.pc.setConfiguration(Object.assign(call.pc.getConfiguration(), { iceServers: configuration.iceServers }));
+    if (call.role === "caller" && call.active) {
+      await call.pc.setLocalDescription(await call.pc.createOffer({ iceRestart: true }));
+      sendSignal(call, { type: "offer", sdp: call.pc.localDescription.sdp });
+    }
+    log("TURN credentials renewed");
+  } catch (error) {
+    log("renewing TURN credentials failed: " + error.message);
+  }
+  scheduleIceRefresh(call, ttl);
 }
 
 async function localMedia(call) {
@@ -257,9 +284,10 @@ async function localMedia(call) {
 }
 
 async function makePeerConnection(call) {
-  const configuration = await iceConfiguration();
+  const { configuration, ttl } = await iceConfiguration();
   const pc = new RTCPeerConnection(configuration);
   call.pc = pc;
+  scheduleIceRefresh(call, ttl);
   for (const track of call.localStream.getTracks()) pc.addTrack(track, call.localStream);
   pc.onicecandidate = (event) => {
     const signal = event.candidate
@@ -483,6 +511,7 @@ function onSignal(data) {
 function endLocally(call) {
   call.ended = true;
   clearInterval(app.statsTimer);
+  clearTimeout(call.iceRefreshTimer);
   if (call.pc) { call.pc.close(); }
   if (call.localStream) for (const track of call.localStream.getTracks()) track.stop();
   $("local-video").srcObject = null;
