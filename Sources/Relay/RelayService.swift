@@ -60,7 +60,7 @@ public final class RelayServer: Service, @unchecked Sendable {
     /// Datagrams read per `recvmmsg` on the server socket and on each relay socket; NIO splits one receive buffer
     /// evenly between them, so each gets ``datagramSize`` bytes, and a datagram that fills its slot may have been
     /// cut short (NIO does not report MSG_TRUNC): it is dropped, never relayed truncated.
-    static let serverBatch = 32
+    static let serverBatch = 64
     static let relayBatch = 8
     static let datagramSize = 2048
 
