@@ -185,19 +185,7 @@ public final class RelayServer: Service, @unchecked Sendable {
         }
         switch core.channelData(channel, length: Int(length), from: fiveTuple, now: .now()) {
         case .toPeer(let id, let peer):
-            guard let relay = relays[id] else {
-                counters.drops[.noRelaySocket, default: 0] += 1
-                return
-            }
-            // A full send buffer drops instead of queueing without bound inside NIO.
-            guard relay.isWritable else {
-                counters.drops[.congested, default: 0] += 1
-                return
-            }
-            relay.write(AddressedEnvelope(remoteAddress: SocketAddress(peer), data: payload), promise: nil)
-            markDirty(relay)
-            counters.packetsToPeers += 1
-            counters.bytesToPeers += Int64(length)
+            sendToPeer(id, payload, peer)
         case .drop(let reason):
             counters.drops[reason, default: 0] += 1
         }
@@ -249,6 +237,23 @@ public final class RelayServer: Service, @unchecked Sendable {
         dirtyRelays.removeAll(keepingCapacity: true)
     }
 
+    /// Writes `payload` from an allocation's relay socket to `peer` (flushed at the end of the read batch). A full
+    /// send buffer drops it instead of queueing without bound inside NIO.
+    private func sendToPeer(_ id: AllocationID, _ payload: ByteBuffer, _ peer: TransportAddress) {
+        guard let relay = relays[id] else {
+            counters.drops[.noRelaySocket, default: 0] += 1
+            return
+        }
+        guard relay.isWritable else {
+            counters.drops[.congested, default: 0] += 1
+            return
+        }
+        relay.write(AddressedEnvelope(remoteAddress: SocketAddress(peer), data: payload), promise: nil)
+        markDirty(relay)
+        counters.packetsToPeers += 1
+        counters.bytesToPeers += Int64(payload.readableBytes)
+    }
+
     private func markDirty(_ relay: any Channel) {
         if !dirtyRelays.contains(where: { $0 === relay }) { dirtyRelays.append(relay) }
     }
@@ -268,20 +273,7 @@ public final class RelayServer: Service, @unchecked Sendable {
             clients[id] = nil
             relays.removeValue(forKey: id)?.close(promise: nil)
         case .sendToPeer(let id, let payload, let peer):
-            guard let relay = relays[id] else {
-                counters.drops[.noRelaySocket, default: 0] += 1
-                return
-            }
-            guard relay.isWritable else {
-                counters.drops[.congested, default: 0] += 1
-                return
-            }
-            relay.write(
-                AddressedEnvelope(remoteAddress: SocketAddress(peer), data: relay.allocator.buffer(bytes: payload)),
-                promise: nil)
-            markDirty(relay)
-            counters.packetsToPeers += 1
-            counters.bytesToPeers += Int64(payload.count)
+            sendToPeer(id, ByteBuffer(bytes: payload), peer)
         case .dropped(let reason):
             counters.drops[reason, default: 0] += 1
         }
