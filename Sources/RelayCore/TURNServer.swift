@@ -360,12 +360,12 @@ public struct TURNServer: Sendable {
     private mutating func handleRefresh(
         _ request: STUNMessage, _ identity: Identity, _ fiveTuple: FiveTuple, _ now: RelayTime
     ) -> [RelayAction] {
-        guard let id = byFiveTuple[fiveTuple], var allocation = allocations[id] else {
-            return reply(error(request, .allocationMismatch), identity, fiveTuple)
+        var allocation: Allocation
+        switch ownAllocation(request, identity, fiveTuple) {
+        case .found(let found): allocation = found
+        case .refused(let code): return reply(error(request, code), identity, fiveTuple)
         }
-        guard allocation.identity.username == identity.username else {
-            return reply(error(request, .wrongCredentials), identity, fiveTuple)
-        }
+        let id = allocation.id
         if request.attribute(.requestedAddressFamily) != nil {
             guard let family = try? request.requestedAddressFamily else {
                 return reply(error(request, .badRequest), identity, fiveTuple)
