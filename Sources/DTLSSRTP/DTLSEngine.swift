@@ -9,13 +9,15 @@ public struct SRTPKeyingMaterial: Sendable {
     public let remoteSalt: [UInt8]
 
     /// The outbound (local keys) and inbound (remote keys) SRTP sessions of this endpoint.
-    public func makeSessions(replayWindow: Int = 1024) throws(SRTPError) -> (
+    /// - Parameter allowRepeatTransmission: let the outbound session protect a packet whose index it already
+    ///   protected (a relay forwarding a retransmission made without RTX, as mediasoup allows).
+    public func makeSessions(replayWindow: Int = 1024, allowRepeatTransmission: Bool = false) throws(SRTPError) -> (
         outbound: SRTPSession, inbound: SRTPSession
     ) {
         (
             try SRTPSession(
                 profile: profile, masterKey: localKey, masterSalt: localSalt, direction: .outbound,
-                replayWindow: replayWindow),
+                replayWindow: replayWindow, allowRepeatTransmission: allowRepeatTransmission),
             try SRTPSession(
                 profile: profile, masterKey: remoteKey, masterSalt: remoteSalt, direction: .inbound,
                 replayWindow: replayWindow)
@@ -50,8 +52,10 @@ public final class DTLSEngine {
     public struct Configuration {
         public var role: Role
         public var identity: DTLSIdentity
-        /// The fingerprint the peer signalled in SDP.
-        public var remoteFingerprint: DTLSFingerprint
+        /// The fingerprint the peer signalled in SDP. Nil when it is not known yet (a browser's ClientHello may
+        /// arrive before its answer does): the handshake then completes with the peer's certificate unchecked,
+        /// ``isPeerVerified`` stays false and the caller checks it with ``verifyPeer(_:)`` once the SDP arrives.
+        public var remoteFingerprint: DTLSFingerprint?
         /// Offered (client) or accepted (server) profiles, most preferred first.
         public var profiles: [SRTPProfile]
         /// Largest datagram the engine emits.
@@ -64,7 +68,7 @@ public final class DTLSEngine {
         public init(
             role: Role,
             identity: DTLSIdentity,
-            remoteFingerprint: DTLSFingerprint,
+            remoteFingerprint: DTLSFingerprint?,
             profiles: [SRTPProfile] = [.aeadAES128GCM, .aes128CMHMACSHA1_80],
             mtu: Int = 1200,
             initialRetransmitInterval: Duration = .seconds(1),
@@ -87,8 +91,21 @@ public final class DTLSEngine {
         case failed(DTLSError)
     }
 
+    /// What one received datagram produced: handshake datagrams to send back, and the application data records
+    /// it carried (for WebRTC, SCTP packets of data channels), in order.
+    public struct Received {
+        public var datagrams: [[UInt8]] = []
+        public var applicationData: [[UInt8]] = []
+    }
+
     public let configuration: Configuration
     public private(set) var state: State = .handshaking
+    /// The peer's certificate fingerprints (SHA-256, SHA-384, SHA-512) once the handshake completed.
+    public private(set) var peerFingerprints: [DTLSFingerprint] = []
+    /// Whether the peer's certificate matched a signalled fingerprint (at the handshake or by ``verifyPeer(_:)``).
+    public private(set) var isPeerVerified = false
+    /// The peer sent close_notify: it ended the association.
+    public private(set) var peerClosed = false
     private let ssl: OpaquePointer
     private let readBIO: OpaquePointer
     private let writeBIO: OpaquePointer
@@ -220,15 +237,49 @@ public final class DTLSEngine {
         return outgoingDatagrams()
     }
 
-    /// Takes one received datagram; returns the datagrams to send in reply.
+    /// Takes one received datagram; returns the datagrams to send in reply (application data is discarded: use
+    /// ``process(_:now:)`` to get it).
     public func receive(_ datagram: [UInt8], now: ContinuousClock.Instant = .now) throws(DTLSError) -> [[UInt8]] {
+        try process(datagram, now: now).datagrams
+    }
+
+    /// Takes one received datagram; returns the datagrams to send in reply and the application data it carried.
+    public func process(_ datagram: [UInt8], now: ContinuousClock.Instant = .now) throws(DTLSError) -> Received {
         if case .failed(let error) = state { throw error }
         startedAt = startedAt ?? now
         _ = datagram.withUnsafeBytes { BIO_write(readBIO, $0.baseAddress, Int32($0.count)) }
-        return try drive()
+        var received = Received()
+        received.datagrams = try drive(applicationData: &received.applicationData)
+        return received
+    }
+
+    /// Encrypts `data` as one application data record (after the handshake); returns the datagram to send.
+    public func write(_ data: [UInt8]) throws(DTLSError) -> [[UInt8]] {
+        guard case .established = state, !data.isEmpty else {
+            throw DTLSError(.handshakeFailed, "application data before the handshake completed")
+        }
+        let written = data.withUnsafeBytes { SSL_write(ssl, $0.baseAddress, Int32($0.count)) }
+        guard written == Int32(data.count) else {
+            throw DTLSError(.libraryFailure, "SSL_write failed", details: OpenSSLErrors.drain())
+        }
+        return outgoingDatagrams()
+    }
+
+    /// Checks the peer's certificate against the fingerprint its SDP signalled, once it is known (constant time).
+    @discardableResult
+    public func verifyPeer(_ fingerprint: DTLSFingerprint) -> Bool {
+        guard isEstablished else { return false }
+        let matched = peerFingerprints.contains { $0.algorithm == fingerprint.algorithm && $0.matches(fingerprint) }
+        if matched { isPeerVerified = true }
+        return matched
     }
 
     private func drive() throws(DTLSError) -> [[UInt8]] {
+        var discarded: [[UInt8]] = []
+        return try drive(applicationData: &discarded)
+    }
+
+    private func drive(applicationData: inout [[UInt8]]) throws(DTLSError) -> [[UInt8]] {
         if case .handshaking = state {
             let result = SSL_do_handshake(ssl)
             if result == 1 {
@@ -238,6 +289,7 @@ public final class DTLSEngine {
                     state = .failed(error)
                     throw error
                 }
+                readApplicationData(into: &applicationData)
             } else {
                 let reason = SSL_get_error(ssl, result)
                 if reason != SSL_ERROR_WANT_READ && reason != SSL_ERROR_WANT_WRITE {
@@ -247,12 +299,25 @@ public final class DTLSEngine {
                 }
             }
         } else {
-            // After the handshake only retransmitted handshake records are expected: let OpenSSL answer them.
-            var scratch = [UInt8](repeating: 0, count: 2048)
-            _ = SSL_read(ssl, &scratch, Int32(scratch.count))
-            _ = OpenSSLErrors.drain()
+            // After the handshake: application data, or retransmitted handshake records OpenSSL answers itself.
+            readApplicationData(into: &applicationData)
         }
         return outgoingDatagrams()
+    }
+
+    /// Reads every application data record buffered (one datagram may carry several).
+    private func readApplicationData(into records: inout [[UInt8]]) {
+        var scratch = [UInt8](repeating: 0, count: 16_384)
+        while true {
+            let read = SSL_read(ssl, &scratch, Int32(scratch.count))
+            if read > 0 {
+                records.append(Array(scratch[0..<Int(read)]))
+                continue
+            }
+            if SSL_get_error(ssl, read) == SSL_ERROR_ZERO_RETURN { peerClosed = true }
+            _ = OpenSSLErrors.drain()
+            return
+        }
     }
 
     /// What OpenSSL wrote, cut into datagrams on DTLS record boundaries (RFC 6347 §4.1: 13-byte header, length in
@@ -284,9 +349,12 @@ public final class DTLSEngine {
         guard let peer = SSL_get0_peer_certificate(ssl) else {
             throw DTLSError(.missingCertificate, "the peer presented no certificate")
         }
-        let expected = configuration.remoteFingerprint
-        guard DTLSIdentity.fingerprint(of: peer, expected.algorithm).matches(expected) else {
-            throw DTLSError(.fingerprintMismatch, "the peer's certificate does not match the signalled fingerprint")
+        peerFingerprints = DTLSFingerprint.Algorithm.allCases.map { DTLSIdentity.fingerprint(of: peer, $0) }
+        if let expected = configuration.remoteFingerprint {
+            guard DTLSIdentity.fingerprint(of: peer, expected.algorithm).matches(expected) else {
+                throw DTLSError(.fingerprintMismatch, "the peer's certificate does not match the signalled fingerprint")
+            }
+            isPeerVerified = true
         }
         let selected = sb_srtp_profile_id(ssl)
         guard let profile = SRTPProfile.allCases.first(where: { UInt(selected) == UInt($0.identifier) }) else {

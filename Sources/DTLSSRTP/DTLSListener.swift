@@ -129,9 +129,10 @@ public final class DTLSListener {
     /// - Parameters:
     ///   - peer: the peer's transport address as bytes (address and port, any stable encoding): the cookie is
     ///     bound to it.
-    ///   - remoteFingerprint: the fingerprint this peer signalled in SDP, for the engine if one is handed out.
+    ///   - remoteFingerprint: the fingerprint this peer signalled in SDP, for the engine if one is handed out (nil
+    ///     when its SDP has not arrived yet: see ``DTLSEngine/Configuration/remoteFingerprint``).
     public func receive(
-        _ datagram: [UInt8], from peer: [UInt8], remoteFingerprint: DTLSFingerprint,
+        _ datagram: [UInt8], from peer: [UInt8], remoteFingerprint: DTLSFingerprint?,
         now: ContinuousClock.Instant = .now
     ) -> Outcome {
         // RFC 6347 §4.1: a record header is 13 bytes; a handshake record (content type 22) carries a ClientHello.

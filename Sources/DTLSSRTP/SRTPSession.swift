@@ -27,13 +27,17 @@ public final class SRTPSession {
     private var context: srtp_t?
 
     /// Creates a session from an RFC 5764 master key and salt for `profile`.
-    /// - Parameter replayWindow: packets of reordering tolerated before an index counts as too old (64–32768).
+    /// - Parameters:
+    ///   - replayWindow: packets of reordering tolerated before an index counts as too old (64–32768).
+    ///   - allowRepeatTransmission: an outbound session may protect an index again (libsrtp's `allow_repeat_tx`):
+    ///     a relay forwards retransmissions made without RTX, as mediasoup's outbound sessions allow.
     public init(
         profile: SRTPProfile,
         masterKey: [UInt8],
         masterSalt: [UInt8],
         direction: Direction,
-        replayWindow: Int = 1024
+        replayWindow: Int = 1024,
+        allowRepeatTransmission: Bool = false
     ) throws(SRTPError) {
         guard masterKey.count == profile.keyLength, masterSalt.count == profile.saltLength else {
             throw SRTPError(
@@ -62,7 +66,7 @@ public final class SRTPSession {
         }
         policy.ssrc.type = direction == .inbound ? ssrc_any_inbound : ssrc_any_outbound
         policy.window_size = UInt(replayWindow)
-        policy.allow_repeat_tx = 0
+        policy.allow_repeat_tx = allowRepeatTransmission && direction == .outbound ? 1 : 0
 
         let material = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: masterKey.count + masterSalt.count)
         defer {
