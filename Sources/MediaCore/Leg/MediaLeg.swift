@@ -1,0 +1,159 @@
+public import STUN
+
+/// Why a leg failed; the call then ends `failed` with this as its `failure`.
+public enum MediaFailure: String, Sendable, Hashable, CaseIterable {
+    /// The party's DTLS certificate did not match the fingerprint in its SDP.
+    case fingerprintMismatch = "fingerprint_mismatch"
+    /// No valid ICE check arrived within the setup time after the answer.
+    case iceTimeout = "ice_timeout"
+    /// ICE worked but DTLS did not complete (or failed) within the setup time.
+    case dtlsFailed = "dtls_failed"
+    /// The party stopped sending consent checks (RFC 7675 §5.1: 30 s).
+    case consentLost = "consent_lost"
+}
+
+/// One party's side of a secure-relay call: Switchboard as that party's ICE-lite and DTLS peer.
+///
+/// A value: the adapter feeds it checks and DTLS outcomes and asks it where media may come from and go to. Only a
+/// source that passed an ICE check is accepted; media goes to the nominated (USE-CANDIDATE) address, or the last
+/// validated one before a nomination. Media is forwarded only once DTLS is established and the party's certificate
+/// matched the fingerprint its SDP signalled.
+public struct MediaLeg: Sendable {
+    public enum Party: String, Sendable, Hashable, CaseIterable, Codable {
+        case caller
+        case callee
+    }
+
+    public enum ICEState: String, Sendable, Hashable, Codable {
+        /// No valid check yet.
+        case new
+        /// A check succeeded, none nominated a pair yet.
+        case checking
+        /// A pair was nominated.
+        case connected
+    }
+
+    public enum DTLSState: String, Sendable, Hashable, Codable {
+        case new
+        case handshaking
+        case established
+        case failed
+    }
+
+    public let party: Party
+    public private(set) var ice: ICELiteResponder
+    /// The party's transport from its SDP; nil until its offer or answer arrives.
+    public private(set) var remote: RemoteTransport?
+    public private(set) var iceState: ICEState = .new
+    public var dtlsState: DTLSState = .new
+    public var fingerprintVerified = false
+    /// The negotiated SRTP protection profile (e.g. `SRTP_AEAD_AES_128_GCM`).
+    public var srtpProfile: String?
+    public private(set) var selected: TransportAddress?
+    public private(set) var validated: [TransportAddress] = []
+    /// When the last valid check arrived (consent freshness, RFC 7675).
+    public private(set) var lastCheck: ContinuousClock.Instant?
+    public var counters = MediaCounters()
+
+    /// Addresses kept per leg: a browser checks a few candidate pairs, never hundreds.
+    static let maximumValidated = 8
+
+    public init(party: Party, local: ICECredentials, remote: RemoteTransport?) {
+        self.party = party
+        self.ice = ICELiteResponder(local: local, remoteUfrag: remote?.credentials.ufrag)
+        self.remote = remote
+    }
+
+    /// The party's SDP arrived (its answer, or a new offer): its ufrag is checked from now on.
+    public mutating func learn(_ remote: RemoteTransport) {
+        self.remote = remote
+        ice.remoteUfrag = remote.credentials.ufrag
+    }
+
+    /// Answers one Binding request from `source`, validating (and, with USE-CANDIDATE, selecting) it on success.
+    public mutating func check(
+        _ request: STUNMessage, from source: TransportAddress, now: ContinuousClock.Instant
+    ) -> ICELiteResponder.Outcome {
+        let outcome = ice.respond(to: request, from: source)
+        switch outcome {
+        case .answered(_, let nominated):
+            lastCheck = now
+            if !validated.contains(source) {
+                if validated.count >= Self.maximumValidated { validated.removeFirst() }
+                validated.append(source)
+            }
+            if nominated {
+                selected = source
+                iceState = .connected
+            } else if iceState == .new {
+                iceState = .checking
+            }
+        case .refused:
+            counters.drop(.stunRefused)
+        case .ignored:
+            break
+        }
+        return outcome
+    }
+
+    /// Whether a datagram from `source` may be taken (it passed an ICE check).
+    public func accepts(_ source: TransportAddress) -> Bool { validated.contains(source) }
+
+    /// Where media for this party goes.
+    public var destination: TransportAddress? { selected ?? validated.last }
+
+    /// DTLS is established and the party's certificate matched its SDP: media flows to and from it.
+    public var isForwarding: Bool { dtlsState == .established && fingerprintVerified && destination != nil }
+}
+
+/// Both legs of one secure-relay call and the deadlines that end it.
+public struct MediaSession: Sendable {
+    public let callID: String
+    public var caller: MediaLeg
+    public var callee: MediaLeg
+    /// When the callee answered: from then on both legs must complete ICE and DTLS within the setup time.
+    public private(set) var answeredAt: ContinuousClock.Instant?
+    /// Set once the session failed; it is torn down with the call.
+    public private(set) var failure: MediaFailure?
+
+    public init(callID: String, caller: MediaLeg, callee: MediaLeg) {
+        self.callID = callID
+        self.caller = caller
+        self.callee = callee
+    }
+
+    public subscript(party: MediaLeg.Party) -> MediaLeg {
+        get { party == .caller ? caller : callee }
+        set {
+            if party == .caller { caller = newValue } else { callee = newValue }
+        }
+    }
+
+    public mutating func answered(now: ContinuousClock.Instant) {
+        answeredAt = answeredAt ?? now
+    }
+
+    /// Records a failure (the first one wins) and returns it when it is new.
+    public mutating func fail(_ failure: MediaFailure) -> MediaFailure? {
+        guard self.failure == nil else { return nil }
+        self.failure = failure
+        return failure
+    }
+
+    /// Checks the deadlines at `now`: a leg not forwarding `setupTimeout` after the answer fails (`ice_timeout`
+    /// without a valid check, `dtls_failed` with one); a leg whose last check is older than `consentTimeout` lost
+    /// consent. Returns a failure when one is new.
+    public mutating func evaluate(
+        now: ContinuousClock.Instant, setupTimeout: Duration, consentTimeout: Duration
+    ) -> MediaFailure? {
+        guard failure == nil else { return nil }
+        for party in MediaLeg.Party.allCases {
+            let leg = self[party]
+            if let lastCheck = leg.lastCheck, now - lastCheck >= consentTimeout { return fail(.consentLost) }
+            if let answeredAt, now - answeredAt >= setupTimeout, !leg.isForwarding {
+                return fail(leg.validated.isEmpty ? .iceTimeout : .dtlsFailed)
+            }
+        }
+        return nil
+    }
+}

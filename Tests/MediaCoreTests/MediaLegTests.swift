@@ -1,0 +1,101 @@
+import MediaCore
+import STUN
+import Testing
+
+/// The per-leg state machine and the session's deadlines, on an injected clock.
+@Suite struct MediaLegTests {
+    let start = ContinuousClock.now
+    let party = ICECredentials(ufrag: "cliU", password: "client-password-0123456789")
+    let server = ICECredentials(ufrag: "srvU", password: "server-password-0123456789")
+    let address = TransportAddress("127.0.0.1:50000")!
+
+    func remote() -> RemoteTransport {
+        RemoteTransport(credentials: party, fingerprint: "sha-256 AB", setup: "active", mids: ["0"])
+    }
+
+    func check(useCandidate: Bool = false, password: String? = nil) throws -> STUNMessage {
+        var attributes: [STUNAttribute] = [.username("srvU:cliU"), .iceControlling(1), .priority(100)]
+        if useCandidate { attributes.append(.useCandidate) }
+        let bytes = try STUNMessage(type: .bindingRequest, transactionID: .random(), attributes: attributes)
+            .encode(integrity: Array((password ?? server.password).utf8), fingerprint: true)
+        return try STUNMessage(decoding: bytes)
+    }
+
+    func session() -> MediaSession {
+        MediaSession(
+            callID: "c1", caller: MediaLeg(party: .caller, local: server, remote: remote()),
+            callee: MediaLeg(party: .callee, local: ICECredentials(ufrag: "other", password: "x"), remote: nil))
+    }
+
+    @Test func aCheckValidatesItsSourceAndUseCandidateSelectsIt() throws {
+        var leg = MediaLeg(party: .caller, local: server, remote: remote())
+        #expect(!leg.accepts(address))
+        _ = leg.check(try check(), from: address, now: start)
+        #expect(leg.accepts(address))
+        #expect(leg.iceState == .checking)
+        #expect(leg.destination == address)
+        let nominated = TransportAddress("127.0.0.1:50002")!
+        _ = leg.check(try check(useCandidate: true), from: nominated, now: start)
+        #expect(leg.iceState == .connected)
+        #expect(leg.destination == nominated)
+        #expect(!leg.isForwarding)
+        leg.dtlsState = .established
+        #expect(!leg.isForwarding)
+        leg.fingerprintVerified = true
+        #expect(leg.isForwarding)
+    }
+
+    @Test func aRefusedCheckValidatesNothingAndIsCounted() throws {
+        var leg = MediaLeg(party: .caller, local: server, remote: remote())
+        guard case .refused(_, 401) = leg.check(try check(password: "wrong"), from: address, now: start) else {
+            Issue.record("a wrong password must be refused with 401")
+            return
+        }
+        #expect(!leg.accepts(address))
+        #expect(leg.counters.drops[.stunRefused] == 1)
+    }
+
+    @Test func legsThatDoNotCompleteInTimeFailByWhatWasMissing() throws {
+        var noICE = session()
+        noICE.answered(now: start)
+        #expect(
+            noICE.evaluate(now: start + .seconds(19), setupTimeout: .seconds(20), consentTimeout: .seconds(30)) == nil)
+        #expect(
+            noICE.evaluate(now: start + .seconds(20), setupTimeout: .seconds(20), consentTimeout: .seconds(30))
+                == .iceTimeout)
+        // Reported once.
+        #expect(
+            noICE.evaluate(now: start + .seconds(21), setupTimeout: .seconds(20), consentTimeout: .seconds(30)) == nil)
+
+        var noDTLS = session()
+        _ = noDTLS.caller.check(try check(useCandidate: true), from: address, now: start + .seconds(1))
+        noDTLS.answered(now: start)
+        noDTLS.callee.dtlsState = .established
+        noDTLS.callee.fingerprintVerified = true
+        let failure = noDTLS.evaluate(
+            now: start + .seconds(20), setupTimeout: .seconds(20), consentTimeout: .seconds(30))
+        #expect(failure == .dtlsFailed)
+    }
+
+    @Test func aLegWithoutChecksFor30SecondsLosesConsent() throws {
+        var session = session()
+        _ = session.caller.check(try check(useCandidate: true), from: address, now: start)
+        #expect(
+            session.evaluate(now: start + .seconds(29), setupTimeout: .seconds(60), consentTimeout: .seconds(30)) == nil
+        )
+        _ = session.caller.check(try check(), from: address, now: start + .seconds(29))
+        #expect(
+            session.evaluate(now: start + .seconds(58), setupTimeout: .seconds(60), consentTimeout: .seconds(30)) == nil
+        )
+        #expect(
+            session.evaluate(now: start + .seconds(59), setupTimeout: .seconds(60), consentTimeout: .seconds(30))
+                == .consentLost)
+    }
+
+    @Test func theFirstFailureWins() {
+        var session = session()
+        #expect(session.fail(.fingerprintMismatch) == .fingerprintMismatch)
+        #expect(session.fail(.dtlsFailed) == nil)
+        #expect(session.failure == .fingerprintMismatch)
+    }
+}
