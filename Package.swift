@@ -17,6 +17,8 @@ let package = Package(
         .library(name: "STUN", targets: ["STUN"]),
         .library(name: "RelayCore", targets: ["RelayCore"]),
         .library(name: "Relay", targets: ["Relay"]),
+        .library(name: "MediaCore", targets: ["MediaCore"]),
+        .library(name: "Media", targets: ["Media"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: ["FullFoundation"]),
@@ -86,9 +88,33 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "MediaCore",
+            dependencies: ["STUN"],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "Media",
+            dependencies: [
+                "MediaCore",
+                "DTLSSRTP",
+                "STUN",
+                "Relay",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "SwitchboardServer",
             dependencies: [
                 "SwitchboardCore",
+                "Media",
+                "MediaCore",
+                "DTLSSRTP",
                 "Relay",
                 "RelayCore",
                 "STUN",
@@ -113,6 +139,8 @@ let package = Package(
             dependencies: [
                 "SwitchboardCore",
                 "SwitchboardServer",
+                "Media",
+                "STUN",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -141,6 +169,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "MediaCoreTests",
+            dependencies: ["MediaCore", "STUN", "SwitchboardCore"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "RelayCoreTests",
             dependencies: ["RelayCore", "STUN"],
             swiftSettings: swiftSettings
@@ -149,6 +182,9 @@ let package = Package(
             name: "EndToEndTests",
             dependencies: [
                 "SwitchboardServer",
+                "Media",
+                "MediaCore",
+                "DTLSSRTP",
                 "Relay",
                 "RelayCore",
                 "STUN",

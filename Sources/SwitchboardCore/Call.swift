@@ -28,6 +28,10 @@ public struct Call: Sendable, Hashable {
     public internal(set) var offer: SessionDescription?
     /// Every event of the call with its time, actor and device.
     public internal(set) var timeline: [TimelineEntry] = []
+    /// How media flows: peer to peer (possibly through TURN), or through Switchboard's secure relay.
+    public internal(set) var media: MediaPath = .direct
+    /// Why a call ended `failed`, when the server knows (`fingerprint_mismatch`, `ice_timeout`, ...).
+    public internal(set) var failure: String?
 
     /// Whether `user` is the caller or the callee.
     public func isParty(_ user: String) -> Bool { user == caller || user == callee }
@@ -43,6 +47,14 @@ public struct Call: Sendable, Hashable {
         view.endedAt = answeredAt
         return view
     }
+}
+
+/// How a call's media flows (the API's `media`).
+public enum MediaPath: String, Sendable, Codable, CaseIterable, Hashable {
+    /// Peer to peer, or through the TURN relay: the parties negotiate with each other.
+    case direct
+    /// Switchboard is each party's DTLS-SRTP peer and forwards only media that authenticates.
+    case secureRelay = "secure-relay"
 }
 
 /// One line of a call's timeline.

@@ -15,6 +15,10 @@ public struct CallError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let badRequest = Code(rawValue: "bad_request")
         /// The SDP's keying material is unsafe.
         public static let insecureSDP = Code(rawValue: "insecure_sdp")
+        /// SDP the secure relay cannot carry (no BUNDLE, TCP transport, a DTLS role it cannot take, ...).
+        public static let unsupportedSDP = Code(rawValue: "unsupported_sdp")
+        /// The secure relay is not running on this server.
+        public static let mediaUnavailable = Code(rawValue: "media_unavailable")
     }
 
     public let code: Code

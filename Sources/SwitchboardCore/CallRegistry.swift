@@ -101,6 +101,7 @@ public struct CallRegistry: Sendable {
         device: String,
         to callee: String,
         offer: SessionDescription?,
+        media: MediaPath = .direct,
         now: Date
     ) throws(CallError) -> Outcome {
         guard calls[id] == nil else { throw CallError(.badRequest, "call id \(id) already exists") }
@@ -116,6 +117,7 @@ public struct CallRegistry: Sendable {
         var call = Call(
             id: id, caller: caller, callerDevice: device, callee: callee, state: .inviting, createdAt: now,
             ringDeadline: now.addingTimeInterval(configuration.ringTimeout), offer: offer)
+        call.media = media
         call.timeline.append(TimelineEntry(at: now, event: "invite", user: caller, device: device))
         calls[id] = call
         callIDsByUser[caller, default: []].append(id)
@@ -277,6 +279,15 @@ public struct CallRegistry: Sendable {
             devices = .only(call.callerDevice)
         }
         return [Delivery(user: call.peer(of: signal.fromUser), devices: devices, event: .signal(signal))]
+    }
+
+    /// The server ends a call it cannot carry (a secure-relay leg failed): `failed`, with `failure` saying why.
+    /// Nothing happens to a call that already ended.
+    public mutating func fail(_ id: String, failure: String, now: Date) -> Outcome? {
+        guard let call = calls[id], call.state != .ended else { return nil }
+        calls[id]?.failure = failure
+        let ended = end(id, .failed, now: now, by: call.caller, device: nil, event: "failed")
+        return Outcome(call: ended, deliveries: endDeliveries(ended))
     }
 
     /// Ends every pending call whose ring deadline has passed: `no_answer` when a device was ringing,

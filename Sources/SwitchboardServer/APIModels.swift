@@ -1,4 +1,5 @@
 import Foundation
+import Media
 import NIOCore
 public import SwitchboardCore
 
@@ -58,10 +59,11 @@ protocol RequestBody: Decodable {
 }
 
 struct InviteBody: RequestBody {
-    static let fields: Set<String> = ["to", "device", "sdp"]
+    static let fields: Set<String> = ["to", "device", "sdp", "media"]
     let to: String
     let device: String?
     let sdp: SessionDescription?
+    let media: MediaPath?
 }
 
 struct DeviceBody: RequestBody {
@@ -99,9 +101,15 @@ public struct CallJSON: Codable, Sendable {
     public let answeredAt: String?
     public let endedAt: String?
     public let answeredBy: String?
+    /// `direct` or `secure-relay`.
+    public let media: MediaPath?
+    /// Why a `failed` call failed (`fingerprint_mismatch`, `ice_timeout`, `dtls_failed`, `consent_lost`).
+    public let failure: String?
     public let timeline: [TimelineJSON]?
+    /// Each secure-relay leg's media state (`GET /v1/calls/{id}` of a call whose legs are up).
+    public let mediaLegs: [MediaLegJSON]?
 
-    init(_ call: Call, timeline: Bool = false) {
+    init(_ call: Call, timeline: Bool = false, legs: [MediaLegSnapshot]? = nil) {
         id = call.id
         caller = call.caller
         callee = call.callee
@@ -111,7 +119,44 @@ public struct CallJSON: Codable, Sendable {
         answeredAt = call.answeredAt.map(RFC3339.format)
         endedAt = call.endedAt.map(RFC3339.format)
         answeredBy = call.answeredBy
+        media = call.media
+        failure = call.failure
         self.timeline = timeline ? call.timeline.map(TimelineJSON.init) : nil
+        mediaLegs = legs?.map(MediaLegJSON.init)
+    }
+}
+
+/// One leg of a secure-relay call as the API shows it: Switchboard's ICE and DTLS state with that party, the
+/// SRTP profile, whether the party's certificate matched its fingerprint, and what flowed and was dropped.
+public struct MediaLegJSON: Codable, Sendable {
+    /// `caller` or `callee`.
+    public let party: String
+    /// `new`, `checking` or `connected`.
+    public let ice: String
+    /// `new`, `handshaking`, `established` or `failed`.
+    public let dtls: String
+    public let srtpProfile: String?
+    public let fingerprintVerified: Bool
+    /// From the party to Switchboard.
+    public let packetsIn: Int
+    public let bytesIn: Int
+    /// From Switchboard to the party.
+    public let packetsOut: Int
+    public let bytesOut: Int
+    /// Drops by cause: `authentication`, `replay`, `unknown_source`, `not_ready`, ...
+    public let dropped: [String: Int]
+
+    init(_ leg: MediaLegSnapshot) {
+        party = leg.party.rawValue
+        ice = leg.ice.rawValue
+        dtls = leg.dtls.rawValue
+        srtpProfile = leg.srtpProfile
+        fingerprintVerified = leg.fingerprintVerified
+        packetsIn = leg.counters.packetsIn
+        bytesIn = leg.counters.bytesIn
+        packetsOut = leg.counters.packetsOut
+        bytesOut = leg.counters.bytesOut
+        dropped = Dictionary(uniqueKeysWithValues: leg.counters.drops.map { ($0.key.rawValue, $0.value) })
     }
 }
 

@@ -38,7 +38,7 @@ struct Routes: Sendable {
             let device = try requiredDevice(body.device, identity)
             guard Identifier.isValid(body.to) else { throw APIError.badRequest("'to' must be a user id") }
             let call = try mapped { () throws(CallError) in
-                try signaling.invite(identity, device: device, to: body.to, offer: body.sdp)
+                try signaling.invite(identity, device: device, to: body.to, offer: body.sdp, media: body.media)
             }
             return Self.json(.created, CallResponse(call: CallJSON(call)))
         }
@@ -61,7 +61,8 @@ struct Routes: Sendable {
             let identity = try context.requireIdentity()
             let id = try callID(context)
             let call = try mapped { () throws(CallError) in try signaling.call(id, for: identity) }
-            return Self.json(.ok, CallResponse(call: CallJSON(call, timeline: true)))
+            return Self.json(
+                .ok, CallResponse(call: CallJSON(call, timeline: true, legs: signaling.mediaLegs(call))))
         }
         v1.post("calls/:id/ringing") { request, context in
             try await deviceAction(request, context) { id, identity, device throws(CallError) in

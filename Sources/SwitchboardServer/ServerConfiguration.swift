@@ -1,5 +1,6 @@
 public import Foundation
 public import Logging
+public import Media
 public import Relay
 
 /// Everything `switchboard serve` can be told, with the defaults of the quick start.
@@ -47,6 +48,10 @@ public struct ServerConfiguration: Sendable {
     public var relay: RelaySettings?
     /// The bundled web client at `/`.
     public var webClient = WebClientSettings()
+    /// Which media path calls take (`--media`).
+    public var mediaPolicy: MediaPolicy = .callerChoice
+    /// The secure relay's media endpoint; nil for none (then no call may use `secure-relay`).
+    public var media: MediaServerConfiguration? = MediaServerConfiguration()
 
     public init(tokenSecret: [UInt8]) {
         self.tokenSecret = tokenSecret
@@ -66,4 +71,12 @@ public struct RelaySettings: Sendable {
         self.publicHost = publicHost
         self.credentialTTL = credentialTTL
     }
+}
+
+/// Which media path a call takes (`--media`): every call direct, every call through the secure relay, or what the
+/// caller asks for (`direct` when it asks for nothing).
+public enum MediaPolicy: String, Sendable, CaseIterable {
+    case direct
+    case secureRelay = "secure-relay"
+    case callerChoice = "caller-choice"
 }

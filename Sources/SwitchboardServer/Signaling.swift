@@ -1,6 +1,8 @@
 import DequeModule
 import Foundation
 import Logging
+import Media
+import MediaCore
 import NIOCore
 import SwitchboardCore
 import Synchronization
@@ -75,8 +77,15 @@ final class Signaling: Sendable {
     let epoch: String
     private let state: Mutex<State>
 
-    init(configuration: ServerConfiguration, metrics: SignalingMetrics, clock: @escaping @Sendable () -> Date) {
+    /// The secure relay's media endpoint, when this server runs one.
+    let media: MediaServer?
+
+    init(
+        configuration: ServerConfiguration, metrics: SignalingMetrics, media: MediaServer? = nil,
+        clock: @escaping @Sendable () -> Date
+    ) {
         self.configuration = configuration
+        self.media = media
         self.metrics = metrics
         self.clock = clock
         self.epoch = String(UInt32.random(in: 0x1000_0000...UInt32.max), radix: 36)
@@ -91,13 +100,71 @@ final class Signaling: Sendable {
 
     // MARK: Calls
 
-    func invite(_ identity: Identity, device: String, to callee: String, offer: SessionDescription?) throws(CallError)
-        -> Call
-    {
-        let id = Self.makeCallID()
-        return try transition { registry, now throws(CallError) in
-            try registry.invite(id: id, from: identity.user, device: device, to: callee, offer: offer, now: now)
+    /// The media path of a new call: the operator's policy, or the caller's choice (`direct` when absent).
+    func mediaPath(requested: MediaPath?) -> MediaPath {
+        switch configuration.mediaPolicy {
+        case .direct: .direct
+        case .secureRelay: .secureRelay
+        case .callerChoice: requested ?? .direct
         }
+    }
+
+    func invite(
+        _ identity: Identity, device: String, to callee: String, offer: SessionDescription?,
+        media requested: MediaPath? = nil
+    ) throws(CallError) -> Call {
+        let id = Self.makeCallID()
+        let path = mediaPath(requested: requested)
+        if configuration.mediaPolicy == .direct, requested == .secureRelay {
+            throw CallError(.mediaUnavailable, "this server sends every call direct (--media direct)")
+        }
+        guard path == .secureRelay else {
+            return try transition { registry, now throws(CallError) in
+                try registry.invite(id: id, from: identity.user, device: device, to: callee, offer: offer, now: now)
+            }
+        }
+        // Secure relay: the caller's offer is checked as it came, then the callee gets Switchboard's offer.
+        guard let media else { throw CallError(.mediaUnavailable, "this server runs no secure media relay") }
+        guard let offer, offer.type == .offer else {
+            throw CallError(.badRequest, "a secure-relay call needs the caller's sdp offer")
+        }
+        try SDPKeyingCheck.validate(offer.sdp, as: .offer)
+        let prepared = try Self.mapped { () throws(MediaError) in try media.prepare(callerOffer: offer.sdp) }
+        let calleeOffer = SessionDescription(type: .offer, sdp: prepared.calleeOffer)
+        return try transition { registry, now throws(CallError) in
+            let outcome = try registry.invite(
+                id: id, from: identity.user, device: device, to: callee, offer: calleeOffer, media: .secureRelay,
+                now: now)
+            if outcome.call.state != .ended { media.open(id, prepared) }
+            return outcome
+        }
+    }
+
+    static func mapped<T>(_ body: () throws(MediaError) -> T) throws(CallError) -> T {
+        do {
+            return try body()
+        } catch {
+            switch error.code {
+            case .unavailable: throw CallError(.mediaUnavailable, error.message)
+            case .noSession: throw CallError(.invalidTransition, error.message)
+            default: throw CallError(.unsupportedSDP, error.message)
+            }
+        }
+    }
+
+    /// A secure-relay leg failed: the call ends `failed` with the reason.
+    func mediaFailed(_ id: String, _ failure: MediaFailure) {
+        let now = clock()
+        state.withLock { state in
+            guard let outcome = state.registry.fail(id, failure: failure.rawValue, now: now) else { return }
+            apply(outcome.deliveries, in: &state, now: now)
+        }
+    }
+
+    /// The secure relay's legs of call `id`, for `GET /v1/calls/{id}`.
+    func mediaLegs(_ call: Call) -> [MediaLegSnapshot]? {
+        guard call.media == .secureRelay else { return nil }
+        return media?.snapshot(call.id)
     }
 
     func ring(_ id: String, _ identity: Identity, device: String) throws(CallError) -> Call {
@@ -110,7 +177,24 @@ final class Signaling: Sendable {
         -> Call
     {
         try transition { registry, now throws(CallError) in
-            try registry.accept(id, user: identity.user, device: device, answer: answer, now: now)
+            guard let call = registry.calls[id], call.media == .secureRelay, call.isParty(identity.user),
+                let media
+            else {
+                return try registry.accept(id, user: identity.user, device: device, answer: answer, now: now)
+            }
+            // Secure relay: the callee's answer is checked as it came; the caller gets Switchboard's answer.
+            guard let answer, answer.type == .answer else {
+                throw CallError(.badRequest, "accepting a secure-relay call needs the callee's sdp answer")
+            }
+            try SDPKeyingCheck.validate(answer.sdp, as: .answer)
+            let prepared = try Self.mapped { () throws(MediaError) in
+                try media.prepareAnswer(id, calleeAnswer: answer.sdp)
+            }
+            let outcome = try registry.accept(
+                id, user: identity.user, device: device,
+                answer: SessionDescription(type: .answer, sdp: prepared.callerAnswer), now: now)
+            media.commitAnswer(id, prepared.calleeRemote)
+            return outcome
         }
     }
 
@@ -129,6 +213,17 @@ final class Signaling: Sendable {
     func signal(_ signal: Signal) throws(CallError) {
         let now = clock()
         try state.withLock { state throws(CallError) in
+            if let call = state.registry.calls[signal.callID], call.media == .secureRelay, call.isParty(signal.fromUser)
+            {
+                // Switchboard is each party's peer: candidates are checked and kept from the other party (the
+                // server learns addresses from ICE checks); renegotiation is not relayed yet.
+                if signal.kind == .offer || signal.kind == .answer {
+                    throw CallError(
+                        .invalidTransition, "renegotiation of a secure-relay call is not supported by this server")
+                }
+                _ = try state.registry.signal(signal, now: now)
+                return
+            }
             let deliveries = try state.registry.signal(signal, now: now)
             for delivery in deliveries { deliver(delivery, in: &state, now: now) }
         }
@@ -155,6 +250,7 @@ final class Signaling: Sendable {
         return try state.withLock { state throws(CallError) in
             let outcome = try input(&state.registry, now)
             apply(outcome.deliveries, in: &state, now: now)
+            if outcome.call.state == .ended, outcome.call.media == .secureRelay { media?.close(outcome.call.id) }
             if outcome.deliveries.isEmpty, outcome.call.state == .ended, let reason = outcome.call.endReason {
                 // A call that ended as it was made (busy) tells no device, but it is still counted and watched.
                 metrics.callEnded(reason)
@@ -175,7 +271,10 @@ final class Signaling: Sendable {
                 let call = state.registry.calls[delivery.event.callID]
             else { continue }
             if case .accepted = delivery.event { metrics.callSetups.increment() }
-            if case .ended = delivery.event, let reason = call.endReason { metrics.callEnded(reason) }
+            if case .ended = delivery.event, let reason = call.endReason {
+                metrics.callEnded(reason)
+                if call.media == .secureRelay { media?.close(call.id) }
+            }
             notifyWatchers(name, call, in: &state)
         }
     }

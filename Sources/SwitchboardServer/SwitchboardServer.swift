@@ -2,6 +2,7 @@ public import Foundation
 import Hummingbird
 import HummingbirdTLS
 public import Logging
+public import Media
 import NIOCore
 import NIOSSL
 public import Relay
@@ -17,6 +18,8 @@ public struct SwitchboardServer: Sendable {
     let metrics: SignalingMetrics
     /// The TURN relay, when configured.
     public let relay: RelayServer?
+    /// The secure relay's media endpoint, when configured.
+    public let media: MediaServer?
 
     /// TLS 1.2+ with forward-secret AEAD suites only (Mozilla "intermediate"); TLS 1.3 suites are always on.
     static let cipherSuites = [
@@ -24,13 +27,21 @@ public struct SwitchboardServer: Sendable {
         "ECDHE-RSA-AES256-GCM-SHA384", "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
     ].joined(separator: ":")
 
-    public init(configuration: ServerConfiguration, logger: Logger, clock: @escaping @Sendable () -> Date = { Date() })
-    {
+    public init(
+        configuration: ServerConfiguration, logger: Logger, clock: @escaping @Sendable () -> Date = { Date() }
+    ) throws {
         self.configuration = configuration
         self.logger = logger
         let metrics = SignalingMetrics()
         self.metrics = metrics
-        self.signaling = Signaling(configuration: configuration, metrics: metrics, clock: clock)
+        let media = try configuration.media.map {
+            try MediaServer(
+                configuration: $0, metricsFactory: metrics.factory, logger: Logger(label: "switchboard.media"))
+        }
+        self.media = media
+        let signaling = Signaling(configuration: configuration, metrics: metrics, media: media, clock: clock)
+        self.signaling = signaling
+        media?.setFailureHandler { [weak signaling] callID, failure in signaling?.mediaFailed(callID, failure) }
         self.relay = configuration.relay.map {
             RelayServer(
                 configuration: $0.server, metricsFactory: metrics.factory, logger: Logger(label: "switchboard.relay"))
@@ -57,6 +68,7 @@ public struct SwitchboardServer: Sendable {
 
         var services: [any Service] = []
         if let relay { services.append(relay) }
+        if let media { services.append(media) }
         let boundPort = BoundPort(configuration.port)
         let app = Application(
             router: router,

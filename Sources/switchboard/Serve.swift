@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
 import Logging
+import Media
+import STUN
 import SwitchboardCore
 import SwitchboardServer
 
@@ -30,6 +32,17 @@ struct Serve: AsyncParsableCommand {
     @Flag(help: "Let the web client sign in as a demo user without a token (dev secret on loopback only).")
     var devLogin = false
     @Flag(help: "Do not serve the web client.") var noWeb = false
+    @Option(
+        help:
+            "Media path of calls: direct, secure-relay (every call through Switchboard's DTLS-SRTP relay) or caller-choice."
+    )
+    var media: String = "caller-choice"
+    @Option(help: "UDP port of the secure relay's media endpoint, bound on --host (0 picks a free one).")
+    var mediaPort: Int = 3479
+    @Option(help: "Address advertised in the secure relay's candidates when it differs from --host (NAT).")
+    var mediaIP: String?
+    @Flag(help: "Run without the secure relay's media endpoint (secure-relay calls are then refused).")
+    var noMedia = false
 
     func run() async throws {
         try await failingCleanly {
@@ -55,6 +68,28 @@ struct Serve: AsyncParsableCommand {
             if !noRelay {
                 configuration.relay = try relay.settings(certsDir: secret.certsDir, requireSecret: !devMode)
             }
+            guard let policy = MediaPolicy(rawValue: media) else {
+                throw CommandFailure("--media must be direct, secure-relay or caller-choice")
+            }
+            configuration.mediaPolicy = policy
+            if noMedia {
+                guard policy != .secureRelay else {
+                    throw CommandFailure("--media secure-relay needs the media endpoint")
+                }
+                configuration.media = nil
+            } else {
+                var mediaConfiguration = MediaServerConfiguration(host: host, port: mediaPort)
+                if let mediaIP {
+                    guard let address = IPAddress(mediaIP) else {
+                        throw CommandFailure("--media-ip must be an IP address")
+                    }
+                    mediaConfiguration.advertisedAddresses = [address]
+                } else if ["0.0.0.0", "::"].contains(host) {
+                    throw CommandFailure(
+                        "--host \(host) needs --media-ip: the secure relay must advertise a real address")
+                }
+                configuration.media = mediaConfiguration
+            }
             configuration.webClient.enabled = !noWeb
             configuration.webClient.relayOnly = webRelayOnly
             let users = demoUsers.split(separator: ",").map(String.init)
@@ -72,7 +107,7 @@ struct Serve: AsyncParsableCommand {
                 }
                 configuration.webClient.devLoginUsers = users
             }
-            let server = SwitchboardServer(configuration: configuration, logger: Logger(label: "switchboard"))
+            let server = try SwitchboardServer(configuration: configuration, logger: Logger(label: "switchboard"))
             let certsDir = secret.certsDir
             let host = self.host
             try await server.run { port in

@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Foundation
 import Logging
+import Media
 import NIOCore
 import NIOHTTP1
 import NIOSSL
@@ -17,6 +18,9 @@ final class TestServer: Sendable {
     let authority: TokenAuthority
     let logs: LogCollector
     let client: HTTPClient
+    /// The secure relay's media endpoint and its bound port, when the configuration runs one.
+    let media: MediaServer?
+    let mediaPort: Int?
     private let group: ServiceGroup
     private let task: Task<Void, any Error>
 
@@ -41,12 +45,13 @@ final class TestServer: Sendable {
         configuration.certificatePath = directory.appendingPathComponent("cert.pem").path
         configuration.privateKeyPath = directory.appendingPathComponent("key.pem").path
         configuration.rateLimitPerSecond = 0
+        configuration.media?.port = 0
         configure(&configuration)
 
         let logs = LogCollector()
         var logger = Logger(label: "switchboard-test", factory: { _ in CollectingLogHandler(collector: logs) })
         logger.logLevel = .info
-        let server = SwitchboardServer(configuration: configuration, logger: logger)
+        let server = try SwitchboardServer(configuration: configuration, logger: logger)
         let (ready, readyContinuation) = AsyncStream<Int>.makeStream()
         let group = ServiceGroup(
             configuration: .init(
@@ -57,6 +62,7 @@ final class TestServer: Sendable {
         let task = Task { try await group.run() }
         var iterator = ready.makeAsyncIterator()
         guard let port = await iterator.next() else { throw TestFailure("server did not start") }
+        let mediaPort = try await server.media?.boundPort()
 
         var tls = TLSConfiguration.makeClientConfiguration()
         tls.trustRoots = .file(caPath)
@@ -69,13 +75,15 @@ final class TestServer: Sendable {
         let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfiguration)
         return TestServer(
             port: port, directory: directory, caPath: caPath, authority: TokenAuthority(secret: secret), logs: logs,
-            client: client, group: group, task: task)
+            client: client, media: server.media, mediaPort: mediaPort, group: group, task: task)
     }
 
     private init(
         port: Int, directory: URL, caPath: String, authority: TokenAuthority, logs: LogCollector, client: HTTPClient,
-        group: ServiceGroup, task: Task<Void, any Error>
+        media: MediaServer?, mediaPort: Int?, group: ServiceGroup, task: Task<Void, any Error>
     ) {
+        self.media = media
+        self.mediaPort = mediaPort
         self.port = port
         self.directory = directory
         self.caPath = caPath

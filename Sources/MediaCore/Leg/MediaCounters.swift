@@ -31,4 +31,13 @@ public struct MediaCounters: Sendable, Hashable {
     public mutating func drop(_ cause: DropCause, count: Int = 1) {
         drops[cause, default: 0] += count
     }
+
+    /// Adds what `counters` counted since `earlier` (a snapshot of the same counters).
+    public mutating func add(_ counters: MediaCounters, since earlier: MediaCounters) {
+        packetsIn += counters.packetsIn - earlier.packetsIn
+        bytesIn += counters.bytesIn - earlier.bytesIn
+        packetsOut += counters.packetsOut - earlier.packetsOut
+        bytesOut += counters.bytesOut - earlier.bytesOut
+        for (cause, count) in counters.drops { drop(cause, count: count - (earlier.drops[cause] ?? 0)) }
+    }
 }

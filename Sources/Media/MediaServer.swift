@@ -1,0 +1,690 @@
+public import CoreMetrics
+public import DTLSSRTP
+import Foundation
+public import Logging
+public import MediaCore
+import NIOConcurrencyHelpers
+public import NIOCore
+import NIOPosix
+import Relay
+public import STUN
+public import ServiceLifecycle
+
+/// Where the secure relay's media endpoint listens and what it tells parties.
+public struct MediaServerConfiguration: Sendable {
+    /// The address the UDP socket binds to.
+    public var host: String
+    /// Its port; 0 picks a free one.
+    public var port: Int
+    /// The addresses put in host candidates; nil advertises `host` (which must then not be a wildcard).
+    public var advertisedAddresses: [IPAddress]?
+    /// How long both legs have, after the answer, to complete ICE and DTLS.
+    public var setupTimeout: Duration
+    /// A leg with no consent check for this long is gone (RFC 7675 §5.1).
+    public var consentTimeout: Duration
+    /// DTLS handshakes in progress at once (the listener's half-open cap).
+    public var maximumHalfOpen: Int
+
+    public init(
+        host: String = "127.0.0.1", port: Int = 3479, advertisedAddresses: [IPAddress]? = nil,
+        setupTimeout: Duration = .seconds(20), consentTimeout: Duration = .seconds(30), maximumHalfOpen: Int = 256
+    ) {
+        self.host = host
+        self.port = port
+        self.advertisedAddresses = advertisedAddresses
+        self.setupTimeout = setupTimeout
+        self.consentTimeout = consentTimeout
+        self.maximumHalfOpen = maximumHalfOpen
+    }
+}
+
+/// A caller's offer turned into the callee's: what ``MediaServer/open(_:_:)`` needs once the call exists.
+public struct PreparedMediaSession: Sendable {
+    public let callerRemote: RemoteTransport
+    public let callerLocal: ICECredentials
+    public let calleeLocal: ICECredentials
+    /// The offer the callee gets: the caller's media sections over Switchboard's transport.
+    public let calleeOffer: String
+    let origin: UInt64
+}
+
+/// One leg as the API shows it.
+public struct MediaLegSnapshot: Sendable, Hashable {
+    public let party: MediaLeg.Party
+    public let ice: MediaLeg.ICEState
+    public let dtls: MediaLeg.DTLSState
+    public let srtpProfile: String?
+    public let fingerprintVerified: Bool
+    public let counters: MediaCounters
+}
+
+/// The secure relay: one UDP port on which Switchboard is the ICE-lite, DTLS-SRTP peer of every party of every
+/// secure-relay call, demultiplexed as RFC 7983 says (STUN → the leg's ICE-lite agent, DTLS → the leg's engine
+/// behind one ``DTLSListener``, SRTP/SRTCP → the leg's sessions).
+///
+/// Every RTP and RTCP packet of one leg is unprotected with that leg's keys — a forgery or a replay is dropped and
+/// counted — and protected again with the other leg's keys, SSRCs, sequence numbers and header extensions
+/// unchanged. DTLS application data (SCTP of data channels) passes from one leg's DTLS into the other's as is.
+/// Nothing is forwarded to or from a leg before its DTLS handshake completed with a certificate that matches the
+/// fingerprint its own SDP signalled; a mismatch, a setup that does not complete in time or lost consent fails the
+/// session, reported through `onFailure` (never while the caller's own lock is held: always from the event loop).
+///
+/// The pure parts (ICE-lite agent, leg states, SDP rewriting) are `MediaCore`'s; this class holds the socket, the
+/// OpenSSL and libsrtp objects and the tables, behind one lock, so signaling can call it from any thread.
+public final class MediaServer: Service, @unchecked Sendable {
+    public let configuration: MediaServerConfiguration
+    /// The certificate of every leg; its SHA-256 fingerprint goes in every SDP Switchboard writes.
+    public let identity: DTLSIdentity
+    let eventLoop: any EventLoop
+    let logger: Logger
+    private let lock = NIOLock()
+    // Everything below is guarded by `lock`.
+    private var channel: (any Channel)?
+    private var advertised: [TransportAddress] = []
+    private var sessions: [String: Box] = [:]
+    private var byUfrag: [String: Route] = [:]
+    private var byAddress: [TransportAddress: Route] = [:]
+    /// Addresses of torn-down legs, for a while: their packets count as `after_hangup`.
+    private var tombstones: [TransportAddress: ContinuousClock.Instant] = [:]
+    private var listener: DTLSListener
+    /// Drops and counts not tied to a leg since the last metrics flush (plus the last counts of legs torn down).
+    private var tally = MediaCounters()
+    /// Drops not tied to a leg since start, for ``unattributedDrops()``.
+    private var unattributed: [DropCause: Int] = [:]
+    private var dirty = false
+    private var onFailure: @Sendable (String, MediaFailure) -> Void = { _, _ in }
+    private let metrics: MediaMetrics
+    private let bound = MediaReadiness()
+
+    static let batch = 32
+    static let datagramSize = 2048
+    static let tombstoneLifetime: Duration = .seconds(60)
+
+    private struct Route {
+        let callID: String
+        let party: MediaLeg.Party
+    }
+
+    /// The mutable, non-Sendable state of one session (OpenSSL and libsrtp objects), only touched under `lock`.
+    private final class Box {
+        var session: MediaSession
+        var engines: [MediaLeg.Party: DTLSEngine] = [:]
+        var inbound: [MediaLeg.Party: SRTPSession] = [:]
+        var outbound: [MediaLeg.Party: SRTPSession] = [:]
+        var handshakeStarted: [MediaLeg.Party: ContinuousClock.Instant] = [:]
+        let origin: UInt64
+        var version: UInt64 = 2
+
+        init(session: MediaSession, origin: UInt64) {
+            self.session = session
+            self.origin = origin
+        }
+    }
+
+    public init(
+        configuration: MediaServerConfiguration, eventLoop: (any EventLoop)? = nil,
+        metricsFactory: (any MetricsFactory)? = nil, logger: Logger = Logger(label: "switchboard.media")
+    ) throws {
+        self.configuration = configuration
+        self.eventLoop = eventLoop ?? MultiThreadedEventLoopGroup.singleton.next()
+        self.logger = logger
+        identity = try DTLSIdentity.generate(.ecdsaP256, commonName: "switchboard", validityDays: 30)
+        listener = try DTLSListener(
+            .init(identity: identity, maximumHalfOpen: configuration.maximumHalfOpen))
+        metrics = MediaMetrics(factory: metricsFactory ?? MetricsSystem.factory)
+    }
+
+    /// Sets where failures go (the signaling plane ends the call `failed`).
+    public func setFailureHandler(_ handler: @escaping @Sendable (String, MediaFailure) -> Void) {
+        lock.withLock { onFailure = handler }
+    }
+
+    /// The bound port, once ``run()`` has bound it.
+    public func boundPort() async throws -> Int { try await bound.wait() }
+
+    public func run() async throws {
+        let channel: any Channel
+        do {
+            channel = try await DatagramBootstrap(group: eventLoop)
+                .channelOption(.socketOption(.so_reuseaddr), value: 1)
+                .channelOption(.datagramVectorReadMessageCount, value: Self.batch)
+                .channelOption(
+                    .recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: Self.batch * Self.datagramSize)
+                )
+                .channelOption(.socketOption(.so_rcvbuf), value: 4 << 20)
+                .channelOption(.socketOption(.so_sndbuf), value: 4 << 20)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(MediaSocketHandler(server: self))
+                    }
+                }
+                .bind(host: configuration.host, port: configuration.port).get()
+        } catch {
+            bound.fail(error)
+            throw error
+        }
+        let local = channel.localAddress.flatMap(TransportAddress.init)
+        let port = local?.port ?? 0
+        let addresses =
+            configuration.advertisedAddresses ?? (local.map { [$0.ip] } ?? [])
+        lock.withLock {
+            self.channel = channel
+            self.advertised = addresses.map { TransportAddress(ip: $0, port: port) }
+        }
+        let ticker = eventLoop.scheduleRepeatedTask(initialDelay: .milliseconds(100), delay: .milliseconds(100)) {
+            _ in self.tick()
+        }
+        logger.info(
+            "secure media relay listening",
+            metadata: ["address": "\(local.map(\.description) ?? "?")", "fingerprint": "\(identity.fingerprint())"])
+        bound.succeed(Int(port))
+        await withTaskCancellationHandler {
+            await withGracefulShutdownHandler {
+                try? await channel.closeFuture.get()
+            } onGracefulShutdown: {
+                channel.close(promise: nil)
+            }
+        } onCancel: {
+            channel.close(promise: nil)
+        }
+        ticker.cancel()
+        lock.withLock {
+            sessions.removeAll()
+            byUfrag.removeAll()
+            byAddress.removeAll()
+            flushMetrics()
+        }
+    }
+
+    // MARK: Signaling's side
+
+    /// Reads the caller's offer and writes the callee's (nothing is kept until ``open(_:_:)``).
+    public func prepare(callerOffer: String) throws(MediaError) -> PreparedMediaSession {
+        let candidates = lock.withLock { advertised }
+        guard !candidates.isEmpty else { throw MediaError(.unavailable, "the media endpoint is not listening yet") }
+        let remote = try SDPRewriter.remoteTransport(of: callerOffer, setups: ["actpass", "active"])
+        let callerLocal = ICECredentials.random()
+        let calleeLocal = ICECredentials.random()
+        let origin = UInt64.random(in: 1...UInt64(Int64.max))
+        let offer = try SDPRewriter.rewrite(
+            callerOffer,
+            local: LocalTransport(
+                credentials: calleeLocal, fingerprint: identity.fingerprint().sdpValue, candidates: candidates),
+            setup: "actpass", origin: (origin, 2))
+        return PreparedMediaSession(
+            callerRemote: remote, callerLocal: callerLocal, calleeLocal: calleeLocal, calleeOffer: offer,
+            origin: origin)
+    }
+
+    /// The call exists: its legs start listening for checks.
+    public func open(_ callID: String, _ prepared: PreparedMediaSession) {
+        let session = MediaSession(
+            callID: callID,
+            caller: MediaLeg(party: .caller, local: prepared.callerLocal, remote: prepared.callerRemote),
+            callee: MediaLeg(party: .callee, local: prepared.calleeLocal, remote: nil))
+        lock.withLock {
+            sessions[callID] = Box(session: session, origin: prepared.origin)
+            byUfrag[prepared.callerLocal.ufrag] = Route(callID: callID, party: .caller)
+            byUfrag[prepared.calleeLocal.ufrag] = Route(callID: callID, party: .callee)
+        }
+    }
+
+    /// Reads the callee's answer and writes the caller's (Switchboard answers `passive`); nothing changes until
+    /// ``commitAnswer(_:_:)``.
+    public func prepareAnswer(_ callID: String, calleeAnswer: String) throws(MediaError) -> (
+        callerAnswer: String, calleeRemote: RemoteTransport
+    ) {
+        let remote = try SDPRewriter.remoteTransport(of: calleeAnswer, setups: ["active"])
+        let found = lock.withLock { () -> (ICECredentials, [TransportAddress], UInt64)? in
+            guard let box = sessions[callID] else { return nil }
+            return (box.session.caller.ice.local, advertised, box.origin)
+        }
+        guard let (local, candidates, origin) = found else {
+            throw MediaError(.noSession, "the call has no media session")
+        }
+        let answer = try SDPRewriter.rewrite(
+            calleeAnswer,
+            local: LocalTransport(
+                credentials: local, fingerprint: identity.fingerprint().sdpValue, candidates: candidates),
+            setup: "passive", origin: (origin &+ 1, 2))
+        return (answer, remote)
+    }
+
+    /// The callee accepted: its transport is known, and the setup deadline starts. A callee whose handshake
+    /// already completed (Chrome's order) has its certificate checked now.
+    public func commitAnswer(_ callID: String, _ calleeRemote: RemoteTransport) {
+        let now = ContinuousClock.now
+        let failure = lock.withLock { () -> MediaFailure? in
+            guard let box = sessions[callID] else { return nil }
+            box.session.callee.learn(calleeRemote)
+            box.session.answered(now: now)
+            return verifyIfPossible(box, .callee)
+        }
+        if let failure { report(callID, failure) }
+    }
+
+    /// Tears both legs down (hangup, decline, timeout, failure): nothing is forwarded for the call from now on.
+    public func close(_ callID: String) {
+        let now = ContinuousClock.now
+        lock.withLock {
+            guard let box = sessions.removeValue(forKey: callID) else { return }
+            for party in MediaLeg.Party.allCases {
+                let leg = box.session[party]
+                // What the leg counted since the last flush still reaches the metrics.
+                let key = "\(callID)/\(party.rawValue)"
+                tally.add(leg.counters, since: reported.removeValue(forKey: key) ?? MediaCounters())
+                byUfrag[leg.ice.local.ufrag] = nil
+                for address in leg.validated where byAddress[address]?.callID == callID {
+                    byAddress[address] = nil
+                    tombstones[address] = now
+                }
+            }
+        }
+    }
+
+    /// Both legs of a call, for the API.
+    public func snapshot(_ callID: String) -> [MediaLegSnapshot]? {
+        lock.withLock {
+            guard let box = sessions[callID] else { return nil }
+            return MediaLeg.Party.allCases.map { party in
+                let leg = box.session[party]
+                return MediaLegSnapshot(
+                    party: party, ice: leg.iceState, dtls: leg.dtlsState, srtpProfile: leg.srtpProfile,
+                    fingerprintVerified: leg.fingerprintVerified, counters: leg.counters)
+            }
+        }
+    }
+
+    /// Datagrams dropped before they could be tied to a leg, by cause (the rest are in each leg's counters).
+    public func unattributedDrops() -> [DropCause: Int] {
+        lock.withLock { unattributed }
+    }
+
+    private func dropUnattributed(_ cause: DropCause) {
+        tally.drop(cause)
+        unattributed[cause, default: 0] += 1
+    }
+
+    // MARK: Datagrams (on the event loop)
+
+    fileprivate func receive(_ envelope: AddressedEnvelope<ByteBuffer>) {
+        let now = ContinuousClock.now
+        var failures: [(String, MediaFailure)] = []
+        lock.withLock {
+            let data = envelope.data
+            guard data.readableBytes > 0, data.readableBytes < Self.datagramSize,
+                let source = TransportAddress(envelope.remoteAddress),
+                let first = data.getInteger(at: data.readerIndex, as: UInt8.self)
+            else {
+                dropUnattributed(.malformed)
+                return
+            }
+            switch PacketClass(firstByte: first) {
+            case .stun:
+                stun(data, from: source, now: now, failures: &failures)
+            case .dtls:
+                dtls(data, from: source, now: now, failures: &failures)
+            case .rtpOrRTCP:
+                media(data, from: source)
+            default:
+                dropUnattributed(.malformed)
+            }
+        }
+        for (callID, failure) in failures { report(callID, failure) }
+    }
+
+    fileprivate func readComplete() {
+        lock.withLock {
+            if dirty {
+                dirty = false
+                channel?.flush()
+            }
+        }
+    }
+
+    private func route(_ source: TransportAddress) -> (Box, MediaLeg.Party)? {
+        guard let route = byAddress[source] else {
+            dropUnattributed(tombstones[source] != nil ? .afterHangup : .unknownSource)
+            return nil
+        }
+        guard let box = sessions[route.callID] else {
+            dropUnattributed(.afterHangup)
+            return nil
+        }
+        return (box, route.party)
+    }
+
+    private func stun(
+        _ data: ByteBuffer, from source: TransportAddress, now: ContinuousClock.Instant,
+        failures: inout [(String, MediaFailure)]
+    ) {
+        guard let message = try? STUNMessage(decoding: Array(data.readableBytesView)) else {
+            dropUnattributed(.malformed)
+            return
+        }
+        // Responses and indications need no answer from an ICE-lite agent (a client's keepalive indications).
+        guard message.type.messageClass == .request else { return }
+        guard let ufrag = ICELiteResponder.localUfrag(of: message), let route = byUfrag[ufrag],
+            let box = sessions[route.callID]
+        else {
+            dropUnattributed(tombstones[source] != nil ? .afterHangup : .unknownSource)
+            return
+        }
+        switch box.session[route.party].check(message, from: source, now: now) {
+        case .answered(let response, _):
+            if let previous = byAddress[source], previous.callID != route.callID || previous.party != route.party {
+                // One 5-tuple belongs to one leg: a second leg claiming it keeps the first's.
+                box.session[route.party].counters.drop(.stunRefused)
+                return
+            }
+            byAddress[source] = route
+            tombstones[source] = nil
+            send(response, to: source)
+        case .refused(let response, _):
+            send(response, to: source)
+        case .ignored:
+            break
+        }
+    }
+
+    private func dtls(
+        _ data: ByteBuffer, from source: TransportAddress, now: ContinuousClock.Instant,
+        failures: inout [(String, MediaFailure)]
+    ) {
+        guard let (box, party) = route(source) else { return }
+        let bytes = Array(data.readableBytesView)
+        box.session[party].counters.packetsIn += 1
+        box.session[party].counters.bytesIn += bytes.count
+        if let engine = box.engines[party] {
+            do {
+                let wasHandshaking = !engine.isEstablished
+                let received = try engine.process(bytes, now: now)
+                for datagram in received.datagrams { send(datagram, to: source) }
+                if wasHandshaking && engine.isEstablished {
+                    if let failure = established(box, party, engine, now: now) {
+                        failures.append((box.session.callID, failure))
+                        return
+                    }
+                }
+                for record in received.applicationData { forwardApplicationData(record, from: party, in: box) }
+            } catch {
+                box.session[party].dtlsState = .failed
+                let failure: MediaFailure = error.code == .fingerprintMismatch ? .fingerprintMismatch : .dtlsFailed
+                if let failure = box.session.fail(failure) { failures.append((box.session.callID, failure)) }
+            }
+            return
+        }
+        let remote = box.session[party].remote.flatMap { try? DTLSFingerprint.parse($0.fingerprint) }
+        switch listener.receive(bytes, from: Self.addressBytes(source), remoteFingerprint: remote, now: now) {
+        case .reply(let datagrams):
+            for datagram in datagrams { send(datagram, to: source) }
+        case .accepted(let engine, let datagrams):
+            box.engines[party] = engine
+            box.handshakeStarted[party] = now
+            box.session[party].dtlsState = .handshaking
+            for datagram in datagrams { send(datagram, to: source) }
+            if engine.isEstablished, let failure = established(box, party, engine, now: now) {
+                failures.append((box.session.callID, failure))
+            }
+        case .dropped:
+            box.session[party].counters.drop(.dtls)
+        }
+    }
+
+    /// A leg's handshake completed: its SRTP sessions exist from now on; it forwards once its certificate is
+    /// verified (now, or when its SDP arrives).
+    private func established(
+        _ box: Box, _ party: MediaLeg.Party, _ engine: DTLSEngine, now: ContinuousClock.Instant
+    ) -> MediaFailure? {
+        guard case .established(let material) = engine.state else { return nil }
+        box.session[party].dtlsState = .established
+        box.session[party].srtpProfile = material.profile.openSSLName
+        if let started = box.handshakeStarted[party] { metrics.recordHandshake(now - started) }
+        do {
+            let (outbound, inbound) = try material.makeSessions(allowRepeatTransmission: true)
+            box.outbound[party] = outbound
+            box.inbound[party] = inbound
+        } catch {
+            box.session[party].dtlsState = .failed
+            return box.session.fail(.dtlsFailed)
+        }
+        return verifyIfPossible(box, party)
+    }
+
+    /// Checks a leg's certificate against its SDP's fingerprint once both are there.
+    private func verifyIfPossible(_ box: Box, _ party: MediaLeg.Party) -> MediaFailure? {
+        guard let engine = box.engines[party], engine.isEstablished, !box.session[party].fingerprintVerified,
+            let remote = box.session[party].remote
+        else { return nil }
+        guard let expected = try? DTLSFingerprint.parse(remote.fingerprint), engine.verifyPeer(expected) else {
+            box.session[party].dtlsState = .failed
+            return box.session.fail(.fingerprintMismatch)
+        }
+        box.session[party].fingerprintVerified = true
+        return nil
+    }
+
+    private func forwardApplicationData(_ record: [UInt8], from party: MediaLeg.Party, in box: Box) {
+        let other: MediaLeg.Party = party == .caller ? .callee : .caller
+        guard box.session.failure == nil, box.session[party].isForwarding, box.session[other].isForwarding,
+            let engine = box.engines[other], let destination = box.session[other].destination
+        else {
+            box.session[party].counters.drop(.notReady)
+            return
+        }
+        guard let datagrams = try? engine.write(record) else {
+            box.session[party].counters.drop(.dtls)
+            return
+        }
+        for datagram in datagrams {
+            send(datagram, to: destination)
+            box.session[other].counters.packetsOut += 1
+            box.session[other].counters.bytesOut += datagram.count
+        }
+    }
+
+    private func media(_ data: ByteBuffer, from source: TransportAddress) {
+        guard let (box, party) = route(source) else { return }
+        let other: MediaLeg.Party = party == .caller ? .callee : .caller
+        box.session[party].counters.packetsIn += 1
+        box.session[party].counters.bytesIn += data.readableBytes
+        guard box.session.failure == nil, box.session[party].isForwarding, box.session[other].isForwarding,
+            let inbound = box.inbound[party], let outbound = box.outbound[other],
+            let destination = box.session[other].destination, let channel
+        else {
+            box.session[party].counters.drop(.notReady)
+            return
+        }
+        let rtcp = PacketClass.isRTCP(data.readableBytesView)
+        var packet = channel.allocator.buffer(capacity: data.readableBytes + SRTPSession.maximumTrailerLength)
+        packet.writeImmutableBuffer(data)
+        do {
+            if rtcp {
+                try inbound.unprotectRTCP(&packet)
+            } else {
+                try inbound.unprotectRTP(&packet)
+            }
+        } catch {
+            switch error.code {
+            case .authenticationFailed: box.session[party].counters.drop(.authentication)
+            case .replayed: box.session[party].counters.drop(.replay)
+            default: box.session[party].counters.drop(.malformed)
+            }
+            return
+        }
+        do {
+            if rtcp {
+                try outbound.protectRTCP(&packet)
+            } else {
+                try outbound.protectRTP(&packet)
+            }
+        } catch {
+            box.session[party].counters.drop(error.code == .replayed ? .replay : .malformed)
+            return
+        }
+        guard channel.isWritable else {
+            box.session[party].counters.drop(.notReady)
+            return
+        }
+        box.session[other].counters.packetsOut += 1
+        box.session[other].counters.bytesOut += packet.readableBytes
+        channel.write(AddressedEnvelope(remoteAddress: SocketAddress(destination), data: packet), promise: nil)
+        dirty = true
+    }
+
+    private func send(_ bytes: [UInt8], to destination: TransportAddress) {
+        guard let channel else { return }
+        channel.write(
+            AddressedEnvelope(remoteAddress: SocketAddress(destination), data: channel.allocator.buffer(bytes: bytes)),
+            promise: nil)
+        dirty = true
+    }
+
+    // MARK: Timers
+
+    private var lastMetrics = ContinuousClock.now
+
+    private func tick() {
+        let now = ContinuousClock.now
+        var failures: [(String, MediaFailure)] = []
+        lock.withLock {
+            for box in sessions.values {
+                for (party, engine) in box.engines where !engine.isEstablished {
+                    guard let delay = engine.retransmissionDelay, delay == .zero || delay < .milliseconds(100)
+                    else { continue }
+                    do {
+                        let datagrams = try engine.handleTimeout(now: now)
+                        if let destination = box.session[party].destination {
+                            for datagram in datagrams { send(datagram, to: destination) }
+                        }
+                    } catch {
+                        box.session[party].dtlsState = .failed
+                        if let failure = box.session.fail(.dtlsFailed) {
+                            failures.append((box.session.callID, failure))
+                        }
+                    }
+                }
+                if let failure = box.session.evaluate(
+                    now: now, setupTimeout: configuration.setupTimeout, consentTimeout: configuration.consentTimeout)
+                {
+                    failures.append((box.session.callID, failure))
+                }
+            }
+            tombstones = tombstones.filter { now - $0.value < Self.tombstoneLifetime }
+            if dirty {
+                dirty = false
+                channel?.flush()
+            }
+            if now - lastMetrics >= .seconds(1) {
+                lastMetrics = now
+                flushMetrics()
+            }
+        }
+        for (callID, failure) in failures { report(callID, failure) }
+    }
+
+    /// Adds the counters since the last flush to swift-metrics (legs' counters are cumulative: only their growth).
+    private var reported: [String: MediaCounters] = [:]
+
+    private func flushMetrics() {
+        var total = tally
+        tally = MediaCounters()
+        var states: [String: Int] = [:]
+        var seen: [String: MediaCounters] = [:]
+        for box in sessions.values {
+            for party in MediaLeg.Party.allCases {
+                let leg = box.session[party]
+                let key = "\(box.session.callID)/\(party.rawValue)"
+                let before = reported[key] ?? MediaCounters()
+                total.packetsIn += leg.counters.packetsIn - before.packetsIn
+                total.bytesIn += leg.counters.bytesIn - before.bytesIn
+                total.packetsOut += leg.counters.packetsOut - before.packetsOut
+                total.bytesOut += leg.counters.bytesOut - before.bytesOut
+                for (cause, count) in leg.counters.drops {
+                    total.drop(cause, count: count - (before.drops[cause] ?? 0))
+                }
+                seen[key] = leg.counters
+                let state: String
+                if leg.dtlsState == .failed {
+                    state = "failed"
+                } else if leg.isForwarding {
+                    state = "forwarding"
+                } else {
+                    state = leg.iceState.rawValue
+                }
+                states[state, default: 0] += 1
+            }
+        }
+        reported = seen
+        total.drops = total.drops.filter { $0.value > 0 }
+        metrics.record(total, legs: states)
+    }
+
+    private func report(_ callID: String, _ failure: MediaFailure) {
+        let handler = lock.withLock { onFailure }
+        logger.notice("secure relay leg failed", metadata: ["call": "\(callID)", "failure": "\(failure.rawValue)"])
+        eventLoop.execute { handler(callID, failure) }
+    }
+
+    static func addressBytes(_ address: TransportAddress) -> [UInt8] {
+        address.ip.bytes + [UInt8(address.port >> 8), UInt8(address.port & 0xFF)]
+    }
+}
+
+/// The media socket's handler: hands every datagram to the server, flushes once per read batch.
+private final class MediaSocketHandler: ChannelInboundHandler {
+    typealias InboundIn = AddressedEnvelope<ByteBuffer>
+    let server: MediaServer
+
+    init(server: MediaServer) { self.server = server }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        server.receive(unwrapInboundIn(data))
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) { server.readComplete() }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        server.logger.debug("media socket error", metadata: ["error": "\(error)"])
+    }
+}
+
+/// Resolves once the socket is bound.
+final class MediaReadiness: Sendable {
+    private let state = NIOLockedValueBox<
+        (port: Int?, error: (any Error)?, waiters: [CheckedContinuation<Int, any Error>])
+    >(
+        (nil, nil, []))
+
+    func wait() async throws -> Int {
+        try await withCheckedThrowingContinuation { continuation in
+            state.withLockedValue { state in
+                if let port = state.port {
+                    continuation.resume(returning: port)
+                } else if let error = state.error {
+                    continuation.resume(throwing: error)
+                } else {
+                    state.waiters.append(continuation)
+                }
+            }
+        }
+    }
+
+    func succeed(_ port: Int) {
+        let waiters = state.withLockedValue { state in
+            state.port = port
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume(returning: port) }
+    }
+
+    func fail(_ error: any Error) {
+        let waiters = state.withLockedValue { state in
+            state.error = error
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume(throwing: error) }
+    }
+}

@@ -1,0 +1,257 @@
+import DTLSSRTP
+import Foundation
+import MediaCore
+import STUN
+import Testing
+
+/// Secure-relay calls over real UDP: two `DTLSEngine` client peers (each with its own certificate, ICE agent and
+/// SRTP sessions) against a real server, which is each one's ICE-lite and DTLS-SRTP peer.
+@Suite struct SecureRelayTests {
+    /// A secure-relay call between alice and bob, set up through the API, up to both parties holding the SDP
+    /// Switchboard wrote for them.
+    struct Call {
+        let id: String
+        let alice: MediaPeer
+        let bob: MediaPeer
+        let aliceStream: EventStreamClient
+        let bobStream: EventStreamClient
+        /// Switchboard's transport as each party was told it.
+        let toAlice: MediaPeer.ServerTransport
+        let toBob: MediaPeer.ServerTransport
+        let offerAtBob: String
+        let answerAtAlice: String
+
+        func close() {
+            alice.close()
+            bob.close()
+            aliceStream.close()
+            bobStream.close()
+        }
+    }
+
+    /// Places the call. With `chromeOrder`, bob completes ICE and DTLS before his answer reaches the server, as
+    /// Chrome does; `bobSignals` is the fingerprint bob's answer claims (his own unless a test forges it).
+    static func placeCall(
+        _ server: TestServer, chromeOrder: Bool = false, aliceSignals: DTLSFingerprint? = nil,
+        bobSignals: DTLSFingerprint? = nil
+    ) async throws -> Call {
+        let alice = try await MediaPeer.make()
+        let bob = try await MediaPeer.make()
+        let streams = try await server.helloStreams([("alice", "a1"), ("bob", "b1")])
+        let offer = alice.sdp(setup: "actpass", fingerprint: aliceSignals)
+        let created = try await server.post(
+            "/v1/calls", token: server.token("alice"),
+            json: ["to": "bob", "device": "a1", "sdp": ["type": "offer", "sdp": offer], "media": "secure-relay"])
+        #expect(created.status == 201, "\(created.body)")
+        #expect(created.call["media"] as? String == "secure-relay")
+        let id = created.callID
+        let invite = try await streams[1].expect("call.invite")
+        let offerAtBob = try #require((invite["sdp"] as? [String: Any])?["sdp"] as? String)
+        let toBob = try MediaPeer.serverTransport(in: offerAtBob, setup: "actpass")
+        if chromeOrder {
+            try await bob.connectICE(toBob)
+            try await bob.handshake(toBob)
+        }
+        try await server.act("ringing", id, as: "bob", device: "b1")
+        let answer = bob.sdp(setup: "active", fingerprint: bobSignals)
+        let accepted = try await server.act(
+            "accept", id, as: "bob", device: "b1", extra: ["sdp": ["type": "answer", "sdp": answer]])
+        #expect(accepted.status == 200, "\(accepted.body)")
+        try await streams[0].expect("call.ringing")
+        let acceptedEvent = try await streams[0].expect("call.accepted")
+        let answerAtAlice = try #require((acceptedEvent["sdp"] as? [String: Any])?["sdp"] as? String)
+        let toAlice = try MediaPeer.serverTransport(in: answerAtAlice, setup: "passive")
+        return Call(
+            id: id, alice: alice, bob: bob, aliceStream: streams[0], bobStream: streams[1], toAlice: toAlice,
+            toBob: toBob, offerAtBob: offerAtBob, answerAtAlice: answerAtAlice)
+    }
+
+    static func legs(_ server: TestServer, _ id: String) async throws -> [String: [String: Any]] {
+        let shown = try await server.request(.GET, "/v1/calls/\(id)", token: server.token("alice"))
+        let legs = shown.call["mediaLegs"] as? [[String: Any]] ?? []
+        return Dictionary(uniqueKeysWithValues: legs.compactMap { leg in (leg["party"] as? String).map { ($0, leg) } })
+    }
+
+    /// Waits (bounded) until the server's counters show what a test sent: UDP is handled on the media loop.
+    static func eventually(
+        _ condition: () async throws -> Bool, sourceLocation: SourceLocation = #_sourceLocation
+    ) async throws {
+        for _ in 0..<100 {
+            if try await condition() { return }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        Issue.record("the condition did not become true within 5 s", sourceLocation: sourceLocation)
+    }
+
+    @Test func mediaAndDataChannelBytesFlowBothWaysAndOnlyWhatAuthenticatesIsForwarded() async throws {
+        try await TestServer.with { server in
+            let call = try await Self.placeCall(server, chromeOrder: true)
+            defer { call.close() }
+            let serverFingerprint = try #require(server.media?.identity.fingerprint())
+
+            // Neither party sees the other's transport: only Switchboard's, with its own certificate.
+            #expect(call.toBob.fingerprint == serverFingerprint)
+            #expect(call.toAlice.fingerprint == serverFingerprint)
+            #expect(!call.offerAtBob.contains(call.alice.ice.ufrag))
+            #expect(!call.offerAtBob.contains(call.alice.ice.password))
+            #expect(!call.offerAtBob.contains(String(call.alice.port)))
+            #expect(!call.offerAtBob.contains(call.alice.identity.fingerprint().sdpValue))
+            #expect(!call.answerAtAlice.contains(call.bob.identity.fingerprint().sdpValue))
+            #expect(call.offerAtBob.contains("a=ice-lite"))
+            #expect(call.offerAtBob.contains("a=sctp-port:5000"))
+            #expect(call.offerAtBob.contains("a=rtpmap:111 opus/48000/2"))
+            #expect(call.offerAtBob.contains("a=ssrc:1001 cname:peer"))
+            #expect(call.answerAtAlice.contains("a=setup:passive"))
+
+            let response = try await call.alice.connectICE(call.toAlice)
+            #expect(response.type == .bindingSuccess)
+            #expect(response.verifyIntegrity(key: Array(call.toAlice.remote.credentials.password.utf8)) == .valid)
+            try await call.alice.handshake(call.toAlice)
+            try await Self.eventually {
+                let legs = try await Self.legs(server, call.id)
+                return legs["caller"]?["fingerprintVerified"] as? Bool == true
+                    && legs["callee"]?["fingerprintVerified"] as? Bool == true
+            }
+
+            // RTP alice → bob: payload, sequence numbers and SSRC arrive unchanged, re-encrypted for bob.
+            for sequence in UInt16(1)...20 {
+                let packet = MediaPeer.rtp(sequence: sequence, payload: Array(repeating: UInt8(sequence), count: 160))
+                call.alice.send(try call.alice.protect(packet), to: call.toAlice.address)
+                #expect(try await call.bob.receiveMedia() == packet)
+            }
+            // And back, bob → alice, with RTCP too.
+            let back = MediaPeer.rtp(sequence: 500, ssrc: 2002, payload: Array("from bob".utf8))
+            call.bob.send(try call.bob.protect(back), to: call.toBob.address)
+            #expect(try await call.alice.receiveMedia() == back)
+            let receiverReport: [UInt8] =
+                [0x81, 201, 0, 7] + [0, 0, 0x07, 0xD2] + [0, 0, 0x03, 0xE9]
+                + Array(
+                    repeating: 0, count: 20)
+            call.bob.send(try call.bob.protect(receiverReport, rtcp: true), to: call.toBob.address)
+            #expect(try await call.alice.receiveMedia() == receiverReport)
+
+            // Data channel bytes (DTLS application data) pass from one leg's DTLS into the other's as they are.
+            for datagram in try call.alice.applicationData(Array("sctp from alice".utf8)) {
+                call.alice.send(datagram, to: call.toAlice.address)
+            }
+            #expect(try await call.bob.receiveApplicationData() == Array("sctp from alice".utf8))
+
+            // A forged packet from alice's own 5-tuple, then a replay of a genuine one: both dropped and counted.
+            var forged = try call.alice.protect(MediaPeer.rtp(sequence: 21, payload: Array(repeating: 9, count: 160)))
+            forged[forged.count - 1] ^= 0xFF
+            call.alice.send(forged, to: call.toAlice.address)
+            let genuine = try call.alice.protect(MediaPeer.rtp(sequence: 22, payload: Array(repeating: 7, count: 160)))
+            call.alice.send(genuine, to: call.toAlice.address)
+            #expect(try await call.bob.receiveMedia()?[3] == 22)
+            call.alice.send(genuine, to: call.toAlice.address)
+            #expect(try await call.bob.receiveMedia(timeout: 0.5) == nil)
+
+            // A stranger on another port replaying alice's packet: it never completed ICE.
+            let stranger = try await MediaPeer.make()
+            defer { stranger.close() }
+            stranger.send(genuine, to: call.toAlice.address)
+
+            try await Self.eventually {
+                let legs = try await Self.legs(server, call.id)
+                let dropped = legs["caller"]?["dropped"] as? [String: Int] ?? [:]
+                return dropped["authentication"] == 1 && dropped["replay"] == 1
+                    && server.media?.unattributedDrops()[.unknownSource] == 1
+            }
+            let legs = try await Self.legs(server, call.id)
+            #expect(legs["caller"]?["ice"] as? String == "connected")
+            #expect(legs["caller"]?["dtls"] as? String == "established")
+            #expect(legs["caller"]?["srtpProfile"] as? String == "SRTP_AEAD_AES_128_GCM")
+            #expect((legs["callee"]?["packetsOut"] as? Int ?? 0) >= 22)
+            #expect((legs["caller"]?["packetsOut"] as? Int ?? 0) >= 2)
+
+            // Hangup tears both legs down at once: alice's next packet counts as after hangup.
+            try await server.act("hangup", call.id, as: "alice", device: "a1")
+            try await call.bobStream.expect("call.ended")
+            call.alice.send(
+                try call.alice.protect(MediaPeer.rtp(sequence: 23, payload: [1])), to: call.toAlice.address)
+            #expect(try await call.bob.receiveMedia(timeout: 0.5) == nil)
+            try await Self.eventually { server.media?.unattributedDrops()[.afterHangup] == 1 }
+            #expect(try await Self.legs(server, call.id).isEmpty)
+            try await Self.eventually {
+                try await server.metric(#"switchboard_media_dropped_total{cause="authentication"}"#) == 1
+            }
+        }
+    }
+
+    @Test func aCalleeWhoseCertificateDoesNotMatchItsAnswerFailsTheCallAndGetsNothing() async throws {
+        try await TestServer.with { server in
+            let impostor = try DTLSIdentity.generate()
+            // Chrome's order: bob's handshake completes before his (forged) answer arrives.
+            let call = try await Self.placeCall(server, chromeOrder: true, bobSignals: impostor.fingerprint())
+            defer { call.close() }
+            let ended = try await call.aliceStream.expect("call.ended")
+            #expect((ended["call"] as? [String: Any])?["endReason"] as? String == "failed")
+            #expect((ended["call"] as? [String: Any])?["failure"] as? String == "fingerprint_mismatch")
+            try await call.bobStream.expect("call.ended")
+            let shown = try await server.request(.GET, "/v1/calls/\(call.id)", token: server.token("bob"))
+            #expect(shown.call["state"] as? String == "ended")
+            #expect(shown.call["failure"] as? String == "fingerprint_mismatch")
+        }
+    }
+
+    @Test func aCallerWhoseCertificateDoesNotMatchItsOfferFailsTheCallBeforeAnyMedia() async throws {
+        try await TestServer.with { server in
+            // Alice's offer claims another certificate than the one her DTLS presents.
+            let impostor = try DTLSIdentity.generate()
+            let call = try await Self.placeCall(server, aliceSignals: impostor.fingerprint())
+            defer { call.close() }
+            try await call.bob.connectICE(call.toBob)
+            try await call.bob.handshake(call.toBob)
+            try await call.alice.connectICE(call.toAlice)
+            await #expect(throws: (any Error).self) { try await call.alice.handshake(call.toAlice, timeout: 3) }
+            let ended = try await call.aliceStream.expect("call.ended")
+            #expect((ended["call"] as? [String: Any])?["failure"] as? String == "fingerprint_mismatch")
+        }
+    }
+
+    @Test func checksWithTheWrongPasswordAreRefusedAndNothingIsAccepted() async throws {
+        try await TestServer.with { server in
+            let call = try await Self.placeCall(server)
+            defer { call.close() }
+            let response = try await call.alice.connectICE(call.toAlice, password: "not-the-password")
+            #expect(response.type == .bindingError)
+            #expect(try response.errorCode?.code == 401)
+            // Media from the refused 5-tuple is not taken.
+            call.alice.send(MediaPeer.rtp(sequence: 1, payload: [1, 2, 3]), to: call.toAlice.address)
+            try await Self.eventually { server.media?.unattributedDrops()[.unknownSource] == 1 }
+            try await server.act("hangup", call.id, as: "alice", device: "a1")
+        }
+    }
+
+    @Test func theMediaPathFollowsTheOperatorsPolicy() async throws {
+        try await TestServer.with({ $0.mediaPolicy = .direct }) { server in
+            let peer = try await MediaPeer.make()
+            defer { peer.close() }
+            let refused = try await server.post(
+                "/v1/calls", token: server.token("alice"),
+                json: [
+                    "to": "bob", "device": "a1", "sdp": ["type": "offer", "sdp": peer.sdp(setup: "actpass")],
+                    "media": "secure-relay",
+                ])
+            #expect(refused.status == 503)
+            #expect(refused.errorCode == "media_unavailable")
+            let direct = try await server.invite("alice", device: "a1", to: "bob", offer: peer.sdp(setup: "actpass"))
+            #expect(direct.call["media"] as? String == "direct")
+        }
+        try await TestServer.with({ $0.mediaPolicy = .secureRelay }) { server in
+            let peer = try await MediaPeer.make()
+            defer { peer.close() }
+            let forced = try await server.invite("alice", device: "a1", to: "bob", offer: peer.sdp(setup: "actpass"))
+            #expect(forced.status == 201)
+            #expect(forced.call["media"] as? String == "secure-relay")
+            let noOffer = try await server.invite("carol", device: "c1", to: "dave")
+            #expect(noOffer.status == 400)
+            let tcp = try await server.invite(
+                "erin", device: "e1", to: "frank",
+                offer: peer.sdp(setup: "actpass").replacingOccurrences(
+                    of: "UDP/TLS/RTP/SAVPF", with: "TCP/TLS/RTP/SAVPF"))
+            #expect(tcp.status == 400)
+            #expect(tcp.errorCode == "insecure_sdp" || tcp.errorCode == "unsupported_sdp")
+        }
+    }
+}
