@@ -137,6 +137,27 @@ struct Calls: AsyncParsableCommand {
                     print("answered \(answeredAt)\(call.answeredBy.map { " on \($0)" } ?? "")")
                 }
                 if let endedAt = call.endedAt { print("ended    \(endedAt)") }
+                if let media = call.media { print("media    \(media == .secureRelay ? "secure relay" : "direct")") }
+                if let failure = call.failure { print("failure  \(failure)") }
+                if let legs = call.mediaLegs, !legs.isEmpty {
+                    print("")
+                    var legRows = [
+                        [
+                            "LEG", "ICE", "DTLS", "SRTP", "VERIFIED", "PKTS IN", "BYTES IN", "PKTS OUT", "BYTES OUT",
+                            "DROPPED",
+                        ]
+                    ]
+                    for leg in legs {
+                        let dropped = leg.dropped.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+                        legRows.append([
+                            leg.party, leg.ice, leg.dtls, leg.srtpProfile ?? "-",
+                            leg.fingerprintVerified ? "yes" : "no",
+                            String(leg.packetsIn), String(leg.bytesIn), String(leg.packetsOut), String(leg.bytesOut),
+                            dropped.isEmpty ? "-" : dropped.joined(separator: ","),
+                        ])
+                    }
+                    print(Table.render(legRows))
+                }
                 print("")
                 var rows = [["AT", "EVENT", "USER", "DEVICE", "REASON"]]
                 for entry in call.timeline ?? [] {

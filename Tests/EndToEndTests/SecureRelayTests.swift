@@ -164,6 +164,18 @@ import Testing
             #expect((legs["callee"]?["packetsOut"] as? Int ?? 0) >= 22)
             #expect((legs["caller"]?["packetsOut"] as? Int ?? 0) >= 2)
 
+            // The CLI shows both legs.
+            let show = try await CLI.run(
+                [
+                    "calls", "show", call.id, "--server", server.baseURL, "--ca", server.caPath, "--token",
+                    server.token("bob"),
+                ])
+            #expect(show.status == 0)
+            #expect(show.output.contains("secure relay"))
+            let callerRow = show.output.split(separator: "\n").first { $0.hasPrefix("caller") } ?? ""
+            #expect(callerRow.contains("connected") && callerRow.contains("established") && callerRow.contains("yes"))
+            #expect(callerRow.contains("authentication=1") && callerRow.contains("replay=1"), "\(show.output)")
+
             // Hangup tears both legs down at once: alice's next packet counts as after hangup.
             try await server.act("hangup", call.id, as: "alice", device: "a1")
             try await call.bobStream.expect("call.ended")
