@@ -377,6 +377,11 @@ public final class MediaServer: Service, @unchecked Sendable {
                 box.session[route.party].counters.drop(.stunRefused)
                 return
             }
+            if byAddress[source] == nil {
+                logger.debug(
+                    "ICE check validated a source",
+                    metadata: ["call": "\(route.callID)", "leg": "\(route.party.rawValue)", "source": "\(source)"])
+            }
             byAddress[source] = route
             tombstones[source] = nil
             send(response, to: source)
@@ -426,7 +431,13 @@ public final class MediaServer: Service, @unchecked Sendable {
             if engine.isEstablished, let failure = established(box, party, engine, now: now) {
                 failures.append((box.session.callID, failure))
             }
-        case .dropped:
+        case .dropped(let reason):
+            logger.debug(
+                "DTLS datagram dropped by the listener",
+                metadata: [
+                    "call": "\(box.session.callID)", "leg": "\(party.rawValue)", "reason": "\(reason)",
+                    "bytes": "\(bytes.count)", "first": "\(bytes.prefix(14).map { String($0) }.joined(separator: ","))",
+                ])
             box.session[party].counters.drop(.dtls)
         }
     }

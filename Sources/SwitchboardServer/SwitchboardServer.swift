@@ -61,8 +61,10 @@ public struct SwitchboardServer: Sendable {
                 metrics: metrics, authority: TokenAuthority(secret: configuration.tokenSecret), signaling: signaling,
                 rateLimiter: RateLimiter(ratePerSecond: configuration.rateLimitPerSecond)))
         Routes(signaling: signaling, metrics: metrics, configuration: configuration, relay: relay).register(on: router)
+        var webClient = configuration.webClient
+        webClient.mediaPolicy = media == nil ? MediaPolicy.direct.rawValue : configuration.mediaPolicy.rawValue
         WebClientRoutes(
-            settings: configuration.webClient, authority: TokenAuthority(secret: configuration.tokenSecret),
+            settings: webClient, authority: TokenAuthority(secret: configuration.tokenSecret),
             assets: StaticAssets.load()
         ).register(on: router)
 

@@ -15,6 +15,9 @@ public struct WebClientSettings: Sendable {
     public var devLoginUsers: [String]?
     /// Lifetime of a dev sign-in token.
     public var devTokenTTL: TimeInterval = 3600
+    /// The server's media policy as the page learns it (`direct`, `secure-relay`, `caller-choice`): with
+    /// `secure-relay` the page places every call through the secure relay. Set by the server from `--media`.
+    var mediaPolicy: String = MediaPolicy.callerChoice.rawValue
 
     public init() {}
 }
@@ -69,7 +72,8 @@ struct WebClientRoutes: Sendable {
             Routes.json(
                 .ok,
                 ClientConfigJSON(
-                    iceTransportPolicy: settings.relayOnly ? "relay" : "all", devUsers: settings.devLoginUsers))
+                    iceTransportPolicy: settings.relayOnly ? "relay" : "all", devUsers: settings.devLoginUsers,
+                    media: settings.mediaPolicy))
         }
         guard let users = settings.devLoginUsers else { return }
         router.post("/dev/token") { request, _ in
@@ -92,6 +96,8 @@ struct WebClientRoutes: Sendable {
 struct ClientConfigJSON: Encodable {
     let iceTransportPolicy: String
     let devUsers: [String]?
+    /// `direct`, `secure-relay` or `caller-choice`.
+    let media: String
 }
 
 struct DevTokenBody: Decodable {

@@ -43,6 +43,7 @@ class Server:
             BINARY, "serve", "--host", "127.0.0.1", "--port", "0", "--certs-dir", self.certs,
             "--turn-host", "127.0.0.1", "--turn-port", "0", "--relay-ports", "50000-50999",
             "--allow-peer", "127.0.0.0/8", "--ring-timeout", str(ring_timeout), "--rate-limit", "0",
+            "--media-port", "0", *(("--log-level", os.environ["SB_LOG_LEVEL"]) if os.environ.get("SB_LOG_LEVEL") else ()),
             "--demo-users", "alice,bob,carol", *extra,
         ]
         self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.log)
@@ -69,6 +70,14 @@ class Server:
     @property
     def url(self):
         return "https://127.0.0.1:%d" % self.port
+
+    def metric(self, name):
+        """The value of one line of /metrics, e.g. `switchboard_media_packets_total{direction="in"}`; 0 if absent."""
+        with urllib.request.urlopen(self.url + "/metrics", context=self.tls, timeout=10) as response:
+            for line in response.read().decode().splitlines():
+                if line.startswith(name + " "):
+                    return float(line[len(name) + 1:])
+        return 0.0
 
     def api(self, method, path, user, body=None):
         data = json.dumps(body).encode() if body is not None else None

@@ -5,7 +5,9 @@
     python3 Tests/browser/run_suite.py [TEST_NAME ...]
 """
 
+import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -118,6 +120,96 @@ def test_call_accept_relay_hangup(ctx):
         console = browser.console()
         assert "Content Security Policy" not in console and "Refused to" not in console, console
     assert_no_secrets_logged(ctx)
+
+
+def secure_relay_call(ctx, query):
+    """A connected secure-relay call between two pages opened with `query`: video decodes on both sides, both show
+    "secure relay" as the path, and the server's media legs and metrics show packets both ways."""
+    a, b = signed_in_pair(ctx, query)
+    ring(ctx, a, b)
+    assert a.text("ice-policy") == "secure relay", a.text("ice-policy")
+    b.click("accept-button")
+    for browser in (a, b):
+        browser.wait_state("connected")
+    for browser in (a, b):
+        first, later = browser.wait_frames_rising()
+        print("    %s: framesDecoded %d -> %d" % (browser.name, first, later))
+    for browser in (a, b):
+        browser.wait(lambda d: browser.attr("call-path", "path") == "secure-relay", "secure relay path")
+        assert browser.text("call-path").startswith("secure relay"), browser.text("call-path")
+        print("    %s: path %s" % (browser.name, browser.text("call-path")))
+    call_id = a.attr("call", "callId")
+    call = ctx.server.api("GET", "/v1/calls/" + call_id, "admin")["call"]
+    assert call["media"] == "secure-relay", call
+    legs = {leg["party"]: leg for leg in call["mediaLegs"]}
+    for party in ("caller", "callee"):
+        leg = legs[party]
+        assert leg["fingerprintVerified"] and leg["dtls"] == "established", leg
+        assert leg["packetsIn"] > 0 and leg["packetsOut"] > 0, leg
+        print("    %s leg: %s, ice %s, in %d pkts, out %d pkts, dropped %s" % (
+            party, leg["srtpProfile"], leg["ice"], leg["packetsIn"], leg["packetsOut"], leg["dropped"]))
+    deadline = time.time() + 10
+    while time.time() < deadline and min(
+            ctx.server.metric('switchboard_media_packets_total{direction="%s"}' % d) for d in ("in", "out")) == 0:
+        time.sleep(0.2)
+    for direction in ("in", "out"):
+        value = ctx.server.metric('switchboard_media_packets_total{direction="%s"}' % direction)
+        assert value > 0, (direction, value)
+        print("    metrics: switchboard_media_packets_total{direction=%s} %d" % (direction, value))
+    ctx.shot("secure-relay-connected")
+    a.click("hangup-button")
+    for browser in (a, b):
+        browser.wait_state("ended")
+        browser.wait_reason("hangup")
+    ctx.shot("ended")
+    for browser in (a, b):
+        console = browser.console()
+        assert "Content Security Policy" not in console and "Refused to" not in console, console
+
+
+def test_secure_relay_call(ctx):
+    """?media=secure-relay: Switchboard is each page's DTLS-SRTP peer."""
+    secure_relay_call(ctx, "?media=secure-relay")
+
+
+def test_secure_relay_by_server_default(ctx):
+    """`serve --media secure-relay`: every call goes through the secure relay without asking."""
+    secure_relay_call(ctx, "")
+
+
+AIORTC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "media-clients", "aiortc_secure_relay.py")
+
+
+def test_chromium_calls_aiortc_through_the_secure_relay(ctx):
+    """A Chromium page calls an aiortc callee (PyPI) with ?media=secure-relay: video decodes on both sides and
+    aiortc's DTLS peer is Switchboard."""
+    callee = subprocess.Popen(
+        [sys.executable, AIORTC, ctx.server.url, ctx.server.ca, "-", ctx.server.tokens["bob"], "bob",
+         "--role", "callee", "--timeout", "60"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        a = ctx.browser("alice")
+        a.open(ctx.server.url + "/?media=secure-relay")
+        a.sign_in(ctx.server.tokens["alice"])
+        a.call("bob")
+        a.wait_state("connected", timeout=30)
+        first, later = a.wait_frames_rising()
+        print("    alice (Chromium): framesDecoded %d -> %d" % (first, later))
+        answered = json.loads(callee.stdout.readline() or "{}")
+        assert answered.get("videoFrames", 0) >= 10 and answered.get("audioFrames", 0) >= 10, answered
+        fingerprint = ctx.server.api("GET", "/v1/calls/" + answered["answered"], "admin")["call"]
+        assert fingerprint["media"] == "secure-relay", fingerprint
+        print("    bob (aiortc): %d video, %d audio frames; DTLS peer %s" % (
+            answered["videoFrames"], answered["audioFrames"], answered["transports"][0]["peer"][:23] + "..."))
+        a.wait(lambda d: a.attr("call-path", "path") == "secure-relay", "secure relay path")
+        ctx.shot("chromium-aiortc-connected")
+        a.click("hangup-button")
+        a.wait_state("ended")
+        out, err = callee.communicate(timeout=20)
+        assert callee.returncode == 0, (out, err[-2000:])
+        assert json.loads(out.strip().splitlines()[-1]).get("endReason") == "hangup", out
+    finally:
+        if callee.poll() is None:
+            callee.kill()
 
 
 def assert_no_secrets_logged(ctx):
@@ -279,6 +371,9 @@ TESTS = [
     ("no_answer", test_no_answer, {"ring_timeout": 3}),
     ("two_tabs_answered_elsewhere", test_two_tabs_answered_elsewhere, {"extra": ("--web-relay-only",)}),
     ("reconnect_keeps_call", test_reconnect_keeps_call, {}),
+    ("secure_relay_call", test_secure_relay_call, {}),
+    ("chromium_calls_aiortc_through_the_secure_relay", test_chromium_calls_aiortc_through_the_secure_relay, {}),
+    ("secure_relay_by_server_default", test_secure_relay_by_server_default, {"extra": ("--media", "secure-relay")}),
     ("credentials_renewed_before_they_expire", test_credentials_renewed_before_they_expire,
      {"extra": ("--turn-credential-ttl", "40")}),
 ]

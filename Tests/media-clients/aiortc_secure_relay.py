@@ -1,7 +1,7 @@
 """Plays caller and callee of one Switchboard call with aiortc (PyPI) in one asyncio process.
 
 Usage: aiortc_secure_relay.py BASE_URL CA_PEM CALLER_TOKEN CALLEE_TOKEN CALLEE_USER
-                              [--media secure-relay|direct] [--timeout 40]
+                              [--media secure-relay|direct] [--timeout 40] [--role both|callee]
        aiortc_secure_relay.py --self-test   (fake signaling server on loopback, needs aiohttp and openssl)
 
 Both parties open their SSE streams, the caller offers audio+video+data channel "chat", the callee answers, and
@@ -320,10 +320,47 @@ async def call(args, api, progress):
             await s.close()
 
 
+async def answer_only(args, api, progress):
+    """--role callee: answer the first call that comes in (from a browser, say) with aiortc, print one JSON line as
+    soon as its video and audio decode and its DTLS peer checks out, then stay in the call until it ends."""
+    callee = Party("callee")
+    stream = EventStream(api, args.callee_token, "callee1")
+    try:
+        await stream.open()
+        await stream.next({"hello"})
+        log("callee stream open")
+        _, invite = await stream.next({"call.invite"})
+        cid = invite["call"]["id"]
+        await api.post(f"/v1/calls/{cid}/ringing", args.callee_token, {"device": "callee1"}, 200)
+        await callee.set_remote(invite.get("sdp"), "offer")
+        await callee.pc.setLocalDescription(await callee.pc.createAnswer())
+        await api.post(f"/v1/calls/{cid}/accept", args.callee_token, {"device": "callee1", "sdp": callee.local_sdp()},
+                       200)
+        while min(callee.frames.values()) < FRAMES:
+            if callee.pc.connectionState in ("failed", "closed"):
+                raise Failure(f"callee connection {callee.pc.connectionState}")
+            await asyncio.sleep(0.1)
+        transports, given = callee.dtls(), sdp_fingerprints(callee.remote_sdp)
+        for t in transports:
+            if t["state"] != "connected" or t["peer"] not in given:
+                raise Failure(f"callee: DTLS peer {t['peer']} ({t['state']}) is not the SDP's {given}")
+        print(json.dumps({"answered": cid, "videoFrames": callee.frames["video"], "audioFrames": callee.frames["audio"],
+                          "transports": transports}), flush=True)
+        _, ended = await stream.next({"call.ended"}, cid)
+        return {"callId": cid, "endReason": ended["call"].get("endReason")}
+    finally:
+        progress.update({"callee": {"connection": callee.pc.connectionState, "frames": callee.frames}})
+        for t in callee.tasks:
+            t.cancel()
+        await callee.pc.close()
+        await stream.close()
+
+
 async def run(args):
     progress = {}
     try:
-        result = await asyncio.wait_for(call(args, Api(args.base_url, args.ca_pem), progress), args.timeout)
+        play = answer_only if args.role == "callee" else call
+        result = await asyncio.wait_for(play(args, Api(args.base_url, args.ca_pem), progress), args.timeout)
         return 0, result
     except asyncio.TimeoutError:
         return 1, {"error": f"timed out after {args.timeout} s", "media": args.media, "progress": progress}
@@ -410,6 +447,8 @@ def main():
             ap.add_argument(name)
         ap.add_argument("--media", choices=["secure-relay", "direct"], default="secure-relay")
         ap.add_argument("--timeout", type=float, default=40)
+        ap.add_argument("--role", choices=["both", "callee"], default="both",
+                        help="callee: only answer an incoming call (CALLER_TOKEN is then ignored)")
         code, out = asyncio.run(run(ap.parse_args()))
     print(json.dumps(out), flush=True)
     sys.exit(code)

@@ -18,12 +18,20 @@ const REASONS = {
   failed: "failed",
 };
 
+// Why a secure-relay call failed (the call's `failure`).
+const FAILURES = {
+  fingerprint_mismatch: "a certificate did not match its fingerprint",
+  ice_timeout: "media could not connect",
+  dtls_failed: "the secure media handshake failed",
+  consent_lost: "media connection lost",
+};
+
 const params = new URLSearchParams(location.search);
 const app = {
   token: null,
   user: null,
   device: null,
-  config: { iceTransportPolicy: "all", devUsers: null },
+  config: { iceTransportPolicy: "all", devUsers: null, media: "caller-choice" },
   source: null,
   lastEventId: null,
   reconnectTimer: null,
@@ -223,7 +231,7 @@ function showCall(call) {
   $("call-path").dataset.path = "";
   $("frames-decoded").textContent = "0";
   $("ice-state").textContent = "new";
-  $("ice-policy").textContent = icePolicy();
+  $("ice-policy").textContent = call.media === "secure-relay" ? "secure relay" : icePolicy();
   $("mute-button").setAttribute("aria-pressed", "false");
   $("camera-button").setAttribute("aria-pressed", "false");
   show("hangup-button", true);
@@ -232,13 +240,25 @@ function showCall(call) {
   $("call-error").textContent = "";
 }
 
+// The media path a call placed from this page asks for: ?media=secure-relay|direct, else the server's policy.
+function requestedMedia() {
+  const asked = params.get("media");
+  if (app.config.media === "secure-relay") return "secure-relay";
+  if (app.config.media === "direct") return "direct";
+  return asked === "secure-relay" ? "secure-relay" : "direct";
+}
+
 function icePolicy() {
   if (params.get("relay") === "1") return "relay";
   if (params.get("relay") === "0") return "all";
   return app.config.iceTransportPolicy === "relay" ? "relay" : "all";
 }
 
-async function iceConfiguration() {
+async function iceConfiguration(media) {
+  // Through the secure relay, Switchboard itself is the peer: its host candidate is in the SDP, no TURN needed.
+  if (media === "secure-relay") {
+    return { configuration: { iceServers: [], iceTransportPolicy: "all", bundlePolicy: "max-bundle" }, ttl: 0 };
+  }
   let iceServers = [];
   let ttl = 0;
   try {
@@ -262,7 +282,7 @@ function scheduleIceRefresh(call, ttl) {
 
 async function refreshIce(call) {
   if (call.ended || !call.pc) return;
-  const { configuration, ttl } = await iceConfiguration();
+  const { configuration, ttl } = await iceConfiguration(call.media);
   try {
     call.pc.setConfiguration(Object.assign(call.pc.getConfiguration(), { iceServers: configuration.iceServers }));
     if (call.role === "caller" && call.active) {
@@ -284,7 +304,7 @@ async function localMedia(call) {
 }
 
 async function makePeerConnection(call) {
-  const { configuration, ttl } = await iceConfiguration();
+  const { configuration, ttl } = await iceConfiguration(call.media);
   const pc = new RTCPeerConnection(configuration);
   call.pc = pc;
   scheduleIceRefresh(call, ttl);
@@ -356,14 +376,14 @@ async function drainInbox(call) {
 
 function newCall(fields) {
   return Object.assign({
-    id: null, role: null, peer: null, state: "idle", pc: null, localStream: null, offer: null,
+    id: null, role: null, peer: null, state: "idle", pc: null, localStream: null, offer: null, media: "direct",
     canSignal: false, outbox: [], inbox: [], active: false, ended: false,
   }, fields);
 }
 
 async function placeCall(to) {
   if (app.call && !app.call.ended) { $("call-error").textContent = "Already in a call."; return; }
-  const call = newCall({ role: "caller", peer: to });
+  const call = newCall({ role: "caller", peer: to, media: requestedMedia() });
   app.call = call;
   showCall(call);
   setCallState(call, "calling");
@@ -373,7 +393,7 @@ async function placeCall(to) {
     await pc.setLocalDescription(await pc.createOffer());
     if (call.ended) return;
     const data = await api("POST", "/v1/calls", {
-      to, device: app.device, sdp: { type: "offer", sdp: pc.localDescription.sdp },
+      to, device: app.device, sdp: { type: "offer", sdp: pc.localDescription.sdp }, media: call.media,
     });
     call.id = data.call.id;
     $("call").dataset.callId = call.id;
@@ -398,7 +418,9 @@ function onInvite(data) {
   if (info.callee !== app.user || info.state === "ended") return;
   if (app.call && app.call.id === info.id) return; // replayed
   if (app.call && !app.call.ended) { log("ignoring a second invite from " + info.caller); return; }
-  const call = newCall({ id: info.id, role: "callee", peer: info.caller, offer: data.sdp || null });
+  const call = newCall({
+    id: info.id, role: "callee", peer: info.caller, offer: data.sdp || null, media: info.media || "direct",
+  });
   for (const signal of takeEarlySignals(info.id)) call.inbox.push(signal);
   app.call = call;
   showCall(call);
@@ -492,7 +514,7 @@ async function onAccepted(data) {
 function onEnded(data) {
   const call = app.call;
   if (!call || call.id !== data.call.id) return;
-  finish(call, data.call.endReason || "hangup");
+  finish(call, data.call.endReason || "hangup", data.call.failure);
 }
 
 function onSignal(data) {
@@ -518,14 +540,15 @@ function endLocally(call) {
   $("remote-video").srcObject = null;
 }
 
-function finish(call, reason) {
+function finish(call, reason, failure) {
   if (call.ended) return;
   if (call === app.call) collectStats(call); // last figures before closing
   endLocally(call);
   if (call !== app.call) return;
   show("incoming", false);
   setCallState(call, "ended");
-  $("call-reason").textContent = "— " + (REASONS[reason] || reason);
+  $("call-reason").textContent = "— " + (REASONS[reason] || reason) +
+    (failure ? " (" + (FAILURES[failure] || failure) + ")" : "");
   $("call-reason").dataset.reason = reason;
   show("hangup-button", false);
   show("dismiss-button", true);
@@ -560,13 +583,13 @@ async function collectStats(call) {
     const local = report.get(pair.localCandidateId) || {};
     const remote = report.get(pair.remoteCandidateId) || {};
     const types = [local.candidateType, remote.candidateType];
-    const path = types.includes("relay") ? "relay"
+    const path = call.media === "secure-relay" ? "secure-relay" : types.includes("relay") ? "relay"
       : (types.includes("srflx") || types.includes("prflx")) ? "srflx" : (local.candidateType || "unknown");
     $("call-path").dataset.path = path;
     $("call-path").dataset.local = local.candidateType || "";
     $("call-path").dataset.remote = remote.candidateType || "";
-    $("call-path").textContent = path + " (local " + local.candidateType + " " + (local.protocol || "") +
-      ", remote " + remote.candidateType + ")";
+    $("call-path").textContent = (path === "secure-relay" ? "secure relay" : path) + " (local " +
+      local.candidateType + " " + (local.protocol || "") + ", remote " + remote.candidateType + ")";
   }
 }
 
