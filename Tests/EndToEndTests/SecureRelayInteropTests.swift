@@ -36,7 +36,8 @@ import Testing
             for direction in ["in", "out"] {
                 var packets = 0.0
                 for _ in 0..<50 {
-                    packets = try await server.metric(#"switchboard_media_packets_total{direction="\#(direction)"}"#) ?? 0
+                    packets =
+                        try await server.metric(#"switchboard_media_packets_total{direction="\#(direction)"}"#) ?? 0
                     if packets >= 40 { break }
                     try await Task.sleep(for: .milliseconds(100))
                 }
