@@ -92,13 +92,19 @@ let package = Package(
             dependencies: ["STUN"],
             swiftSettings: swiftSettings
         ),
+        .target(name: "CDatagram"),
+        .target(
+            name: "DatagramPump",
+            dependencies: ["STUN", "CDatagram"],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "Media",
             dependencies: [
                 "MediaCore",
                 "DTLSSRTP",
                 "STUN",
-                "Relay",
+                "DatagramPump",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

@@ -1,12 +1,12 @@
 public import CoreMetrics
 public import DTLSSRTP
+public import DatagramPump
 import Foundation
 public import Logging
 public import MediaCore
 import NIOConcurrencyHelpers
 public import NIOCore
 import NIOPosix
-import Relay
 public import STUN
 public import ServiceLifecycle
 
@@ -69,9 +69,11 @@ public struct MediaLegSnapshot: Sendable, Hashable {
 /// fingerprint its own SDP signalled; a mismatch, a setup that does not complete in time or lost consent fails the
 /// session, reported through `onFailure` (never while the caller's own lock is held: always from the event loop).
 ///
-/// The pure parts (ICE-lite agent, leg states, SDP rewriting) are `MediaCore`'s; this class holds the socket, the
-/// OpenSSL and libsrtp objects and the tables, behind one lock, so signaling can call it from any thread.
-public final class MediaServer: Service, @unchecked Sendable {
+/// The pure parts (ICE-lite agent, leg states, SDP rewriting) are `MediaCore`'s; this class holds the OpenSSL and
+/// libsrtp objects and the tables, behind one lock (taken once per read batch), so signaling can call it from any
+/// thread. The socket is a ``DatagramPump``'s: batched `recvmmsg`/`sendmmsg` on its own thread, and RTP is
+/// unprotected and protected again in the read slot it arrived in, then sent from there (no copy, no allocation).
+public final class MediaServer: Service, DatagramHandler, @unchecked Sendable {
     public let configuration: MediaServerConfiguration
     /// The certificate of every leg; its SHA-256 fingerprint goes in every SDP Switchboard writes.
     public let identity: DTLSIdentity
@@ -79,7 +81,7 @@ public final class MediaServer: Service, @unchecked Sendable {
     let logger: Logger
     private let lock = NIOLock()
     // Everything below is guarded by `lock`.
-    private var channel: (any Channel)?
+    private var pump: DatagramPump?
     private var advertised: [TransportAddress] = []
     private var sessions: [String: Box] = [:]
     private var byUfrag: [String: Route] = [:]
@@ -91,33 +93,52 @@ public final class MediaServer: Service, @unchecked Sendable {
     private var tally = MediaCounters()
     /// Drops not tied to a leg since start, for ``unattributedDrops()``.
     private var unattributed: [DropCause: Int] = [:]
-    private var dirty = false
     private var onFailure: @Sendable (String, MediaFailure) -> Void = { _, _ in }
     private let metrics: MediaMetrics
     private let bound = MediaReadiness()
 
-    static let batch = 32
-    static let datagramSize = 2048
     static let tombstoneLifetime: Duration = .seconds(60)
 
     private struct Route {
-        let callID: String
+        let box: Box
         let party: MediaLeg.Party
+        var callID: String { box.session.callID }
+    }
+
+    /// One value per leg.
+    private struct PerParty<Value> {
+        var caller: Value
+        var callee: Value
+
+        subscript(party: MediaLeg.Party) -> Value {
+            get { party == .caller ? caller : callee }
+            set {
+                if party == .caller { caller = newValue } else { callee = newValue }
+            }
+        }
     }
 
     /// The mutable, non-Sendable state of one session (OpenSSL and libsrtp objects), only touched under `lock`.
     private final class Box {
         var session: MediaSession
-        var engines: [MediaLeg.Party: DTLSEngine] = [:]
-        var inbound: [MediaLeg.Party: SRTPSession] = [:]
-        var outbound: [MediaLeg.Party: SRTPSession] = [:]
-        var handshakeStarted: [MediaLeg.Party: ContinuousClock.Instant] = [:]
+        var engines = PerParty<DTLSEngine?>(caller: nil, callee: nil)
+        var inbound = PerParty<SRTPSession?>(caller: nil, callee: nil)
+        var outbound = PerParty<SRTPSession?>(caller: nil, callee: nil)
+        var handshakeStarted = PerParty<ContinuousClock.Instant?>(caller: nil, callee: nil)
         let origin: UInt64
-        var version: UInt64 = 2
 
         init(session: MediaSession, origin: UInt64) {
             self.session = session
             self.origin = origin
+        }
+
+        /// A leg, changed in place (no copy of its arrays and counters).
+        @inline(__always)
+        func withLeg<Result>(_ party: MediaLeg.Party, _ body: (inout MediaLeg) -> Result) -> Result {
+            switch party {
+            case .caller: body(&session.caller)
+            case .callee: body(&session.callee)
+            }
         }
     }
 
@@ -143,51 +164,35 @@ public final class MediaServer: Service, @unchecked Sendable {
     public func boundPort() async throws -> Int { try await bound.wait() }
 
     public func run() async throws {
-        let channel: any Channel
+        let pump: DatagramPump
         do {
-            channel = try await DatagramBootstrap(group: eventLoop)
-                .channelOption(.socketOption(.so_reuseaddr), value: 1)
-                .channelOption(.datagramVectorReadMessageCount, value: Self.batch)
-                .channelOption(
-                    .recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: Self.batch * Self.datagramSize)
-                )
-                .channelOption(.socketOption(.so_rcvbuf), value: 4 << 20)
-                .channelOption(.socketOption(.so_sndbuf), value: 4 << 20)
-                .channelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(MediaSocketHandler(server: self))
-                    }
-                }
-                .bind(host: configuration.host, port: configuration.port).get()
+            pump = try DatagramPump(host: configuration.host, port: configuration.port)
         } catch {
             bound.fail(error)
             throw error
         }
-        let local = channel.localAddress.flatMap(TransportAddress.init)
-        let port = local?.port ?? 0
-        let addresses =
-            configuration.advertisedAddresses ?? (local.map { [$0.ip] } ?? [])
+        let local = pump.localAddress
+        let addresses = configuration.advertisedAddresses ?? [local.ip]
         lock.withLock {
-            self.channel = channel
-            self.advertised = addresses.map { TransportAddress(ip: $0, port: port) }
+            self.pump = pump
+            self.advertised = addresses.map { TransportAddress(ip: $0, port: local.port) }
         }
-        let ticker = eventLoop.scheduleRepeatedTask(initialDelay: .milliseconds(100), delay: .milliseconds(100)) {
-            _ in self.tick()
-        }
+        pump.start(self)
         logger.info(
             "secure media relay listening",
-            metadata: ["address": "\(local.map(\.description) ?? "?")", "fingerprint": "\(identity.fingerprint())"])
-        bound.succeed(Int(port))
+            metadata: ["address": "\(local)", "fingerprint": "\(identity.fingerprint())"])
+        bound.succeed(Int(local.port))
+        let (stopped, stop) = AsyncStream<Void>.makeStream()
         await withTaskCancellationHandler {
             await withGracefulShutdownHandler {
-                try? await channel.closeFuture.get()
+                for await _ in stopped {}
             } onGracefulShutdown: {
-                channel.close(promise: nil)
+                stop.finish()
             }
         } onCancel: {
-            channel.close(promise: nil)
+            stop.finish()
         }
-        ticker.cancel()
+        pump.stop()
         lock.withLock {
             sessions.removeAll()
             byUfrag.removeAll()
@@ -223,9 +228,10 @@ public final class MediaServer: Service, @unchecked Sendable {
             caller: MediaLeg(party: .caller, local: prepared.callerLocal, remote: prepared.callerRemote),
             callee: MediaLeg(party: .callee, local: prepared.calleeLocal, remote: nil))
         lock.withLock {
-            sessions[callID] = Box(session: session, origin: prepared.origin)
-            byUfrag[prepared.callerLocal.ufrag] = Route(callID: callID, party: .caller)
-            byUfrag[prepared.calleeLocal.ufrag] = Route(callID: callID, party: .callee)
+            let box = Box(session: session, origin: prepared.origin)
+            sessions[callID] = box
+            byUfrag[prepared.callerLocal.ufrag] = Route(box: box, party: .caller)
+            byUfrag[prepared.calleeLocal.ufrag] = Route(box: box, party: .callee)
         }
     }
 
@@ -274,7 +280,7 @@ public final class MediaServer: Service, @unchecked Sendable {
                 let key = "\(callID)/\(party.rawValue)"
                 tally.add(leg.counters, since: reported.removeValue(forKey: key) ?? MediaCounters())
                 byUfrag[leg.ice.local.ufrag] = nil
-                for address in leg.validated where byAddress[address]?.callID == callID {
+                for address in leg.validated where byAddress[address]?.box === box {
                     byAddress[address] = nil
                     tombstones[address] = now
                 }
@@ -305,76 +311,66 @@ public final class MediaServer: Service, @unchecked Sendable {
         unattributed[cause, default: 0] += 1
     }
 
-    // MARK: Datagrams (on the event loop)
+    // MARK: Datagrams (on the pump's thread)
 
-    fileprivate func receive(_ envelope: AddressedEnvelope<ByteBuffer>) {
+    public func receive(_ batch: inout DatagramBatch) {
         let now = ContinuousClock.now
         var failures: [(String, MediaFailure)] = []
         lock.withLock {
-            let data = envelope.data
-            guard data.readableBytes > 0, data.readableBytes < Self.datagramSize,
-                let source = TransportAddress(envelope.remoteAddress),
-                let first = data.getInteger(at: data.readerIndex, as: UInt8.self)
-            else {
-                dropUnattributed(.malformed)
-                return
-            }
-            switch PacketClass(firstByte: first) {
-            case .stun:
-                stun(data, from: source, now: now, failures: &failures)
-            case .dtls:
-                dtls(data, from: source, now: now, failures: &failures)
-            case .rtpOrRTCP:
-                media(data, from: source)
-            default:
-                dropUnattributed(.malformed)
+            for datagram in batch.datagrams {
+                guard datagram.length > 0, !datagram.truncated else {
+                    dropUnattributed(.malformed)
+                    continue
+                }
+                let buffer = batch.buffer(datagram.slot)
+                switch PacketClass(firstByte: buffer[0]) {
+                case .stun:
+                    stun(Array(buffer[0..<datagram.length]), from: datagram.source, now: now, batch: &batch)
+                case .dtls:
+                    dtls(
+                        Array(buffer[0..<datagram.length]), from: datagram.source, now: now, batch: &batch,
+                        failures: &failures)
+                case .rtpOrRTCP:
+                    media(slot: datagram.slot, length: datagram.length, from: datagram.source, batch: &batch)
+                default:
+                    dropUnattributed(.malformed)
+                }
             }
         }
         for (callID, failure) in failures { report(callID, failure) }
     }
 
-    fileprivate func readComplete() {
-        lock.withLock {
-            if dirty {
-                dirty = false
-                channel?.flush()
-            }
-        }
+    public func dropped(writes: Int) {
+        lock.withLock { tally.drop(.congested, count: writes) }
     }
 
-    private func route(_ source: TransportAddress) -> (Box, MediaLeg.Party)? {
+    private func route(_ source: TransportAddress) -> Route? {
         guard let route = byAddress[source] else {
             dropUnattributed(tombstones[source] != nil ? .afterHangup : .unknownSource)
             return nil
         }
-        guard let box = sessions[route.callID] else {
-            dropUnattributed(.afterHangup)
-            return nil
-        }
-        return (box, route.party)
+        return route
     }
 
     private func stun(
-        _ data: ByteBuffer, from source: TransportAddress, now: ContinuousClock.Instant,
-        failures: inout [(String, MediaFailure)]
+        _ bytes: [UInt8], from source: TransportAddress, now: ContinuousClock.Instant, batch: inout DatagramBatch
     ) {
-        guard let message = try? STUNMessage(decoding: Array(data.readableBytesView)) else {
+        guard let message = try? STUNMessage(decoding: bytes) else {
             dropUnattributed(.malformed)
             return
         }
         // Responses and indications need no answer from an ICE-lite agent (a client's keepalive indications).
         guard message.type.messageClass == .request else { return }
-        guard let ufrag = ICELiteResponder.localUfrag(of: message), let route = byUfrag[ufrag],
-            let box = sessions[route.callID]
-        else {
+        guard let ufrag = ICELiteResponder.localUfrag(of: message), let route = byUfrag[ufrag] else {
             dropUnattributed(tombstones[source] != nil ? .afterHangup : .unknownSource)
             return
         }
-        switch box.session[route.party].check(message, from: source, now: now) {
+        let box = route.box
+        switch box.withLeg(route.party, { $0.check(message, from: source, now: now) }) {
         case .answered(let response, _):
-            if let previous = byAddress[source], previous.callID != route.callID || previous.party != route.party {
+            if let previous = byAddress[source], previous.box !== box || previous.party != route.party {
                 // One 5-tuple belongs to one leg: a second leg claiming it keeps the first's.
-                box.session[route.party].counters.drop(.stunRefused)
+                box.withLeg(route.party) { $0.counters.drop(.stunRefused) }
                 return
             }
             if byAddress[source] == nil {
@@ -384,36 +380,41 @@ public final class MediaServer: Service, @unchecked Sendable {
             }
             byAddress[source] = route
             tombstones[source] = nil
-            send(response, to: source)
+            batch.send(response, to: source)
         case .refused(let response, _):
-            send(response, to: source)
+            batch.send(response, to: source)
         case .ignored:
             break
         }
     }
 
     private func dtls(
-        _ data: ByteBuffer, from source: TransportAddress, now: ContinuousClock.Instant,
+        _ bytes: [UInt8], from source: TransportAddress, now: ContinuousClock.Instant, batch: inout DatagramBatch,
         failures: inout [(String, MediaFailure)]
     ) {
-        guard let (box, party) = route(source) else { return }
-        let bytes = Array(data.readableBytesView)
-        box.session[party].counters.packetsIn += 1
-        box.session[party].counters.bytesIn += bytes.count
+        guard let route = route(source) else { return }
+        let box = route.box
+        let party = route.party
+        box.withLeg(party) {
+            $0.counters.packetsIn += 1
+            $0.counters.bytesIn += bytes.count
+        }
         if let engine = box.engines[party] {
             do {
                 let wasHandshaking = !engine.isEstablished
                 let received = try engine.process(bytes, now: now)
-                for datagram in received.datagrams { send(datagram, to: source) }
+                for datagram in received.datagrams { batch.send(datagram, to: source) }
                 if wasHandshaking && engine.isEstablished {
                     if let failure = established(box, party, engine, now: now) {
                         failures.append((box.session.callID, failure))
                         return
                     }
                 }
-                for record in received.applicationData { forwardApplicationData(record, from: party, in: box) }
+                for record in received.applicationData {
+                    forwardApplicationData(record, from: party, in: box, batch: &batch)
+                }
             } catch {
-                box.session[party].dtlsState = .failed
+                box.withLeg(party) { $0.dtlsState = .failed }
                 let failure: MediaFailure = error.code == .fingerprintMismatch ? .fingerprintMismatch : .dtlsFailed
                 if let failure = box.session.fail(failure) { failures.append((box.session.callID, failure)) }
             }
@@ -422,23 +423,22 @@ public final class MediaServer: Service, @unchecked Sendable {
         let remote = box.session[party].remote.flatMap { try? DTLSFingerprint.parse($0.fingerprint) }
         switch listener.receive(bytes, from: Self.addressBytes(source), remoteFingerprint: remote, now: now) {
         case .reply(let datagrams):
-            for datagram in datagrams { send(datagram, to: source) }
+            for datagram in datagrams { batch.send(datagram, to: source) }
         case .accepted(let engine, let datagrams):
             box.engines[party] = engine
             box.handshakeStarted[party] = now
-            box.session[party].dtlsState = .handshaking
-            for datagram in datagrams { send(datagram, to: source) }
+            box.withLeg(party) { $0.dtlsState = .handshaking }
+            for datagram in datagrams { batch.send(datagram, to: source) }
             if engine.isEstablished, let failure = established(box, party, engine, now: now) {
                 failures.append((box.session.callID, failure))
             }
         case .dropped(let reason):
+            // Chrome's post-quantum ClientHello spans two records: its second fragment lands here before the
+            // cookie exchange hands out an engine (the exchange itself works from the first fragment).
             logger.debug(
                 "DTLS datagram dropped by the listener",
-                metadata: [
-                    "call": "\(box.session.callID)", "leg": "\(party.rawValue)", "reason": "\(reason)",
-                    "bytes": "\(bytes.count)", "first": "\(bytes.prefix(14).map { String($0) }.joined(separator: ","))",
-                ])
-            box.session[party].counters.drop(.dtls)
+                metadata: ["call": "\(box.session.callID)", "leg": "\(party.rawValue)", "reason": "\(reason)"])
+            box.withLeg(party) { $0.counters.drop(.dtls) }
         }
     }
 
@@ -448,15 +448,17 @@ public final class MediaServer: Service, @unchecked Sendable {
         _ box: Box, _ party: MediaLeg.Party, _ engine: DTLSEngine, now: ContinuousClock.Instant
     ) -> MediaFailure? {
         guard case .established(let material) = engine.state else { return nil }
-        box.session[party].dtlsState = .established
-        box.session[party].srtpProfile = material.profile.openSSLName
+        box.withLeg(party) {
+            $0.dtlsState = .established
+            $0.srtpProfile = material.profile.openSSLName
+        }
         if let started = box.handshakeStarted[party] { metrics.recordHandshake(now - started) }
         do {
             let (outbound, inbound) = try material.makeSessions(allowRepeatTransmission: true)
             box.outbound[party] = outbound
             box.inbound[party] = inbound
         } catch {
-            box.session[party].dtlsState = .failed
+            box.withLeg(party) { $0.dtlsState = .failed }
             return box.session.fail(.dtlsFailed)
         }
         return verifyIfPossible(box, party)
@@ -468,111 +470,106 @@ public final class MediaServer: Service, @unchecked Sendable {
             let remote = box.session[party].remote
         else { return nil }
         guard let expected = try? DTLSFingerprint.parse(remote.fingerprint), engine.verifyPeer(expected) else {
-            box.session[party].dtlsState = .failed
+            box.withLeg(party) { $0.dtlsState = .failed }
             return box.session.fail(.fingerprintMismatch)
         }
-        box.session[party].fingerprintVerified = true
+        box.withLeg(party) { $0.fingerprintVerified = true }
         return nil
     }
 
-    private func forwardApplicationData(_ record: [UInt8], from party: MediaLeg.Party, in box: Box) {
-        let other: MediaLeg.Party = party == .caller ? .callee : .caller
-        guard box.session.failure == nil, box.session[party].isForwarding, box.session[other].isForwarding,
-            let engine = box.engines[other], let destination = box.session[other].destination
+    private func forwardApplicationData(
+        _ record: [UInt8], from party: MediaLeg.Party, in box: Box, batch: inout DatagramBatch
+    ) {
+        let other = party.other
+        guard box.session.failure == nil, box.withLeg(party, { $0.isForwarding }),
+            box.withLeg(other, { $0.isForwarding }), let engine = box.engines[other],
+            let destination = box.withLeg(other, { $0.destination })
         else {
-            box.session[party].counters.drop(.notReady)
+            box.withLeg(party) { $0.counters.drop(.notReady) }
             return
         }
         guard let datagrams = try? engine.write(record) else {
-            box.session[party].counters.drop(.dtls)
+            box.withLeg(party) { $0.counters.drop(.dtls) }
             return
         }
         for datagram in datagrams {
-            send(datagram, to: destination)
-            box.session[other].counters.packetsOut += 1
-            box.session[other].counters.bytesOut += datagram.count
+            batch.send(datagram, to: destination)
+            box.withLeg(other) {
+                $0.counters.packetsOut += 1
+                $0.counters.bytesOut += datagram.count
+            }
         }
     }
 
-    private func media(_ data: ByteBuffer, from source: TransportAddress) {
-        guard let (box, party) = route(source) else { return }
-        let other: MediaLeg.Party = party == .caller ? .callee : .caller
-        box.session[party].counters.packetsIn += 1
-        box.session[party].counters.bytesIn += data.readableBytes
-        guard box.session.failure == nil, box.session[party].isForwarding, box.session[other].isForwarding,
-            let inbound = box.inbound[party], let outbound = box.outbound[other],
-            let destination = box.session[other].destination, let channel
+    /// One SRTP or SRTCP packet: unprotected with its leg's keys and protected with the other leg's, in its read
+    /// slot, then sent from there.
+    private func media(slot: Int, length: Int, from source: TransportAddress, batch: inout DatagramBatch) {
+        guard let route = route(source) else { return }
+        let box = route.box
+        let party = route.party
+        let other = party.other
+        box.withLeg(party) {
+            $0.counters.packetsIn += 1
+            $0.counters.bytesIn += length
+        }
+        guard box.session.failure == nil, box.withLeg(party, { $0.isForwarding }),
+            let destination = box.withLeg(other, { $0.isForwarding ? $0.destination : nil }),
+            let inbound = box.inbound[party], let outbound = box.outbound[other]
         else {
-            box.session[party].counters.drop(.notReady)
+            box.withLeg(party) { $0.counters.drop(.notReady) }
             return
         }
-        let rtcp = PacketClass.isRTCP(data.readableBytesView)
-        var packet = channel.allocator.buffer(capacity: data.readableBytes + SRTPSession.maximumTrailerLength)
-        packet.writeImmutableBuffer(data)
+        let buffer = batch.buffer(slot)
+        // RFC 5761 §4: RTCP packet types 192–223 in the second byte.
+        let rtcp = length > 1 && (192...223).contains(buffer[1])
+        let plain: Int
         do {
-            if rtcp {
-                try inbound.unprotectRTCP(&packet)
-            } else {
-                try inbound.unprotectRTP(&packet)
-            }
+            plain = try rtcp ? inbound.unprotectRTCP(buffer, length: length) : inbound.unprotectRTP(buffer, length: length)
         } catch {
-            switch error.code {
-            case .authenticationFailed: box.session[party].counters.drop(.authentication)
-            case .replayed: box.session[party].counters.drop(.replay)
-            default: box.session[party].counters.drop(.malformed)
+            box.withLeg(party) {
+                switch error.code {
+                case .authenticationFailed: $0.counters.drop(.authentication)
+                case .replayed: $0.counters.drop(.replay)
+                default: $0.counters.drop(.malformed)
+                }
             }
             return
         }
+        let protected: Int
         do {
-            if rtcp {
-                try outbound.protectRTCP(&packet)
-            } else {
-                try outbound.protectRTP(&packet)
-            }
+            protected = try rtcp ? outbound.protectRTCP(buffer, length: plain) : outbound.protectRTP(buffer, length: plain)
         } catch {
-            box.session[party].counters.drop(error.code == .replayed ? .replay : .malformed)
+            box.withLeg(party) { $0.counters.drop(error.code == .replayed ? .replay : .malformed) }
             return
         }
-        guard channel.isWritable else {
-            box.session[party].counters.drop(.notReady)
-            return
+        box.withLeg(other) {
+            $0.counters.packetsOut += 1
+            $0.counters.bytesOut += protected
         }
-        box.session[other].counters.packetsOut += 1
-        box.session[other].counters.bytesOut += packet.readableBytes
-        channel.write(AddressedEnvelope(remoteAddress: SocketAddress(destination), data: packet), promise: nil)
-        dirty = true
-    }
-
-    private func send(_ bytes: [UInt8], to destination: TransportAddress) {
-        guard let channel else { return }
-        channel.write(
-            AddressedEnvelope(remoteAddress: SocketAddress(destination), data: channel.allocator.buffer(bytes: bytes)),
-            promise: nil)
-        dirty = true
+        batch.send(slot: slot, length: protected, to: destination)
     }
 
     // MARK: Timers
 
     private var lastMetrics = ContinuousClock.now
 
-    private func tick() {
+    public func tick(_ batch: inout DatagramBatch) {
         let now = ContinuousClock.now
         var failures: [(String, MediaFailure)] = []
         lock.withLock {
             for box in sessions.values {
-                for (party, engine) in box.engines where !engine.isEstablished {
-                    guard let delay = engine.retransmissionDelay, delay == .zero || delay < .milliseconds(100)
+                for party in MediaLeg.Party.allCases {
+                    guard let engine = box.engines[party], !engine.isEstablished,
+                        let delay = engine.retransmissionDelay, delay < DatagramPump.tickInterval
                     else { continue }
                     do {
                         let datagrams = try engine.handleTimeout(now: now)
-                        if let destination = box.session[party].destination {
-                            for datagram in datagrams { send(datagram, to: destination) }
+                        if let destination = box.withLeg(party, { $0.destination }) {
+                            for datagram in datagrams { batch.send(datagram, to: destination) }
                         }
                     } catch {
-                        box.session[party].dtlsState = .failed
-                        if let failure = box.session.fail(.dtlsFailed) {
-                            failures.append((box.session.callID, failure))
-                        }
+                        box.withLeg(party) { $0.dtlsState = .failed }
+                        if let failure = box.session.fail(.dtlsFailed) { failures.append((box.session.callID, failure)) }
                     }
                 }
                 if let failure = box.session.evaluate(
@@ -582,10 +579,6 @@ public final class MediaServer: Service, @unchecked Sendable {
                 }
             }
             tombstones = tombstones.filter { now - $0.value < Self.tombstoneLifetime }
-            if dirty {
-                dirty = false
-                channel?.flush()
-            }
             if now - lastMetrics >= .seconds(1) {
                 lastMetrics = now
                 flushMetrics()
@@ -639,24 +632,6 @@ public final class MediaServer: Service, @unchecked Sendable {
 
     static func addressBytes(_ address: TransportAddress) -> [UInt8] {
         address.ip.bytes + [UInt8(address.port >> 8), UInt8(address.port & 0xFF)]
-    }
-}
-
-/// The media socket's handler: hands every datagram to the server, flushes once per read batch.
-private final class MediaSocketHandler: ChannelInboundHandler {
-    typealias InboundIn = AddressedEnvelope<ByteBuffer>
-    let server: MediaServer
-
-    init(server: MediaServer) { self.server = server }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        server.receive(unwrapInboundIn(data))
-    }
-
-    func channelReadComplete(context: ChannelHandlerContext) { server.readComplete() }
-
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        server.logger.debug("media socket error", metadata: ["error": "\(error)"])
     }
 }
 

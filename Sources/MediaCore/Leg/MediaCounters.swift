@@ -16,6 +16,8 @@ public enum DropCause: String, Sendable, Hashable, CaseIterable, Codable {
     case stunRefused = "stun_refused"
     /// A DTLS record the leg's engine could not take (a handshake failure, a ClientHello flood).
     case dtls
+    /// The socket's send buffer was full: the relay drops rather than queue without bound.
+    case congested
 }
 
 /// Packet and byte counts of one leg, as seen from Switchboard: `in` arrived from the party, `out` went to it.

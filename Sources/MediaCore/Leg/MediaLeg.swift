@@ -22,6 +22,9 @@ public struct MediaLeg: Sendable {
     public enum Party: String, Sendable, Hashable, CaseIterable, Codable {
         case caller
         case callee
+
+        /// The other leg.
+        public var other: Party { self == .caller ? .callee : .caller }
     }
 
     public enum ICEState: String, Sendable, Hashable, Codable {

@@ -1,0 +1,21 @@
+// Batched UDP reads and writes (Linux recvmmsg/sendmmsg), which Swift's Glibc module does not expose (they need
+// _GNU_SOURCE). Plain functions over caller-owned arrays: no allocation, at most SB_BATCH_MAX datagrams a call.
+#ifndef SWITCHBOARD_CDATAGRAM_H
+#define SWITCHBOARD_CDATAGRAM_H
+
+#include <stddef.h>
+#include <sys/socket.h>
+
+#define SB_BATCH_MAX 64
+
+/// Reads up to `count` datagrams into `count` slots of `slot_size` bytes starting at `slots` (blocking until the
+/// first one arrives or the socket's receive timeout passes, then taking what is queued). For each datagram read:
+/// its length, source address and whether the kernel truncated it (MSG_TRUNC). Returns how many, or -1 (errno).
+int sb_recv_batch(int fd, void *slots, size_t slot_size, unsigned count, struct sockaddr_storage *sources,
+                  unsigned *lengths, int *truncated);
+
+/// Sends `count` datagrams without blocking; returns how many the kernel took, or -1 (errno) when it took none.
+int sb_send_batch(int fd, void *const *buffers, const size_t *lengths, const struct sockaddr_storage *destinations,
+                  const unsigned *destination_lengths, unsigned count);
+
+#endif
