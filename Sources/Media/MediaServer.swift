@@ -369,9 +369,11 @@ public final class MediaServer: Service, DatagramHandler, @unchecked Sendable {
         switch box.withLeg(route.party, { $0.check(message, from: source, now: now) }) {
         case .answered(let response, _):
             if let previous = byAddress[source], previous.box !== box || previous.party != route.party {
-                // One 5-tuple belongs to one leg: a second leg claiming it keeps the first's.
-                box.withLeg(route.party) { $0.counters.drop(.stunRefused) }
-                return
+                // One 5-tuple belongs to one leg, the one it last checked with valid credentials: a client port
+                // reused for a new call (or a NAT's) moves to that call. Packets the old leg's keys protect cannot
+                // be read there, and what arrives is authenticated with the new leg's keys.
+                previous.box.withLeg(previous.party) { $0.forget(source) }
+                byAddress[source] = nil
             }
             if byAddress[source] == nil {
                 logger.debug(
@@ -524,7 +526,8 @@ public final class MediaServer: Service, DatagramHandler, @unchecked Sendable {
         let rtcp = length > 1 && (192...223).contains(buffer[1])
         let plain: Int
         do {
-            plain = try rtcp ? inbound.unprotectRTCP(buffer, length: length) : inbound.unprotectRTP(buffer, length: length)
+            plain =
+                try rtcp ? inbound.unprotectRTCP(buffer, length: length) : inbound.unprotectRTP(buffer, length: length)
         } catch {
             box.withLeg(party) {
                 switch error.code {
@@ -537,7 +540,8 @@ public final class MediaServer: Service, DatagramHandler, @unchecked Sendable {
         }
         let protected: Int
         do {
-            protected = try rtcp ? outbound.protectRTCP(buffer, length: plain) : outbound.protectRTP(buffer, length: plain)
+            protected =
+                try rtcp ? outbound.protectRTCP(buffer, length: plain) : outbound.protectRTP(buffer, length: plain)
         } catch {
             box.withLeg(party) { $0.counters.drop(error.code == .replayed ? .replay : .malformed) }
             return
@@ -569,7 +573,9 @@ public final class MediaServer: Service, DatagramHandler, @unchecked Sendable {
                         }
                     } catch {
                         box.withLeg(party) { $0.dtlsState = .failed }
-                        if let failure = box.session.fail(.dtlsFailed) { failures.append((box.session.callID, failure)) }
+                        if let failure = box.session.fail(.dtlsFailed) {
+                            failures.append((box.session.callID, failure))
+                        }
                     }
                 }
                 if let failure = box.session.evaluate(

@@ -66,8 +66,10 @@ import Testing
             toBob: toBob, offerAtBob: offerAtBob, answerAtAlice: answerAtAlice)
     }
 
-    static func legs(_ server: TestServer, _ id: String) async throws -> [String: [String: Any]] {
-        let shown = try await server.request(.GET, "/v1/calls/\(id)", token: server.token("alice"))
+    static func legs(_ server: TestServer, _ id: String, as user: String = "alice") async throws
+        -> [String: [String: Any]]
+    {
+        let shown = try await server.request(.GET, "/v1/calls/\(id)", token: server.token(user))
         let legs = shown.call["mediaLegs"] as? [[String: Any]] ?? []
         return Dictionary(uniqueKeysWithValues: legs.compactMap { leg in (leg["party"] as? String).map { ($0, leg) } })
     }
@@ -218,6 +220,40 @@ import Testing
             await #expect(throws: (any Error).self) { try await call.alice.handshake(call.toAlice, timeout: 3) }
             let ended = try await call.aliceStream.expect("call.ended")
             #expect((ended["call"] as? [String: Any])?["failure"] as? String == "fingerprint_mismatch")
+        }
+    }
+
+    /// A client port (or a NAT's) reused for a new call while the old call's leg still holds it: the last valid
+    /// check wins, so the new call's leg answers and the old one forgets the address.
+    @Test func aClientPortReusedForANewCallMovesToThatCall() async throws {
+        try await TestServer.with { server in
+            let first = try await Self.placeCall(server)
+            defer { first.close() }
+            try await first.alice.connectICE(first.toAlice)
+            // carol calls dave from alice's very socket (the same 5-tuple towards the media port).
+            let streams = try await server.helloStreams([("carol", "c1"), ("dave", "d1")])
+            defer { streams.forEach { $0.close() } }
+            let created = try await server.post(
+                "/v1/calls", token: server.token("carol"),
+                json: [
+                    "to": "dave", "device": "c1", "sdp": ["type": "offer", "sdp": first.alice.sdp(setup: "actpass")],
+                    "media": "secure-relay",
+                ])
+            let dave = try await MediaPeer.make()
+            defer { dave.close() }
+            try await streams[1].expect("call.invite")
+            let accepted = try await server.act(
+                "accept", created.callID, as: "dave", device: "d1",
+                extra: ["sdp": ["type": "answer", "sdp": dave.sdp(setup: "active")]])
+            #expect(accepted.status == 200)
+            let answer = try await streams[0].expect("call.accepted")
+            let toCarol = try MediaPeer.serverTransport(
+                in: try #require((answer["sdp"] as? [String: Any])?["sdp"] as? String), setup: "passive")
+            let response = try await first.alice.connectICE(toCarol)
+            #expect(response.type == .bindingSuccess)
+            try await first.alice.handshake(toCarol)
+            let legs = try await Self.legs(server, created.callID, as: "carol")
+            #expect(legs["caller"]?["dtls"] as? String == "established")
         }
     }
 

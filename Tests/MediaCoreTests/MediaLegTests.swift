@@ -45,6 +45,18 @@ import Testing
         #expect(leg.isForwarding)
     }
 
+    @Test func anAddressTakenByAnotherLegIsForgotten() throws {
+        var leg = MediaLeg(party: .caller, local: server, remote: remote())
+        let other = TransportAddress("127.0.0.1:50004")!
+        _ = leg.check(try check(), from: other, now: start)
+        _ = leg.check(try check(useCandidate: true), from: address, now: start)
+        leg.forget(address)
+        #expect(!leg.accepts(address))
+        #expect(leg.destination == other)
+        leg.forget(other)
+        #expect(leg.destination == nil)
+    }
+
     @Test func aRefusedCheckValidatesNothingAndIsCounted() throws {
         var leg = MediaLeg(party: .caller, local: server, remote: remote())
         guard case .refused(_, 401) = leg.check(try check(password: "wrong"), from: address, now: start) else {

@@ -99,6 +99,13 @@ public struct MediaLeg: Sendable {
         return outcome
     }
 
+    /// `address` now belongs to another leg (a later valid check from it, with that leg's credentials): media no
+    /// longer comes from or goes to it here.
+    public mutating func forget(_ address: TransportAddress) {
+        validated.removeAll { $0 == address }
+        if selected == address { selected = nil }
+    }
+
     /// Whether a datagram from `source` may be taken (it passed an ICE check).
     public func accepts(_ source: TransportAddress) -> Bool { validated.contains(source) }
 
