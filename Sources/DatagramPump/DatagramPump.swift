@@ -164,7 +164,8 @@ public final class DatagramPump: @unchecked Sendable {
                 for index in 0..<Int(got) {
                     guard let source = SocketAddressBytes.read(sources + index) else { continue }
                     batch.received.append(
-                        .init(slot: index, length: Int(lengths[index]), source: source, truncated: truncated[index] != 0))
+                        .init(
+                            slot: index, length: Int(lengths[index]), source: source, truncated: truncated[index] != 0))
                 }
                 handler.receive(&batch)
             }
