@@ -105,6 +105,13 @@ public final class MediaServer: Service, DatagramHandler, @unchecked Sendable {
         var callID: String { box.session.callID }
     }
 
+    private struct Renegotiation {
+        let from: MediaLeg.Party
+        let remote: RemoteTransport
+        /// New local credentials for the offering leg when its offer restarts ICE.
+        let restart: ICECredentials?
+    }
+
     /// One value per leg.
     private struct PerParty<Value> {
         var caller: Value
@@ -126,6 +133,15 @@ public final class MediaServer: Service, DatagramHandler, @unchecked Sendable {
         var outbound = PerParty<SRTPSession?>(caller: nil, callee: nil)
         var handshakeStarted = PerParty<ContinuousClock.Instant?>(caller: nil, callee: nil)
         let origin: UInt64
+        /// The `o=` version of the last SDP each party got from Switchboard.
+        var versions = PerParty<UInt64>(caller: 2, callee: 2)
+        /// A party's mid-call offer that went to the other party, waiting for its answer.
+        var renegotiation: Renegotiation?
+        /// Every local ufrag this session used (an ICE restart adds one), for the routing table.
+        var ufrags: [String] = []
+
+        /// The `o=` session id of what `party` gets.
+        func originID(_ party: MediaLeg.Party) -> UInt64 { party == .callee ? origin : origin &+ 1 }
 
         init(session: MediaSession, origin: UInt64) {
             self.session = session
@@ -229,6 +245,7 @@ public final class MediaServer: Service, DatagramHandler, @unchecked Sendable {
             callee: MediaLeg(party: .callee, local: prepared.calleeLocal, remote: nil))
         lock.withLock {
             let box = Box(session: session, origin: prepared.origin)
+            box.ufrags = [prepared.callerLocal.ufrag, prepared.calleeLocal.ufrag]
             sessions[callID] = box
             byUfrag[prepared.callerLocal.ufrag] = Route(box: box, party: .caller)
             byUfrag[prepared.calleeLocal.ufrag] = Route(box: box, party: .callee)
@@ -269,17 +286,97 @@ public final class MediaServer: Service, DatagramHandler, @unchecked Sendable {
         if let failure { report(callID, failure) }
     }
 
+    /// A party's offer mid-call (renegotiation, RFC 3264 §8): the other party gets Switchboard's offer made from it,
+    /// over that party's leg. An offer with new ICE credentials restarts ICE on the offering party's leg only:
+    /// Switchboard's answer to it will carry new credentials too. The DTLS association stays (a new certificate
+    /// mid-call is refused).
+    public func reoffer(_ callID: String, from party: MediaLeg.Party, sdp: String) throws(MediaError) -> String {
+        let remote = try SDPRewriter.remoteTransport(of: sdp, setups: ["actpass", "active"])
+        return try locked { () throws(MediaError) -> String in
+            guard let box = sessions[callID] else { throw MediaError(.noSession, "the call has no media session") }
+            guard box.renegotiation == nil else {
+                throw MediaError(.conflict, "an offer is already waiting for its answer on this call")
+            }
+            try Self.sameCertificate(box.session[party].remote, remote)
+            let current = box.session[party].remote?.credentials
+            let restart = current == remote.credentials ? nil : ICECredentials.random()
+            let other = party.other
+            box.versions[other] += 1
+            let offer = try SDPRewriter.rewrite(
+                sdp,
+                local: LocalTransport(
+                    credentials: box.session[other].ice.local, fingerprint: identity.fingerprint().sdpValue,
+                    candidates: advertised),
+                setup: "actpass", origin: (box.originID(other), box.versions[other]))
+            box.renegotiation = Renegotiation(from: party, remote: remote, restart: restart)
+            return offer
+        }
+    }
+
+    /// The other party's answer to a mid-call offer: the offering party gets Switchboard's answer made from it (with
+    /// new ICE credentials after a restart), and both legs take the new descriptions.
+    public func reanswer(_ callID: String, from party: MediaLeg.Party, sdp: String) throws(MediaError) -> String {
+        let remote = try SDPRewriter.remoteTransport(of: sdp, setups: ["active"])
+        return try locked { () throws(MediaError) -> String in
+            guard let box = sessions[callID] else { throw MediaError(.noSession, "the call has no media session") }
+            guard let pending = box.renegotiation, pending.from == party.other else {
+                throw MediaError(.conflict, "no offer from the other party is waiting for this answer")
+            }
+            try Self.sameCertificate(box.session[party].remote, remote)
+            let offering = pending.from
+            box.versions[offering] += 1
+            let answer = try SDPRewriter.rewrite(
+                sdp,
+                local: LocalTransport(
+                    credentials: pending.restart ?? box.session[offering].ice.local,
+                    fingerprint: identity.fingerprint().sdpValue, candidates: advertised),
+                setup: "passive", origin: (box.originID(offering), box.versions[offering]))
+            box.renegotiation = nil
+            box.withLeg(party) { $0.learn(remote) }
+            if let restart = pending.restart {
+                box.withLeg(offering) { $0.restartICE(local: restart, remote: pending.remote) }
+                byUfrag[restart.ufrag] = Route(box: box, party: offering)
+                box.ufrags.append(restart.ufrag)
+            } else {
+                box.withLeg(offering) { $0.learn(pending.remote) }
+            }
+            return answer
+        }
+    }
+
+    /// `body` under the lock, with its typed error.
+    private func locked<T>(_ body: () throws(MediaError) -> T) throws(MediaError) -> T {
+        let result = lock.withLock { () -> Result<T, MediaError> in
+            do throws(MediaError) {
+                return .success(try body())
+            } catch {
+                return .failure(error)
+            }
+        }
+        return try result.get()
+    }
+
+    /// A party's new SDP must keep the certificate its leg's DTLS association was verified with.
+    private static func sameCertificate(_ current: RemoteTransport?, _ new: RemoteTransport) throws(MediaError) {
+        guard let current else { return }
+        let old = try? DTLSFingerprint.parse(current.fingerprint)
+        let next = try? DTLSFingerprint.parse(new.fingerprint)
+        guard let old, let next, old == next else {
+            throw MediaError(.unsupportedSDP, "a new DTLS certificate mid-call is not supported: start a new call")
+        }
+    }
+
     /// Tears both legs down (hangup, decline, timeout, failure): nothing is forwarded for the call from now on.
     public func close(_ callID: String) {
         let now = ContinuousClock.now
         lock.withLock {
             guard let box = sessions.removeValue(forKey: callID) else { return }
+            for ufrag in box.ufrags { byUfrag[ufrag] = nil }
             for party in MediaLeg.Party.allCases {
                 let leg = box.session[party]
                 // What the leg counted since the last flush still reaches the metrics.
                 let key = "\(callID)/\(party.rawValue)"
                 tally.add(leg.counters, since: reported.removeValue(forKey: key) ?? MediaCounters())
-                byUfrag[leg.ice.local.ufrag] = nil
                 for address in leg.validated where byAddress[address]?.box === box {
                     byAddress[address] = nil
                     tombstones[address] = now

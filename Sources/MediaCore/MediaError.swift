@@ -8,6 +8,9 @@ public struct MediaError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let unsupportedSDP = Code(rawValue: "unsupported_sdp")
         /// The call has no media session (it ended, or it is not a secure-relay call).
         public static let noSession = Code(rawValue: "no_session")
+        /// The offer or answer does not fit where the negotiation stands (an offer already pending, an answer
+        /// without an offer).
+        public static let conflict = Code(rawValue: "conflict")
         /// The media endpoint is not running.
         public static let unavailable = Code(rawValue: "media_unavailable")
     }

@@ -146,7 +146,7 @@ final class Signaling: Sendable {
         } catch {
             switch error.code {
             case .unavailable: throw CallError(.mediaUnavailable, error.message)
-            case .noSession: throw CallError(.invalidTransition, error.message)
+            case .noSession, .conflict: throw CallError(.invalidTransition, error.message)
             default: throw CallError(.unsupportedSDP, error.message)
             }
         }
@@ -215,17 +215,40 @@ final class Signaling: Sendable {
         try state.withLock { state throws(CallError) in
             if let call = state.registry.calls[signal.callID], call.media == .secureRelay, call.isParty(signal.fromUser)
             {
-                // Switchboard is each party's peer: candidates are checked and kept from the other party (the
-                // server learns addresses from ICE checks); renegotiation is not relayed yet.
-                if signal.kind == .offer || signal.kind == .answer {
-                    throw CallError(
-                        .invalidTransition, "renegotiation of a secure-relay call is not supported by this server")
-                }
-                _ = try state.registry.signal(signal, now: now)
+                try secureRelaySignal(signal, call: call, in: &state, now: now)
                 return
             }
             let deliveries = try state.registry.signal(signal, now: now)
             for delivery in deliveries { deliver(delivery, in: &state, now: now) }
+        }
+    }
+
+    /// A signal in a secure-relay call. Switchboard is each party's peer: candidates are checked and kept from the
+    /// other party (the server learns addresses from ICE checks); a mid-call offer goes to the other party as
+    /// Switchboard's offer over that party's leg, and its answer comes back as Switchboard's answer.
+    private func secureRelaySignal(_ signal: Signal, call: Call, in state: inout State, now: Date) throws(CallError) {
+        guard signal.kind == .offer || signal.kind == .answer else {
+            _ = try state.registry.signal(signal, now: now)
+            return
+        }
+        guard call.state == .active else {
+            throw CallError(.invalidTransition, "a secure-relay call renegotiates only once it is answered")
+        }
+        guard let media else { throw CallError(.mediaUnavailable, "this server runs no secure media relay") }
+        let deliveries = try state.registry.signal(signal, now: now)
+        let party: MediaLeg.Party = signal.fromUser == call.caller ? .caller : .callee
+        let sdp = signal.sdp ?? ""
+        let rewritten = try Self.mapped { () throws(MediaError) in
+            signal.kind == .offer
+                ? try media.reoffer(call.id, from: party, sdp: sdp) : try media.reanswer(call.id, from: party, sdp: sdp)
+        }
+        for delivery in deliveries {
+            guard case .signal(let original) = delivery.event else { continue }
+            let relayed = Signal(
+                callID: original.callID, fromUser: original.fromUser, fromDevice: original.fromDevice,
+                kind: original.kind, sdp: rewritten)
+            deliver(
+                Delivery(user: delivery.user, devices: delivery.devices, event: .signal(relayed)), in: &state, now: now)
         }
     }
 

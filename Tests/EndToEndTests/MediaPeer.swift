@@ -11,7 +11,8 @@ import Synchronization
 final class MediaPeer: @unchecked Sendable {
     let channel: any Channel
     let identity: DTLSIdentity
-    let ice = ICECredentials.random()
+    /// This peer's ICE credentials (new ones after ``restartICE()``).
+    private(set) var ice = ICECredentials.random()
     private let incoming: DatagramQueue
     // The DTLS and SRTP state: a test drives one peer from one task at a time.
     private var engine: DTLSEngine?
@@ -39,6 +40,9 @@ final class MediaPeer: @unchecked Sendable {
     }
 
     func close() { channel.close(promise: nil) }
+
+    /// New ICE credentials, as a browser's `restartIce()` makes for its next offer.
+    func restartICE() { ice = ICECredentials.random() }
 
     /// An audio-only offer or answer from this peer, with its own ICE credentials, certificate and a host
     /// candidate, as a browser would send it (`fingerprint` overrides the certificate's to forge a mismatch).

@@ -223,6 +223,64 @@ import Testing
         }
     }
 
+    /// Mid-call renegotiation through `call.signal` on each leg: alice restarts ICE, bob answers Switchboard's
+    /// offer, alice gets new credentials for her leg only, and media keeps flowing over the same DTLS association.
+    @Test func anICERestartAndAReofferAreRenegotiatedOnEachLeg() async throws {
+        try await TestServer.with { server in
+            let call = try await Self.placeCall(server)
+            defer { call.close() }
+            for (peer, transport) in [(call.alice, call.toAlice), (call.bob, call.toBob)] {
+                try await peer.connectICE(transport)
+                try await peer.handshake(transport)
+            }
+            try await Self.eventually {
+                let legs = try await Self.legs(server, call.id)
+                return legs["caller"]?["fingerprintVerified"] as? Bool == true
+                    && legs["callee"]?["fingerprintVerified"] as? Bool == true
+            }
+            // An answer with no offer waiting, and a signal before any offer, are refused.
+            let early = try await server.act(
+                "signals", call.id, as: "bob", device: "b1",
+                extra: ["type": "answer", "sdp": call.bob.sdp(setup: "active")])
+            #expect(early.status == 409)
+
+            call.alice.restartICE()
+            let offered = try await server.act(
+                "signals", call.id, as: "alice", device: "a1",
+                extra: ["type": "offer", "sdp": call.alice.sdp(setup: "actpass")])
+            #expect(offered.status == 202, "\(offered.body)")
+            let again = try await server.act(
+                "signals", call.id, as: "alice", device: "a1",
+                extra: ["type": "offer", "sdp": call.alice.sdp(setup: "actpass")])
+            #expect(again.status == 409)
+            let atBob = try await call.bobStream.expect("call.signal")
+            #expect(atBob["type"] as? String == "offer")
+            let reofferAtBob = try #require(atBob["sdp"] as? String)
+            // Bob's leg did not restart: the same Switchboard credentials, nothing of alice's.
+            #expect(
+                try MediaPeer.serverTransport(in: reofferAtBob, setup: "actpass").remote.credentials
+                    == call.toBob.remote.credentials)
+            #expect(!reofferAtBob.contains(call.alice.ice.ufrag))
+            let answered = try await server.act(
+                "signals", call.id, as: "bob", device: "b1",
+                extra: ["type": "answer", "sdp": call.bob.sdp(setup: "active")])
+            #expect(answered.status == 202, "\(answered.body)")
+            let atAlice = try await call.aliceStream.expect("call.signal")
+            #expect(atAlice["type"] as? String == "answer")
+            let restarted = try MediaPeer.serverTransport(
+                in: try #require(atAlice["sdp"] as? String), setup: "passive")
+            #expect(restarted.remote.credentials != call.toAlice.remote.credentials)
+            #expect(restarted.fingerprint == call.toAlice.fingerprint)
+
+            // Alice's checks with the new credentials are answered; media still flows on the same keys.
+            let response = try await call.alice.connectICE(restarted)
+            #expect(response.type == .bindingSuccess)
+            let packet = MediaPeer.rtp(sequence: 7, payload: Array(repeating: 3, count: 100))
+            call.alice.send(try call.alice.protect(packet), to: restarted.address)
+            #expect(try await call.bob.receiveMedia() == packet)
+        }
+    }
+
     /// A client port (or a NAT's) reused for a new call while the old call's leg still holds it: the last valid
     /// check wins, so the new call's leg answers and the old one forgets the address.
     @Test func aClientPortReusedForANewCallMovesToThatCall() async throws {

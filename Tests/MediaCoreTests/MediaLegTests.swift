@@ -45,6 +45,37 @@ import Testing
         #expect(leg.isForwarding)
     }
 
+    @Test func anICERestartAnswersTheOldCredentialsUntilTheNewOnesAreUsed() throws {
+        var leg = MediaLeg(party: .caller, local: server, remote: remote())
+        let newLocal = ICECredentials(ufrag: "srv2", password: "server-password-new-0123")
+        let newRemote = RemoteTransport(
+            credentials: ICECredentials(ufrag: "cli2", password: "client-password-new-01234"),
+            fingerprint: "sha-256 AB",
+            setup: "actpass", mids: ["0"])
+        leg.restartICE(local: newLocal, remote: newRemote)
+        func newCheck() throws -> STUNMessage {
+            let bytes = try STUNMessage(
+                type: .bindingRequest, transactionID: .random(),
+                attributes: [.username("srv2:cli2"), .iceControlling(1), .priority(100), .useCandidate]
+            ).encode(integrity: Array(newLocal.password.utf8), fingerprint: true)
+            return try STUNMessage(decoding: bytes)
+        }
+        // The old path keeps its consent with the old credentials.
+        guard case .answered = leg.check(try check(), from: address, now: start) else {
+            Issue.record("the old credentials must still be answered")
+            return
+        }
+        guard case .answered = leg.check(try newCheck(), from: address, now: start) else {
+            Issue.record("the new credentials must be answered")
+            return
+        }
+        #expect(leg.previousICE == nil)
+        guard case .refused = leg.check(try check(), from: address, now: start) else {
+            Issue.record("the old credentials end once the new ones were used")
+            return
+        }
+    }
+
     @Test func anAddressTakenByAnotherLegIsForgotten() throws {
         var leg = MediaLeg(party: .caller, local: server, remote: remote())
         let other = TransportAddress("127.0.0.1:50004")!

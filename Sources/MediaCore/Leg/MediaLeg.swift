@@ -45,6 +45,9 @@ public struct MediaLeg: Sendable {
 
     public let party: Party
     public private(set) var ice: ICELiteResponder
+    /// The agent's credentials before an ICE restart (RFC 8445 §9): checks made with them are still answered, so
+    /// the current path keeps its consent, until a check with the new ones arrives.
+    public private(set) var previousICE: ICELiteResponder?
     /// The party's transport from its SDP; nil until its offer or answer arrives.
     public private(set) var remote: RemoteTransport?
     public private(set) var iceState: ICEState = .new
@@ -73,13 +76,25 @@ public struct MediaLeg: Sendable {
         ice.remoteUfrag = remote.credentials.ufrag
     }
 
+    /// An ICE restart: the party's new offer carries new credentials, and Switchboard's answer `local` ones.
+    public mutating func restartICE(local: ICECredentials, remote: RemoteTransport) {
+        previousICE = ice
+        ice = ICELiteResponder(local: local, remoteUfrag: remote.credentials.ufrag)
+        self.remote = remote
+    }
+
     /// Answers one Binding request from `source`, validating (and, with USE-CANDIDATE, selecting) it on success.
     public mutating func check(
         _ request: STUNMessage, from source: TransportAddress, now: ContinuousClock.Instant
     ) -> ICELiteResponder.Outcome {
-        let outcome = ice.respond(to: request, from: source)
+        let previous = previousICE.flatMap { old in
+            ICELiteResponder.localUfrag(of: request) == old.local.ufrag ? old : nil
+        }
+        let outcome = (previous ?? ice).respond(to: request, from: source)
         switch outcome {
         case .answered(_, let nominated):
+            // The first valid check with the new credentials ends the old ones.
+            if previous == nil { previousICE = nil }
             lastCheck = now
             if !validated.contains(source) {
                 if validated.count >= Self.maximumValidated { validated.removeFirst() }
