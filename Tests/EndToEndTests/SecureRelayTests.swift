@@ -223,6 +223,77 @@ import Testing
         }
     }
 
+    /// Garbage, truncated STUN/DTLS/SRTP and ClientHello floods, from a stranger and from a party's own validated
+    /// 5-tuple: all dropped and counted, the server keeps answering, and the call keeps forwarding media.
+    @Test func hostileDatagramsAreDroppedAndTheCallKeepsForwarding() async throws {
+        try await TestServer.with { server in
+            let call = try await Self.placeCall(server)
+            defer { call.close() }
+            for (peer, transport) in [(call.alice, call.toAlice), (call.bob, call.toBob)] {
+                try await peer.connectICE(transport)
+                try await peer.handshake(transport)
+            }
+            try await Self.eventually {
+                let legs = try await Self.legs(server, call.id)
+                return legs["caller"]?["fingerprintVerified"] as? Bool == true
+                    && legs["callee"]?["fingerprintVerified"] as? Bool == true
+            }
+            let stranger = try await MediaPeer.make()
+            defer { stranger.close() }
+            var generator = SystemRandomNumberGenerator()
+            func random(_ count: Int) -> [UInt8] {
+                (0..<count).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            }
+            let clientHello: [UInt8] = [22, 0xFE, 0xFD, 0, 0, 0, 0, 0, 0, 0, 0, 0, 60, 1, 0, 0, 48] + random(56)
+            var hostile: [[UInt8]] = [
+                [], [0], [0, 1], [0, 1, 0, 0] + [0x21, 0x12, 0xA4, 0x42] + random(4),  // STUN cut short
+                [0, 1, 0xFF, 0xFC, 0x21, 0x12, 0xA4, 0x42] + random(12),  // STUN claiming 65 KB
+                [22, 0xFE, 0xFD], [23, 0xFE, 0xFD, 0, 1] + random(30),  // DTLS cut short, bogus application data
+                [0x80, 111, 0, 1], [0x80, 200, 0, 1],  // RTP and RTCP shorter than a header
+                Array(repeating: 0x80, count: 1400), random(2000),
+            ]
+            for _ in 0..<300 { hostile.append(random(Int.random(in: 1...1300, using: &generator))) }
+            for _ in 0..<200 { hostile.append(clientHello) }
+            for datagram in hostile {
+                stranger.send(datagram, to: call.toAlice.address)
+                call.alice.send(datagram, to: call.toAlice.address)
+            }
+            // Still answering ICE, still forwarding authenticated media both ways.
+            #expect(try await call.bob.connectICE(call.toBob).type == .bindingSuccess)
+            var delivered = false
+            for sequence in UInt16(100)..<110 where !delivered {
+                let packet = MediaPeer.rtp(sequence: sequence, payload: Array(repeating: 5, count: 200))
+                call.alice.send(try call.alice.protect(packet), to: call.toAlice.address)
+                while let received = try await call.bob.receiveMedia(timeout: 1) {
+                    if received == packet {
+                        delivered = true
+                        break
+                    }
+                }
+            }
+            #expect(delivered)
+            let back = MediaPeer.rtp(sequence: 900, ssrc: 2002, payload: [1, 2, 3])
+            call.bob.send(try call.bob.protect(back), to: call.toBob.address)
+            var backDelivered = false
+            while let received = try await call.alice.receiveMedia(timeout: 1) {
+                if received == back {
+                    backDelivered = true
+                    break
+                }
+            }
+            #expect(backDelivered)
+            try await Self.eventually {
+                let drops = server.media?.unattributedDrops() ?? [:]
+                let legs = try await Self.legs(server, call.id)
+                let dropped = legs["caller"]?["dropped"] as? [String: Int] ?? [:]
+                return (drops[.unknownSource] ?? 0) > 0 && (drops[.malformed] ?? 0) > 0
+                    && dropped.values.reduce(0, +) > 0
+            }
+            let shown = try await server.request(.GET, "/v1/calls/\(call.id)", token: server.token("alice"))
+            #expect(shown.call["state"] as? String == "active")
+        }
+    }
+
     /// Mid-call renegotiation through `call.signal` on each leg: alice restarts ICE, bob answers Switchboard's
     /// offer, alice gets new credentials for her leg only, and media keeps flowing over the same DTLS association.
     @Test func anICERestartAndAReofferAreRenegotiatedOnEachLeg() async throws {
