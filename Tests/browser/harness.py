@@ -54,7 +54,7 @@ class Server:
             line = self.process.stdout.readline().decode()
             if not line:
                 raise RuntimeError("switchboard serve exited; see " + self.log_path)
-            found = re.search(r"listening on https://127\.0\.0\.1:(\d+)", line)
+            found = re.search(r"listening on https://(?:127\.0\.0\.1|localhost):(\d+)", line)
             if found:
                 self.port = int(found.group(1))
             token = re.match(r"\s+(\w+)(?: \(role admin\))?: (\S+\.\S+\.\S+)$", line)
@@ -103,6 +103,7 @@ class NSSTrust:
     for real (no --ignore-certificate-errors)."""
 
     def __init__(self, workdir, ca_path):
+        self.ca_path = ca_path
         self.home = os.path.join(workdir, "home")
         db = os.path.join(self.home, ".pki", "nssdb")
         os.makedirs(db, exist_ok=True)
@@ -229,6 +230,89 @@ class Browser:
             self.driver.quit()
         except Exception:
             pass
+
+
+FIREFOX = os.environ.get("FIREFOX_BIN", "/usr/bin/firefox-esr")
+
+
+class FirefoxBrowser(Browser):
+    """One headless Firefox ESR process (Debian's `firefox-esr`) driven through its own Marionette protocol
+    (PyPI `marionette_driver`; Debian ships no geckodriver), with its own profile that trusts the dev CA and keeps
+    every background service pointed at a closed loopback port. The same page operations as `Browser`."""
+
+    def __init__(self, name, workdir, trust):
+        import sys
+        sys.path.insert(0, os.path.join(ROOT, "scripts", "capture-sdp"))
+        from capture_sdp import FIREFOX_PREFS
+        from marionette_driver.marionette import Marionette
+
+        self.name = name
+        self.profile = tempfile.mkdtemp(prefix="firefox-%s-" % name, dir=workdir)
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+        probe.close()
+        prefs = dict(FIREFOX_PREFS)
+        prefs.update({
+            "marionette.port": port,
+            "media.autoplay.default": 0,
+            "media.autoplay.blocking_policy": 0,
+            "media.peerconnection.ice.obfuscate_host_addresses": False,
+            "dom.webnotifications.enabled": False,
+        })
+        with open(os.path.join(self.profile, "user.js"), "w") as f:
+            for key, value in prefs.items():
+                f.write("user_pref(%s, %s);\n" % (json.dumps(key), json.dumps(value)))
+        subprocess.run(["certutil", "-d", "sql:" + self.profile, "-N", "--empty-password"], check=True)
+        subprocess.run(["certutil", "-d", "sql:" + self.profile, "-A", "-t", "C,,", "-n", "Switchboard dev CA", "-i",
+                        trust.ca_path], check=True)
+        self.log = open(os.path.join(workdir, "firefox-%s.log" % name), "wb")
+        env = dict(os.environ, HOME=self.profile, MOZ_HEADLESS="1")
+        self.process = subprocess.Popen(
+            [FIREFOX, "--headless", "--marionette", "--no-remote", "--profile", self.profile, "about:blank"],
+            env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.client = Marionette(host="127.0.0.1", port=port)
+        self.client.start_session(timeout=60)
+        self.client.timeout.page_load = 20
+        self.driver = _MarionetteAdapter(self.client)
+
+    def screenshot(self, directory, step):
+        os.makedirs(directory, exist_ok=True)
+        with open(os.path.join(directory, "%s-%s.png" % (step, self.name)), "wb") as f:
+            f.write(self.client.screenshot(format="binary"))
+
+    def console(self):
+        return ""
+
+    def quit(self):
+        try:
+            self.client.delete_session()
+        except Exception:
+            pass
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.log.close()
+
+
+class _MarionetteAdapter:
+    """The few WebDriver calls `Browser` makes, over a Marionette client."""
+
+    def __init__(self, client):
+        self.client = client
+
+    def get(self, url):
+        self.client.navigate(url)
+
+    def execute_script(self, script, *args):
+        return self.client.execute_script(script, script_args=list(args), sandbox=None)
+
+    def find_element(self, by, value):
+        from marionette_driver.by import By as MarionetteBy
+        mapping = {By.ID: MarionetteBy.ID, By.CSS_SELECTOR: MarionetteBy.CSS_SELECTOR}
+        return self.client.find_element(mapping[by], value)
 
 
 class CuttableProxy:

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""Browser suite: two (or three) independent headless Chromium processes use Switchboard's web page against a real
-`switchboard serve` on loopback. Prints one line per test and a closing `N passed, N failed`; exits 1 on failure.
+"""Browser suite: two (or three) independent headless Chromium processes (and Firefox ESR, driven over Marionette)
+use Switchboard's web page against a real `switchboard serve` on loopback, inside a private network namespace
+(`--netns`, as scripts/test-browser runs it: nothing but loopback and one veth with a documentation address). Prints one line per test and a closing `N passed, N failed`; exits 1 on failure.
 
-    python3 Tests/browser/run_suite.py [TEST_NAME ...]
+    unshare -n python3 Tests/browser/run_suite.py --netns [TEST_NAME ...]
 """
 
 import json
@@ -14,7 +15,7 @@ import time
 import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import ARTIFACTS, Browser, CuttableProxy, NSSTrust, Server, clean_artifacts  # noqa: E402
+from harness import ARTIFACTS, Browser, CuttableProxy, FirefoxBrowser, NSSTrust, Server, clean_artifacts  # noqa: E402
 
 
 class Context:
@@ -32,6 +33,11 @@ class Context:
 
     def browser(self, name):
         browser = Browser(name, self.workdir, self.trust)
+        self.browsers.append(browser)
+        return browser
+
+    def firefox(self, name):
+        browser = FirefoxBrowser(name, self.workdir, self.trust)
         self.browsers.append(browser)
         return browser
 
@@ -64,8 +70,8 @@ class Context:
                 pass
 
 
-def signed_in_pair(ctx, query=""):
-    a, b = ctx.browser("alice"), ctx.browser("bob")
+def signed_in_pair(ctx, query="", caller=None):
+    a, b = (caller or ctx.browser)("alice"), ctx.browser("bob")
     for browser, user in ((a, "alice"), (b, "bob")):
         browser.open(ctx.server.url + "/" + query)
         browser.sign_in(ctx.server.tokens[user])
@@ -75,9 +81,11 @@ def signed_in_pair(ctx, query=""):
 
 def ring(ctx, a, b, callee="bob"):
     a.call(callee)
-    b.wait(lambda d: b.visible("incoming"), "incoming-call panel")
+    # A first Firefox start is slow to bring up its fake devices and its event stream: give it longer.
+    slow = 45 if isinstance(a, FirefoxBrowser) else 20
+    b.wait(lambda d: b.visible("incoming"), "incoming-call panel", timeout=slow)
     assert b.text("incoming-caller") == "alice", b.text("incoming-caller")
-    a.wait_state("ringing")
+    a.wait_state("ringing", timeout=slow)
     ctx.shot("ringing")
 
 
@@ -122,10 +130,11 @@ def test_call_accept_relay_hangup(ctx):
     assert_no_secrets_logged(ctx)
 
 
-def secure_relay_call(ctx, query):
-    """A connected secure-relay call between two pages opened with `query`: video decodes on both sides, both show
-    "secure relay" as the path, and the server's media legs and metrics show packets both ways."""
-    a, b = signed_in_pair(ctx, query)
+def secure_relay_call(ctx, query, caller=None):
+    """A connected secure-relay call between two pages opened with `query` (the caller's page in `caller`, Chromium
+    by default): video decodes on both sides, both show "secure relay" as the path, and the server's media legs and
+    metrics show packets both ways."""
+    a, b = signed_in_pair(ctx, query, caller)
     ring(ctx, a, b)
     assert a.text("ice-policy") == "secure relay", a.text("ice-policy")
     b.click("accept-button")
@@ -170,6 +179,31 @@ def secure_relay_call(ctx, query):
 def test_secure_relay_call(ctx):
     """?media=secure-relay: Switchboard is each page's DTLS-SRTP peer."""
     secure_relay_call(ctx, "?media=secure-relay")
+
+
+def test_firefox_calls_chromium_through_the_secure_relay(ctx):
+    """Firefox ESR (its post-quantum ClientHello spans several DTLS records; its own ICE and DTLS order) calls
+    Chromium through the secure relay."""
+    secure_relay_call(ctx, "?media=secure-relay", caller=ctx.firefox)
+
+
+def test_firefox_calls_chromium_through_turn(ctx):
+    """Firefox ESR calls Chromium in direct mode, relay-only through Switchboard's TURN relay."""
+    a, b = signed_in_pair(ctx, "?relay=1", caller=ctx.firefox)
+    ring(ctx, a, b)
+    b.click("accept-button")
+    for browser in (a, b):
+        browser.wait_state("connected", timeout=30)
+    for browser in (a, b):
+        first, later = browser.wait_frames_rising()
+        print("    %s: framesDecoded %d -> %d" % (browser.name, first, later))
+    for browser in (a, b):
+        browser.wait(lambda d: browser.attr("call-path", "path") == "relay", "relay path")
+        print("    %s: path %s" % (browser.name, browser.text("call-path")))
+    ctx.shot("firefox-turn-connected")
+    a.click("hangup-button")
+    for browser in (a, b):
+        browser.wait_state("ended")
 
 
 def test_secure_relay_by_server_default(ctx):
@@ -365,6 +399,14 @@ def test_credentials_renewed_before_they_expire(ctx):
     b.wait_reason("hangup")
 
 
+# The address of this suite's own test host: a veth in the private network namespace scripts/test-browser runs the
+# suite in (lo + 198.51.100.10/24, RFC 5737 TEST-NET-2, nothing behind it). Firefox pairs no loopback candidate, so
+# its servers are reached there.
+NETNS_ADDRESS = "198.51.100.10"
+FIREFOX_SERVER = ("--host", "0.0.0.0", "--media-ip", NETNS_ADDRESS, "--turn-host", NETNS_ADDRESS,
+                  "--allow-peer", NETNS_ADDRESS + "/32")
+
+
 TESTS = [
     ("call_accept_relay_hangup", test_call_accept_relay_hangup, {}),
     ("decline", test_decline, {"extra": ("--dev-login",)}),
@@ -372,6 +414,9 @@ TESTS = [
     ("two_tabs_answered_elsewhere", test_two_tabs_answered_elsewhere, {"extra": ("--web-relay-only",)}),
     ("reconnect_keeps_call", test_reconnect_keeps_call, {}),
     ("secure_relay_call", test_secure_relay_call, {}),
+    ("firefox_calls_chromium_through_the_secure_relay", test_firefox_calls_chromium_through_the_secure_relay,
+     {"extra": FIREFOX_SERVER}),
+    ("firefox_calls_chromium_through_turn", test_firefox_calls_chromium_through_turn, {"extra": FIREFOX_SERVER}),
     ("chromium_calls_aiortc_through_the_secure_relay", test_chromium_calls_aiortc_through_the_secure_relay, {}),
     ("secure_relay_by_server_default", test_secure_relay_by_server_default, {"extra": ("--media", "secure-relay")}),
     ("credentials_renewed_before_they_expire", test_credentials_renewed_before_they_expire,
@@ -380,6 +425,12 @@ TESTS = [
 
 
 def main(selected):
+    if "--netns" in selected:
+        selected = [name for name in selected if name != "--netns"]
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "scripts",
+                                        "capture-sdp"))
+        from capture_sdp import setup_netns
+        setup_netns()
     clean_artifacts()
     passed = failed = 0
     suite_start = time.time()
