@@ -459,6 +459,7 @@ public final class MediaServer: Service, DatagramHandler, @unchecked Sendable {
         // Responses and indications need no answer from an ICE-lite agent (a client's keepalive indications).
         guard message.type.messageClass == .request else { return }
         guard let ufrag = ICELiteResponder.localUfrag(of: message), let route = byUfrag[ufrag] else {
+            logger.debug("ICE check for no leg", metadata: ["source": "\(source)"])
             dropUnattributed(tombstones[source] != nil ? .afterHangup : .unknownSource)
             return
         }
@@ -480,7 +481,13 @@ public final class MediaServer: Service, DatagramHandler, @unchecked Sendable {
             byAddress[source] = route
             tombstones[source] = nil
             batch.send(response, to: source)
-        case .refused(let response, _):
+        case .refused(let response, let code):
+            logger.debug(
+                "ICE check refused",
+                metadata: [
+                    "call": "\(route.callID)", "leg": "\(route.party.rawValue)", "code": "\(code)",
+                    "source": "\(source)",
+                ])
             batch.send(response, to: source)
         case .ignored:
             break
