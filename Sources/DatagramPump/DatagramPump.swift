@@ -82,8 +82,7 @@ public final class DatagramPump: @unchecked Sendable {
         let family = ip.isIPv4 ? AF_INET : AF_INET6
         let fd = socket(family, Int32(SOCK_DGRAM.rawValue), 0)
         guard fd >= 0 else { throw PumpError("socket: \(String(cString: strerror(errno)))") }
-        var one: Int32 = 1
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        // No SO_REUSEADDR: on Linux it would let a second UDP socket bind the same port and take its traffic.
         var size = bufferBytes
         setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
         setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, socklen_t(MemoryLayout<Int32>.size))
@@ -218,16 +217,22 @@ public final class DatagramPump: @unchecked Sendable {
             }
             let sent = Int(
                 sb_send_batch(fd, out.buffers, out.lengths, out.destinations, out.destinationLengths, UInt32(chunk)))
-            if sent < chunk {
-                if sent <= 0 && errno != EAGAIN && errno != ENOBUFS && errno != EWOULDBLOCK {
-                    // A datagram the kernel refuses (an unreachable destination, say): skip it, send the rest.
-                    handler.dropped(writes: 1)
-                    start += 1
-                    continue
+            if sent > 0 && sent < chunk {
+                // sendmmsg stops at the first datagram it cannot send and reports that error on the next call.
+                start += sent
+                continue
+            }
+            if sent <= 0 {
+                if errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS {
+                    // A full send buffer: what it refused is dropped, never queued without bound.
+                    handler.dropped(writes: writes.count - start)
+                    return
                 }
-                // A full send buffer: what it refused is dropped, never queued without bound.
-                handler.dropped(writes: writes.count - start - max(0, sent))
-                return
+                if errno == EINTR { continue }
+                // A datagram the kernel refuses (an unreachable destination, say): skip it, send the rest.
+                handler.dropped(writes: 1)
+                start += 1
+                continue
             }
             start += chunk
         }

@@ -110,7 +110,14 @@ public final class MediaServer: Service, DatagramHandler, @unchecked Sendable {
         let remote: RemoteTransport
         /// New local credentials for the offering leg when its offer restarts ICE.
         let restart: ICECredentials?
+        /// An offer the other party never answers is forgotten after ``renegotiationTimeout``.
+        let at: ContinuousClock.Instant
     }
+
+    static let renegotiationTimeout: Duration = .seconds(20)
+    /// A validated address moves to another leg only when its leg has had no valid check for this long (a spoofed
+    /// check with another leg's credentials cannot take a live party's address).
+    static let addressMoveAfter: Duration = .seconds(10)
 
     /// One value per leg.
     private struct PerParty<Value> {
@@ -132,6 +139,10 @@ public final class MediaServer: Service, DatagramHandler, @unchecked Sendable {
         var inbound = PerParty<SRTPSession?>(caller: nil, callee: nil)
         var outbound = PerParty<SRTPSession?>(caller: nil, callee: nil)
         var handshakeStarted = PerParty<ContinuousClock.Instant?>(caller: nil, callee: nil)
+        /// The address each leg's DTLS handshake came from.
+        var engineSource = PerParty<TransportAddress?>(caller: nil, callee: nil)
+        /// Torn down: packets still routed here count as after hangup and nothing is forwarded.
+        var closed = false
         let origin: UInt64
         /// The `o=` version of the last SDP each party got from Switchboard.
         var versions = PerParty<UInt64>(caller: 2, callee: 2)
@@ -279,7 +290,17 @@ public final class MediaServer: Service, DatagramHandler, @unchecked Sendable {
         let now = ContinuousClock.now
         let failure = lock.withLock { () -> MediaFailure? in
             guard let box = sessions[callID] else { return nil }
-            box.session.callee.learn(calleeRemote)
+            // Checks and a handshake from another of the callee's devices (before the answer said which device
+            // answered) are forgotten: the answering device's own checks and handshake take the leg.
+            let others = box.session.callee.learn(calleeRemote)
+            for address in others where byAddress[address]?.box === box { byAddress[address] = nil }
+            if let source = box.engineSource.callee, others.contains(source) {
+                box.engines.callee = nil
+                box.engineSource.callee = nil
+                box.inbound.callee = nil
+                box.outbound.callee = nil
+                box.session.callee.dtlsState = .new
+            }
             box.session.answered(now: now)
             return verifyIfPossible(box, .callee)
         }
@@ -294,21 +315,23 @@ public final class MediaServer: Service, DatagramHandler, @unchecked Sendable {
         let remote = try SDPRewriter.remoteTransport(of: sdp, setups: ["actpass", "active"])
         return try locked { () throws(MediaError) -> String in
             guard let box = sessions[callID] else { throw MediaError(.noSession, "the call has no media session") }
-            guard box.renegotiation == nil else {
-                throw MediaError(.conflict, "an offer is already waiting for its answer on this call")
+            // The other party's offer waiting for an answer: glare, this one is refused (its sender rolls back). The
+            // same party offering again replaces its own.
+            if let pending = box.renegotiation, pending.from != party {
+                throw MediaError(.conflict, "an offer from the other party is waiting for its answer on this call")
             }
             try Self.sameCertificate(box.session[party].remote, remote)
             let current = box.session[party].remote?.credentials
             let restart = current == remote.credentials ? nil : ICECredentials.random()
             let other = party.other
-            box.versions[other] += 1
             let offer = try SDPRewriter.rewrite(
                 sdp,
                 local: LocalTransport(
                     credentials: box.session[other].ice.local, fingerprint: identity.fingerprint().sdpValue,
                     candidates: advertised),
-                setup: "actpass", origin: (box.originID(other), box.versions[other]))
-            box.renegotiation = Renegotiation(from: party, remote: remote, restart: restart)
+                setup: "actpass", origin: (box.originID(other), box.versions[other] + 1))
+            box.versions[other] += 1
+            box.renegotiation = Renegotiation(from: party, remote: remote, restart: restart, at: .now)
             return offer
         }
     }
@@ -324,22 +347,23 @@ public final class MediaServer: Service, DatagramHandler, @unchecked Sendable {
             }
             try Self.sameCertificate(box.session[party].remote, remote)
             let offering = pending.from
-            box.versions[offering] += 1
             let answer = try SDPRewriter.rewrite(
                 sdp,
                 local: LocalTransport(
                     credentials: pending.restart ?? box.session[offering].ice.local,
                     fingerprint: identity.fingerprint().sdpValue, candidates: advertised),
-                setup: "passive", origin: (box.originID(offering), box.versions[offering]))
+                setup: "passive", origin: (box.originID(offering), box.versions[offering] + 1))
+            box.versions[offering] += 1
             box.renegotiation = nil
-            box.withLeg(party) { $0.learn(remote) }
+            var gone = box.withLeg(party) { $0.learn(remote) }
             if let restart = pending.restart {
                 box.withLeg(offering) { $0.restartICE(local: restart, remote: pending.remote) }
                 byUfrag[restart.ufrag] = Route(box: box, party: offering)
                 box.ufrags.append(restart.ufrag)
             } else {
-                box.withLeg(offering) { $0.learn(pending.remote) }
+                gone += box.withLeg(offering) { $0.learn(pending.remote) }
             }
+            for address in gone where byAddress[address]?.box === box { byAddress[address] = nil }
             return answer
         }
     }
@@ -371,7 +395,13 @@ public final class MediaServer: Service, DatagramHandler, @unchecked Sendable {
         let now = ContinuousClock.now
         lock.withLock {
             guard let box = sessions.removeValue(forKey: callID) else { return }
+            box.closed = true
             for ufrag in box.ufrags { byUfrag[ufrag] = nil }
+            // Every address routed to the call, also ones its legs no longer list.
+            for (address, route) in byAddress where route.box === box {
+                byAddress[address] = nil
+                tombstones[address] = now
+            }
             for party in MediaLeg.Party.allCases {
                 let leg = box.session[party]
                 // What the leg counted since the last flush still reaches the metrics.
@@ -446,6 +476,15 @@ public final class MediaServer: Service, DatagramHandler, @unchecked Sendable {
             dropUnattributed(tombstones[source] != nil ? .afterHangup : .unknownSource)
             return nil
         }
+        guard !route.box.closed else {
+            dropUnattributed(.afterHangup)
+            return nil
+        }
+        guard route.box.withLeg(route.party, { $0.accepts(source) }) else {
+            byAddress[source] = nil
+            dropUnattributed(.unknownSource)
+            return nil
+        }
         return route
     }
 
@@ -464,14 +503,24 @@ public final class MediaServer: Service, DatagramHandler, @unchecked Sendable {
             return
         }
         let box = route.box
+        if let previous = byAddress[source], previous.box !== box || previous.party != route.party {
+            // One 5-tuple belongs to one leg. Another leg's valid check proves only that its sender knows that
+            // leg's password, not that it owns the address: the address moves only off a leg that has had no valid
+            // check for a while (a party gone, its port reused for a new call) or that failed.
+            let stale = previous.box.withLeg(previous.party) { leg in
+                leg.lastCheck.map { now - $0 >= Self.addressMoveAfter } ?? true
+            }
+            guard stale || previous.box.session.failure != nil || previous.box.closed else {
+                box.withLeg(route.party) { $0.counters.drop(.stunRefused) }
+                return
+            }
+            previous.box.withLeg(previous.party) { $0.forget(source) }
+            byAddress[source] = nil
+        }
         switch box.withLeg(route.party, { $0.check(message, from: source, now: now) }) {
         case .answered(let response, _):
-            if let previous = byAddress[source], previous.box !== box || previous.party != route.party {
-                // One 5-tuple belongs to one leg, the one it last checked with valid credentials: a client port
-                // reused for a new call (or a NAT's) moves to that call. Packets the old leg's keys protect cannot
-                // be read there, and what arrives is authenticated with the new leg's keys.
-                previous.box.withLeg(previous.party) { $0.forget(source) }
-                byAddress[source] = nil
+            if let evicted = box.withLeg(route.party, { $0.evicted }), byAddress[evicted]?.box === box {
+                byAddress[evicted] = nil
             }
             if byAddress[source] == nil {
                 logger.debug(
@@ -532,6 +581,7 @@ public final class MediaServer: Service, DatagramHandler, @unchecked Sendable {
             for datagram in datagrams { batch.send(datagram, to: source) }
         case .accepted(let engine, let datagrams):
             box.engines[party] = engine
+            box.engineSource[party] = source
             box.handshakeStarted[party] = now
             box.withLeg(party) { $0.dtlsState = .handshaking }
             for datagram in datagrams { batch.send(datagram, to: source) }
@@ -681,6 +731,9 @@ public final class MediaServer: Service, DatagramHandler, @unchecked Sendable {
                             failures.append((box.session.callID, failure))
                         }
                     }
+                }
+                if let pending = box.renegotiation, now - pending.at >= Self.renegotiationTimeout {
+                    box.renegotiation = nil
                 }
                 if let failure = box.session.evaluate(
                     now: now, setupTimeout: configuration.setupTimeout, consentTimeout: configuration.consentTimeout)

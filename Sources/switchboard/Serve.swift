@@ -72,21 +72,28 @@ struct Serve: AsyncParsableCommand {
                 throw CommandFailure("--media must be direct, secure-relay or caller-choice")
             }
             configuration.mediaPolicy = policy
-            if noMedia {
+            let wildcard = ["0.0.0.0", "::"].contains(host)
+            if noMedia || (wildcard && mediaIP == nil) {
                 guard policy != .secureRelay else {
-                    throw CommandFailure("--media secure-relay needs the media endpoint")
+                    throw CommandFailure(
+                        noMedia
+                            ? "--media secure-relay needs the media endpoint"
+                            : "--media secure-relay with --host \(host) needs --media-ip: the address parties reach")
+                }
+                if !noMedia {
+                    Logger(label: "switchboard").notice(
+                        "secure relay off: --host \(host) needs --media-ip, the address to put in its candidates")
                 }
                 configuration.media = nil
             } else {
-                var mediaConfiguration = MediaServerConfiguration(host: host, port: mediaPort)
+                // The media socket binds an address, not a name.
+                let mediaHost = host == "localhost" ? "127.0.0.1" : host
+                var mediaConfiguration = MediaServerConfiguration(host: mediaHost, port: mediaPort)
                 if let mediaIP {
                     guard let address = IPAddress(mediaIP) else {
                         throw CommandFailure("--media-ip must be an IP address")
                     }
                     mediaConfiguration.advertisedAddresses = [address]
-                } else if ["0.0.0.0", "::"].contains(host) {
-                    throw CommandFailure(
-                        "--host \(host) needs --media-ip: the secure relay must advertise a real address")
                 }
                 configuration.media = mediaConfiguration
             }

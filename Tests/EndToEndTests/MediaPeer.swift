@@ -98,9 +98,11 @@ final class MediaPeer: @unchecked Sendable {
 
     /// Sends connectivity checks (ICE-CONTROLLING, USE-CANDIDATE) until one is answered with success.
     @discardableResult
-    func connectICE(_ server: ServerTransport, password: String? = nil) async throws -> STUNMessage {
-        let username = "\(server.remote.credentials.ufrag):\(ice.ufrag)"
-        for _ in 0..<5 {
+    func connectICE(
+        _ server: ServerTransport, password: String? = nil, attempts: Int = 5, ufrag: String? = nil
+    ) async throws -> STUNMessage {
+        let username = "\(server.remote.credentials.ufrag):\(ufrag ?? ice.ufrag)"
+        for _ in 0..<attempts {
             let request = STUNMessage(
                 type: .bindingRequest, transactionID: .random(),
                 attributes: [.username(username), .iceControlling(7), .priority(1_845_501_695), .useCandidate])

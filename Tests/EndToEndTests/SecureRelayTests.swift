@@ -33,7 +33,8 @@ import Testing
     /// Chrome does; `bobSignals` is the fingerprint bob's answer claims (his own unless a test forges it).
     static func placeCall(
         _ server: TestServer, chromeOrder: Bool = false, aliceSignals: DTLSFingerprint? = nil,
-        bobSignals: DTLSFingerprint? = nil
+        bobSignals: DTLSFingerprint? = nil,
+        acceptBeforeAnswer: ((MediaPeer.ServerTransport) async throws -> MediaPeer)? = nil
     ) async throws -> Call {
         let alice = try await MediaPeer.make()
         let bob = try await MediaPeer.make()
@@ -52,6 +53,9 @@ import Testing
             try await bob.connectICE(toBob)
             try await bob.handshake(toBob)
         }
+        // Another of bob's devices, which will not answer, may run ICE and DTLS first.
+        let otherDevice = try await acceptBeforeAnswer?(toBob)
+        defer { otherDevice?.close() }
         try await server.act("ringing", id, as: "bob", device: "b1")
         let answer = bob.sdp(setup: "active", fingerprint: bobSignals)
         let accepted = try await server.act(
@@ -64,6 +68,19 @@ import Testing
         return Call(
             id: id, alice: alice, bob: bob, aliceStream: streams[0], bobStream: streams[1], toAlice: toAlice,
             toBob: toBob, offerAtBob: offerAtBob, answerAtAlice: answerAtAlice)
+    }
+
+    /// Both parties complete ICE and DTLS, and the server shows both certificates verified.
+    static func connectBothLegs(_ call: Call, _ server: TestServer) async throws {
+        for (peer, transport) in [(call.alice, call.toAlice), (call.bob, call.toBob)] {
+            try await peer.connectICE(transport)
+            try await peer.handshake(transport)
+        }
+        try await eventually {
+            let legs = try await Self.legs(server, call.id)
+            return legs["caller"]?["fingerprintVerified"] as? Bool == true
+                && legs["callee"]?["fingerprintVerified"] as? Bool == true
+        }
     }
 
     static func legs(_ server: TestServer, _ id: String, as user: String = "alice") async throws
@@ -229,15 +246,7 @@ import Testing
         try await TestServer.with { server in
             let call = try await Self.placeCall(server)
             defer { call.close() }
-            for (peer, transport) in [(call.alice, call.toAlice), (call.bob, call.toBob)] {
-                try await peer.connectICE(transport)
-                try await peer.handshake(transport)
-            }
-            try await Self.eventually {
-                let legs = try await Self.legs(server, call.id)
-                return legs["caller"]?["fingerprintVerified"] as? Bool == true
-                    && legs["callee"]?["fingerprintVerified"] as? Bool == true
-            }
+            try await Self.connectBothLegs(call, server)
             let stranger = try await MediaPeer.make()
             defer { stranger.close() }
             var generator = SystemRandomNumberGenerator()
@@ -300,15 +309,7 @@ import Testing
         try await TestServer.with { server in
             let call = try await Self.placeCall(server)
             defer { call.close() }
-            for (peer, transport) in [(call.alice, call.toAlice), (call.bob, call.toBob)] {
-                try await peer.connectICE(transport)
-                try await peer.handshake(transport)
-            }
-            try await Self.eventually {
-                let legs = try await Self.legs(server, call.id)
-                return legs["caller"]?["fingerprintVerified"] as? Bool == true
-                    && legs["callee"]?["fingerprintVerified"] as? Bool == true
-            }
+            try await Self.connectBothLegs(call, server)
             // An answer with no offer waiting, and a signal before any offer, are refused.
             let early = try await server.act(
                 "signals", call.id, as: "bob", device: "b1",
@@ -320,10 +321,11 @@ import Testing
                 "signals", call.id, as: "alice", device: "a1",
                 extra: ["type": "offer", "sdp": call.alice.sdp(setup: "actpass")])
             #expect(offered.status == 202, "\(offered.body)")
-            let again = try await server.act(
-                "signals", call.id, as: "alice", device: "a1",
-                extra: ["type": "offer", "sdp": call.alice.sdp(setup: "actpass")])
-            #expect(again.status == 409)
+            // Glare: bob's own offer while alice's waits for its answer is refused (he rolls back and answers).
+            let glare = try await server.act(
+                "signals", call.id, as: "bob", device: "b1",
+                extra: ["type": "offer", "sdp": call.bob.sdp(setup: "actpass")])
+            #expect(glare.status == 409)
             let atBob = try await call.bobStream.expect("call.signal")
             #expect(atBob["type"] as? String == "offer")
             let reofferAtBob = try #require(atBob["sdp"] as? String)
@@ -352,14 +354,14 @@ import Testing
         }
     }
 
-    /// A client port (or a NAT's) reused for a new call while the old call's leg still holds it: the last valid
-    /// check wins, so the new call's leg answers and the old one forgets the address.
-    @Test func aClientPortReusedForANewCallMovesToThatCall() async throws {
+    /// One 5-tuple belongs to one leg. A valid check with another call's credentials (all a spoofer could send)
+    /// does not take a live party's address; once that party's call ended, its port may serve a new call.
+    @Test func aLivePartysAddressStaysAndMovesToANewCallOnlyOnceItsCallEnded() async throws {
         try await TestServer.with { server in
             let first = try await Self.placeCall(server)
             defer { first.close() }
             try await first.alice.connectICE(first.toAlice)
-            // carol calls dave from alice's very socket (the same 5-tuple towards the media port).
+            // carol calls dave, checking from alice's very socket (the same 5-tuple towards the media port).
             let streams = try await server.helloStreams([("carol", "c1"), ("dave", "d1")])
             defer { streams.forEach { $0.close() } }
             let created = try await server.post(
@@ -378,11 +380,68 @@ import Testing
             let answer = try await streams[0].expect("call.accepted")
             let toCarol = try MediaPeer.serverTransport(
                 in: try #require((answer["sdp"] as? [String: Any])?["sdp"] as? String), setup: "passive")
+            await #expect(throws: (any Error).self) { try await first.alice.connectICE(toCarol, attempts: 2) }
+            #expect(try await Self.legs(server, first.id)["caller"]?["ice"] as? String == "connected")
+
+            try await server.act("hangup", first.id, as: "alice", device: "a1")
+            try await first.bobStream.expect("call.ended")
             let response = try await first.alice.connectICE(toCarol)
             #expect(response.type == .bindingSuccess)
             try await first.alice.handshake(toCarol)
             let legs = try await Self.legs(server, created.callID, as: "carol")
             #expect(legs["caller"]?["dtls"] as? String == "established")
+        }
+    }
+
+    /// A leg keeps at most 8 validated addresses; one it pushed out is no longer routed to the call, and after
+    /// hangup nothing from any address it ever had is forwarded.
+    @Test func addressesALegDroppedAreNotRoutedAndNothingIsForwardedAfterHangup() async throws {
+        try await TestServer.with { server in
+            let call = try await Self.placeCall(server)
+            defer { call.close() }
+            try await Self.connectBothLegs(call, server)
+            var extra: [MediaPeer] = []
+            defer { extra.forEach { $0.close() } }
+            for _ in 0..<8 {
+                let peer = try await MediaPeer.make()
+                extra.append(peer)
+                #expect(try await peer.connectICE(call.toAlice, ufrag: call.alice.ice.ufrag).type == .bindingSuccess)
+            }
+            // alice's own socket was the oldest: pushed out, so her media is not taken any more.
+            call.alice.send(
+                try call.alice.protect(MediaPeer.rtp(sequence: 1, payload: [1])), to: call.toAlice.address)
+            #expect(try await call.bob.receiveMedia(timeout: 0.5) == nil)
+            try await Self.eventually { server.media?.unattributedDrops()[.unknownSource] == 1 }
+            try await server.act("hangup", call.id, as: "alice", device: "a1")
+            try await call.bobStream.expect("call.ended")
+            call.alice.send(
+                try call.alice.protect(MediaPeer.rtp(sequence: 2, payload: [2])), to: call.toAlice.address)
+            extra[0].send(try call.alice.protect(MediaPeer.rtp(sequence: 3, payload: [3])), to: call.toAlice.address)
+            #expect(try await call.bob.receiveMedia(timeout: 0.5) == nil)
+            try await Self.eventually { server.media?.unattributedDrops()[.afterHangup] == 1 }
+        }
+    }
+
+    /// Two of the callee's devices: the one that does not answer completes ICE and DTLS first (it had the offer
+    /// too). The answer says which device answered: the other's checks and handshake are forgotten, and the
+    /// answering device's own handshake takes the leg.
+    @Test func theCalleeDeviceThatAnswersTakesTheLegEvenIfAnotherHandshookFirst() async throws {
+        try await TestServer.with { server in
+            let call = try await Self.placeCall(
+                server,
+                acceptBeforeAnswer: { toBob in
+                    let other = try await MediaPeer.make()
+                    try await other.connectICE(toBob)
+                    try await other.handshake(toBob)
+                    return other
+                })
+            defer { call.close() }
+            try await Self.connectBothLegs(call, server)
+            let packet = MediaPeer.rtp(sequence: 1, payload: Array(repeating: 4, count: 50))
+            call.alice.send(try call.alice.protect(packet), to: call.toAlice.address)
+            #expect(try await call.bob.receiveMedia() == packet)
+            let shown = try await server.request(.GET, "/v1/calls/\(call.id)", token: server.token("bob"))
+            #expect(shown.call["state"] as? String == "active")
         }
     }
 

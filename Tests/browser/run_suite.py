@@ -89,22 +89,29 @@ def ring(ctx, a, b, callee="bob"):
     ctx.shot("ringing")
 
 
+def answer_and_decode(a, b, path, timeout=20):
+    """B accepts A's ringing call: both connect, remote video decodes and keeps rising on both, and both pages show
+    `path` as the media path."""
+    b.click("accept-button")
+    for browser in (a, b):
+        browser.wait_state("connected", timeout=timeout)
+    for browser in (a, b):
+        first, later = browser.wait_frames_rising()
+        print("    %s: framesDecoded %d -> %d" % (browser.name, first, later))
+    for browser in (a, b):
+        browser.wait(lambda d: browser.attr("call-path", "path") == path, path + " path")
+        print("    %s: path %s" % (browser.name, browser.text("call-path")))
+
+
 def test_call_accept_relay_hangup(ctx):
     """A calls B with ?relay=1: B rings, accepts; both connected, remote video decoding and rising, the selected
     candidate pair is relay on both sides; A hangs up and both show the ended state."""
     a, b = signed_in_pair(ctx, "?relay=1")
     ring(ctx, a, b)
     assert a.text("ice-policy") == "relay", a.text("ice-policy")
-    b.click("accept-button")
+    answer_and_decode(a, b, "relay")
     for browser in (a, b):
-        browser.wait_state("connected")
-    for browser in (a, b):
-        first, later = browser.wait_frames_rising()
-        print("    %s: framesDecoded %d -> %d" % (browser.name, first, later))
-    for browser in (a, b):
-        browser.wait(lambda d: browser.attr("call-path", "path") == "relay", "relay path")
         assert browser.attr("call-path", "local") == "relay", browser.text("call-path")
-        print("    %s: path %s" % (browser.name, browser.text("call-path")))
     # The relay itself saw the media: both users hold allocations that relayed packets to their peer.
     allocations = ctx.server.api("GET", "/v1/relay/allocations", "admin")["allocations"]
     for user in ("alice", "bob"):
@@ -137,16 +144,9 @@ def secure_relay_call(ctx, query, caller=None):
     a, b = signed_in_pair(ctx, query, caller)
     ring(ctx, a, b)
     assert a.text("ice-policy") == "secure relay", a.text("ice-policy")
-    b.click("accept-button")
+    answer_and_decode(a, b, "secure-relay")
     for browser in (a, b):
-        browser.wait_state("connected")
-    for browser in (a, b):
-        first, later = browser.wait_frames_rising()
-        print("    %s: framesDecoded %d -> %d" % (browser.name, first, later))
-    for browser in (a, b):
-        browser.wait(lambda d: browser.attr("call-path", "path") == "secure-relay", "secure relay path")
         assert browser.text("call-path").startswith("secure relay"), browser.text("call-path")
-        print("    %s: path %s" % (browser.name, browser.text("call-path")))
     call_id = a.attr("call", "callId")
     call = ctx.server.api("GET", "/v1/calls/" + call_id, "admin")["call"]
     assert call["media"] == "secure-relay", call
@@ -191,15 +191,7 @@ def test_firefox_calls_chromium_through_turn(ctx):
     """Firefox ESR calls Chromium in direct mode, relay-only through Switchboard's TURN relay."""
     a, b = signed_in_pair(ctx, "?relay=1", caller=ctx.firefox)
     ring(ctx, a, b)
-    b.click("accept-button")
-    for browser in (a, b):
-        browser.wait_state("connected", timeout=30)
-    for browser in (a, b):
-        first, later = browser.wait_frames_rising()
-        print("    %s: framesDecoded %d -> %d" % (browser.name, first, later))
-    for browser in (a, b):
-        browser.wait(lambda d: browser.attr("call-path", "path") == "relay", "relay path")
-        print("    %s: path %s" % (browser.name, browser.text("call-path")))
+    answer_and_decode(a, b, "relay", timeout=30)
     ctx.shot("firefox-turn-connected")
     a.click("hangup-button")
     for browser in (a, b):

@@ -57,6 +57,11 @@ public struct MediaLeg: Sendable {
     public var srtpProfile: String?
     public private(set) var selected: TransportAddress?
     public private(set) var validated: [TransportAddress] = []
+    /// The remote ufrag each validated address checked with (the USERNAME's second half), in `validated`'s order.
+    private var validatedUfrags: [String] = []
+    /// The address the last check pushed out of `validated` (it keeps at most ``maximumValidated``): the adapter
+    /// stops routing it here.
+    public private(set) var evicted: TransportAddress?
     /// When the last valid check arrived (consent freshness, RFC 7675).
     public private(set) var lastCheck: ContinuousClock.Instant?
     public var counters = MediaCounters()
@@ -70,10 +75,16 @@ public struct MediaLeg: Sendable {
         self.remote = remote
     }
 
-    /// The party's SDP arrived (its answer, or a new offer): its ufrag is checked from now on.
-    public mutating func learn(_ remote: RemoteTransport) {
+    /// The party's SDP arrived (its answer, or a new offer): its ufrag is checked from now on. Addresses that were
+    /// validated before with another remote ufrag (another of the callee's devices, checking before the answer
+    /// said which one answered) are forgotten and returned.
+    @discardableResult
+    public mutating func learn(_ remote: RemoteTransport) -> [TransportAddress] {
         self.remote = remote
         ice.remoteUfrag = remote.credentials.ufrag
+        let others = zip(validated, validatedUfrags).filter { $0.1 != remote.credentials.ufrag }.map(\.0)
+        for address in others { forget(address) }
+        return others
     }
 
     /// An ICE restart: the party's new offer carries new credentials, and Switchboard's answer `local` ones.
@@ -96,9 +107,19 @@ public struct MediaLeg: Sendable {
             // The first valid check with the new credentials ends the old ones.
             if previous == nil { previousICE = nil }
             lastCheck = now
-            if !validated.contains(source) {
-                if validated.count >= Self.maximumValidated { validated.removeFirst() }
+            evicted = nil
+            let ufrag = (try? request.username).map { String($0.split(separator: ":").dropFirst().first ?? "") } ?? ""
+            if let index = validated.firstIndex(of: source) {
+                validatedUfrags[index] = ufrag
+            } else {
+                if validated.count >= Self.maximumValidated {
+                    let oldest = validated.removeFirst()
+                    validatedUfrags.removeFirst()
+                    if selected == oldest { selected = nil }
+                    evicted = oldest
+                }
                 validated.append(source)
+                validatedUfrags.append(ufrag)
             }
             if nominated {
                 selected = source
@@ -117,7 +138,10 @@ public struct MediaLeg: Sendable {
     /// `address` now belongs to another leg (a later valid check from it, with that leg's credentials): media no
     /// longer comes from or goes to it here.
     public mutating func forget(_ address: TransportAddress) {
-        validated.removeAll { $0 == address }
+        if let index = validated.firstIndex(of: address) {
+            validated.remove(at: index)
+            validatedUfrags.remove(at: index)
+        }
         if selected == address { selected = nil }
     }
 

@@ -39,7 +39,8 @@ public struct RemoteTransport: Sendable, Hashable {
 /// and `a=max-message-size` — with every line about the other party's transport replaced by Switchboard's own.
 ///
 /// Removed: `a=candidate`, `a=end-of-candidates`, `a=ice-ufrag`, `a=ice-pwd`, `a=ice-options`, `a=ice-lite`,
-/// `a=fingerprint`, `a=setup`, `a=rtcp` (it carries an address), `a=remote-candidates` and the session-level `c=`
+/// `a=fingerprint`, `a=setup`, `a=tls-id` and `a=identity` (both about the other party's DTLS association),
+/// `a=rtcp` (it carries an address), `a=remote-candidates` and the session-level `c=`
 /// (Chrome dislikes it, as Janus notes); `o=` gets Switchboard's own origin, so neither party learns the other's
 /// address. Added: session-level `a=ice-lite` (RFC 8445 §2.5), and in each section in use `c=` and the port of the
 /// media endpoint, `a=ice-ufrag`/`a=ice-pwd`, `a=fingerprint` (SHA-256), `a=setup`, `a=rtcp-mux` for RTP, one host
@@ -47,7 +48,7 @@ public struct RemoteTransport: Sendable, Hashable {
 public enum SDPRewriter {
     static let transportAttributes: Set<String> = [
         "candidate", "end-of-candidates", "ice-ufrag", "ice-pwd", "ice-options", "ice-lite", "fingerprint", "setup",
-        "rtcp", "remote-candidates", "ice-pacing",
+        "rtcp", "remote-candidates", "ice-pacing", "tls-id", "identity",
     ]
 
     /// Reads a party's transport from its offer or answer and checks that the secure relay can be its peer: ICE

@@ -396,6 +396,7 @@ async function placeCall(to) {
       to, device: app.device, sdp: { type: "offer", sdp: pc.localDescription.sdp }, media: call.media,
     });
     call.id = data.call.id;
+    call.media = data.call.media || call.media; // the server's decision (its --media policy) wins
     $("call").dataset.callId = call.id;
     log("calling " + to + " (" + call.id + ")");
     if (data.call.state === "ended") { finish(call, data.call.endReason || "failed"); return; }
