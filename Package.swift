@@ -14,6 +14,7 @@ let package = Package(
         .library(name: "SwitchboardCore", targets: ["SwitchboardCore"]),
         .library(name: "SwitchboardServer", targets: ["SwitchboardServer"]),
         .library(name: "DTLSSRTP", targets: ["DTLSSRTP"]),
+        .library(name: "CertificateFingerprint", targets: ["CertificateFingerprint"]),
         .library(name: "STUN", targets: ["STUN"]),
         .library(name: "RelayCore", targets: ["RelayCore"]),
         .library(name: "Relay", targets: ["Relay"]),
@@ -47,8 +48,13 @@ let package = Package(
             providers: [.apt(["libsrtp2-dev"])]
         ),
         .target(
+            name: "CertificateFingerprint",
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "DTLSSRTP",
             dependencies: [
+                "CertificateFingerprint",
                 "COpenSSL",
                 "CSRTP",
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -57,6 +63,7 @@ let package = Package(
         ),
         .target(
             name: "SwitchboardCore",
+            dependencies: ["CertificateFingerprint"],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -101,6 +108,7 @@ let package = Package(
         .target(
             name: "Media",
             dependencies: [
+                "CertificateFingerprint",
                 "MediaCore",
                 "DTLSSRTP",
                 "STUN",
@@ -164,6 +172,7 @@ let package = Package(
             name: "DTLSSRTPTests",
             dependencies: [
                 "DTLSSRTP",
+                "CertificateFingerprint",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
@@ -187,6 +196,7 @@ let package = Package(
         .testTarget(
             name: "EndToEndTests",
             dependencies: [
+                "CertificateFingerprint",
                 "SwitchboardServer",
                 "Media",
                 "MediaCore",

@@ -1,4 +1,5 @@
 internal import COpenSSL
+public import CertificateFingerprint
 
 /// The SRTP keys a DTLS-SRTP handshake produced (RFC 5764 §4.2), already split for this endpoint.
 public struct SRTPKeyingMaterial: Sendable {

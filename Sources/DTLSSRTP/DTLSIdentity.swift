@@ -1,4 +1,5 @@
 internal import COpenSSL
+public import CertificateFingerprint
 import Foundation
 
 /// A DTLS endpoint's certificate and private key, owned as OpenSSL objects and freed in `deinit`.

@@ -1,4 +1,5 @@
 internal import COpenSSL
+public import CertificateFingerprint
 
 /// The server side of DTLS-SRTP facing the network: a stateless cookie exchange in front of server engines
 /// (RFC 6347 §4.2.1), and a cap on handshakes in progress.

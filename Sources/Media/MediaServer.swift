@@ -1,3 +1,4 @@
+import CertificateFingerprint
 public import CoreMetrics
 public import DTLSSRTP
 public import DatagramPump

@@ -1,3 +1,5 @@
+public import CertificateFingerprint
+
 /// Checks the DTLS-SRTP keying material an SDP offer or answer carries, before Switchboard forwards it.
 ///
 /// Media is keyed by DTLS-SRTP (RFC 5763/5764), so every media section that is in use must be carried over a
@@ -34,20 +36,14 @@ public enum SDPKeyingCheck {
         }
     }
 
-    /// A fingerprint as signalled in SDP: `a=fingerprint:sha-256 AB:CD:...`.
-    public struct Fingerprint: Sendable, Hashable {
-        public let hash: String
-        public let bytes: [UInt8]
-    }
+    /// A fingerprint as signalled in SDP: `a=fingerprint:sha-256 AB:CD:...`; the type the DTLS engines verify.
+    public typealias Fingerprint = DTLSFingerprint
 
     /// The outcome of a check: a value, since refusing SDP is an expected result.
     public enum Verdict: Sendable, Hashable {
         case acceptable(fingerprints: [Fingerprint])
         case refused(Refusal)
     }
-
-    /// Hash functions accepted, with their digest length in bytes.
-    static let strongHashes: [String: Int] = ["sha-256": 32, "sha-384": 48, "sha-512": 64]
 
     /// Checks `sdp`, sent as an offer or an answer.
     public static func evaluate(_ sdp: String, as kind: SessionDescription.Kind) -> Verdict {
@@ -74,14 +70,12 @@ public enum SDPKeyingCheck {
             case "crypto":
                 return .refused(.sdesCrypto)
             case "fingerprint":
-                let parts = value.split(separator: " ", omittingEmptySubsequences: true)
-                guard parts.count == 2 else { return .refused(.malformedFingerprint(String(line))) }
-                let hash = parts[0].lowercased()
-                guard let length = strongHashes[hash] else { return .refused(.weakFingerprintHash(hash)) }
-                guard let bytes = parseHex(parts[1]), bytes.count == length else {
+                do {
+                    section.fingerprints.append(try DTLSFingerprint.parse(value))
+                } catch {
+                    if error.code == .weakHash { return .refused(.weakFingerprintHash(error.hash ?? "")) }
                     return .refused(.malformedFingerprint(String(line)))
                 }
-                section.fingerprints.append(Fingerprint(hash: hash, bytes: bytes))
             case "setup":
                 let role = value.trimmingSpaces().lowercased()
                 switch (role, kind) {
@@ -135,15 +129,6 @@ public enum SDPKeyingCheck {
     static func split(_ attribute: Substring) -> (Substring, Substring) {
         guard let colon = attribute.firstIndex(of: ":") else { return (attribute, "") }
         return (attribute[..<colon], attribute[attribute.index(after: colon)...])
-    }
-
-    static func parseHex(_ text: Substring) -> [UInt8]? {
-        var bytes: [UInt8] = []
-        for pair in text.split(separator: ":", omittingEmptySubsequences: false) {
-            guard pair.count == 2, pair.allSatisfy(\.isHexDigit), let byte = UInt8(pair, radix: 16) else { return nil }
-            bytes.append(byte)
-        }
-        return bytes
     }
 }
 

@@ -1,3 +1,4 @@
+import CertificateFingerprint
 import DTLSSRTP
 import Testing
 

@@ -1,3 +1,4 @@
+import CertificateFingerprint
 import DTLSSRTP
 import Testing
 
@@ -149,7 +150,7 @@ import Testing
         for weak in [
             "sha-1 AB:CD", "md5 00:11", "sha-256 AB:CD", "sha-256", "sha-256 +B" + String(repeating: ":00", count: 31),
         ] {
-            #expect(throws: DTLSError.self) { try DTLSFingerprint.parse(weak) }
+            #expect(throws: FingerprintError.self) { try DTLSFingerprint.parse(weak) }
         }
         let reloaded = try DTLSIdentity.fromPEM(
             certificate: identity.certificatePEM, privateKey: identity.privateKeyPEM)
