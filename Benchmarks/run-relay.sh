@@ -14,12 +14,24 @@
 #   Benchmarks/run-relay.sh                  # both servers; builds switchboard (release) unless SWITCHBOARD_BIN
 #   ONLY=coturn Benchmarks/run-relay.sh      # coturn alone (ONLY=switchboard: Switchboard alone)
 #   SWITCHBOARD_BIN=.build/release/switchboard MESSAGES=500 ALLOCS=100 Benchmarks/run-relay.sh
+#   SMOKE=1 Benchmarks/run-relay.sh          # a tiny run on the debug build (what CI runs)
 # Needs: coturn (turnserver, turnutils_uclient, turnutils_peer: apt-get install -y coturn), gcc + libssl-dev (to
 # build the load tools), python3, taskset. Takes about 2 minutes with the defaults below.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
+if [ "${SMOKE:-0}" = 1 ]; then
+    # A tiny run on the debug build, as CI runs it so the script cannot rot (figures mean nothing).
+    SWITCHBOARD_BIN="${SWITCHBOARD_BIN:-$(swift build --show-bin-path)/switchboard}"
+    [ -x "$SWITCHBOARD_BIN" ] || swift build --product switchboard
+    MESSAGES="${MESSAGES:-20}" UCLIENTS="${UCLIENTS:-2}" CLIENTS="${CLIENTS:-1}" RATE="${RATE:-2000}"
+    SECS="${SECS:-1}" FLAT_RUNS="${FLAT_RUNS:-1}" ALLOCS="${ALLOCS:-5}" RSS_SECS="${RSS_SECS:-1}"
+    if [ ! -d "${TURN_LOAD_DIR:-$ROOT/../shared/tools/turn-load}" ]; then
+        echo "smoke: no turn-load tools beside the checkout; only the uclient phase" >&2
+        PHASES="${PHASES:-uclient}"
+    fi
+fi
 MESSAGES="${MESSAGES:-1000}"        # uclient -n: messages per client
 UCLIENTS="${UCLIENTS:-10}"          # uclient -m: clients
 UCLIENT_FLAGS="${UCLIENT_FLAGS--c}"  # -c: no RTCP allocations; UCLIENT_FLAGS= runs uclient's default (EVEN-PORT R=1)

@@ -3,6 +3,7 @@
 # in one run, on one machine, over loopback HTTPS with a throwaway CA.
 #
 #   Benchmarks/run-signaling.sh
+#   SMOKE=1 Benchmarks/run-signaling.sh     # a tiny run on the debug build (what CI runs)
 #
 # Environment (all optional):
 #   SWITCHBOARD_BIN   server binary (default .build/release/switchboard, relative to the repository root)
@@ -22,6 +23,12 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
+if [[ "${SMOKE:-0}" == 1 ]]; then
+  # A tiny run on the debug build, as CI runs it so the script cannot rot (figures mean nothing).
+  SWITCHBOARD_BIN="${SWITCHBOARD_BIN:-$(swift build --show-bin-path)/switchboard}"
+  STREAMS="${STREAMS:-50}" RATE="${RATE:-50}" LATENCY_SECONDS="${LATENCY_SECONDS:-2}" PAIRS="${PAIRS:-2}"
+  SETUP_SECONDS="${SETUP_SECONDS:-2}" CONCURRENCY="${CONCURRENCY:-2}"
+fi
 BIN="${SWITCHBOARD_BIN:-.build/release/switchboard}"
 STREAMS="${STREAMS:-10000}"
 STREAM_USERS="${STREAM_USERS:-$STREAMS}"
@@ -136,8 +143,9 @@ run() {
 # ---- Switchboard ---------------------------------------------------------------------------------------------------
 SB_URL="https://$HOST:$PORT"
 echo "== starting switchboard ($BIN) on $SB_URL" >&2
+# The signaling plane alone: no TURN relay (it would need a shared secret) and no secure relay's media port.
 "$BIN" serve --host "$HOST" --port "$PORT" --cert "$CERT" --key "$KEY" --token-secret "$SECRET" \
-  --rate-limit 0 --log-level warning >"$WORK/switchboard.log" 2>&1 &
+  --rate-limit 0 --log-level warning --no-relay --no-media >"$WORK/switchboard.log" 2>&1 &
 SERVER_PID=$!
 wait_ready "$SB_URL" "$WORK/switchboard.log"
 grep -m1 'https://' "$WORK/switchboard.log" >&2 || true
