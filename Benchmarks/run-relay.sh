@@ -142,8 +142,9 @@ for server in "${SERVERS[@]}"; do
 done
 
 # ---------------------------------------------------------------- binaries
-if [ ! -x "$TOOLS_DIR/turnblast" ] || [ ! -x "$TOOLS_DIR/sink" ] ||
-    [ -n "$(find "$TURN_LOAD_DIR" -newer "$TOOLS_DIR/turnblast" -name '*.[ch]' 2>/dev/null)" ]; then
+case " $PHASES " in *" throughput "* | *" rss "*) NEEDS_TURN_LOAD=1 ;; *) NEEDS_TURN_LOAD=0 ;; esac
+if [ "$NEEDS_TURN_LOAD" = 1 ] && { [ ! -x "$TOOLS_DIR/turnblast" ] || [ ! -x "$TOOLS_DIR/sink" ] ||
+    [ -n "$(find "$TURN_LOAD_DIR" -newer "$TOOLS_DIR/turnblast" -name '*.[ch]' 2>/dev/null)" ]; }; then
     log "building turnblast and sink into $TOOLS_DIR"
     bash "$TURN_LOAD_DIR/build.sh" "$TOOLS_DIR" >&2
 fi
