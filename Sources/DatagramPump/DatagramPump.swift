@@ -125,21 +125,6 @@ public final class DatagramPump: @unchecked Sendable {
         stopped.set()
     }
 
-    /// Sends `bytes` now, from any thread (a UDP `sendto` is atomic); false when the send buffer is full.
-    @discardableResult
-    public func send(_ bytes: [UInt8], to destination: TransportAddress) -> Bool {
-        var storage = sockaddr_storage()
-        let length = SocketAddressBytes.write(destination, into: &storage)
-        let sent = bytes.withUnsafeBytes { raw in
-            withUnsafePointer(to: &storage) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    sendto(fd, raw.baseAddress, raw.count, Int32(MSG_DONTWAIT), $0, length)
-                }
-            }
-        }
-        return sent == bytes.count
-    }
-
     private func loop(_ handler: any DatagramHandler) {
         let count = Self.batchSize
         let slots = UnsafeMutableRawPointer.allocate(byteCount: count * DatagramBatch.slotSize, alignment: 16)
