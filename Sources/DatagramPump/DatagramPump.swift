@@ -25,7 +25,6 @@ public struct DatagramBatch {
     public static let slotSize = 2048
 
     let slots: UnsafeMutableRawPointer
-    let capacity: Int
     fileprivate(set) var received: [Received] = []
     fileprivate var writes: [(pointer: UnsafeRawPointer, length: Int, to: TransportAddress)] = []
     fileprivate var owned: [UnsafeMutableRawBufferPointer] = []
@@ -140,7 +139,7 @@ public final class DatagramPump: @unchecked Sendable {
             out.deallocate()
         }
         var lastTick = ContinuousClock.now
-        var batch = DatagramBatch(slots: slots, capacity: count)
+        var batch = DatagramBatch(slots: slots)
         while !stopped.isSet {
             let got = sb_recv_batch(fd, slots, DatagramBatch.slotSize, UInt32(count), sources, lengths, truncated)
             batch.received.removeAll(keepingCapacity: true)

@@ -408,10 +408,6 @@ public final class MediaServer: Service, DatagramHandler, @unchecked Sendable {
                 // What the leg counted since the last flush still reaches the metrics.
                 let key = "\(callID)/\(party.rawValue)"
                 tally.add(leg.counters, since: reported.removeValue(forKey: key) ?? MediaCounters())
-                for address in leg.validated where byAddress[address]?.box === box {
-                    byAddress[address] = nil
-                    tombstones[address] = now
-                }
             }
         }
     }
