@@ -16,7 +16,8 @@ enum JSON {
         ByteBuffer(bytes: encode(value))
     }
 
-    /// Decodes a request body, refusing anything that is not a JSON object with only the fields `T` knows.
+    /// Decodes a request body, refusing anything that is not a JSON object with only the fields `T` knows, and
+    /// objects nested in it (`sdp`, `candidate`) with fields their types do not know.
     static func decodeBody<T: RequestBody>(_ type: T.Type, from buffer: ByteBuffer) throws(APIError) -> T {
         let data = Data(buffer.readableBytesView)
         guard let object = try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed]) else {
@@ -25,6 +26,12 @@ enum JSON {
         guard let fields = object as? [String: Any] else { throw .badRequest("the request body must be a JSON object") }
         if let unknown = fields.keys.filter({ !T.fields.contains($0) }).sorted().first {
             throw .badRequest("unknown field '\(unknown)'")
+        }
+        for (name, known) in T.nestedFields.sorted(by: { $0.key < $1.key }) {
+            guard let nested = fields[name] as? [String: Any] else { continue }
+            if let unknown = nested.keys.filter({ !known.contains($0) }).sorted().first {
+                throw .badRequest("unknown field '\(name).\(unknown)'")
+            }
         }
         do {
             return try JSONDecoder().decode(T.self, from: data)
@@ -53,13 +60,28 @@ enum JSON {
     }
 }
 
-/// A request body with a closed set of fields.
+/// A request body with a closed set of fields, and of fields in the objects it nests.
 protocol RequestBody: Decodable {
     static var fields: Set<String> { get }
+    /// For each field that holds an object, the fields that object may have.
+    static var nestedFields: [String: Set<String>] { get }
+}
+
+extension RequestBody {
+    static var nestedFields: [String: Set<String>] { [:] }
+}
+
+/// The fields of the objects request bodies nest.
+enum NestedFields {
+    /// `{"type", "sdp"}` (``SessionDescription``).
+    static let sessionDescription: Set<String> = ["type", "sdp"]
+    /// `{"candidate", "sdpMid", "sdpMLineIndex", "usernameFragment"}` (``ICECandidate``).
+    static let candidate: Set<String> = ["candidate", "sdpMid", "sdpMLineIndex", "usernameFragment"]
 }
 
 struct InviteBody: RequestBody {
     static let fields: Set<String> = ["to", "device", "sdp", "media"]
+    static let nestedFields = ["sdp": NestedFields.sessionDescription]
     let to: String
     let device: String?
     let sdp: SessionDescription?
@@ -73,12 +95,14 @@ struct DeviceBody: RequestBody {
 
 struct AcceptBody: RequestBody {
     static let fields: Set<String> = ["device", "sdp"]
+    static let nestedFields = ["sdp": NestedFields.sessionDescription]
     let device: String?
     let sdp: SessionDescription?
 }
 
 struct SignalBody: RequestBody {
     static let fields: Set<String> = ["device", "type", "sdp", "candidate"]
+    static let nestedFields = ["candidate": NestedFields.candidate]
     let device: String?
     let type: Signal.Kind
     let sdp: String?

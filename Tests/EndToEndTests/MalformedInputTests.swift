@@ -63,6 +63,9 @@ import Testing
                 (#"{"to":"bob","device":"d1","sdp":{"type":"pranswer","sdp":"v=0"}}"#, 400, "bad_request"),
                 (#"{"to":"bob","device":"d1","sdp":"v=0"}"#, 400, "bad_request"),
                 (#"{"to":"bob","device":"d1","sdp":{"type":"offer","sdp":"hello"}}"#, 400, "insecure_sdp"),
+                // Unknown fields inside nested objects are refused like top-level ones.
+                (#"{"to":"bob","device":"d1","sdp":{"type":"offer","sdp":"v=0","crypto":"x"}}"#, 400, "bad_request"),
+                (#"{"to":"bob","device":"d1","sdp":{"type":"offer","sdp":"v=0","SDP":"v=0"}}"#, 400, "bad_request"),
             ]
             for (body, status, code) in cases {
                 let reply = try await server.request(.POST, "/v1/calls", token: server.token("alice"), body: body)
@@ -71,6 +74,45 @@ import Testing
             }
             let list = try await server.request(.GET, "/v1/calls", token: server.token("alice"))
             #expect((list.json["calls"] as? [Any])?.isEmpty == true)
+        }
+    }
+
+    @Test func nestedUnknownFieldsAreRefusedInSignalsAndAnswers() async throws {
+        try await TestServer.with { server in
+            let id = try await server.invite("alice", to: "bob").callID
+            let candidate = try await server.request(
+                .POST, "/v1/calls/\(id)/signals", token: server.token("alice"),
+                body: #"{"device":"d1","type":"candidate","candidate":{"candidate":"candidate:1","sdpMid":"0","x":1}}"#)
+            #expect(candidate.status == 400)
+            #expect(candidate.json.description.contains("candidate.x"))
+            let accept = try await server.request(
+                .POST, "/v1/calls/\(id)/accept", token: server.token("bob"),
+                body: #"{"device":"d1","sdp":{"type":"answer","sdp":"v=0","keys":[]}}"#)
+            #expect(accept.status == 400)
+            #expect(accept.errorCode == "bad_request")
+        }
+    }
+
+    @Test func sdpSmuggledPastLineBreaksIsRefusedThroughTheAPI() async throws {
+        // JSON escapes deliver every separator a consumer might split on; the check reads the decoded text.
+        let offer = try Fixture.sdp("chrome-offer-av")
+        let crypto = "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:AAAA"
+        try await TestServer.with { server in
+            for separator in ["\r", "\u{2028}", "\u{0B}", "\u{85}", "\u{0}"] {
+                let smuggled = offer.replacingOccurrences(
+                    of: "a=rtcp-mux\r\n", with: "a=rtcp-mux\(separator)\(crypto)\r\n")
+                #expect(smuggled != offer)
+                let invite = try await server.post(
+                    "/v1/calls", token: server.token("alice"),
+                    json: ["to": "bob", "device": "a1", "sdp": ["type": "offer", "sdp": smuggled]])
+                #expect(invite.status == 400, "\(separator.debugDescription)")
+                #expect(invite.errorCode == "insecure_sdp", "\(separator.debugDescription)")
+            }
+            // The honest offer still passes.
+            let honest = try await server.post(
+                "/v1/calls", token: server.token("alice"),
+                json: ["to": "bob", "device": "a1", "sdp": ["type": "offer", "sdp": offer]])
+            #expect(honest.status == 201)
         }
     }
 
