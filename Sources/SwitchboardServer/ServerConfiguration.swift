@@ -37,12 +37,25 @@ public struct ServerConfiguration: Sendable {
     public var maxBodyBytes: Int = 64 * 1024
     /// Requests per second per user (token bucket, burst twice that); 0 disables rate limiting.
     public var rateLimitPerSecond: Double = 20
+    /// Requests per second per client address that carry no valid credentials (no token, a bad one, or a public
+    /// route), burst twice that; separate from the per-user limit. 0 disables it.
+    public var unauthenticatedRateLimitPerSecond: Double = 20
+    /// Connection caps and deadlines.
+    public var connections = ConnectionLimits()
     /// How long a stream ticket is valid.
     public var ticketLifetime: TimeInterval = 30
     /// Ended calls kept for history.
     public var maxEndedCalls: Int = 10_000
     /// Optional plain-HTTP port that only redirects to HTTPS.
     public var httpRedirectPort: Int?
+    /// The host name clients reach the server by, for the redirect's `Location`; nil for ``host`` (or `localhost`
+    /// when ``host`` is a wildcard address).
+    public var publicHost: String?
+    /// ``publicHost``, or what it defaults to.
+    public var effectivePublicHost: String {
+        if let publicHost { return publicHost }
+        return host == "0.0.0.0" || host == "::" ? "localhost" : host
+    }
     public var logLevel: Logger.Level = .info
     /// The TURN relay run inside the server, and how `GET /v1/turn-credentials` advertises it; nil for none.
     public var relay: RelaySettings?

@@ -1,5 +1,6 @@
 public import Foundation
 import Hummingbird
+import HummingbirdCore
 import HummingbirdTLS
 public import Logging
 public import Media
@@ -20,6 +21,8 @@ public struct SwitchboardServer: Sendable {
     public let relay: RelayServer?
     /// The secure relay's media endpoint, when configured.
     public let media: MediaServer?
+    /// The connection caps every listener shares.
+    let connectionLimiter: ConnectionLimiter
 
     /// TLS 1.2+ with forward-secret AEAD suites only (Mozilla "intermediate"); TLS 1.3 suites are always on.
     static let cipherSuites = [
@@ -42,6 +45,16 @@ public struct SwitchboardServer: Sendable {
         let signaling = Signaling(configuration: configuration, metrics: metrics, media: media, clock: clock)
         self.signaling = signaling
         media?.setFailureHandler { [weak signaling] callID, failure in signaling?.mediaFailed(callID, failure) }
+        let descriptors = DescriptorLimit.raise()
+        let capacity = min(
+            configuration.connections.maxConnections, DescriptorLimit.connectionCapacity(descriptors: descriptors))
+        if capacity < configuration.connections.maxConnections {
+            logger.notice(
+                "connection cap lowered to fit the descriptor limit",
+                metadata: ["cap": "\(capacity)", "descriptors": "\(descriptors)"])
+        }
+        self.connectionLimiter = ConnectionLimiter(
+            capacity: capacity, perAddress: configuration.connections.maxPendingPerAddress)
         self.relay = configuration.relay.map {
             RelayServer(
                 configuration: $0.server, metricsFactory: metrics.factory, logger: Logger(label: "switchboard.relay"))
@@ -51,7 +64,8 @@ public struct SwitchboardServer: Sendable {
     /// The services to run in one `ServiceGroup`, in start order; the group stops them in reverse, so open event
     /// streams get their final event before the HTTPS server stops. `onReady` gets the bound HTTPS port.
     public func services(onReady: @escaping @Sendable (Int) async -> Void = { _ in }) throws -> [any Service] {
-        let router = Router(context: SwitchboardContext.self)
+        // HEAD answers wherever GET does, with GET's headers and no body.
+        let router = Router(context: SwitchboardContext.self, options: .autoGenerateHeadEndpoints)
         // Outermost, so error responses carry the headers too. HSTS only with an operator's certificate: the dev
         // certificate is for localhost, where HSTS would stick to every other local port.
         router.add(
@@ -59,7 +73,8 @@ public struct SwitchboardServer: Sendable {
         router.add(
             middleware: ObservabilityMiddleware(
                 metrics: metrics, authority: TokenAuthority(secret: configuration.tokenSecret), signaling: signaling,
-                rateLimiter: RateLimiter(ratePerSecond: configuration.rateLimitPerSecond)))
+                rateLimiter: RateLimiter(ratePerSecond: configuration.rateLimitPerSecond),
+                addressLimiter: RateLimiter(ratePerSecond: configuration.unauthenticatedRateLimitPerSecond)))
         Routes(signaling: signaling, metrics: metrics, configuration: configuration, relay: relay).register(on: router)
         var webClient = configuration.webClient
         webClient.mediaPolicy = media == nil ? MediaPolicy.direct.rawValue : configuration.mediaPolicy.rawValue
@@ -72,9 +87,17 @@ public struct SwitchboardServer: Sendable {
         if let relay { services.append(relay) }
         if let media { services.append(media) }
         let boundPort = BoundPort(configuration.port)
+        let tls = try tlsConfiguration()
+        let limits = configuration.connections
+        let limiter = connectionLimiter
+        let connectionMetrics = ConnectionMetrics(factory: metrics.factory)
         let app = Application(
             router: router,
-            server: try .tls(.http1(), tlsConfiguration: try tlsConfiguration()),
+            server: HTTPServerBuilder { responder in
+                GuardedChannel(
+                    base: try TLSChannel(HTTP1Channel(responder: responder), tlsConfiguration: tls), limiter: limiter,
+                    limits: limits, metrics: connectionMetrics, tls: true)
+            },
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? 0
@@ -84,7 +107,9 @@ public struct SwitchboardServer: Sendable {
             logger: logger)
         services.append(app)
         if let redirectPort = configuration.httpRedirectPort {
-            services.append(redirectApplication(port: redirectPort, httpsPort: boundPort))
+            services.append(
+                redirectApplication(
+                    port: redirectPort, httpsPort: boundPort, limiter: limiter, metrics: connectionMetrics))
         }
         services.append(SignalingService(signaling: signaling))
         return services
@@ -129,15 +154,27 @@ public struct SwitchboardServer: Sendable {
         tls.minimumTLSVersion = .tlsv12
         tls.cipherSuites = Self.cipherSuites
         tls.applicationProtocols = ["http/1.1"]
+        // How long a closing connection waits for the peer's close_notify: a hostile client never sends one, so
+        // every connection a deadline cuts would otherwise hold its descriptor 5 s more (NIOSSL's default).
+        tls.shutdownTimeout = .seconds(1)
         return tls
     }
 
-    /// Plain HTTP that serves nothing but a redirect to HTTPS.
-    private func redirectApplication(port: Int, httpsPort: BoundPort) -> some Service {
+    /// Plain HTTP that serves nothing but a redirect to HTTPS, behind the same connection caps.
+    private func redirectApplication(
+        port: Int, httpsPort: BoundPort, limiter: ConnectionLimiter, metrics: ConnectionMetrics
+    ) -> some Service {
         let router = Router()
-        router.add(middleware: RedirectToHTTPSMiddleware(httpsPort: httpsPort))
+        router.add(middleware: RedirectToHTTPSMiddleware(host: configuration.effectivePublicHost, httpsPort: httpsPort))
+        let limits = configuration.connections
         return Application(
-            router: router, configuration: .init(address: .hostname(configuration.host, port: port)), logger: logger)
+            router: router,
+            server: HTTPServerBuilder { responder in
+                GuardedChannel(
+                    base: HTTP1Channel(responder: responder), limiter: limiter, limits: limits, metrics: metrics,
+                    tls: false)
+            },
+            configuration: .init(address: .hostname(configuration.host, port: port)), logger: logger)
     }
 }
 
@@ -155,21 +192,21 @@ final class BoundPort: Sendable {
     var value: Int { port.withLock { $0 } }
 }
 
+/// Redirects to the same path on HTTPS at the configured host: never at the request's `Host`, which the client
+/// chooses (a redirect built from it sends a victim wherever an attacker's link says).
 struct RedirectToHTTPSMiddleware<Context: RequestContext>: RouterMiddleware {
+    /// The host name or address of `--public-host` (or `--host`), IPv6 literals without brackets.
+    let host: String
     let httpsPort: BoundPort
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
         -> Response
     {
-        // The host as the client named it, without its port; bracketed IPv6 literals stay whole.
-        var host = request.head.authority ?? "localhost"
-        if let closing = host.lastIndex(of: "]") {
-            host = String(host[...closing])
-        } else if let colon = host.lastIndex(of: ":") {
-            host = String(host[..<colon])
-        }
+        let authority = host.contains(":") ? "[\(host)]" : host
+        // The path as the router read it: absolute, so "//evil.example" cannot become a scheme-relative host.
+        let path = "/" + request.uri.path.split(separator: "/").joined(separator: "/")
         let query = request.uri.query.map { "?" + $0 } ?? ""
-        let location = "https://\(host):\(httpsPort.value)\(request.uri.path)\(query)"
+        let location = "https://\(authority):\(httpsPort.value)\(path)\(query)"
         return Response(status: .permanentRedirect, headers: [.location: location])
     }
 }

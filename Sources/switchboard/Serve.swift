@@ -23,6 +23,11 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Largest request body in bytes.") var maxBody: Int = 64 * 1024
     @Option(help: "Requests per second per user (0 disables).") var rateLimit: Double = 20
     @Option(help: "Plain-HTTP port that only redirects to HTTPS.") var httpRedirectPort: Int?
+    @Option(help: "Host name clients reach the server by (the HTTP redirect's Location; default --host).")
+    var publicHost: String?
+    @Option(help: "Requests per second per client address without valid credentials (0 disables).")
+    var unauthenticatedRateLimit: Double = 20
+    @OptionGroup(title: "Connections") var connections: ConnectionOptions
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.") var logLevel: String = "info"
     @Option(help: "Demo users to print dev tokens for (dev certificate mode only).") var demoUsers: String = "alice,bob"
     @OptionGroup(title: "TURN relay") var relay: RelayOptions
@@ -62,6 +67,9 @@ struct Serve: AsyncParsableCommand {
             configuration.maxBodyBytes = maxBody
             configuration.rateLimitPerSecond = rateLimit
             configuration.httpRedirectPort = httpRedirectPort
+            configuration.publicHost = publicHost
+            configuration.unauthenticatedRateLimitPerSecond = unauthenticatedRateLimit
+            configuration.connections = try connections.limits()
             configuration.logLevel = level
             // Dev tokens are printed only for the dev secret: never mint tokens with an operator's secret.
             let devMode = cert == nil && key == nil && isDevSecret
@@ -136,5 +144,35 @@ struct Serve: AsyncParsableCommand {
                 fflush(nil)
             }
         }
+    }
+}
+
+/// `switchboard serve`'s connection caps and deadlines (``ConnectionLimits``).
+struct ConnectionOptions: ParsableArguments {
+    @Option(help: "Connections open at once; lowered to fit the descriptor limit.") var maxConnections = 16_384
+    @Option(help: "Connections per client address that have not sent a whole request yet.")
+    var maxPendingPerAddress = 32
+    @Option(help: "Seconds for a TLS handshake.") var handshakeTimeout: Double = 10
+    @Option(help: "Seconds from the handshake until the first request header is complete.")
+    var headerTimeout: Double = 20
+    @Option(help: "Seconds from a request header until its body is complete.") var bodyTimeout: Double = 30
+    @Option(help: "Seconds a kept-alive connection may wait for its next request (event streams are exempt).")
+    var idleTimeout: Double = 75
+
+    func limits() throws -> ConnectionLimits {
+        guard maxConnections > 0, maxPendingPerAddress > 0 else {
+            throw CommandFailure("--max-connections and --max-pending-per-address must be positive")
+        }
+        guard [handshakeTimeout, headerTimeout, bodyTimeout, idleTimeout].allSatisfy({ $0 > 0 && $0.isFinite }) else {
+            throw CommandFailure("connection timeouts must be positive numbers of seconds")
+        }
+        var limits = ConnectionLimits()
+        limits.maxConnections = maxConnections
+        limits.maxPendingPerAddress = maxPendingPerAddress
+        limits.handshakeTimeout = handshakeTimeout
+        limits.headerTimeout = headerTimeout
+        limits.bodyTimeout = bodyTimeout
+        limits.idleTimeout = idleTimeout
+        return limits
     }
 }

@@ -45,6 +45,7 @@ final class TestServer: Sendable {
         configuration.certificatePath = directory.appendingPathComponent("cert.pem").path
         configuration.privateKeyPath = directory.appendingPathComponent("key.pem").path
         configuration.rateLimitPerSecond = 0
+        configuration.unauthenticatedRateLimitPerSecond = 0
         configuration.media?.port = 0
         configure(&configuration)
 

@@ -1,0 +1,307 @@
+import CoreMetrics
+public import Foundation
+import HummingbirdCore
+import Logging
+import NIOCore
+import NIOHTTPTypes
+import NIOSSL
+import NIOTLS
+import Synchronization
+
+/// How many connections the server holds and how long each phase of one may take, so that a hostile client can
+/// neither hold descriptors for ever nor take the server offline (see docs/threat-model.md, "Connections").
+///
+/// The defaults follow nginx's spirit but are shorter, since Switchboard's clients are programs and browsers on
+/// a call, not slow uploads: nginx waits 60 s for a TLS handshake, a request header and each body read, and 75 s
+/// on an idle keep-alive connection.
+public struct ConnectionLimits: Sendable {
+    /// Connections open at once (HTTPS and the plain-HTTP redirect together); above it new connections are closed
+    /// as soon as they are accepted. The server lowers it to the descriptor limit minus a reserve at start.
+    public var maxConnections: Int = 16_384
+    /// Connections from one client address that have not yet sent a whole request (a TLS handshake or a header in
+    /// progress); more are closed as soon as they are accepted.
+    public var maxPendingPerAddress: Int = 32
+    /// Seconds from accept until the TLS handshake completes.
+    public var handshakeTimeout: TimeInterval = 10
+    /// Seconds from the handshake until the first request's header is complete.
+    public var headerTimeout: TimeInterval = 20
+    /// Seconds from a request's header until its body is complete (a whole-body deadline, not a per-read one, so a
+    /// body dripping one byte at a time is cut).
+    public var bodyTimeout: TimeInterval = 30
+    /// Seconds a kept-alive connection may wait, with no request in progress, for the next request's header. An
+    /// event stream is a response in progress: it is exempt.
+    public var idleTimeout: TimeInterval = 75
+
+    public init() {}
+}
+
+/// Why a connection was refused on accept.
+enum ConnectionRefusal: String, CaseIterable, Error {
+    /// The server holds ``ConnectionLimits/maxConnections``.
+    case capacity
+    /// The client address holds ``ConnectionLimits/maxPendingPerAddress`` connections without a whole request.
+    case perAddress = "per_address"
+}
+
+/// Which deadline closed a connection.
+enum ConnectionPhase: String, CaseIterable {
+    case handshake, header, body, idle
+}
+
+/// The counts behind the connection caps, shared by every listener of one server.
+final class ConnectionLimiter: Sendable {
+    let capacity: Int
+    let perAddress: Int
+    private struct State {
+        var open = 0
+        var pending: [String: Int] = [:]
+    }
+    private let state = Mutex(State())
+
+    init(capacity: Int, perAddress: Int) {
+        self.capacity = capacity
+        self.perAddress = perAddress
+    }
+
+    /// Takes a slot for a new connection from `address` (counted as pending until its first request is read), or
+    /// says why there is none.
+    func admit(_ address: String) -> ConnectionRefusal? {
+        state.withLock { state in
+            guard state.open < capacity else { return .capacity }
+            let pending = state.pending[address, default: 0]
+            guard pending < perAddress else { return .perAddress }
+            state.open += 1
+            state.pending[address] = pending + 1
+            return nil
+        }
+    }
+
+    /// The connection from `address` has sent its first whole request.
+    func requestRead(_ address: String) {
+        state.withLock { Self.unpend(address, in: &$0) }
+    }
+
+    /// The connection from `address` has closed.
+    func release(_ address: String, pending: Bool) {
+        state.withLock { state in
+            state.open -= 1
+            if pending { Self.unpend(address, in: &state) }
+        }
+    }
+
+    var open: Int { state.withLock { $0.open } }
+
+    private static func unpend(_ address: String, in state: inout State) {
+        let left = state.pending[address, default: 1] - 1
+        state.pending[address] = left > 0 ? left : nil
+    }
+}
+
+/// The connection metrics: open connections, refusals on accept by reason, and connections closed by a deadline.
+struct ConnectionMetrics: Sendable {
+    let open: CoreMetrics.Gauge
+    let refused: [ConnectionRefusal: CoreMetrics.Counter]
+    let timedOut: [ConnectionPhase: CoreMetrics.Counter]
+
+    init(factory: some MetricsFactory) {
+        open = Gauge(label: "switchboard_connections_open", factory: factory)
+        refused = Dictionary(
+            uniqueKeysWithValues: ConnectionRefusal.allCases.map {
+                (
+                    $0,
+                    Counter(
+                        label: "switchboard_connections_refused_total", dimensions: [("reason", $0.rawValue)],
+                        factory: factory)
+                )
+            })
+        timedOut = Dictionary(
+            uniqueKeysWithValues: ConnectionPhase.allCases.map {
+                (
+                    $0,
+                    Counter(
+                        label: "switchboard_connection_timeouts_total", dimensions: [("phase", $0.rawValue)],
+                        factory: factory)
+                )
+            })
+    }
+}
+
+/// A listener's child channel behind the connection caps and deadlines: refuses a connection on accept when a cap
+/// is reached, otherwise sets `Base` up (TLS and HTTP/1.1) and puts a ``ConnectionGuardHandler`` after the HTTP
+/// codec.
+struct GuardedChannel<Base: ServerChildChannel>: ServerChildChannel {
+    typealias Value = Base.Value
+    let base: Base
+    let limiter: ConnectionLimiter
+    let limits: ConnectionLimits
+    let metrics: ConnectionMetrics
+    /// Whether `Base` starts with a TLS handshake (the redirect listener does not).
+    let tls: Bool
+
+    func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
+        let address = channel.remoteAddress?.ipAddress ?? "unknown"
+        if let refusal = limiter.admit(address) {
+            metrics.refused[refusal]?.increment()
+            // A failed setup makes NIO drop the channel without registering it; it must be closed here.
+            channel.close(promise: nil)
+            return channel.eventLoop.makeFailedFuture(refusal)
+        }
+        metrics.open.record(limiter.open)
+        let limiter = limiter
+        let limits = limits
+        let metrics = metrics
+        let tls = tls
+        return base.setup(channel: channel, logger: logger).flatMapThrowing { value in
+            let operations = channel.pipeline.syncOperations
+            let state = try operations.handler(type: HTTPConnectionStateHandler.self)
+            try operations.addHandler(
+                ConnectionGuardHandler(
+                    address: address, limiter: limiter, limits: limits, metrics: metrics, handshaken: !tls),
+                position: .before(state))
+            return value
+        }.flatMapErrorThrowing { error in
+            limiter.release(address, pending: true)
+            metrics.open.record(limiter.open)
+            channel.close(promise: nil)
+            throw error
+        }
+    }
+
+    func handle(value: Value, logger: Logger) async {
+        await base.handle(value: value, logger: logger)
+    }
+}
+
+extension GuardedChannel: HTTPChannelHandler where Base: HTTPChannelHandler {
+    var responder: HTTPChannelHandler.Responder { base.responder }
+}
+
+/// Closes its connection when a phase outlasts its deadline: the TLS handshake, the first request's header, a
+/// request's body, or the wait for the next request on a kept-alive connection. While a response is in progress
+/// (an event stream, say) no deadline runs. Also gives the connection's slots back to the ``ConnectionLimiter``.
+final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPRequestPart
+    typealias InboundOut = HTTPRequestPart
+    typealias OutboundIn = HTTPResponsePart
+    typealias OutboundOut = HTTPResponsePart
+
+    private let address: String
+    private let limiter: ConnectionLimiter
+    private let limits: ConnectionLimits
+    private let metrics: ConnectionMetrics
+    private var handshaken: Bool
+    /// No request has been read whole yet: the connection holds a pending slot of its address.
+    private var pending = true
+    private var readingRequest = false
+    private var responsesInProgress = 0
+    private var deadline: Scheduled<Void>?
+
+    init(
+        address: String, limiter: ConnectionLimiter, limits: ConnectionLimits, metrics: ConnectionMetrics,
+        handshaken: Bool
+    ) {
+        self.address = address
+        self.limiter = limiter
+        self.limits = limits
+        self.metrics = metrics
+        self.handshaken = handshaken
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        arm(handshaken ? .header : .handshake, context: context)
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        deadline?.cancel()
+        deadline = nil
+        limiter.release(address, pending: pending)
+        pending = false
+        metrics.open.record(limiter.open)
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if !handshaken, let event = event as? TLSUserEvent, case .handshakeCompleted = event {
+            handshaken = true
+            if !readingRequest && responsesInProgress == 0 { arm(.header, context: context) }
+        }
+        if !handshaken, case ChannelEvent.inputClosed = event {
+            // The listener allows half-closure, and TLS that has read nothing yet passes the FIN on without closing:
+            // a client that connected and left would hold its slot until the handshake deadline.
+            context.close(promise: nil)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head:
+            readingRequest = true
+            responsesInProgress += 1
+            arm(.body, context: context)
+        case .body:
+            break
+        case .end:
+            readingRequest = false
+            if pending {
+                pending = false
+                limiter.requestRead(address)
+            }
+            disarm()
+        }
+        context.fireChannelRead(data)
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        if case .end = unwrapOutboundIn(data) {
+            responsesInProgress = max(0, responsesInProgress - 1)
+            if responsesInProgress == 0 && !readingRequest { arm(.idle, context: context) }
+        }
+        context.write(data, promise: promise)
+    }
+
+    private func arm(_ phase: ConnectionPhase, context: ChannelHandlerContext) {
+        deadline?.cancel()
+        let seconds: TimeInterval =
+            switch phase {
+            case .handshake: limits.handshakeTimeout
+            case .header: limits.headerTimeout
+            case .body: limits.bodyTimeout
+            case .idle: limits.idleTimeout
+            }
+        guard seconds > 0 else {
+            deadline = nil
+            return
+        }
+        let metrics = metrics
+        deadline = context.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(Int64(seconds * 1e9))) {
+            metrics.timedOut[phase]?.increment()
+            context.close(promise: nil)
+        }
+    }
+
+    private func disarm() {
+        deadline?.cancel()
+        deadline = nil
+    }
+}
+
+/// The process's descriptor limit: raises the soft limit to the hard one, and says how many connections fit below
+/// it with a reserve left for the relays' sockets, files and the database.
+enum DescriptorLimit {
+    static func raise() -> Int {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return 1024 }
+        if limit.rlim_cur < limit.rlim_max {
+            var raised = limit
+            raised.rlim_cur = limit.rlim_max
+            if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &raised) == 0 { limit = raised }
+        }
+        return Int(clamping: limit.rlim_cur)
+    }
+
+    /// Connections that fit below `descriptors`: a quarter of them, at most 1,024, stay in reserve.
+    static func connectionCapacity(descriptors: Int) -> Int {
+        max(16, descriptors - min(1024, descriptors / 4))
+    }
+}

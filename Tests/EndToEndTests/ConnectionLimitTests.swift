@@ -1,0 +1,143 @@
+import Foundation
+import NIOCore
+import SwitchboardServer
+import Testing
+
+/// Hostile connections: floods that never handshake, half-sent ClientHellos, slowloris headers, dripping bodies,
+/// idle keep-alive connections, and more connections than the server holds. Each is cut by its own limit while
+/// another client (127.0.0.1) keeps its event stream and gets answers.
+@Suite(.serialized) struct ConnectionLimitTests {
+    /// The first bytes of a TLS 1.2 ClientHello record: a handshake that never finishes arriving.
+    static let halfClientHello: [UInt8] =
+        [0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xFC, 0x03, 0x03] + Array(repeating: 0x5A, count: 16)
+
+    @Test func aHandshakeFloodFromOneAddressIsRefusedAndTimedOutWhileOthersAreServed() async throws {
+        try await TestServer.with({ $0.connections.handshakeTimeout = 1 }) { server in
+            let streams = try await server.helloStreams([("alice", "d1")])
+            // 2,000 connections that never say a word, from one address: all but the pending cap are refused on
+            // accept, and the rest are closed by the handshake deadline.
+            var flood: [RawConnection] = []
+            for _ in 0..<2000 {
+                flood.append(try await RawConnection.open(port: server.port, from: "127.0.0.2", tls: false))
+            }
+            // Half a ClientHello each, from another address, inside its pending cap.
+            var halfHellos: [RawConnection] = []
+            for _ in 0..<16 {
+                let connection = try await RawConnection.open(port: server.port, from: "127.0.0.3", tls: false)
+                try await connection.send(Self.halfClientHello)
+                halfHellos.append(connection)
+            }
+            // Meanwhile 127.0.0.1 is served: health, a call, and its event on the open stream.
+            #expect(try await server.request(.GET, "/healthz").status == 200)
+            let invite = try await server.invite("bob", to: "alice")
+            #expect(invite.status == 201)
+            try await streams[0].expect("call.invite")
+
+            for connection in flood + halfHellos {
+                #expect(await connection.closes(within: 20))
+            }
+            // Each flood connection was refused or timed out (slots freed by the deadline were taken again while
+            // the flood went on), most of them refused.
+            let refused = try await server.metric(#"switchboard_connections_refused_total{reason="per_address"}"#) ?? 0
+            let timedOut = try await server.metric(#"switchboard_connection_timeouts_total{phase="handshake"}"#) ?? 0
+            #expect(refused + timedOut == 2000 + 16)
+            #expect(refused >= 1000)
+            #expect(timedOut >= Double(ConnectionLimits().maxPendingPerAddress + 16))
+            // And the address can connect again once its connections are gone.
+            let again = try await RawConnection.open(port: server.port, from: "127.0.0.2", tls: true)
+            try await again.send("GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            #expect(await again.receive(until: "\r\n\r\n").hasPrefix("HTTP/1.1 200"))
+            streams.forEach { $0.close() }
+        }
+    }
+
+    @Test func aSlowlorisHeaderIsCutByTheHeaderDeadline() async throws {
+        try await TestServer.with({ $0.connections.headerTimeout = 1 }) { server in
+            let connection = try await RawConnection.open(port: server.port, from: "127.0.0.4", tls: true)
+            try await connection.send("GET /healthz HTTP/1.1\r\nHost: localhost\r\n")
+            // One more header line every 200 ms, never the blank line that ends the header.
+            let drip = Task {
+                var line = 0
+                while !Task.isCancelled, connection.channel.isActive {
+                    try? await connection.send("X-Drip-\(line): 1\r\n")
+                    line += 1
+                    try? await Task.sleep(for: .milliseconds(200))
+                }
+            }
+            #expect(await connection.closes(within: 10))
+            drip.cancel()
+            #expect(!connection.received.contains("HTTP/1.1"))
+            #expect(try await server.metric(#"switchboard_connection_timeouts_total{phase="header"}"#) == 1)
+        }
+    }
+
+    @Test func aDrippingBodyIsCutByTheBodyDeadline() async throws {
+        try await TestServer.with({ $0.connections.bodyTimeout = 1 }) { server in
+            let connection = try await RawConnection.open(port: server.port, from: "127.0.0.4", tls: true)
+            try await connection.send(
+                "POST /v1/calls HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer \(server.token("bob"))\r\n"
+                    + "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{")
+            let drip = Task {
+                while !Task.isCancelled, connection.channel.isActive {
+                    try? await connection.send(" ")
+                    try? await Task.sleep(for: .milliseconds(200))
+                }
+            }
+            #expect(await connection.closes(within: 10))
+            drip.cancel()
+            #expect(try await server.metric(#"switchboard_connection_timeouts_total{phase="body"}"#) == 1)
+        }
+    }
+
+    @Test func anIdleKeepAliveConnectionIsClosedButAnEventStreamIsNot() async throws {
+        try await TestServer.with({ $0.connections.idleTimeout = 1 }) { server in
+            let streams = try await server.helloStreams([("alice", "d1")])
+            let connection = try await RawConnection.open(port: server.port, from: "127.0.0.4", tls: true)
+            try await connection.send("GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            #expect(await connection.receive(until: "\"ok\"").hasPrefix("HTTP/1.1 200"))
+            // The kept-alive connection that asks nothing more is closed by the idle deadline...
+            #expect(await connection.closes(within: 10))
+            #expect(try await server.metric(#"switchboard_connection_timeouts_total{phase="idle"}"#) == 1)
+            // ...while the stream, opened before it and quiet as long, still delivers.
+            try await server.invite("bob", to: "alice")
+            try await streams[0].expect("call.invite")
+            streams.forEach { $0.close() }
+        }
+    }
+
+    @Test func aboveTheCapNewConnectionsAreRefusedAtOnceWhileEstablishedOnesWork() async throws {
+        try await TestServer.with({
+            $0.connections.maxConnections = 40
+            $0.connections.maxPendingPerAddress = 1000
+            // Long enough that any connection closed during the test was refused, not timed out.
+            $0.connections.handshakeTimeout = 120
+        }) { server in
+            let streams = try await server.helloStreams([("alice", "d1")])
+            let openBefore = Int(try await server.metric("switchboard_connections_open") ?? 0)
+            #expect(openBefore >= 1)
+            var held: [RawConnection] = []
+            for _ in 0..<60 {
+                held.append(try await RawConnection.open(port: server.port, from: "127.0.0.5", tls: false))
+            }
+            // Exactly the connections above the cap are closed, and counted.
+            let expected = 60 - (40 - openBefore)
+            let closed = await withTaskGroup(of: Bool.self) { group in
+                for connection in held { group.addTask { await connection.closes(within: 3) } }
+                return await group.reduce(0) { $0 + ($1 ? 1 : 0) }
+            }
+            #expect(closed == expected)
+            let refused = try await server.metric(#"switchboard_connections_refused_total{reason="capacity"}"#)
+            #expect(refused == Double(expected))
+            // The established stream and the client's kept-alive connection still work.
+            try await server.invite("bob", to: "alice")
+            try await streams[0].expect("call.invite")
+            // Once the holders let go, new connections are accepted again.
+            held.forEach { $0.close() }
+            for connection in held { _ = await connection.closes(within: 5) }
+            let fresh = try await RawConnection.open(port: server.port, from: "127.0.0.6", tls: true)
+            try await fresh.send("GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            #expect(await fresh.receive(until: "\r\n\r\n").hasPrefix("HTTP/1.1 200"))
+            streams.forEach { $0.close() }
+        }
+    }
+}
