@@ -40,11 +40,12 @@ public struct APIError: HTTPResponseError, Sendable {
     }()
     static func forbidden(_ message: String) -> APIError { APIError(.forbidden, "forbidden", message) }
     static func notFound(_ message: String) -> APIError { APIError(.notFound, "not_found", message) }
-    static let rateLimited: APIError = {
+    static let rateLimited = rateLimited(retryAfter: 1)
+    static func rateLimited(retryAfter seconds: Int) -> APIError {
         var error = APIError(.tooManyRequests, "rate_limited", "too many requests; slow down")
-        error.headers[.retryAfter] = "1"
+        error.headers[.retryAfter] = String(seconds)
         return error
-    }()
+    }
 
     /// The API error for a refusal of the call state machine.
     init(_ error: CallError) {

@@ -3,10 +3,13 @@ import HTTPTypes
 import Hummingbird
 import Logging
 import NIOCore
+import NIOHTTP1
+import NIOSSL
 
 /// Wraps every request: gives it a request id (logged, and returned as `X-Request-Id`), authenticates every `/v1/`
-/// route (bearer token, or a stream ticket on `/v1/events`) and rate-limits it per user, turns every error into the
-/// API's JSON error body, logs one line per request and records its latency.
+/// route (bearer token, or a stream ticket on `/v1/events`) and rate-limits it per user, rate-limits per client
+/// address whatever carries no valid credentials (public routes, and failed authentication at five times the cost),
+/// turns every error into the API's JSON error body, logs one line per request and records its latency.
 ///
 /// The log line holds the method, the path without its query (stream tickets travel in the query) and the user
 /// once known; never a header, so bearer tokens never reach the logs.
@@ -16,6 +19,10 @@ struct ObservabilityMiddleware: RouterMiddleware {
     let authority: TokenAuthority
     let signaling: Signaling
     let rateLimiter: RateLimiter
+    /// Per client address, for requests without valid credentials.
+    let addressLimiter: RateLimiter
+    /// Tokens a failed authentication takes from its address's bucket.
+    static let failedAuthenticationCost: Double = 5
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
         -> Response
@@ -26,18 +33,35 @@ struct ObservabilityMiddleware: RouterMiddleware {
         var user: String?
         do {
             var context = context
+            let address = context.channel.remoteAddress?.ipAddress ?? "unknown"
             // By path segments, as the router matches them ("//v1/calls" is "/v1/calls" to it).
             if request.uri.path.split(separator: "/").first == "v1" {
-                let identity = try authenticate(request)
+                let identity: Identity
+                do {
+                    identity = try authenticate(request)
+                } catch {
+                    if let wait = addressLimiter.take(
+                        address, now: signaling.clock(), cost: Self.failedAuthenticationCost)
+                    {
+                        throw APIError.rateLimited(retryAfter: wait)
+                    }
+                    throw error
+                }
                 user = identity.user
                 context.identity = identity
-                guard rateLimiter.allow(identity.user, now: signaling.clock()) else { throw APIError.rateLimited }
+                if let wait = rateLimiter.take(identity.user, now: signaling.clock()) {
+                    throw APIError.rateLimited(retryAfter: wait)
+                }
+            } else if let wait = addressLimiter.take(address, now: signaling.clock()) {
+                throw APIError.rateLimited(retryAfter: wait)
             }
             response = try await next(request, context)
         } catch {
             let apiError = Self.apiError(for: error)
             if apiError.status == .internalServerError {
                 context.logger.error("request failed", metadata: ["error": "\(error)"])
+            } else if apiError.code == "client_gone" || apiError.code == "bad_framing" {
+                context.logger.debug("request cut short", metadata: ["error": "\(error)"])
             }
             response = try apiError.response(from: request, context: context)
         }
@@ -82,6 +106,12 @@ struct ObservabilityMiddleware: RouterMiddleware {
             return error
         case is NIOTooManyBytesError:
             return APIError(.contentTooLarge, "body_too_large", "the request body is too large")
+        case is HTTPParserError:
+            // Malformed framing inside the body (a bad chunk size, say): the client's fault, not a server error.
+            return APIError(.badRequest, "bad_framing", "malformed HTTP message framing")
+        case is ChannelError, is IOError, is NIOSSLError:
+            // The connection went away while the body was read; nobody is left to read the answer.
+            return APIError(.badRequest, "client_gone", "the connection closed before the request was complete")
         case let error as HTTPError:
             switch error.status {
             case .notFound: return APIError(.notFound, "not_found", "no such route")

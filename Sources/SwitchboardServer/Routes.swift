@@ -30,6 +30,17 @@ struct Routes: Sendable {
             return Self.json(.created, TicketJSON(ticket: ticket, expiresIn: Int(configuration.ticketLifetime)))
         }
         v1.get("events") { request, context in try events(request, context) }
+        // HEAD answers what GET would, without opening a stream (which would tell the user's other devices).
+        v1.head("events") { request, context in
+            let identity = try context.requireIdentity()
+            _ = try resolveDevice(request.uri.queryParameters["device"].map(String.init), identity, required: false)
+            if let scope = request.uri.queryParameters["scope"] {
+                guard scope == "all" else { throw APIError.badRequest("unknown scope '\(scope)'") }
+                guard identity.isAdmin else { throw APIError.forbidden("only admins can watch all calls") }
+            }
+            return Response(
+                status: .ok, headers: [.contentType: "text/event-stream; charset=utf-8", .cacheControl: "no-store"])
+        }
         RelayRoutes(settings: configuration.relay, relay: relay).register(on: v1)
 
         v1.post("calls") { request, context in

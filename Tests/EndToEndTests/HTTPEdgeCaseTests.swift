@@ -1,0 +1,109 @@
+import Foundation
+import SwitchboardServer
+import Testing
+
+/// HTTP/1.1 framing a parser might trip on, clients that leave mid-request, the plain-HTTP redirect under a
+/// hostile `Host`, HEAD, and the per-address limit on requests without valid credentials.
+@Suite struct HTTPEdgeCaseTests {
+    /// Requests whose framing is wrong, over raw TLS: each gets a 400, none a 500 or an error log.
+    static let badFraming: [(String, String)] = [
+        ("a chunk size that is not hex", "Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n"),
+        ("a chunk size that overflows", "Transfer-Encoding: chunked\r\n\r\nfffffffffffffffffffff\r\n{}\r\n0\r\n\r\n"),
+        ("a chunk longer than its size", "Transfer-Encoding: chunked\r\n\r\n2\r\n{}xx\r\n0\r\n\r\n"),
+        ("chunked and a length", "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n2\r\n{}\r\n0\r\n\r\n"),
+        ("chunked not last", "Transfer-Encoding: chunked, gzip\r\n\r\n2\r\n{}\r\n0\r\n\r\n"),
+        ("an unknown coding", "Transfer-Encoding: sideways\r\n\r\n{}"),
+        ("two lengths", "Content-Length: 2\r\nContent-Length: 3\r\n\r\n{}"),
+        ("a negative length", "Content-Length: -2\r\n\r\n{}"),
+    ]
+
+    @Test(arguments: badFraming.map(\.0))
+    func malformedFramingGetsA400(_ name: String) async throws {
+        let framing = try #require(Self.badFraming.first { $0.0 == name }?.1)
+        try await TestServer.with { server in
+            let connection = try await RawConnection.open(port: server.port, tls: true)
+            try await connection.send(
+                "POST /v1/calls HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer \(server.token("bob"))\r\n"
+                    + "Content-Type: application/json\r\n" + framing)
+            let reply = await connection.receive(until: "\r\n\r\n")
+            #expect(reply.hasPrefix("HTTP/1.1 400"), "\(name): \(reply.prefix(80))")
+            connection.close()
+            #expect(!server.logs.all.contains { $0.hasPrefix("error") }, "\(server.logs.all)")
+        }
+    }
+
+    @Test func aClientThatLeavesMidBodyIsNotAServerError() async throws {
+        try await TestServer.with { server in
+            let connection = try await RawConnection.open(port: server.port, tls: true)
+            try await connection.send(
+                "POST /v1/calls HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer \(server.token("bob"))\r\n"
+                    + "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"to\":")
+            connection.close()
+            #expect(await connection.closes(within: 5))
+            // The server has noticed once the request's log line is written; no line is an error.
+            let deadline = ContinuousClock.now + .seconds(10)
+            while !server.logs.all.contains(where: { $0.contains("request") && $0.contains("status=400") }),
+                ContinuousClock.now < deadline
+            {
+                await Task.yield()
+            }
+            #expect(server.logs.all.contains { $0.contains("status=400") })
+            #expect(!server.logs.all.contains { $0.hasPrefix("error") }, "\(server.logs.all)")
+        }
+    }
+
+    @Test func theRedirectNamesTheConfiguredHostNeverTheRequestsHost() async throws {
+        let redirectPort = try freeTCPPort()
+        try await TestServer.with({
+            $0.httpRedirectPort = redirectPort
+            $0.publicHost = "calls.example.net"
+        }) { server in
+            for (host, path) in [("evil.example", "/v1/calls?x=1"), ("evil.example:443", "//evil.example/x")] {
+                let reply = try await Subprocess.run(
+                    "/usr/bin/curl",
+                    [
+                        "-sS", "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}", "-H", "Host: \(host)",
+                        "--path-as-is", "http://127.0.0.1:\(redirectPort)\(path)",
+                    ])
+                let expected = path.hasPrefix("//") ? "/evil.example/x" : path
+                #expect(reply.output == "308 https://calls.example.net:\(server.port)\(expected)")
+            }
+        }
+    }
+
+    @Test func headAnswersWhereverGetDoes() async throws {
+        try await TestServer.with { server in
+            let token = server.token("alice")
+            for path in ["/healthz", "/", "/client-config", "/metrics", "/v1/calls", "/v1/events?device=d1"] {
+                let get = path == "/v1/events?device=d1" ? nil : try await server.request(.GET, path, token: token)
+                let head = try await server.request(.HEAD, path, token: token)
+                #expect(head.status == 200, "\(path)")
+                #expect(head.body.isEmpty, "\(path)")
+                if let get {
+                    #expect(head.header("content-type") == get.header("content-type"), "\(path)")
+                }
+            }
+            #expect(try await server.request(.HEAD, "/v1/events").status == 401)
+            #expect(try await server.request(.HEAD, "/v1/calls").status == 401)
+            // HEAD on the event stream opened none.
+            #expect(try await server.metric("switchboard_sse_streams_open") == 0)
+        }
+    }
+
+    @Test func requestsWithoutValidCredentialsAreLimitedPerAddress() async throws {
+        try await TestServer.with({ $0.unauthenticatedRateLimitPerSecond = 1 }) { server in
+            // Burst 2 per address (twice the rate): two public requests pass, the third waits.
+            #expect(try await server.request(.GET, "/healthz").status == 200)
+            #expect(try await server.request(.GET, "/healthz").status == 200)
+            let limited = try await server.request(.GET, "/healthz")
+            #expect(limited.status == 429)
+            #expect(limited.errorCode == "rate_limited")
+            #expect(Int(limited.header("retry-after") ?? "") ?? 0 >= 1)
+            // A failed authentication is limited the same way (it costs more), and says so before 401.
+            let badToken = try await server.request(.GET, "/v1/calls", token: "not-a-token")
+            #expect(badToken.status == 429)
+            // A signed-in user from the same address is limited per user, not per address.
+            #expect(try await server.request(.GET, "/v1/calls", token: server.token("alice")).status == 200)
+        }
+    }
+}
