@@ -101,6 +101,7 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(name: "CDatagram"),
+        .target(name: "CAllocator"),
         .target(
             name: "DatagramPump",
             dependencies: ["STUN", "CDatagram"],
@@ -127,6 +128,7 @@ let package = Package(
             name: "SwitchboardServer",
             dependencies: [
                 "SwitchboardCore",
+                "CAllocator",
                 "Media",
                 "MediaCore",
                 "DTLSSRTP",

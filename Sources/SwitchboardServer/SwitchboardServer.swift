@@ -112,6 +112,8 @@ public struct SwitchboardServer: Sendable {
                     port: redirectPort, httpsPort: boundPort, limiter: limiter, metrics: connectionMetrics))
         }
         services.append(SignalingService(signaling: signaling))
+        services.append(
+            MemoryTrimService(trimmer: MemoryTrimmer(factory: metrics.factory), limiter: connectionLimiter))
         return services
     }
 
