@@ -14,6 +14,9 @@
 #   PAIRS             answered calls carrying the `latency` traffic (default 50)
 #   SETUP_SECONDS     duration of `setups` (default 15)
 #   CONCURRENCY       concurrent workers for `setups` (default 16)
+#   STORM_COUNT       connections per round of the `storm` workload (default 3000)
+#   STORM_ROUNDS      rounds of it (default 4)
+#   STORM_CAP         Switchboard's --max-connections during the storm (default 1000: most of each round refused)
 #   PORT              Switchboard port (default 18443); BASELINE_PORT (default 18444)
 # (Bash owns $SECONDS, so the durations are LATENCY_SECONDS and SETUP_SECONDS.)
 #
@@ -28,6 +31,7 @@ if [[ "${SMOKE:-0}" == 1 ]]; then
   SWITCHBOARD_BIN="${SWITCHBOARD_BIN:-$(swift build --show-bin-path)/switchboard}"
   STREAMS="${STREAMS:-50}" RATE="${RATE:-50}" LATENCY_SECONDS="${LATENCY_SECONDS:-2}" PAIRS="${PAIRS:-2}"
   SETUP_SECONDS="${SETUP_SECONDS:-2}" CONCURRENCY="${CONCURRENCY:-2}"
+  STORM_COUNT="${STORM_COUNT:-100}" STORM_ROUNDS="${STORM_ROUNDS:-1}" STORM_CAP="${STORM_CAP:-50}"
 fi
 BIN="${SWITCHBOARD_BIN:-.build/release/switchboard}"
 STREAMS="${STREAMS:-10000}"
@@ -37,6 +41,9 @@ LATENCY_SECONDS="${LATENCY_SECONDS:-20}"
 PAIRS="${PAIRS:-50}"
 SETUP_SECONDS="${SETUP_SECONDS:-15}"
 CONCURRENCY="${CONCURRENCY:-16}"
+STORM_COUNT="${STORM_COUNT:-3000}"
+STORM_ROUNDS="${STORM_ROUNDS:-4}"
+STORM_CAP="${STORM_CAP:-1000}"
 PORT="${PORT:-18443}"
 BASELINE_PORT="${BASELINE_PORT:-18444}"
 HOST=127.0.0.1
@@ -160,6 +167,18 @@ run "switchboard setups (${SETUP_SECONDS}s x $CONCURRENCY)" "$WORK/sb-setups.jso
 kill -0 "$SERVER_PID" 2>/dev/null || { echo "switchboard died during the run; its log:" >&2; tail -n 40 "$WORK/switchboard.log" >&2; }
 stop_server
 
+# A connection storm against a fresh server whose connection cap is below the storm: accepted and refused per second,
+# and RSS before, at the peak and after (does the memory come back?).
+echo "== starting switchboard for the storm (--max-connections $STORM_CAP)" >&2
+"$BIN" serve --host "$HOST" --port "$PORT" --cert "$CERT" --key "$KEY" --token-secret "$SECRET" \
+  --rate-limit 0 --log-level warning --no-relay --no-media --no-web --max-connections "$STORM_CAP" \
+  --max-pending-per-address 1000000 >"$WORK/switchboard-storm.log" 2>&1 &
+SERVER_PID=$!
+wait_ready "$SB_URL" "$WORK/switchboard-storm.log"
+run "switchboard storm (${STORM_ROUNDS} x $STORM_COUNT, cap $STORM_CAP)" "$WORK/sb-storm.json" storm --url "$SB_URL" \
+  --count "$STORM_COUNT" --rounds "$STORM_ROUNDS" --pid "$SERVER_PID" --settle 20
+stop_server
+
 # ---- Node baseline ---------------------------------------------------------------------------------------------------
 BASE_URL="https://$HOST:$BASELINE_PORT"
 echo "== starting node baseline on $BASE_URL" >&2
@@ -174,12 +193,21 @@ sleep 2
 run "baseline latency ($RATE/s, ${LATENCY_SECONDS}s)" "$WORK/base-latency.json" latency --url "$BASE_URL" \
   --rate "$RATE" --seconds "$LATENCY_SECONDS" --pairs "$PAIRS"
 stop_server
+# The baseline has no cap: every connection of the storm is accepted.
+node "$BASELINE" --host "$HOST" --port "$BASELINE_PORT" --cert "$CERT" --key "$KEY" --secret "$SECRET" \
+  >"$WORK/baseline-storm.log" 2>&1 &
+SERVER_PID=$!
+wait_ready "$BASE_URL" "$WORK/baseline-storm.log"
+run "baseline storm (${STORM_ROUNDS} x $STORM_COUNT)" "$WORK/base-storm.json" storm --url "$BASE_URL" \
+  --count "$STORM_COUNT" --rounds "$STORM_ROUNDS" --pid "$SERVER_PID" --settle 20
+stop_server
 
 # ---- report ----------------------------------------------------------------------------------------------------------
 mkdir -p "$ROOT/Benchmarks/results"
 DATE="$(date -u +%Y%m%dT%H%M%SZ)"
 OUT="$ROOT/Benchmarks/results/signaling-$DATE.json"
-export WORK OUT STREAMS STREAM_USERS RATE LATENCY_SECONDS PAIRS SETUP_SECONDS CONCURRENCY BIN DATE
+export WORK OUT STREAMS STREAM_USERS RATE LATENCY_SECONDS PAIRS SETUP_SECONDS CONCURRENCY BIN DATE STORM_COUNT STORM_ROUNDS \
+  STORM_CAP
 node --input-type=module -e '
 import fs from "node:fs";
 import os from "node:os";
@@ -190,9 +218,12 @@ const result = {
   machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, memGiB: +(os.totalmem() / 2 ** 30).toFixed(1),
              kernel: os.release(), node: process.version },
   config: { streams: +e.STREAMS, streamUsers: +e.STREAM_USERS, rate: +e.RATE, latencySeconds: +e.LATENCY_SECONDS,
-            pairs: +e.PAIRS, setupSeconds: +e.SETUP_SECONDS, concurrency: +e.CONCURRENCY, switchboardBin: e.BIN },
-  switchboard: { streams: read("sb-streams"), latency: read("sb-latency"), setups: read("sb-setups") },
-  baseline: { name: "node-sse-server.mjs (seed design)", streams: read("base-streams"), latency: read("base-latency") },
+            pairs: +e.PAIRS, setupSeconds: +e.SETUP_SECONDS, concurrency: +e.CONCURRENCY, switchboardBin: e.BIN,
+            stormCount: +e.STORM_COUNT, stormRounds: +e.STORM_ROUNDS, stormCap: +e.STORM_CAP },
+  switchboard: { streams: read("sb-streams"), latency: read("sb-latency"), setups: read("sb-setups"),
+                 storm: read("sb-storm") },
+  baseline: { name: "node-sse-server.mjs (seed design)", streams: read("base-streams"), latency: read("base-latency"),
+              storm: read("base-storm") },
 };
 fs.writeFileSync(e.OUT, JSON.stringify(result, null, 2) + "\n");
 
@@ -211,6 +242,14 @@ const rows = [
    B.latency && `${B.latency.received}/${B.latency.sent}`],
   ["call setups/s (" + e.CONCURRENCY + " workers)", get(S.setups, "setupsPerSecond"), null],
   ["call setup p99 (ms)", get(S.setups, "p99ms"), null],
+  ["storm: connections accepted/s", get(S.storm, "acceptedPerSecond"), get(B.storm, "acceptedPerSecond")],
+  ["storm: connections refused/s (sb cap " + e.STORM_CAP + ")", get(S.storm, "refusedPerSecond"),
+   get(B.storm, "refusedPerSecond")],
+  ["storm: accepted / refused", S.storm && `${S.storm.accepted}/${S.storm.refused}`,
+   B.storm && `${B.storm.accepted}/${B.storm.refused}`],
+  ["storm: RSS before (MiB)", get(S.storm, "rssBeforeMiB"), get(B.storm, "rssBeforeMiB")],
+  ["storm: RSS at peak (MiB)", get(S.storm, "rssPeakMiB"), get(B.storm, "rssPeakMiB")],
+  ["storm: RSS after (MiB)", get(S.storm, "rssAfterMiB"), get(B.storm, "rssAfterMiB")],
 ];
 const table = [["metric", "switchboard", "node baseline", "ratio (sb/node)"]];
 for (const [name, a, b] of rows) {

@@ -12,6 +12,10 @@
 //       callers at a fixed total rate R/s (clock-scheduled); delivery latency measured on the callees' streams.
 //   setups --seconds S --concurrency C [--no-streams]
 //       C workers loop create -> ringing -> accept -> hangup (sa{w} -> sb{w}); setups/s and per-setup latency.
+//   storm --count N [--rounds R] [--pid PID] [--concurrency 256] [--sources 127.0.0.2,...] [--settle 15]
+//       R rounds of: open N TLS connections (handshake only), hold them all, close them all. Counts handshakes
+//       completed and connections refused (closed before the handshake), their rates, and the server's VmRSS
+//       before the first round, at its peak, and after the last (lowest seen within --settle seconds).
 //   wait [--timeout 60] [--pid PID]
 //       Wait until the target accepts a TLS handshake (exit 0), the timeout passes (1) or PID dies (3).
 //
@@ -682,6 +686,72 @@ async function cmdSetups(o) {
 // ---------------------------------------------------------------------------------------------------------------
 // wait: until the port completes a TLS handshake.
 
+// ---------------------------------------------------------------------------------------------------------------
+// storm
+
+/// One TLS connection: resolves "accepted" once the handshake completes (keeping the socket), "refused" when the
+/// server closes or resets it first.
+function stormConnect(tgt, localAddress, timeoutMs) {
+  return new Promise((resolve) => {
+    const s = tls.connect({ host: tgt.host, port: tgt.port, localAddress, ...tgt.tls, servername: undefined });
+    const timer = setTimeout(() => { s.destroy(); resolve({ outcome: 'timeout' }); }, timeoutMs);
+    s.once('secureConnect', () => { clearTimeout(timer); resolve({ outcome: 'accepted', socket: s }); });
+    s.once('error', () => { clearTimeout(timer); resolve({ outcome: 'refused' }); });
+    s.once('close', () => { clearTimeout(timer); resolve({ outcome: 'refused' }); });
+    s.on('error', () => {});
+  });
+}
+
+async function cmdStorm(o) {
+  const tgt = target(o);
+  const count = num(o, 'count', 2000);
+  const rounds = num(o, 'rounds', 1);
+  const concurrency = num(o, 'concurrency', 256);
+  const settle = num(o, 'settle', 15);
+  const pid = o.pid ? Number(o.pid) : null;
+  const sources = (o.sources ?? '127.0.0.1').split(',');
+  const before = readRssKiB(pid);
+  let peak = before ?? 0;
+  let accepted = 0, refused = 0, timedOut = 0;
+  let acceptSeconds = 0;
+  for (let round = 0; round < rounds; round++) {
+    const sockets = [];
+    const start = nowNs();
+    let next = 0;
+    await pool(count, concurrency, async () => {
+      const index = next++;
+      const r = await stormConnect(tgt, sources[index % sources.length], 20000);
+      if (r.outcome === 'accepted') { accepted++; sockets.push(r.socket); }
+      else if (r.outcome === 'refused') refused++;
+      else timedOut++;
+    });
+    acceptSeconds += nsToMs(nowNs() - start) / 1000;
+    const rss = readRssKiB(pid);
+    if (rss !== null) peak = Math.max(peak, rss);
+    await Promise.all(sockets.map((s) => new Promise((r) => { s.once('close', r); s.destroy(); })));
+    log(`storm: round ${round + 1}/${rounds}: ${sockets.length} held, RSS ${rss === null ? 'n/a' : Math.round(rss / 1024) + ' MiB'}`);
+  }
+  // RSS comes back once the server notices its connections fell: take the lowest reading within --settle s,
+  // stopping early once it has been flat for three seconds.
+  let after = readRssKiB(pid);
+  let flat = 0;
+  for (let waited = 0; pid && waited < settle && flat < 6; waited += 0.5) {
+    await sleep(500);
+    const rss = readRssKiB(pid);
+    if (rss !== null && after !== null && rss < after - 256) { after = rss; flat = 0; } else flat++;
+  }
+  const attempts = accepted + refused + timedOut;
+  console.log(JSON.stringify({
+    rounds, count, accepted, refused, timedOut,
+    attemptsPerSecond: round3(attempts / acceptSeconds),
+    acceptedPerSecond: round3(accepted / acceptSeconds),
+    refusedPerSecond: round3(refused / acceptSeconds),
+    rssBeforeMiB: before === null ? null : round3(before / 1024),
+    rssPeakMiB: before === null ? null : round3(peak / 1024),
+    rssAfterMiB: after === null ? null : round3(after / 1024),
+  }));
+}
+
 async function cmdWait(o) {
   const tgt = target(o);
   const deadline = Date.now() + num(o, 'timeout', 60) * 1000;
@@ -704,10 +774,11 @@ async function cmdWait(o) {
 
 // ---------------------------------------------------------------------------------------------------------------
 
-const USAGE = `usage: load.mjs <streams|latency|setups|wait> --url https://127.0.0.1:PORT (--ca PATH | --insecure) --secret S ...
+const USAGE = `usage: load.mjs <streams|latency|setups|storm|wait> --url https://127.0.0.1:PORT (--ca PATH | --insecure) --secret S ...
   streams --count N [--users U] [--pid PID] [--concurrency 200] [--hold 3] [--open-timeout 30]
   latency --rate R --seconds S [--pairs 20] [--post-sockets 16] [--grace 5]
   setups  --seconds S [--concurrency 16] [--no-streams]
+  storm   --count N [--rounds R] [--pid PID] [--concurrency 256] [--sources A,B,...] [--settle 15]
   wait    [--timeout 60] [--pid PID]
 `;
 
@@ -715,7 +786,7 @@ const isMain = import.meta.url === `file://${process.argv[1]}` || process.argv[1
 if (isMain) {
   const o = parseArgs(process.argv.slice(2));
   const cmd = o._[0];
-  const commands = { streams: cmdStreams, latency: cmdLatency, setups: cmdSetups, wait: cmdWait };
+  const commands = { streams: cmdStreams, latency: cmdLatency, setups: cmdSetups, storm: cmdStorm, wait: cmdWait };
   if (o.help || !commands[cmd]) { process.stderr.write(USAGE); process.exit(o.help ? 0 : 2); }
   commands[cmd](o).then(
     () => process.exit(0),
