@@ -20,6 +20,7 @@ let package = Package(
         .library(name: "Relay", targets: ["Relay"]),
         .library(name: "MediaCore", targets: ["MediaCore"]),
         .library(name: "Media", targets: ["Media"]),
+        .executable(name: "switchboard-fuzz", targets: ["switchboard-fuzz"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: ["FullFoundation"]),
@@ -167,6 +168,19 @@ let package = Package(
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        // libFuzzer targets (Fuzz/run.sh builds them with -sanitize=fuzzer); an ordinary build replays inputs.
+        .executableTarget(
+            name: "switchboard-fuzz",
+            dependencies: [
+                "STUN",
+                "SwitchboardCore",
+                "SwitchboardServer",
+                "MediaCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            path: "Fuzz/Sources/switchboard-fuzz",
             swiftSettings: swiftSettings
         ),
         .testTarget(

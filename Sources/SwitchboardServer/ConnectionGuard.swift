@@ -55,6 +55,7 @@ final class ConnectionLimiter: Sendable {
     private struct State {
         var open = 0
         var pending: [String: Int] = [:]
+        var lastCapacityNotice: ContinuousClock.Instant?
     }
     private let state = Mutex(State())
 
@@ -90,6 +91,16 @@ final class ConnectionLimiter: Sendable {
     }
 
     var open: Int { state.withLock { $0.open } }
+
+    /// Whether a refusal at the cap should be logged now: at most once every 10 s, so a storm is visible in the log
+    /// without flooding it.
+    func shouldNoticeCapacity(now: ContinuousClock.Instant = .now) -> Bool {
+        state.withLock { state in
+            if let last = state.lastCapacityNotice, now - last < .seconds(10) { return false }
+            state.lastCapacityNotice = now
+            return true
+        }
+    }
 
     private static func unpend(_ address: String, in state: inout State) {
         let left = state.pending[address, default: 1] - 1
@@ -142,6 +153,11 @@ struct GuardedChannel<Base: ServerChildChannel>: ServerChildChannel {
         let address = channel.remoteAddress?.ipAddress ?? "unknown"
         if let refusal = limiter.admit(address) {
             metrics.refused[refusal]?.increment()
+            if refusal == .capacity, limiter.shouldNoticeCapacity() {
+                logger.notice(
+                    "connection cap reached: refusing new connections",
+                    metadata: ["cap": "\(limiter.capacity)"])
+            }
             // A failed setup makes NIO drop the channel without registering it; it must be closed here.
             channel.close(promise: nil)
             return channel.eventLoop.makeFailedFuture(refusal)
