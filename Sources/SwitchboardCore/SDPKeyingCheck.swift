@@ -12,7 +12,7 @@ public import CertificateFingerprint
 /// docs/threat-model.md, "SDP smuggling"): browsers split lines on LF, sdp-transform also on a bare CR, aiortc
 /// (Python's `splitlines`) also on VT, FF, U+001C–U+001E, U+0085, U+2028 and U+2029; Firefox's parser skips
 /// blanks and colons after `a=` and compares names case-insensitively. So an SDP must be printable ASCII in lines
-/// ended by LF or CRLF; every line `x=value` with a lower-case type letter and no blank after `=`; every attribute
+/// ended by LF or CRLF; every line `x=value` with a lower-case type letter (and no blank after `a=` or `m=`); every attribute
 /// name an RFC 8866 token, compared in ASCII without case; every m= line single-spaced with a numeric port. What
 /// passes has one reading for every consumer, and it is the text that is forwarded.
 public enum SDPKeyingCheck {
@@ -148,8 +148,8 @@ public enum SDPKeyingCheck {
     }
 
     /// The lines of `sdp`, or why it has no single reading: only printable ASCII, lines ended by LF or CRLF (the
-    /// last may lack its end), no empty line before the last, and every line `x=` with `x` a lower-case letter and
-    /// no blank after `=` (RFC 8866 §5).
+    /// last may lack its end), no empty line before the last, and every line `x=` with `x` a lower-case letter (RFC
+    /// 8866 §5) and, for `a=` and `m=`, no blank after `=`.
     static func readLines(_ sdp: String) -> Result<[Substring], Refusal> {
         var lines: [Substring] = []
         var lineStart = sdp.utf8.startIndex
@@ -162,7 +162,13 @@ public enum SDPKeyingCheck {
             guard bytes.count >= 2, (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(bytes[0]),
                 bytes[1] == UInt8(ascii: "=")
             else { return .malformedLine(number) }
-            if bytes.count == 3 && bytes[2] == UInt8(ascii: " ") { return .malformedLine(number) }
+            // A blank after `a=` or `m=` is skipped by some parsers and not by others (`s= ` is RFC 8866's own
+            // advice for a session without a name, and harmless).
+            if bytes.count == 3 && bytes[2] == UInt8(ascii: " ")
+                && (bytes[0] == UInt8(ascii: "a") || bytes[0] == UInt8(ascii: "m"))
+            {
+                return .malformedLine(number)
+            }
             lines.append(line)
             return nil
         }

@@ -40,6 +40,11 @@ public struct APIError: HTTPResponseError, Sendable {
     }()
     static func forbidden(_ message: String) -> APIError { APIError(.forbidden, "forbidden", message) }
     static func notFound(_ message: String) -> APIError { APIError(.notFound, "not_found", message) }
+    /// The request's HTTP framing is malformed (a bad chunk size, say).
+    static let badFraming = APIError(.badRequest, "bad_framing", "malformed HTTP message framing")
+    /// The connection closed while the request body was being read; nobody is left to read the answer.
+    static let clientGone = APIError(
+        .badRequest, "client_gone", "the connection closed before the request was complete")
     static let rateLimited = rateLimited(retryAfter: 1)
     static func rateLimited(retryAfter seconds: Int) -> APIError {
         var error = APIError(.tooManyRequests, "rate_limited", "too many requests; slow down")

@@ -1,10 +1,10 @@
 import Foundation
 import Media
-import NIOCore
+package import NIOCore
 public import SwitchboardCore
 
-/// JSON encoding and strict decoding for the API.
-enum JSON {
+/// JSON encoding and strict decoding for the API (package-wide, for the fuzz targets).
+package enum JSON {
     static func encode(_ value: some Encodable) -> [UInt8] {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
@@ -18,7 +18,7 @@ enum JSON {
 
     /// Decodes a request body, refusing anything that is not a JSON object with only the fields `T` knows, and
     /// objects nested in it (`sdp`, `candidate`) with fields their types do not know.
-    static func decodeBody<T: RequestBody>(_ type: T.Type, from buffer: ByteBuffer) throws(APIError) -> T {
+    package static func decodeBody<T: RequestBody>(_ type: T.Type, from buffer: ByteBuffer) throws(APIError) -> T {
         let data = Data(buffer.readableBytesView)
         guard let object = try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed]) else {
             throw .badRequest("the request body is not valid JSON")
@@ -61,14 +61,14 @@ enum JSON {
 }
 
 /// A request body with a closed set of fields, and of fields in the objects it nests.
-protocol RequestBody: Decodable {
+package protocol RequestBody: Decodable {
     static var fields: Set<String> { get }
     /// For each field that holds an object, the fields that object may have.
     static var nestedFields: [String: Set<String>] { get }
 }
 
 extension RequestBody {
-    static var nestedFields: [String: Set<String>] { [:] }
+    package static var nestedFields: [String: Set<String>] { [:] }
 }
 
 /// The fields of the objects request bodies nest.
@@ -79,38 +79,38 @@ enum NestedFields {
     static let candidate: Set<String> = ["candidate", "sdpMid", "sdpMLineIndex", "usernameFragment"]
 }
 
-struct InviteBody: RequestBody {
-    static let fields: Set<String> = ["to", "device", "sdp", "media"]
-    static let nestedFields = ["sdp": NestedFields.sessionDescription]
+package struct InviteBody: RequestBody {
+    package static let fields: Set<String> = ["to", "device", "sdp", "media"]
+    package static let nestedFields = ["sdp": NestedFields.sessionDescription]
     let to: String
     let device: String?
     let sdp: SessionDescription?
     let media: MediaPath?
 }
 
-struct DeviceBody: RequestBody {
-    static let fields: Set<String> = ["device"]
+package struct DeviceBody: RequestBody {
+    package static let fields: Set<String> = ["device"]
     let device: String?
 }
 
-struct AcceptBody: RequestBody {
-    static let fields: Set<String> = ["device", "sdp"]
-    static let nestedFields = ["sdp": NestedFields.sessionDescription]
+package struct AcceptBody: RequestBody {
+    package static let fields: Set<String> = ["device", "sdp"]
+    package static let nestedFields = ["sdp": NestedFields.sessionDescription]
     let device: String?
     let sdp: SessionDescription?
 }
 
-struct SignalBody: RequestBody {
-    static let fields: Set<String> = ["device", "type", "sdp", "candidate"]
-    static let nestedFields = ["candidate": NestedFields.candidate]
+package struct SignalBody: RequestBody {
+    package static let fields: Set<String> = ["device", "type", "sdp", "candidate"]
+    package static let nestedFields = ["candidate": NestedFields.candidate]
     let device: String?
     let type: Signal.Kind
     let sdp: String?
     let candidate: ICECandidate?
 }
 
-struct TicketBody: RequestBody {
-    static let fields: Set<String> = ["device"]
+package struct TicketBody: RequestBody {
+    package static let fields: Set<String> = ["device"]
     let device: String?
 }
 

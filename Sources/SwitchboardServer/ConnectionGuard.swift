@@ -150,7 +150,7 @@ struct GuardedChannel<Base: ServerChildChannel>: ServerChildChannel {
     let tls: Bool
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
-        let address = channel.remoteAddress?.ipAddress ?? "unknown"
+        let address = ClientAddress.key(channel.remoteAddress)
         if let refusal = limiter.admit(address) {
             metrics.refused[refusal]?.increment()
             if refusal == .capacity, limiter.shouldNoticeCapacity() {
@@ -263,7 +263,9 @@ final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandle
                 pending = false
                 limiter.requestRead(address)
             }
-            disarm()
+            // The response may already be written (a 401 or 429 before the body was read): then the connection
+            // waits for its next request, under the idle deadline.
+            if responsesInProgress == 0 { arm(.idle, context: context) } else { disarm() }
         }
         context.fireChannelRead(data)
     }
@@ -271,7 +273,9 @@ final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandle
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         if case .end = unwrapOutboundIn(data) {
             responsesInProgress = max(0, responsesInProgress - 1)
-            if responsesInProgress == 0 && !readingRequest { arm(.idle, context: context) }
+            // A connection that has not sent a whole request yet (its first was refused unread, say) keeps the
+            // shorter header deadline, and its pending slot, rather than the idle one.
+            if responsesInProgress == 0 && !readingRequest { arm(pending ? .header : .idle, context: context) }
         }
         context.write(data, promise: promise)
     }
@@ -290,7 +294,9 @@ final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandle
             return
         }
         let metrics = metrics
-        deadline = context.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(Int64(seconds * 1e9))) {
+        // At most a day: the flags are checked, and a larger value would overflow the nanoseconds.
+        let nanoseconds = Int64(min(seconds, 86_400) * 1e9)
+        deadline = context.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(nanoseconds)) {
             metrics.timedOut[phase]?.increment()
             context.close(promise: nil)
         }
@@ -299,6 +305,30 @@ final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandle
     private func disarm() {
         deadline?.cancel()
         deadline = nil
+    }
+}
+
+/// The key per-address limits count a client under: its IPv4 address, or the /64 of its IPv6 address (one
+/// subscriber's prefix: any IPv6 client holds at least that many addresses, so counting each alone would let it
+/// rotate past every limit). IPv4-mapped IPv6 addresses count as IPv4.
+enum ClientAddress {
+    static func key(_ address: SocketAddress?) -> String {
+        switch address {
+        case .v4?:
+            return address?.ipAddress ?? "v4"
+        case .v6(let v6)?:
+            var storage = v6.address.sin6_addr
+            let bytes = withUnsafeBytes(of: &storage) { Array($0) }
+            if bytes[0..<10].allSatisfy({ $0 == 0 }) && bytes[10] == 0xFF && bytes[11] == 0xFF {
+                return bytes[12..<16].map(String.init).joined(separator: ".")
+            }
+            return bytes[0..<8].map { byte in
+                let hex = String(byte, radix: 16)
+                return hex.count == 1 ? "0" + hex : hex
+            }.joined() + "::/64"
+        default:
+            return "other"
+        }
     }
 }
 

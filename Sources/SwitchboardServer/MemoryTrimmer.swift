@@ -16,6 +16,7 @@ final class MemoryTrimmer: Sendable {
     init(minimumDrop: Int = 256, factory: some MetricsFactory) {
         self.minimumDrop = minimumDrop
         trims = Counter(label: "switchboard_memory_trims_total", factory: factory)
+        // Free bytes the allocator held just before the last trim.
         freeBytes = Gauge(label: "switchboard_allocator_free_bytes", factory: factory)
     }
 
@@ -23,7 +24,6 @@ final class MemoryTrimmer: Sendable {
     /// ``minimumDrop``. Returns whether it trimmed.
     @discardableResult
     func observe(open: Int) -> Bool {
-        freeBytes.record(sb_allocator_free_bytes())
         let trim = highWater.withLock { mark in
             mark = max(mark, open)
             guard mark - open >= minimumDrop, open <= mark / 2 else { return false }
@@ -31,6 +31,8 @@ final class MemoryTrimmer: Sendable {
             return true
         }
         guard trim else { return false }
+        // mallinfo2 walks every arena under its lock: only here, not every second.
+        freeBytes.record(sb_allocator_free_bytes())
         _ = sb_allocator_trim()
         trims.increment()
         return true

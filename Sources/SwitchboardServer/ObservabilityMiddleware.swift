@@ -4,7 +4,6 @@ import Hummingbird
 import Logging
 import NIOCore
 import NIOHTTP1
-import NIOSSL
 
 /// Wraps every request: gives it a request id (logged, and returned as `X-Request-Id`), authenticates every `/v1/`
 /// route (bearer token, or a stream ticket on `/v1/events`) and rate-limits it per user, rate-limits per client
@@ -33,7 +32,7 @@ struct ObservabilityMiddleware: RouterMiddleware {
         var user: String?
         do {
             var context = context
-            let address = context.channel.remoteAddress?.ipAddress ?? "unknown"
+            let address = ClientAddress.key(context.channel.remoteAddress)
             // By path segments, as the router matches them ("//v1/calls" is "/v1/calls" to it).
             if request.uri.path.split(separator: "/").first == "v1" {
                 let identity: Identity
@@ -108,10 +107,7 @@ struct ObservabilityMiddleware: RouterMiddleware {
             return APIError(.contentTooLarge, "body_too_large", "the request body is too large")
         case is HTTPParserError:
             // Malformed framing inside the body (a bad chunk size, say): the client's fault, not a server error.
-            return APIError(.badRequest, "bad_framing", "malformed HTTP message framing")
-        case is ChannelError, is IOError, is NIOSSLError:
-            // The connection went away while the body was read; nobody is left to read the answer.
-            return APIError(.badRequest, "client_gone", "the connection closed before the request was complete")
+            return APIError.badFraming
         case let error as HTTPError:
             switch error.status {
             case .notFound: return APIError(.notFound, "not_found", "no such route")

@@ -38,7 +38,8 @@ final class RateLimiter: Sendable {
                 // Full buckets carry no information: forget them.
                 buckets = buckets.filter { $0.value.tokens + now.timeIntervalSince($0.value.updated) * rate < burst }
             }
-            return allowed ? nil : max(1, Int(((cost - bucket.tokens) / rate).rounded(.up)))
+            // At most a day, whatever the rate: the seconds must fit an Int.
+            return allowed ? nil : max(1, Int(min(((cost - bucket.tokens) / rate).rounded(.up), 86_400)))
         }
     }
 }

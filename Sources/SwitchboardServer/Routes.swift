@@ -2,6 +2,8 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import NIOCore
+import NIOHTTP1
+import NIOSSL
 import Relay
 import SwitchboardCore
 
@@ -199,7 +201,18 @@ struct Routes: Sendable {
                 "the request body is larger than \(configuration.maxBodyBytes) bytes")
         }
         var request = request
-        let buffer = try await request.collectBody(upTo: configuration.maxBodyBytes)
+        let buffer: ByteBuffer
+        do {
+            buffer = try await request.collectBody(upTo: configuration.maxBodyBytes)
+        } catch is HTTPParserError {
+            throw APIError.badFraming
+        } catch is ChannelError {
+            throw APIError.clientGone
+        } catch is IOError {
+            throw APIError.clientGone
+        } catch is NIOSSLError {
+            throw APIError.clientGone
+        }
         // No body at all reads as an empty object: `POST /v1/stream-tickets` needs none.
         return try JSON.decodeBody(type, from: buffer.readableBytes == 0 ? ByteBuffer(string: "{}") : buffer)
     }

@@ -65,8 +65,24 @@ struct Serve: AsyncParsableCommand {
             configuration.backlogSize = backlog
             configuration.maxStreamsPerUser = maxStreamsPerUser
             configuration.maxBodyBytes = maxBody
+            for (flag, rate) in [
+                ("--rate-limit", rateLimit), ("--unauthenticated-rate-limit", unauthenticatedRateLimit),
+            ] {
+                guard rate == 0 || (rate >= 0.01 && rate <= 1_000_000) else {
+                    throw CommandFailure("\(flag) must be 0 (off) or between 0.01 and 1000000 requests per second")
+                }
+            }
             configuration.rateLimitPerSecond = rateLimit
             configuration.httpRedirectPort = httpRedirectPort
+            if let publicHost {
+                // A name or an address, nothing else: it becomes the authority of the redirect's Location.
+                let name = publicHost.allSatisfy {
+                    $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "." || $0 == "-")
+                }
+                guard !publicHost.isEmpty, name || IPAddress(publicHost) != nil else {
+                    throw CommandFailure("--public-host must be a host name or an IP address (no port, no brackets)")
+                }
+            }
             configuration.publicHost = publicHost
             configuration.unauthenticatedRateLimitPerSecond = unauthenticatedRateLimit
             configuration.connections = try connections.limits()
@@ -163,8 +179,8 @@ struct ConnectionOptions: ParsableArguments {
         guard maxConnections > 0, maxPendingPerAddress > 0 else {
             throw CommandFailure("--max-connections and --max-pending-per-address must be positive")
         }
-        guard [handshakeTimeout, headerTimeout, bodyTimeout, idleTimeout].allSatisfy({ $0 > 0 && $0.isFinite }) else {
-            throw CommandFailure("connection timeouts must be positive numbers of seconds")
+        guard [handshakeTimeout, headerTimeout, bodyTimeout, idleTimeout].allSatisfy({ $0 > 0 && $0 <= 86_400 }) else {
+            throw CommandFailure("connection timeouts must be positive numbers of seconds, at most a day")
         }
         var limits = ConnectionLimits()
         limits.maxConnections = maxConnections

@@ -141,3 +141,50 @@ import Testing
         }
     }
 }
+
+/// Deadlines after a response written before its request was read whole.
+@Suite struct EarlyResponseDeadlineTests {
+    @Test func aConnectionAnsweredBeforeItsBodyStillGetsTheIdleDeadline() async throws {
+        try await TestServer.with({ $0.connections.idleTimeout = 1 }) { server in
+            // No token: the 401 is written before the one-byte body arrives.
+            let connection = try await RawConnection.open(port: server.port, from: "127.0.0.7", tls: true)
+            try await connection.send(
+                "POST /v1/calls HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 1\r\n\r\n"
+            )
+            #expect(await connection.receive(until: "\r\n\r\n").hasPrefix("HTTP/1.1 401"))
+            try await connection.send("{")
+            // The connection now waits for its next request and must be cut like any idle one.
+            #expect(await connection.closes(within: 10))
+            #expect(try await server.metric(#"switchboard_connection_timeouts_total{phase="idle"}"#) == 1)
+        }
+    }
+
+    @Test func aConnectionWhoseFirstRequestWasMalformedKeepsTheHeaderDeadline() async throws {
+        try await TestServer.with({
+            $0.connections.headerTimeout = 1
+            $0.connections.idleTimeout = 60
+        }) { server in
+            // Garbage for a request line: the server answers 400 and waits for the client to go; the connection
+            // never sent a request, so it keeps its pending slot only as long as the header deadline.
+            let openBefore = try await server.metric("switchboard_connections_open")
+            let connection = try await RawConnection.open(
+                port: server.port, from: "127.0.0.8", tls: true, stayOpen: true)
+            try await connection.send("NOT HTTP AT ALL\r\n\r\n")
+            #expect(await connection.receive(until: "\r\n\r\n").hasPrefix("HTTP/1.1 400"))
+            // The client keeps its side open; the server's side is closed by the header deadline.
+            let timeouts = #"switchboard_connection_timeouts_total{phase="header"}"#
+            let deadline = ContinuousClock.now + .seconds(10)
+            while try await server.metric(timeouts) != 1, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            #expect(try await server.metric(timeouts) == 1)
+            // Closing waits up to 1 s for the client's close_notify, then the slot is free.
+            while try await server.metric("switchboard_connections_open") != openBefore, ContinuousClock.now < deadline
+            {
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            #expect(try await server.metric("switchboard_connections_open") == openBefore)
+            connection.close()
+        }
+    }
+}

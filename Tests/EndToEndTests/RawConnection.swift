@@ -9,7 +9,11 @@ final class RawConnection: Sendable {
     let channel: any Channel
     private let collector: Collector
 
-    static func open(port: Int, from source: String = "127.0.0.1", tls: Bool) async throws -> RawConnection {
+    /// With `stayOpen`, the client allows half-closure: when the server stops sending it keeps its side open, as a
+    /// hostile client would, until the server closes the connection for good.
+    static func open(
+        port: Int, from source: String = "127.0.0.1", tls: Bool, stayOpen: Bool = false
+    ) async throws -> RawConnection {
         let collector = Collector()
         let context: NIOSSLContext? =
             tls
@@ -21,6 +25,7 @@ final class RawConnection: Sendable {
             }() : nil
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .bind(to: try SocketAddress(ipAddress: source, port: 0))
+            .channelOption(ChannelOptions.allowRemoteHalfClosure, value: stayOpen)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     if let context {

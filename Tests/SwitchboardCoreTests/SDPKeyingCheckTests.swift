@@ -300,6 +300,16 @@ import Testing
         }
     }
 
+    @Test func anUnnamedSessionMayBeABlank() throws {
+        // RFC 8866 §5.3 suggests "s= " for a session without a name; SIP gateways send it.
+        let sdp = try Fixture.sdp("chrome-offer-av").replacingOccurrences(of: "\r\ns=-\r\n", with: "\r\ns= \r\n")
+        #expect(sdp.contains("s= \r\n"))
+        guard case .acceptable = SDPKeyingCheck.evaluate(sdp, as: .offer) else {
+            Issue.record("refused s= ")
+            return
+        }
+    }
+
     @Test(arguments: ["9", "9/2", "65535", "00009"])
     func decimalMediaPortsAreRead(port: String) {
         let plain = InlineSDP.make(media: [InlineSDP.media(port: port, proto: "RTP/AVP")])

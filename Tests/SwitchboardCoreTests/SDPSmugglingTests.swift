@@ -300,7 +300,9 @@ enum ConsumerModel {
         let wellFormed = readings[0].allSatisfy { line in
             let scalars = Array(line.unicodeScalars)
             guard scalars.count >= 2, ("a"..."z").contains(scalars[0]), scalars[1] == "=" else { return false }
-            if scalars.count > 2, scalars[2] == " " || scalars[2] == ":" { return false }
+            if scalars.count > 2, scalars[0] == "a" || scalars[0] == "m", scalars[2] == " " || scalars[2] == ":" {
+                return false
+            }
             if line.hasPrefix("m=") && line.contains("  ") { return false }
             return true
         }

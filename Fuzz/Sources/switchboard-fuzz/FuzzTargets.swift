@@ -3,8 +3,7 @@ import MediaCore
 import NIOCore
 import STUN
 import SwitchboardCore
-
-@testable import SwitchboardServer
+import SwitchboardServer
 
 /// libFuzzer targets for the parsers hostile input reaches first: the STUN decoder (and everything that reads a
 /// decoded message), the SDP keying check, the SSE parser and the API's request-body decoders. Each target also
