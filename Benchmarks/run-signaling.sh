@@ -150,9 +150,12 @@ run() {
 # ---- Switchboard ---------------------------------------------------------------------------------------------------
 SB_URL="https://$HOST:$PORT"
 echo "== starting switchboard ($BIN) on $SB_URL" >&2
-# The signaling plane alone: no TURN relay (it would need a shared secret) and no secure relay's media port.
+# The signaling plane alone: no TURN relay (it would need a shared secret) and no secure relay's media port. Every
+# client connection comes from one address, hundreds of handshakes at a time: the per-address pending cap is lifted
+# (the connection deadlines stay at their defaults).
 "$BIN" serve --host "$HOST" --port "$PORT" --cert "$CERT" --key "$KEY" --token-secret "$SECRET" \
-  --rate-limit 0 --log-level warning --no-relay --no-media >"$WORK/switchboard.log" 2>&1 &
+  --rate-limit 0 --log-level warning --no-relay --no-media --max-pending-per-address 1000000 \
+  >"$WORK/switchboard.log" 2>&1 &
 SERVER_PID=$!
 wait_ready "$SB_URL" "$WORK/switchboard.log"
 grep -m1 'https://' "$WORK/switchboard.log" >&2 || true

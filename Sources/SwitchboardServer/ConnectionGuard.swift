@@ -20,7 +20,7 @@ public struct ConnectionLimits: Sendable {
     public var maxConnections: Int = 16_384
     /// Connections from one client address that have not yet sent a whole request (a TLS handshake or a header in
     /// progress); more are closed as soon as they are accepted.
-    public var maxPendingPerAddress: Int = 32
+    public var maxPendingPerAddress: Int = 64
     /// Seconds from accept until the TLS handshake completes.
     public var handshakeTimeout: TimeInterval = 10
     /// Seconds from the handshake until the first request's header is complete.
@@ -116,23 +116,17 @@ struct ConnectionMetrics: Sendable {
 
     init(factory: some MetricsFactory) {
         open = Gauge(label: "switchboard_connections_open", factory: factory)
-        refused = Dictionary(
-            uniqueKeysWithValues: ConnectionRefusal.allCases.map {
-                (
-                    $0,
-                    Counter(
-                        label: "switchboard_connections_refused_total", dimensions: [("reason", $0.rawValue)],
-                        factory: factory)
-                )
-            })
-        timedOut = Dictionary(
-            uniqueKeysWithValues: ConnectionPhase.allCases.map {
-                (
-                    $0,
-                    Counter(
-                        label: "switchboard_connection_timeouts_total", dimensions: [("phase", $0.rawValue)],
-                        factory: factory)
-                )
+        refused = Self.counters("switchboard_connections_refused_total", by: "reason", factory: factory)
+        timedOut = Self.counters("switchboard_connection_timeouts_total", by: "phase", factory: factory)
+    }
+
+    /// One counter per case of `Key`, its raw value as the `dimension` label.
+    private static func counters<Key: CaseIterable & Hashable & RawRepresentable<String>>(
+        _ label: String, by dimension: String, factory: some MetricsFactory
+    ) -> [Key: CoreMetrics.Counter] {
+        Dictionary(
+            uniqueKeysWithValues: Key.allCases.map {
+                ($0, Counter(label: label, dimensions: [(dimension, $0.rawValue)], factory: factory))
             })
     }
 }

@@ -167,7 +167,7 @@ struct Serve: AsyncParsableCommand {
 struct ConnectionOptions: ParsableArguments {
     @Option(help: "Connections open at once; lowered to fit the descriptor limit.") var maxConnections = 16_384
     @Option(help: "Connections per client address that have not sent a whole request yet.")
-    var maxPendingPerAddress = 32
+    var maxPendingPerAddress = 64
     @Option(help: "Seconds for a TLS handshake.") var handshakeTimeout: Double = 10
     @Option(help: "Seconds from the handshake until the first request header is complete.")
     var headerTimeout: Double = 20
