@@ -17,11 +17,18 @@ targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=(stun sdp sse body)
 
 # Instrumented for coverage (libFuzzer) and memory errors (AddressSanitizer), in its own scratch path so the
-# ordinary build keeps its cache.
-swift build --product switchboard-fuzz --scratch-path .build-fuzz --sanitize fuzzer --sanitize address \
-    -Xswiftc -DFUZZING
-binary="$(swift build --product switchboard-fuzz --scratch-path .build-fuzz --sanitize fuzzer --sanitize address \
-    -Xswiftc -DFUZZING --show-bin-path)/switchboard-fuzz"
+# ordinary build keeps its cache. swiftc keeps only the last -sanitize= it is given, and SwiftPM passes one per
+# --sanitize in no fixed order: the combined flag comes last so that Swift code gets both.
+flags=(--product switchboard-fuzz --scratch-path .build-fuzz --sanitize fuzzer --sanitize address
+    -Xswiftc -sanitize=fuzzer,address -Xswiftc -DFUZZING)
+swift build "${flags[@]}"
+binary="$(swift build "${flags[@]}" --show-bin-path)/switchboard-fuzz"
+# A binary without coverage would "fuzz" blind and find nothing: refuse it.
+# (grep -c reads all of nm's output: grep -q would stop early and fail the pipeline under pipefail.)
+if [ "$(nm "$(dirname "$binary")/SwitchboardCore.build/SDPKeyingCheck.swift.o" | grep -c __sanitizer_cov)" -eq 0 ]; then
+    echo "fuzz: the build is not instrumented for coverage" >&2
+    exit 1
+fi
 
 mkdir -p .build-fuzz/findings
 failed=()

@@ -2,7 +2,7 @@ import CoreMetrics
 public import Foundation
 import HummingbirdCore
 import Logging
-import NIOCore
+package import NIOCore
 import NIOHTTPTypes
 import NIOSSL
 import NIOTLS
@@ -305,8 +305,8 @@ final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandle
 /// The key per-address limits count a client under: its IPv4 address, or the /64 of its IPv6 address (one
 /// subscriber's prefix: any IPv6 client holds at least that many addresses, so counting each alone would let it
 /// rotate past every limit). IPv4-mapped IPv6 addresses count as IPv4.
-enum ClientAddress {
-    static func key(_ address: SocketAddress?) -> String {
+package enum ClientAddress {
+    package static func key(_ address: SocketAddress?) -> String {
         switch address {
         case .v4?:
             return address?.ipAddress ?? "v4"

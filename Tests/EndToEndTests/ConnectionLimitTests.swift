@@ -188,3 +188,16 @@ import Testing
         }
     }
 }
+
+/// The key the per-address limits count a client under.
+@Suite struct ClientAddressTests {
+    @Test func ipv4IsTheAddressAndIPv6IsItsSlash64() throws {
+        func key(_ ip: String) throws -> String { ClientAddress.key(try SocketAddress(ipAddress: ip, port: 4000)) }
+        #expect(try key("192.0.2.7") == "192.0.2.7")
+        #expect(try key("::ffff:192.0.2.7") == "192.0.2.7")
+        #expect(try key("2001:db8:1:2:3:4:5:6") == key("2001:db8:1:2:ffff::1"))
+        #expect(try key("2001:db8:1:2::1") != key("2001:db8:1:3::1"))
+        #expect(try key("2001:db8:1:2::1") == "20010db800010002::/64")
+        #expect(ClientAddress.key(nil) == "other")
+    }
+}
