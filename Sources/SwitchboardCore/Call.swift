@@ -26,12 +26,60 @@ public struct Call: Sendable, Hashable {
     public internal(set) var ringDeadline: Date?
     /// The caller's SDP offer, kept so that a device that connects late still gets it with the invite.
     public internal(set) var offer: SessionDescription?
-    /// Every event of the call with its time, actor and device.
+    /// Every event of the call with its time, actor and device. A call loaded from a store for a transition may
+    /// come without it (``timelineLength`` still counts it).
     public internal(set) var timeline: [TimelineEntry] = []
+    /// How many entries the timeline has.
+    public internal(set) var timelineLength = 0
     /// How media flows: peer to peer (possibly through TURN), or through Switchboard's secure relay.
     public internal(set) var media: MediaPath = .direct
     /// Why a call ended `failed`, when the server knows (`fingerprint_mismatch`, `ice_timeout`, ...).
     public internal(set) var failure: String?
+
+    init(
+        id: String, caller: String, callerDevice: String, callee: String, state: CallState, createdAt: Date,
+        ringDeadline: Date?, offer: SessionDescription?
+    ) {
+        self.id = id
+        self.caller = caller
+        self.callerDevice = callerDevice
+        self.callee = callee
+        self.state = state
+        self.createdAt = createdAt
+        self.ringDeadline = ringDeadline
+        self.offer = offer
+    }
+
+    /// A call rebuilt from a store's row, field by field.
+    public init(
+        id: String, caller: String, callerDevice: String, callee: String, state: CallState, endReason: EndReason?,
+        createdAt: Date, answeredAt: Date?, endedAt: Date?, answeredBy: String?, ringingDevices: [String],
+        ringDeadline: Date?, offer: SessionDescription?, timeline: [TimelineEntry] = [], timelineLength: Int,
+        media: MediaPath, failure: String?
+    ) {
+        self.init(
+            id: id, caller: caller, callerDevice: callerDevice, callee: callee, state: state, createdAt: createdAt,
+            ringDeadline: ringDeadline, offer: offer)
+        self.endReason = endReason
+        self.answeredAt = answeredAt
+        self.endedAt = endedAt
+        self.answeredBy = answeredBy
+        self.ringingDevices = ringingDevices
+        self.timeline = timeline
+        self.timelineLength = timelineLength
+        self.media = media
+        self.failure = failure
+    }
+
+    /// This call with `timeline` as its timeline (a store loads the lines apart from the row).
+    public func withTimeline(_ timeline: [TimelineEntry]) -> Call {
+        var call = self
+        call.timeline = timeline
+        return call
+    }
+
+    /// This call without its timeline lines, as a store keeps it in a row.
+    public var withoutTimeline: Call { withTimeline([]) }
 
     /// Whether `user` is the caller or the callee.
     public func isParty(_ user: String) -> Bool { user == caller || user == callee }

@@ -19,6 +19,8 @@ public struct CallError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let unsupportedSDP = Code(rawValue: "unsupported_sdp")
         /// The secure relay is not running on this server.
         public static let mediaUnavailable = Code(rawValue: "media_unavailable")
+        /// The call store (its database) cannot be reached; nothing was changed.
+        public static let storeUnavailable = Code(rawValue: "store_unavailable")
     }
 
     public let code: Code

@@ -1,10 +1,12 @@
 public import Foundation
 
-/// All calls of one signaling node: the call state machine of DESIGN.md, as a value.
+/// Calls of the state machine of DESIGN.md, as a value: every call of a node, or just the calls one input needs.
 ///
-/// Each input is a `mutating func` that takes the current time and returns what happened: the call as it now is
-/// and the ``Delivery`` values the caller must carry out. Nothing here does I/O, sleeps or reads a clock, so every
-/// transition is tested without a network, and two nodes fed the same inputs reach the same states.
+/// Each input takes the current time and returns what happened as ``CallEvent`` values, its single output: the
+/// timeline, deliveries, metrics and a store's event log all derive from them. Nothing here does I/O, sleeps or
+/// reads a clock, so every transition is tested without a network, and two nodes fed the same inputs reach the
+/// same states. A store builds a registry from the calls an input needs (``CallInput/callID`` and the pending and
+/// active calls of ``CallInput/users``), runs the input and writes back what the events changed.
 ///
 /// Invariants kept by every input:
 /// - a user is in at most one `active` call;
@@ -16,22 +18,27 @@ public struct CallRegistry: Sendable {
     public struct Configuration: Sendable {
         /// How long an unanswered call rings before it ends `no_answer` (or `unavailable`).
         public var ringTimeout: TimeInterval
-        /// How many ended calls are kept for history; the oldest are forgotten first.
-        public var maxEndedCalls: Int
         /// Timeline entries kept per call; lifecycle entries are always kept, signals only below this bound.
         public var maxTimelineEntries: Int
 
-        public init(ringTimeout: TimeInterval = 30, maxEndedCalls: Int = 10_000, maxTimelineEntries: Int = 200) {
+        public init(ringTimeout: TimeInterval = 30, maxTimelineEntries: Int = 200) {
             self.ringTimeout = ringTimeout
-            self.maxEndedCalls = maxEndedCalls
             self.maxTimelineEntries = maxTimelineEntries
         }
     }
 
-    /// The result of an input: the call it is about and the events to deliver, in order.
+    /// The result of an input: the call it is about and its events, in order.
     public struct Outcome: Sendable {
         public var call: Call
-        public var deliveries: [Delivery]
+        public var events: [CallEvent]
+
+        public init(call: Call, events: [CallEvent]) {
+            self.call = call
+            self.events = events
+        }
+
+        /// What each device hears, in order.
+        public var deliveries: [Delivery] { events.flatMap(\.deliveries) }
     }
 
     public var configuration: Configuration
@@ -39,11 +46,10 @@ public struct CallRegistry: Sendable {
     private var pendingIDs: Set<String> = []
     private var activeCallByUser: [String: String] = [:]
     private var callIDsByUser: [String: [String]] = [:]
-    private var endedOrder: [String] = []
-    private var endedHead = 0
 
-    public init(configuration: Configuration = Configuration()) {
+    public init(configuration: Configuration = Configuration(), calls: [Call] = []) {
         self.configuration = configuration
+        for call in calls.sorted(by: { ($0.createdAt, $0.id) < ($1.createdAt, $1.id) }) { insert(call) }
     }
 
     // MARK: Queries
@@ -57,16 +63,22 @@ public struct CallRegistry: Sendable {
         return call
     }
 
-    /// Calls of `user` (all calls when `user` is nil), newest first, optionally only in `states`.
-    public func calls(of user: String?, states: Set<CallState>? = nil) -> [Call] {
+    /// Calls of `user` (all calls when `user` is nil), newest first, optionally only in `states`, only those
+    /// older than `before`, at most `limit`.
+    public func calls(
+        of user: String?, states: Set<CallState>? = nil, before: HistoryCursor? = nil, limit: Int = .max
+    ) -> [Call] {
         let selected: [Call]
         if let user {
-            selected = (callIDsByUser[user] ?? []).reversed().compactMap { calls[$0] }
+            selected = (callIDsByUser[user] ?? []).compactMap { calls[$0] }
+                .sorted { HistoryCursor($0) > HistoryCursor($1) }
         } else {
-            selected = calls.values.sorted { ($0.createdAt, $0.id) > ($1.createdAt, $1.id) }
+            selected = calls.values.sorted { HistoryCursor($0) > HistoryCursor($1) }
         }
-        guard let states else { return selected }
-        return selected.filter { states.contains($0.state) }
+        return Array(
+            selected.lazy.filter { call in
+                (states?.contains(call.state) ?? true) && (before.map { HistoryCursor(call) < $0 } ?? true)
+            }.prefix(limit))
     }
 
     /// Pending calls to `callee`, oldest first: what a device that connects now must be told about.
@@ -88,6 +100,22 @@ public struct CallRegistry: Sendable {
     }
 
     // MARK: Inputs
+
+    /// Runs one input.
+    public mutating func apply(_ input: CallInput, now: Date) throws(CallError) -> [CallEvent] {
+        switch input {
+        case .invite(let id, let caller, let device, let callee, let offer, let media):
+            try invite(id: id, from: caller, device: device, to: callee, offer: offer, media: media, now: now).events
+        case .ring(let id, let user, let device): try ring(id, user: user, device: device, now: now).events
+        case .accept(let id, let user, let device, let answer):
+            try accept(id, user: user, device: device, answer: answer, now: now).events
+        case .decline(let id, let user, let device): try decline(id, user: user, device: device, now: now).events
+        case .hangup(let id, let user, let device): try hangup(id, user: user, device: device, now: now).events
+        case .signal(let signal): try self.signal(signal, now: now).events
+        case .fail(let id, let failure): fail(id, failure: failure, now: now)?.events ?? []
+        case .expire: expire(now: now).flatMap(\.events)
+        }
+    }
 
     /// `caller` on `device` invites `callee`, with id `id` chosen by the adapter.
     ///
@@ -118,18 +146,16 @@ public struct CallRegistry: Sendable {
             id: id, caller: caller, callerDevice: device, callee: callee, state: .inviting, createdAt: now,
             ringDeadline: now.addingTimeInterval(configuration.ringTimeout), offer: offer)
         call.media = media
-        call.timeline.append(TimelineEntry(at: now, event: "invite", user: caller, device: device))
-        calls[id] = call
-        callIDsByUser[caller, default: []].append(id)
-        callIDsByUser[callee, default: []].append(id)
-        pendingIDs.insert(id)
+        insert(call)
 
         if activeCallByUser[callee] != nil {
-            let ended = end(id, .busy, now: now, by: callee, device: nil)
-            return Outcome(call: ended, deliveries: [])
+            // Nobody is told: the caller learns it from the call it gets back.
+            let invited = record(.invite(offer: offer), id, at: now, by: caller, device: device, to: [])
+            let busy = end(id, .busy, now: now, by: callee, device: nil, to: [])
+            return Outcome(call: busy.call, events: [invited, busy])
         }
 
-        var deliveries: [Delivery] = []
+        var events: [CallEvent] = []
         // Calling the same user again replaces the invite still pending (a retry, or another of the caller's
         // devices): between two users there is at most one pending call.
         let repeated = pendingIDs.filter { other in
@@ -137,7 +163,7 @@ public struct CallRegistry: Sendable {
             return other.caller == caller && other.callee == callee
         }.sorted()
         for previous in repeated {
-            deliveries += endDeliveries(end(previous, .cancelled, now: now, by: caller, device: device))
+            events.append(end(previous, .cancelled, now: now, by: caller, device: device))
         }
 
         let glares = pendingIDs.filter { other in
@@ -147,32 +173,36 @@ public struct CallRegistry: Sendable {
         if let lesser = glares.first {
             if id < lesser {
                 for glare in glares {
-                    deliveries += endDeliveries(end(glare, .glare, now: now, by: caller, device: device))
+                    events.append(end(glare, .glare, now: now, by: caller, device: device))
                 }
             } else {
-                let ended = end(id, .glare, now: now, by: caller, device: device)
-                return Outcome(call: ended, deliveries: [Delivery(user: caller, devices: .all, event: .ended(ended))])
+                events.append(record(.invite(offer: offer), id, at: now, by: caller, device: device, to: []))
+                let lost = end(
+                    id, .glare, now: now, by: caller, device: device, to: [.init(user: caller, devices: .all)])
+                events.append(lost)
+                return Outcome(call: lost.call, events: events)
             }
         }
-        let invited = calls[id]!
-        deliveries.append(Delivery(user: callee, devices: .all, event: .invite(invited, offer: offer)))
-        return Outcome(call: invited, deliveries: deliveries)
+        let invited = record(
+            .invite(offer: offer), id, at: now, by: caller, device: device, to: [.init(user: callee, devices: .all)])
+        events.append(invited)
+        return Outcome(call: invited.call, events: events)
     }
 
     /// A callee device acknowledges the invite: it is ringing.
     public mutating func ring(_ id: String, user: String, device: String, now: Date) throws(CallError) -> Outcome {
         var call = try callForAction(id, user: user, calleeOnly: "acknowledge ringing")
         guard call.state.isPending else { throw invalid(call, "ring") }
-        let first = call.state == .inviting
         // A device acknowledging again changes nothing and adds nothing: the timeline cannot be grown by repeats.
-        if !call.ringingDevices.contains(device) {
-            call.ringingDevices.append(device)
-            call.timeline.append(TimelineEntry(at: now, event: "ringing", user: user, device: device))
-        }
+        guard !call.ringingDevices.contains(device) else { return Outcome(call: call, events: []) }
+        let first = call.state == .inviting
+        call.ringingDevices.append(device)
         call.state = .ringing
         calls[id] = call
-        let deliveries = first ? [Delivery(user: call.caller, devices: .all, event: .ringing(call))] : []
-        return Outcome(call: call, deliveries: deliveries)
+        let ringing = record(
+            .ringing, id, at: now, by: user, device: device,
+            to: first ? [.init(user: call.caller, devices: .all)] : [])
+        return Outcome(call: ringing.call, events: [ringing])
     }
 
     /// A callee device accepts the call. The first device wins; the callee's other devices are told the call was
@@ -194,25 +224,27 @@ public struct CallRegistry: Sendable {
         call.answeredAt = now
         call.answeredBy = device
         call.ringDeadline = nil
-        call.timeline.append(TimelineEntry(at: now, event: "accepted", user: user, device: device))
         calls[id] = call
         pendingIDs.remove(id)
         activeCallByUser[call.caller] = id
         activeCallByUser[call.callee] = id
 
-        var deliveries = [
-            Delivery(user: call.caller, devices: .all, event: .accepted(call, answer: answer)),
-            Delivery(user: call.callee, devices: .allExcept(device), event: .ended(call.answeredElsewhereView())),
-        ]
+        let accepted = record(
+            .accepted(answer: answer), id, at: now, by: user, device: device,
+            to: [
+                .init(user: call.caller, devices: .all),
+                .init(user: call.callee, devices: .allExcept(device), answeredElsewhere: true),
+            ])
+        var events = [accepted]
         // Keep the invariant: an active user has no pending calls.
         for party in [call.caller, call.callee] {
             let others = pendingIDs.compactMap({ calls[$0] }).filter({ $0.isParty(party) }).sorted { $0.id < $1.id }
             for other in others {
                 let reason: EndReason = other.caller == party ? .cancelled : .busy
-                deliveries += endDeliveries(end(other.id, reason, now: now, by: party, device: nil))
+                events.append(end(other.id, reason, now: now, by: party, device: nil))
             }
         }
-        return Outcome(call: calls[id]!, deliveries: deliveries)
+        return Outcome(call: calls[id]!, events: events)
     }
 
     /// A callee device refuses the call.
@@ -220,7 +252,7 @@ public struct CallRegistry: Sendable {
         let call = try callForAction(id, user: user, calleeOnly: "decline")
         guard call.state.isPending else { throw invalid(call, "decline") }
         let ended = end(id, .declined, now: now, by: user, device: device)
-        return Outcome(call: ended, deliveries: endDeliveries(ended))
+        return Outcome(call: ended.call, events: [ended])
     }
 
     /// A party ends the call: before an answer the caller cancels and the callee declines; after it, `hangup`.
@@ -233,15 +265,15 @@ public struct CallRegistry: Sendable {
         case .ended: throw invalid(call, "hang up")
         }
         let ended = end(id, reason, now: now, by: user, device: device)
-        return Outcome(call: ended, deliveries: endDeliveries(ended))
+        return Outcome(call: ended.call, events: [ended])
     }
 
     /// Routes an offer, answer or ICE candidate to the other party. Before an answer, the caller's signals go to
     /// every callee device; after it, only to the device that answered. The callee's signals go to the device
     /// that placed the call. Only that device may signal for the caller, and once the call is answered only the
     /// device that answered may signal for the callee (`forbidden` otherwise).
-    public mutating func signal(_ signal: Signal, now: Date) throws(CallError) -> [Delivery] {
-        var call = try callForAction(signal.callID, user: signal.fromUser, calleeOnly: nil)
+    public mutating func signal(_ signal: Signal, now: Date) throws(CallError) -> Outcome {
+        let call = try callForAction(signal.callID, user: signal.fromUser, calleeOnly: nil)
         guard call.state != .ended else { throw invalid(call, "signal") }
         // Media is negotiated between the device that placed the call and the one that answered it: no other
         // device of either user may inject SDP or candidates.
@@ -266,19 +298,16 @@ public struct CallRegistry: Sendable {
                 throw CallError(.badRequest, "an end-of-candidates signal carries no sdp or candidate")
             }
         }
-        if call.timeline.count < configuration.maxTimelineEntries {
-            call.timeline.append(
-                TimelineEntry(
-                    at: now, event: "signal.\(signal.kind.rawValue)", user: signal.fromUser, device: signal.fromDevice))
-            calls[call.id] = call
-        }
         let devices: Delivery.Devices
         if signal.fromUser == call.caller {
             devices = call.answeredBy.map { .only($0) } ?? .all
         } else {
             devices = .only(call.callerDevice)
         }
-        return [Delivery(user: call.peer(of: signal.fromUser), devices: devices, event: .signal(signal))]
+        let event = record(
+            .signal(signal), call.id, at: now, by: signal.fromUser, device: signal.fromDevice,
+            to: [.init(user: call.peer(of: signal.fromUser), devices: devices)])
+        return Outcome(call: event.call, events: [event])
     }
 
     /// The server ends a call it cannot carry (a secure-relay leg failed): `failed`, with `failure` saying why.
@@ -286,8 +315,8 @@ public struct CallRegistry: Sendable {
     public mutating func fail(_ id: String, failure: String, now: Date) -> Outcome? {
         guard let call = calls[id], call.state != .ended else { return nil }
         calls[id]?.failure = failure
-        let ended = end(id, .failed, now: now, by: call.caller, device: nil, event: "failed")
-        return Outcome(call: ended, deliveries: endDeliveries(ended))
+        let ended = end(id, .failed, now: now, by: call.caller, device: nil)
+        return Outcome(call: ended.call, events: [ended])
     }
 
     /// Ends every pending call whose ring deadline has passed: `no_answer` when a device was ringing,
@@ -297,12 +326,37 @@ public struct CallRegistry: Sendable {
             .sorted { $0.id < $1.id }
         return due.map { call in
             let reason: EndReason = call.state == .ringing ? .noAnswer : .unavailable
-            let ended = end(call.id, reason, now: now, by: call.callee, device: nil, event: "timeout")
-            return Outcome(call: ended, deliveries: endDeliveries(ended))
+            let ended = end(call.id, reason, now: now, by: call.callee, device: nil)
+            return Outcome(call: ended.call, events: [ended])
         }
     }
 
+    /// Forgets ended calls that ended before `cutoff` (history retention); returns how many.
+    @discardableResult
+    public mutating func forgetCalls(endedBefore cutoff: Date) -> Int {
+        let old = calls.values.filter { $0.state == .ended && ($0.endedAt ?? .distantPast) < cutoff }
+        for call in old {
+            calls[call.id] = nil
+            for party in [call.caller, call.callee] {
+                callIDsByUser[party]?.removeAll { $0 == call.id }
+                if callIDsByUser[party]?.isEmpty == true { callIDsByUser[party] = nil }
+            }
+        }
+        return old.count
+    }
+
     // MARK: Helpers
+
+    private mutating func insert(_ call: Call) {
+        calls[call.id] = call
+        callIDsByUser[call.caller, default: []].append(call.id)
+        callIDsByUser[call.callee, default: []].append(call.id)
+        if call.state.isPending { pendingIDs.insert(call.id) }
+        if call.state == .active {
+            activeCallByUser[call.caller] = call.id
+            activeCallByUser[call.callee] = call.id
+        }
+    }
 
     private func callForAction(_ id: String, user: String, calleeOnly action: String?) throws(CallError) -> Call {
         let call = try self.call(id, visibleTo: user)
@@ -316,53 +370,124 @@ public struct CallRegistry: Sendable {
         CallError(.invalidTransition, "cannot \(action) a call that is \(call.state.rawValue)")
     }
 
-    private func endDeliveries(_ call: Call) -> [Delivery] {
-        [
-            Delivery(user: call.caller, devices: .all, event: .ended(call)),
-            Delivery(user: call.callee, devices: .all, event: .ended(call)),
-        ]
+    /// The one place an event is made: it adds the event's line to the call's timeline (signals only below the
+    /// bound) and snapshots the call.
+    private mutating func record(
+        _ kind: CallEvent.Kind, _ id: String, at now: Date, by user: String, device: String?,
+        to recipients: [CallEvent.Recipient]
+    ) -> CallEvent {
+        var call = calls[id]!
+        var entry: TimelineEntry?
+        let isSignal = if case .signal = kind { true } else { false }
+        if !isSignal || call.timelineLength < configuration.maxTimelineEntries {
+            let draft = CallEvent(
+                kind: kind, call: call, at: now, user: user, device: device, recipients: [], timelineEntry: nil)
+            let line = TimelineEntry(
+                at: now, event: draft.timelineName, user: user, device: device,
+                reason: isSignal ? nil : call.endReason?.rawValue)
+            call.timeline.append(line)
+            call.timelineLength += 1
+            calls[id] = call
+            entry = line
+        }
+        return CallEvent(
+            kind: kind, call: call, at: now, user: user, device: device, recipients: recipients, timelineEntry: entry)
     }
 
-    @discardableResult
+    /// Ends call `id`; by default both parties' devices are told.
     private mutating func end(
         _ id: String,
         _ reason: EndReason,
         now: Date,
         by user: String,
         device: String?,
-        event: String = "ended"
-    ) -> Call {
+        to recipients: [CallEvent.Recipient]? = nil
+    ) -> CallEvent {
         var call = calls[id]!
         call.state = .ended
         call.endReason = reason
         call.endedAt = now
         call.ringDeadline = nil
         call.offer = nil
-        call.timeline.append(TimelineEntry(at: now, event: event, user: user, device: device, reason: reason.rawValue))
         calls[id] = call
         pendingIDs.remove(id)
         for party in [call.caller, call.callee] where activeCallByUser[party] == id {
             activeCallByUser[party] = nil
         }
-        endedOrder.append(id)
-        evictEndedCalls()
-        return call
+        return record(
+            .ended, id, at: now, by: user, device: device,
+            to: recipients ?? [.init(user: call.caller, devices: .all), .init(user: call.callee, devices: .all)])
+    }
+}
+
+/// What a store must load for an input: the call it names, and the pending and active calls of its users.
+public enum CallInput: Sendable, Hashable {
+    case invite(
+        id: String, caller: String, device: String, callee: String, offer: SessionDescription?, media: MediaPath)
+    case ring(id: String, user: String, device: String)
+    case accept(id: String, user: String, device: String, answer: SessionDescription?)
+    case decline(id: String, user: String, device: String)
+    case hangup(id: String, user: String, device: String)
+    case signal(Signal)
+    case fail(id: String, failure: String)
+    /// Ends the pending calls whose ring deadline passed.
+    case expire
+
+    /// The existing call the input acts on.
+    public var callID: String? {
+        switch self {
+        case .invite, .expire: nil
+        case .ring(let id, _, _), .accept(let id, _, _, _), .decline(let id, _, _), .hangup(let id, _, _),
+            .fail(let id, _):
+            id
+        case .signal(let signal): signal.callID
+        }
     }
 
-    private mutating func evictEndedCalls() {
-        while endedOrder.count - endedHead > configuration.maxEndedCalls {
-            let id = endedOrder[endedHead]
-            endedHead += 1
-            if let call = calls.removeValue(forKey: id) {
-                for party in [call.caller, call.callee] {
-                    callIDsByUser[party]?.removeAll { $0 == id }
-                    if callIDsByUser[party]?.isEmpty == true { callIDsByUser[party] = nil }
-                }
-            }
+    /// Whether the input needs the pending and active calls of the parties (of ``users`` and of the call's two
+    /// parties): invites and accepts, which keep "busy", glare and "one active call per user".
+    public var needsParties: Bool {
+        switch self {
+        case .invite, .accept: true
+        default: false
         }
-        if endedHead > 1024 && endedHead * 2 > endedOrder.count {
-            endedOrder.removeFirst(endedHead)
-            endedHead = 0
+    }
+
+    /// Users whose pending and active calls the input needs, besides the parties of ``callID``.
+    public var users: [String] {
+        switch self {
+        case .invite(_, let caller, _, let callee, _, _): [caller, callee]
+        default: []
         }
+    }
+}
+
+/// A position in a history listed newest first: calls strictly older than it come next.
+public struct HistoryCursor: Sendable, Hashable, Comparable {
+    public let createdAt: Date
+    public let id: String
+
+    public init(createdAt: Date, id: String) {
+        self.createdAt = createdAt
+        self.id = id
+    }
+
+    public init(_ call: Call) {
+        self.init(createdAt: call.createdAt, id: call.id)
+    }
+
+    public static func < (lhs: HistoryCursor, rhs: HistoryCursor) -> Bool {
+        (lhs.createdAt, lhs.id) < (rhs.createdAt, rhs.id)
+    }
+
+    /// The opaque text form the API hands out (`before`).
+    public var token: String { "\(createdAt.timeIntervalSinceReferenceDate)_\(id)" }
+
+    public init?(token: String) {
+        guard let split = token.firstIndex(of: "_"), let seconds = Double(token[..<split]), seconds.isFinite,
+            Identifier.isValid(String(token[token.index(after: split)...]))
+        else { return nil }
+        self.init(
+            createdAt: Date(timeIntervalSinceReferenceDate: seconds), id: String(token[token.index(after: split)...]))
     }
 }

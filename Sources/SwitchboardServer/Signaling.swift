@@ -91,7 +91,7 @@ final class Signaling: Sendable {
         self.epoch = String(UInt32.random(in: 0x1000_0000...UInt32.max), radix: 36)
         let now = clock()
         let registry = CallRegistry(
-            configuration: .init(ringTimeout: configuration.ringTimeout, maxEndedCalls: configuration.maxEndedCalls))
+            configuration: .init(ringTimeout: configuration.ringTimeout))
         self.state = Mutex(
             State(
                 registry: registry, nextHeartbeat: now.addingTimeInterval(configuration.heartbeatInterval),
@@ -218,7 +218,7 @@ final class Signaling: Sendable {
                 try secureRelaySignal(signal, call: call, in: &state, now: now)
                 return
             }
-            let deliveries = try state.registry.signal(signal, now: now)
+            let deliveries = try state.registry.signal(signal, now: now).deliveries
             for delivery in deliveries { deliver(delivery, in: &state, now: now) }
         }
     }
@@ -235,7 +235,7 @@ final class Signaling: Sendable {
             throw CallError(.invalidTransition, "a secure-relay call renegotiates only once it is answered")
         }
         guard let media else { throw CallError(.mediaUnavailable, "this server runs no secure media relay") }
-        let deliveries = try state.registry.signal(signal, now: now)
+        let deliveries = try state.registry.signal(signal, now: now).deliveries
         let party: MediaLeg.Party = signal.fromUser == call.caller ? .caller : .callee
         let sdp = signal.sdp ?? ""
         let rewritten = try Self.mapped { () throws(MediaError) in
@@ -352,7 +352,7 @@ final class Signaling: Sendable {
         }
     }
 
-    static func frame(for event: CallEvent, id: String) -> ByteBuffer {
+    static func frame(for event: DeviceEvent, id: String) -> ByteBuffer {
         switch event {
         case .invite(let call, let offer):
             SSE.event(id: id, name: event.name, data: CallEventJSON(call: CallJSON(call), sdp: offer))

@@ -14,7 +14,9 @@ import Testing
         let before = registry.calls["c1"]
         let signal = Self.candidate("alice", "a1")
         #expect(
-            try registry.signal(signal, now: t0 + 5) == [Delivery(user: "bob", devices: .all, event: .signal(signal))])
+            try registry.signal(signal, now: t0 + 5).deliveries == [
+                Delivery(user: "bob", devices: .all, event: .signal(signal))
+            ])
         // A signal never changes the call's state.
         #expect(registry.calls["c1"]?.state == before?.state)
         #expect(registry.calls["c1"]?.ringingDevices == before?.ringingDevices)
@@ -25,7 +27,7 @@ import Testing
         _ = try registry.accept("c1", user: "bob", device: "b2", answer: nil, now: t0 + 5)
         let signal = Self.candidate("alice", "a1")
         #expect(
-            try registry.signal(signal, now: t0 + 6) == [
+            try registry.signal(signal, now: t0 + 6).deliveries == [
                 Delivery(user: "bob", devices: .only("b2"), event: .signal(signal))
             ])
         #expect(registry.calls["c1"]?.state == .active)
@@ -37,11 +39,11 @@ import Testing
         let signal = Self.candidate("bob", device)
         if stage.state == .active && device != "b1" {
             // Answered on b1: b2 is out of the call.
-            expectCallError(.forbidden) { _ = try registry.signal(signal, now: t0 + 6) }
+            expectCallError(.forbidden) { _ = try registry.signal(signal, now: t0 + 6).deliveries }
             return
         }
         #expect(
-            try registry.signal(signal, now: t0 + 6) == [
+            try registry.signal(signal, now: t0 + 6).deliveries == [
                 Delivery(user: "alice", devices: .only("a1"), event: .signal(signal))
             ])
     }
@@ -50,7 +52,7 @@ import Testing
     func theCallersOtherDevicesCannotSignal(stage: Stage) throws {
         var registry = try stage.registry()
         let before = registry.calls
-        expectCallError(.forbidden) { _ = try registry.signal(Self.candidate("alice", "a2"), now: t0 + 6) }
+        expectCallError(.forbidden) { _ = try registry.signal(Self.candidate("alice", "a2"), now: t0 + 6).deliveries }
         #expect(registry.calls == before)
     }
 
@@ -62,22 +64,22 @@ import Testing
             callID: "c1", fromUser: "bob", fromDevice: "b1", kind: .answer, sdp: try Fixture.sdp("chrome-answer-av"))
         let done = Signal(callID: "c1", fromUser: "bob", fromDevice: "b1", kind: .endOfCandidates)
         #expect(
-            try registry.signal(offer, now: t0 + 5) == [
+            try registry.signal(offer, now: t0 + 5).deliveries == [
                 Delivery(user: "bob", devices: .only("b1"), event: .signal(offer))
             ])
         #expect(
-            try registry.signal(answer, now: t0 + 6) == [
+            try registry.signal(answer, now: t0 + 6).deliveries == [
                 Delivery(user: "alice", devices: .only("a1"), event: .signal(answer))
             ])
         #expect(
-            try registry.signal(done, now: t0 + 7) == [
+            try registry.signal(done, now: t0 + 7).deliveries == [
                 Delivery(user: "alice", devices: .only("a1"), event: .signal(done))
             ])
         #expect(
             registry.calls["c1"]?.timeline.suffix(3).map(\.event) == [
                 "signal.offer", "signal.answer", "signal.end-of-candidates",
             ])
-        #expect(CallEvent.signal(offer).name == "call.signal" && CallEvent.signal(offer).callID == "c1")
+        #expect(DeviceEvent.signal(offer).name == "call.signal" && DeviceEvent.signal(offer).callID == "c1")
     }
 
     struct Payload: Sendable, CustomTestStringConvertible {
@@ -109,10 +111,10 @@ import Testing
             candidate: payload.candidate ? sampleCandidate : nil)
         let before = registry.calls
         if payload.isWellFormed {
-            #expect(try registry.signal(signal, now: t0 + 5).count == 1)
+            #expect(try registry.signal(signal, now: t0 + 5).deliveries.count == 1)
             #expect(registry.calls["c1"]?.timeline.last?.event == "signal.\(payload.kind.rawValue)")
         } else {
-            expectCallError(.badRequest) { _ = try registry.signal(signal, now: t0 + 5) }
+            expectCallError(.badRequest) { _ = try registry.signal(signal, now: t0 + 5).deliveries }
             #expect(registry.calls == before)
         }
     }
@@ -125,7 +127,7 @@ import Testing
             callID: "c1", fromUser: "bob", fromDevice: "b1", kind: kind,
             sdp: kind == .offer || kind == .answer ? try Fixture.sdp("chrome-answer-audio") : nil,
             candidate: kind == .candidate ? sampleCandidate : nil)
-        expectCallError(.invalidTransition) { _ = try registry.signal(signal, now: t0 + 100) }
+        expectCallError(.invalidTransition) { _ = try registry.signal(signal, now: t0 + 100).deliveries }
         #expect(registry.calls == before)
     }
 
@@ -138,7 +140,7 @@ import Testing
         let before = registry.calls
         let signal = Signal(
             callID: "c1", fromUser: "alice", fromDevice: "a1", kind: kind, sdp: try Fixture.sdp(fixture))
-        expectCallError(.insecureSDP) { _ = try registry.signal(signal, now: t0 + 5) }
+        expectCallError(.insecureSDP) { _ = try registry.signal(signal, now: t0 + 5).deliveries }
         #expect(registry.calls == before)
     }
 
@@ -147,7 +149,7 @@ import Testing
         _ = try registry.invite(id: "c1", from: "alice", device: "a1", to: "bob", offer: nil, now: t0)
         _ = try registry.ring("c1", user: "bob", device: "b1", now: t0 + 1)
         for index in 0..<10 {
-            let deliveries = try registry.signal(Self.candidate("alice", "a1"), now: t0 + 2 + Double(index))
+            let deliveries = try registry.signal(Self.candidate("alice", "a1"), now: t0 + 2 + Double(index)).deliveries
             #expect(deliveries.count == 1, "signals past the bound are still delivered")
         }
         let afterSignals = try #require(registry.calls["c1"]).timeline
@@ -160,7 +162,7 @@ import Testing
 
         _ = try registry.ring("c1", user: "bob", device: "b2", now: t0 + 20)
         _ = try registry.accept("c1", user: "bob", device: "b2", answer: nil, now: t0 + 21)
-        _ = try registry.signal(Self.candidate("bob", "b2"), now: t0 + 22)
+        _ = try registry.signal(Self.candidate("bob", "b2"), now: t0 + 22).deliveries
         _ = try registry.hangup("c1", user: "bob", device: "b2", now: t0 + 23)
         let final = try #require(registry.calls["c1"]).timeline
         #expect(final.count == 8)

@@ -22,7 +22,7 @@ func expectCallError(
     }
 }
 
-extension CallEvent {
+extension DeviceEvent {
     /// The call snapshot the event carries, if it carries one.
     var call: Call? {
         switch self {
