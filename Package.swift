@@ -13,6 +13,7 @@ let package = Package(
         .executable(name: "switchboard", targets: ["switchboard"]),
         .library(name: "SwitchboardCore", targets: ["SwitchboardCore"]),
         .library(name: "SwitchboardServer", targets: ["SwitchboardServer"]),
+        .library(name: "Store", targets: ["Store"]),
         .library(name: "DTLSSRTP", targets: ["DTLSSRTP"]),
         .library(name: "CertificateFingerprint", targets: ["CertificateFingerprint"]),
         .library(name: "STUN", targets: ["STUN"]),
@@ -37,6 +38,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
     ],
     targets: [
         .systemLibrary(
@@ -126,9 +128,19 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "Store",
+            dependencies: [
+                "SwitchboardCore",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "DequeModule", package: "swift-collections"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "SwitchboardServer",
             dependencies: [
                 "SwitchboardCore",
+                "Store",
                 "CAllocator",
                 "Media",
                 "MediaCore",

@@ -58,7 +58,8 @@ public struct APIError: HTTPResponseError, Sendable {
         case .callNotFound: self.init(.notFound, error.code.rawValue, error.message)
         case .invalidTransition: self.init(.conflict, error.code.rawValue, error.message)
         case .forbidden: self.init(.forbidden, error.code.rawValue, error.message)
-        case .mediaUnavailable: self.init(.serviceUnavailable, error.code.rawValue, error.message)
+        case .mediaUnavailable, .storeUnavailable:
+            self.init(.serviceUnavailable, error.code.rawValue, error.message)
         default: self.init(.badRequest, error.code.rawValue, error.message)
         }
     }

@@ -209,6 +209,8 @@ public struct CallResponse: Codable, Sendable {
 /// `{"calls": [Call]}`.
 public struct CallListResponse: Codable, Sendable {
     public let calls: [CallJSON]
+    /// The `before` cursor of the next page; absent on the last page.
+    public let next: String?
 }
 
 /// The data of `call.invite`, `call.ringing`, `call.accepted` and `call.ended` events.

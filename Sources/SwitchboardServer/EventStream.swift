@@ -32,6 +32,9 @@ final class EventStream: Sendable {
         var ending: Ending?
         var forgotten = false
         var responseComplete = false
+        /// While the stream catches up (its replay is being read from the store), live events wait here.
+        var held: [(id: Int64, frame: ByteBuffer)]?
+        var heldBytes = 0
     }
 
     init(
@@ -45,6 +48,47 @@ final class EventStream: Sendable {
         self.channel = channel
         self.maxFrames = maxFrames
         self.maxBytes = maxBytes
+        state.withLock { $0.held = [] }
+    }
+
+    /// Queues a stored event as it is published. Until ``catchUp(first:replay:after:)``, it waits behind the
+    /// replay; a stream whose held events pass its bounds is cut like a slow reader.
+    @discardableResult
+    func enqueue(_ frame: ByteBuffer, id: Int64) -> EnqueueResult {
+        let held = state.withLock { state -> EnqueueResult? in
+            guard state.ending == nil else { return .ended }
+            guard state.held != nil else { return nil }
+            guard state.held!.count < maxFrames, state.heldBytes + frame.readableBytes <= maxBytes else {
+                state.ending = .slowReader
+                state.held = nil
+                return .overflowed
+            }
+            state.held!.append((id, frame))
+            state.heldBytes += frame.readableBytes
+            return .queued
+        }
+        if let held {
+            if held == .overflowed { channel?.close(promise: nil) }
+            return held
+        }
+        return enqueue(frame)
+    }
+
+    /// Ends catching up: queues `first` (retry, hello, resync), then the replay and the live events held
+    /// meanwhile, in id order, each once, leaving out every id up to `after`.
+    func catchUp(first: [ByteBuffer], replay: [(id: Int64, frame: ByteBuffer)], after: Int64) {
+        let held = state.withLock { state -> [(id: Int64, frame: ByteBuffer)] in
+            defer {
+                state.held = nil
+                state.heldBytes = 0
+            }
+            return state.held ?? []
+        }
+        for frame in first { enqueue(frame) }
+        var seen: Set<Int64> = []
+        for (id, frame) in (replay + held).sorted(by: { $0.id < $1.id }) where id > after && seen.insert(id).inserted {
+            guard enqueue(frame) == .queued else { return }
+        }
     }
 
     /// What became of a frame given to ``enqueue(_:)``.

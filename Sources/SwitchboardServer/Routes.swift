@@ -5,6 +5,7 @@ import NIOCore
 import NIOHTTP1
 import NIOSSL
 import Relay
+import Store
 import SwitchboardCore
 
 /// The REST API v1 and the event stream, as `API.md` fixes them.
@@ -17,7 +18,7 @@ struct Routes: Sendable {
     func register(on router: Router<SwitchboardContext>) {
         router.get("/healthz") { _, _ in Self.json(.ok, HealthJSON()) }
         router.get("/metrics") { _, _ in
-            metrics.setCallCounts(signaling.callCounts())
+            if let counts = try? await signaling.callCounts() { metrics.setCallCounts(counts) }
             return Response(
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                 body: .init(byteBuffer: ByteBuffer(string: metrics.exposition())))
@@ -31,7 +32,7 @@ struct Routes: Sendable {
             let ticket = signaling.issueTicket(for: identity, device: device)
             return Self.json(.created, TicketJSON(ticket: ticket, expiresIn: Int(configuration.ticketLifetime)))
         }
-        v1.get("events") { request, context in try events(request, context) }
+        v1.get("events") { request, context in try await events(request, context) }
         // HEAD answers what GET would, without opening a stream (which would tell the user's other devices).
         v1.head("events") { request, context in
             let identity = try context.requireIdentity()
@@ -50,8 +51,8 @@ struct Routes: Sendable {
             let body = try await decode(InviteBody.self, request)
             let device = try requiredDevice(body.device, identity)
             guard Identifier.isValid(body.to) else { throw APIError.badRequest("'to' must be a user id") }
-            let call = try mapped { () throws(CallError) in
-                try signaling.invite(identity, device: device, to: body.to, offer: body.sdp, media: body.media)
+            let call = try await mapped { () async throws(CallError) in
+                try await signaling.invite(identity, device: device, to: body.to, offer: body.sdp, media: body.media)
             }
             return Self.json(.created, CallResponse(call: CallJSON(call)))
         }
@@ -67,29 +68,47 @@ struct Routes: Sendable {
                     states?.insert(state)
                 }
             }
-            let calls = signaling.calls(for: identity, states: states)
-            return Self.json(.ok, CallListResponse(calls: calls.map { CallJSON($0) }))
+            var limit = 100
+            if let text = request.uri.queryParameters["limit"] {
+                guard let value = Int(text), (1...500).contains(value) else {
+                    throw APIError.badRequest("'limit' must be a whole number from 1 to 500")
+                }
+                limit = value
+            }
+            var before: HistoryCursor?
+            if let text = request.uri.queryParameters["before"] {
+                guard let cursor = HistoryCursor(token: String(text)) else {
+                    throw APIError.badRequest("'before' is not a cursor this server handed out")
+                }
+                before = cursor
+            }
+            let calls = try await mapped { () async throws(CallError) in
+                try await signaling.calls(for: identity, states: states, before: before, limit: limit)
+            }
+            // A full page may have more behind it: `next` is the cursor for the page after.
+            let next = calls.count == limit ? calls.last.map { HistoryCursor($0).token } : nil
+            return Self.json(.ok, CallListResponse(calls: calls.map { CallJSON($0) }, next: next))
         }
         v1.get("calls/:id") { _, context in
             let identity = try context.requireIdentity()
             let id = try callID(context)
-            let call = try mapped { () throws(CallError) in try signaling.call(id, for: identity) }
+            let call = try await mapped { () async throws(CallError) in try await signaling.call(id, for: identity) }
             return Self.json(
                 .ok, CallResponse(call: CallJSON(call, timeline: true, legs: signaling.mediaLegs(call))))
         }
         v1.post("calls/:id/ringing") { request, context in
-            try await deviceAction(request, context) { id, identity, device throws(CallError) in
-                try signaling.ring(id, identity, device: device)
+            try await deviceAction(request, context) { id, identity, device async throws(CallError) in
+                try await signaling.ring(id, identity, device: device)
             }
         }
         v1.post("calls/:id/decline") { request, context in
-            try await deviceAction(request, context) { id, identity, device throws(CallError) in
-                try signaling.decline(id, identity, device: device)
+            try await deviceAction(request, context) { id, identity, device async throws(CallError) in
+                try await signaling.decline(id, identity, device: device)
             }
         }
         v1.post("calls/:id/hangup") { request, context in
-            try await deviceAction(request, context) { id, identity, device throws(CallError) in
-                try signaling.hangup(id, identity, device: device)
+            try await deviceAction(request, context) { id, identity, device async throws(CallError) in
+                try await signaling.hangup(id, identity, device: device)
             }
         }
         v1.post("calls/:id/accept") { request, context in
@@ -97,8 +116,8 @@ struct Routes: Sendable {
             let id = try callID(context)
             let body = try await decode(AcceptBody.self, request)
             let device = try requiredDevice(body.device, identity)
-            let call = try mapped { () throws(CallError) in
-                try signaling.accept(id, identity, device: device, answer: body.sdp)
+            let call = try await mapped { () async throws(CallError) in
+                try await signaling.accept(id, identity, device: device, answer: body.sdp)
             }
             return Self.json(.ok, CallResponse(call: CallJSON(call)))
         }
@@ -115,13 +134,13 @@ struct Routes: Sendable {
             let signal = Signal(
                 callID: id, fromUser: identity.user, fromDevice: device, kind: body.type, sdp: body.sdp,
                 candidate: body.candidate)
-            try mapped { () throws(CallError) in try signaling.signal(signal) }
+            try await mapped { () async throws(CallError) in try await signaling.signal(signal) }
             return Self.json(.accepted, EmptyJSON())
         }
     }
 
     /// `GET /v1/events`: one SSE stream per device.
-    private func events(_ request: Request, _ context: SwitchboardContext) throws -> Response {
+    private func events(_ request: Request, _ context: SwitchboardContext) async throws -> Response {
         let identity = try context.requireIdentity()
         var device = try resolveDevice(
             request.uri.queryParameters["device"].map(String.init), identity, required: false)
@@ -138,11 +157,12 @@ struct Routes: Sendable {
             request.headers[HTTPField.Name("Last-Event-ID")!]
             ?? request.uri.queryParameters["lastEventId"].map(String.init)
         let stream: EventStream
-        switch signaling.openStream(
+        switch await signaling.openStream(
             identity, device: device!, lastEventID: lastEventID, watchAll: watchAll, channel: context.channel)
         {
         case .opened(let opened): stream = opened
         case .shuttingDown: throw APIError(.serviceUnavailable, "shutting_down", "the server is shutting down")
+        case .storeUnavailable: throw APIError(CallError(.storeUnavailable, "the call store is unavailable; try again"))
         case .tooManyStreams:
             throw APIError(
                 .tooManyRequests, "too_many_streams",
@@ -184,13 +204,13 @@ struct Routes: Sendable {
     private func deviceAction(
         _ request: Request,
         _ context: SwitchboardContext,
-        _ action: (String, Identity, String) throws(CallError) -> Call
+        _ action: (String, Identity, String) async throws(CallError) -> Call
     ) async throws -> Response {
         let identity = try context.requireIdentity()
         let id = try callID(context)
         let body = try await decode(DeviceBody.self, request)
         let device = try requiredDevice(body.device, identity)
-        let call = try mapped { () throws(CallError) in try action(id, identity, device) }
+        let call = try await mapped { () async throws(CallError) in try await action(id, identity, device) }
         return Self.json(.ok, CallResponse(call: CallJSON(call)))
     }
 
@@ -247,9 +267,9 @@ struct Routes: Sendable {
     }
 
     @discardableResult
-    private func mapped<T>(_ body: () throws(CallError) -> T) throws(APIError) -> T {
+    private func mapped<T>(_ body: () async throws(CallError) -> T) async throws(APIError) -> T {
         do {
-            return try body()
+            return try await body()
         } catch {
             throw APIError(error)
         }

@@ -44,8 +44,12 @@ public struct ServerConfiguration: Sendable {
     public var connections = ConnectionLimits()
     /// How long a stream ticket is valid.
     public var ticketLifetime: TimeInterval = 30
-    /// Ended calls kept for history.
-    public var maxEndedCalls: Int = 10_000
+    /// Where calls and events are kept (`--store`).
+    public var store: StoreLocation = .memory
+    /// How long ended calls stay in the history (`--history-days`).
+    public var historyRetention: TimeInterval = 90 * 86_400
+    /// How often old events and calls are pruned from the store.
+    public var pruneInterval: TimeInterval = 10
     /// Optional plain-HTTP port that only redirects to HTTPS.
     public var httpRedirectPort: Int?
     /// The host name clients reach the server by, for the redirect's `Location`; nil for ``host`` (or `localhost`
@@ -83,6 +87,35 @@ public struct RelaySettings: Sendable {
         self.server = server
         self.publicHost = publicHost
         self.credentialTTL = credentialTTL
+    }
+}
+
+/// Where a server keeps its calls and events (`--store`).
+public enum StoreLocation: Sendable, Hashable, CustomStringConvertible {
+    /// This process's memory: a restart forgets everything (tests, benchmarks).
+    case memory
+    /// One SQLite file, made on first run.
+    case sqlite(path: String)
+
+    /// The file `switchboard serve` uses when told nothing.
+    public static let defaultSQLitePath = "data/switchboard.sqlite"
+
+    /// Reads `memory` or `sqlite:PATH`; nil for anything else.
+    public init?(argument: String) {
+        if argument == "memory" {
+            self = .memory
+        } else if argument.hasPrefix("sqlite:"), argument.count > 7 {
+            self = .sqlite(path: String(argument.dropFirst(7)))
+        } else {
+            return nil
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .memory: "memory"
+        case .sqlite(let path): "sqlite:\(path)"
+        }
     }
 }
 

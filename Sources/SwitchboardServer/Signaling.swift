@@ -1,18 +1,20 @@
-import DequeModule
 import Foundation
 import Logging
 import Media
 import MediaCore
 import NIOCore
+import Store
 import SwitchboardCore
 import Synchronization
 
-/// The signaling plane's state: the call registry and the SSE hub behind one lock, so that event ids follow the
-/// order of transitions exactly.
+/// The signaling plane of one node: transitions go to the call store, and the events it commits come back on the
+/// store's bus to this node's SSE streams.
 ///
-/// Every input runs the pure ``CallRegistry`` and then carries out its deliveries: each becomes one SSE frame with
-/// a fresh id, kept in the addressed user's bounded backlog and queued on the addressed devices' streams. Nothing
-/// here waits: a stream that cannot take a frame is cut.
+/// Every input runs through ``CallStore/apply(_:now:)``, which decides in the pure registry and commits the changed
+/// calls with their events; what else a transition causes here (metrics, closing a secure-relay session) derives
+/// from the returned events. Streams are this node's own: a stream hears the stored events addressed to its user
+/// and device, and a `Last-Event-ID` resumes from the store, so a device may reconnect to any node of a cluster.
+/// Nothing here waits on a stream: one that cannot take a frame is cut.
 final class Signaling: Sendable {
     struct Ticket: Sendable {
         let identity: Identity
@@ -20,51 +22,12 @@ final class Signaling: Sendable {
         let expires: Date
     }
 
-    private struct BacklogEntry {
-        let seq: UInt64
-        let devices: Delivery.Devices
-        let frame: ByteBuffer
-        let at: Date
-    }
-
-    private struct UserStreams {
-        var streams: [String: EventStream] = [:]
-        var backlog = Deque<BacklogEntry>()
-        var backlogBytes = 0
-        /// The highest event id no longer in the backlog: a resume from before it needs a `resync`.
-        var evictedThrough: UInt64
-        /// When a stream of this user was last open; a backlog is kept only for users seen within its TTL.
-        var lastSeen: Date?
-
-        init(evictedThrough: UInt64) {
-            self.evictedThrough = evictedThrough
-        }
-
-        /// Keeps an event for resumption, forgetting the oldest past `maxCount` events or `maxBytes`.
-        mutating func keep(_ entry: BacklogEntry, maxCount: Int, maxBytes: Int) {
-            backlog.append(entry)
-            backlogBytes += entry.frame.readableBytes
-            while backlog.count > maxCount || backlogBytes > maxBytes { evictOldest() }
-        }
-
-        mutating func evictOldest() {
-            guard let evicted = backlog.popFirst() else { return }
-            evictedThrough = evicted.seq
-            backlogBytes -= evicted.frame.readableBytes
-        }
-    }
-
     private struct State {
-        var registry: CallRegistry
-        var seq: UInt64 = 0
-        var users: [String: UserStreams] = [:]
+        var users: [String: [String: EventStream]] = [:]
         var watchers: [Int: EventStream] = [:]
         var nextSerial = 0
         var openStreams = 0
         var tickets: [String: Ticket] = [:]
-        /// Every event id up to this one was in a backlog that has since been dropped with its user entry: a new
-        /// entry starts from here, so a resume from before it resyncs instead of silently skipping events.
-        var prunedThrough: UInt64 = 0
         var nextHeartbeat: Date
         var nextPrune: Date
         var shuttingDown = false
@@ -73,8 +36,7 @@ final class Signaling: Sendable {
     let configuration: ServerConfiguration
     let metrics: SignalingMetrics
     let clock: @Sendable () -> Date
-    /// Distinguishes this process's event ids from another's, so a `Last-Event-ID` from before a restart resyncs.
-    let epoch: String
+    let store: any CallStore
     private let state: Mutex<State>
 
     /// The secure relay's media endpoint, when this server runs one.
@@ -82,20 +44,24 @@ final class Signaling: Sendable {
 
     init(
         configuration: ServerConfiguration, metrics: SignalingMetrics, media: MediaServer? = nil,
-        clock: @escaping @Sendable () -> Date
+        store: any CallStore, clock: @escaping @Sendable () -> Date
     ) {
         self.configuration = configuration
         self.media = media
         self.metrics = metrics
         self.clock = clock
-        self.epoch = String(UInt32.random(in: 0x1000_0000...UInt32.max), radix: 36)
+        self.store = store
         let now = clock()
-        let registry = CallRegistry(
-            configuration: .init(ringTimeout: configuration.ringTimeout))
         self.state = Mutex(
             State(
-                registry: registry, nextHeartbeat: now.addingTimeInterval(configuration.heartbeatInterval),
+                nextHeartbeat: now.addingTimeInterval(configuration.heartbeatInterval),
                 nextPrune: now.addingTimeInterval(1)))
+        store.bus.subscribe { [weak self] events in self?.deliver(events) }
+    }
+
+    /// The registry's limits as this server's configuration sets them.
+    static func registryConfiguration(_ configuration: ServerConfiguration) -> CallRegistry.Configuration {
+        CallRegistry.Configuration(ringTimeout: configuration.ringTimeout)
     }
 
     // MARK: Calls
@@ -112,16 +78,15 @@ final class Signaling: Sendable {
     func invite(
         _ identity: Identity, device: String, to callee: String, offer: SessionDescription?,
         media requested: MediaPath? = nil
-    ) throws(CallError) -> Call {
+    ) async throws(CallError) -> Call {
         let id = Self.makeCallID()
         let path = mediaPath(requested: requested)
         if configuration.mediaPolicy == .direct, requested == .secureRelay {
             throw CallError(.mediaUnavailable, "this server sends every call direct (--media direct)")
         }
         guard path == .secureRelay else {
-            return try transition { registry, now throws(CallError) in
-                try registry.invite(id: id, from: identity.user, device: device, to: callee, offer: offer, now: now)
-            }
+            return try await transition(
+                .invite(id: id, caller: identity.user, device: device, callee: callee, offer: offer, media: .direct))
         }
         // Secure relay: the caller's offer is checked as it came, then the callee gets Switchboard's offer.
         guard let media else { throw CallError(.mediaUnavailable, "this server runs no secure media relay") }
@@ -131,12 +96,16 @@ final class Signaling: Sendable {
         try SDPKeyingCheck.validate(offer.sdp, as: .offer)
         let prepared = try Self.mapped { () throws(MediaError) in try media.prepare(callerOffer: offer.sdp) }
         let calleeOffer = SessionDescription(type: .offer, sdp: prepared.calleeOffer)
-        return try transition { registry, now throws(CallError) in
-            let outcome = try registry.invite(
-                id: id, from: identity.user, device: device, to: callee, offer: calleeOffer, media: .secureRelay,
-                now: now)
-            if outcome.call.state != .ended { media.open(id, prepared) }
-            return outcome
+        // Open before the invite is committed: a callee device may accept as soon as it hears it.
+        media.open(id, prepared)
+        do {
+            return try await transition(
+                .invite(
+                    id: id, caller: identity.user, device: device, callee: callee, offer: calleeOffer,
+                    media: .secureRelay))
+        } catch {
+            media.close(id)
+            throw error
         }
     }
 
@@ -154,11 +123,7 @@ final class Signaling: Sendable {
 
     /// A secure-relay leg failed: the call ends `failed` with the reason.
     func mediaFailed(_ id: String, _ failure: MediaFailure) {
-        let now = clock()
-        state.withLock { state in
-            guard let outcome = state.registry.fail(id, failure: failure.rawValue, now: now) else { return }
-            apply(outcome.deliveries, in: &state, now: now)
-        }
+        Task { _ = try? await apply(.fail(id: id, failure: failure.rawValue)) }
     }
 
     /// The secure relay's legs of call `id`, for `GET /v1/calls/{id}`.
@@ -167,180 +132,184 @@ final class Signaling: Sendable {
         return media?.snapshot(call.id)
     }
 
-    func ring(_ id: String, _ identity: Identity, device: String) throws(CallError) -> Call {
-        try transition { registry, now throws(CallError) in
-            try registry.ring(id, user: identity.user, device: device, now: now)
-        }
+    func ring(_ id: String, _ identity: Identity, device: String) async throws(CallError) -> Call {
+        try await transition(.ring(id: id, user: identity.user, device: device))
     }
 
-    func accept(_ id: String, _ identity: Identity, device: String, answer: SessionDescription?) throws(CallError)
-        -> Call
+    func accept(_ id: String, _ identity: Identity, device: String, answer: SessionDescription?)
+        async throws(CallError) -> Call
     {
-        try transition { registry, now throws(CallError) in
-            guard let call = registry.calls[id], call.media == .secureRelay, call.isParty(identity.user),
-                let media
-            else {
-                return try registry.accept(id, user: identity.user, device: device, answer: answer, now: now)
-            }
-            // Secure relay: the callee's answer is checked as it came; the caller gets Switchboard's answer.
-            guard let answer, answer.type == .answer else {
-                throw CallError(.badRequest, "accepting a secure-relay call needs the callee's sdp answer")
-            }
-            try SDPKeyingCheck.validate(answer.sdp, as: .answer)
-            let prepared = try Self.mapped { () throws(MediaError) in
-                try media.prepareAnswer(id, calleeAnswer: answer.sdp)
-            }
-            let outcome = try registry.accept(
-                id, user: identity.user, device: device,
-                answer: SessionDescription(type: .answer, sdp: prepared.callerAnswer), now: now)
-            media.commitAnswer(id, prepared.calleeRemote)
-            return outcome
+        guard let media, let call = try await store.call(id), call.media == .secureRelay, call.isParty(identity.user)
+        else {
+            return try await transition(.accept(id: id, user: identity.user, device: device, answer: answer))
         }
+        // Secure relay: the callee's answer is checked as it came; the caller gets Switchboard's answer.
+        guard let answer, answer.type == .answer else {
+            throw CallError(.badRequest, "accepting a secure-relay call needs the callee's sdp answer")
+        }
+        try SDPKeyingCheck.validate(answer.sdp, as: .answer)
+        let prepared = try Self.mapped { () throws(MediaError) in
+            try media.prepareAnswer(id, calleeAnswer: answer.sdp)
+        }
+        let accepted = try await transition(
+            .accept(
+                id: id, user: identity.user, device: device,
+                answer: SessionDescription(type: .answer, sdp: prepared.callerAnswer)))
+        media.commitAnswer(id, prepared.calleeRemote)
+        return accepted
     }
 
-    func decline(_ id: String, _ identity: Identity, device: String) throws(CallError) -> Call {
-        try transition { registry, now throws(CallError) in
-            try registry.decline(id, user: identity.user, device: device, now: now)
-        }
+    func decline(_ id: String, _ identity: Identity, device: String) async throws(CallError) -> Call {
+        try await transition(.decline(id: id, user: identity.user, device: device))
     }
 
-    func hangup(_ id: String, _ identity: Identity, device: String) throws(CallError) -> Call {
-        try transition { registry, now throws(CallError) in
-            try registry.hangup(id, user: identity.user, device: device, now: now)
-        }
+    func hangup(_ id: String, _ identity: Identity, device: String) async throws(CallError) -> Call {
+        try await transition(.hangup(id: id, user: identity.user, device: device))
     }
 
-    func signal(_ signal: Signal) throws(CallError) {
-        let now = clock()
-        try state.withLock { state throws(CallError) in
-            if let call = state.registry.calls[signal.callID], call.media == .secureRelay, call.isParty(signal.fromUser)
-            {
-                try secureRelaySignal(signal, call: call, in: &state, now: now)
-                return
-            }
-            let deliveries = try state.registry.signal(signal, now: now).deliveries
-            for delivery in deliveries { deliver(delivery, in: &state, now: now) }
+    func signal(_ signal: Signal) async throws(CallError) {
+        if media != nil, let call = try await store.call(signal.callID), call.media == .secureRelay,
+            call.isParty(signal.fromUser)
+        {
+            try await secureRelaySignal(signal, call: call)
+            return
         }
+        _ = try await apply(.signal(signal))
     }
 
     /// A signal in a secure-relay call. Switchboard is each party's peer: candidates are checked and kept from the
     /// other party (the server learns addresses from ICE checks); a mid-call offer goes to the other party as
     /// Switchboard's offer over that party's leg, and its answer comes back as Switchboard's answer.
-    private func secureRelaySignal(_ signal: Signal, call: Call, in state: inout State, now: Date) throws(CallError) {
+    private func secureRelaySignal(_ signal: Signal, call: Call) async throws(CallError) {
         guard signal.kind == .offer || signal.kind == .answer else {
-            _ = try state.registry.signal(signal, now: now)
+            _ = try await apply(.signal(signal, toPeer: false))
             return
         }
         guard call.state == .active else {
             throw CallError(.invalidTransition, "a secure-relay call renegotiates only once it is answered")
         }
         guard let media else { throw CallError(.mediaUnavailable, "this server runs no secure media relay") }
-        let deliveries = try state.registry.signal(signal, now: now).deliveries
+        // The party's own signal is checked (who may signal, the SDP's keying) before the media session sees it.
+        var check = CallRegistry(configuration: Self.registryConfiguration(configuration), calls: [call])
+        _ = try check.signal(signal, now: clock())
         let party: MediaLeg.Party = signal.fromUser == call.caller ? .caller : .callee
         let sdp = signal.sdp ?? ""
         let rewritten = try Self.mapped { () throws(MediaError) in
             signal.kind == .offer
                 ? try media.reoffer(call.id, from: party, sdp: sdp) : try media.reanswer(call.id, from: party, sdp: sdp)
         }
-        for delivery in deliveries {
-            guard case .signal(let original) = delivery.event else { continue }
-            let relayed = Signal(
-                callID: original.callID, fromUser: original.fromUser, fromDevice: original.fromDevice,
-                kind: original.kind, sdp: rewritten)
-            deliver(
-                Delivery(user: delivery.user, devices: delivery.devices, event: .signal(relayed)), in: &state, now: now)
+        _ = try await apply(
+            .signal(
+                Signal(
+                    callID: signal.callID, fromUser: signal.fromUser, fromDevice: signal.fromDevice, kind: signal.kind,
+                    sdp: rewritten)))
+    }
+
+    func call(_ id: String, for identity: Identity) async throws(CallError) -> Call {
+        guard let call = try await store.call(id), identity.isAdmin || call.isParty(identity.user) else {
+            throw CallError(.callNotFound, "no call \(id)")
         }
+        return call
     }
 
-    func call(_ id: String, for identity: Identity) throws(CallError) -> Call {
-        try state.withLock { state throws(CallError) in
-            try state.registry.call(id, visibleTo: identity.user, isAdmin: identity.isAdmin)
+    func calls(for identity: Identity, states: Set<CallState>?, before: HistoryCursor?, limit: Int)
+        async throws(CallError) -> [Call]
+    {
+        try await store.calls(of: identity.isAdmin ? nil : identity.user, states: states, before: before, limit: limit)
+    }
+
+    func callCounts() async throws(CallError) -> [CallState: Int] {
+        try await store.countsByState()
+    }
+
+    /// Runs an input whose result is a call.
+    private func transition(_ input: CallInput) async throws(CallError) -> Call {
+        let applied = try await apply(input)
+        guard let call = applied.call else { throw CallError(.callNotFound, "no such call") }
+        return call
+    }
+
+    /// Runs an input in the store, then does what its events mean on this node: metrics, and closing the media
+    /// session of a secure-relay call that ended.
+    private func apply(_ input: CallInput) async throws(CallError) -> Applied {
+        let started = ContinuousClock.now
+        let applied: Applied
+        do {
+            applied = try await store.apply(input, now: clock())
+        } catch {
+            if error.code == .storeUnavailable { metrics.storeFailures.increment() }
+            throw error
         }
-    }
-
-    func calls(for identity: Identity, states: Set<CallState>?) -> [Call] {
-        state.withLock { state in state.registry.calls(of: identity.isAdmin ? nil : identity.user, states: states) }
-    }
-
-    func callCounts() -> [CallState: Int] {
-        state.withLock { $0.registry.countsByState() }
-    }
-
-    private func transition(
-        _ input: (inout CallRegistry, Date) throws(CallError) -> CallRegistry.Outcome
-    ) throws(CallError) -> Call {
-        let now = clock()
-        return try state.withLock { state throws(CallError) in
-            let outcome = try input(&state.registry, now)
-            apply(outcome.deliveries, in: &state, now: now)
-            if outcome.call.state == .ended, outcome.call.media == .secureRelay { media?.close(outcome.call.id) }
-            if outcome.deliveries.isEmpty, outcome.call.state == .ended, let reason = outcome.call.endReason {
-                // A call that ended as it was made (busy) tells no device, but it is still counted and watched.
-                metrics.callEnded(reason)
-                notifyWatchers("call.ended", outcome.call, in: &state)
+        metrics.recordStoreLatency(ContinuousClock.now - started)
+        for event in applied.events {
+            switch event.kind {
+            case .accepted: metrics.callSetups.increment()
+            case .ended:
+                if let reason = event.call.endReason { metrics.callEnded(reason) }
+                if event.call.media == .secureRelay { media?.close(event.call.id) }
+            default: break
             }
-            return outcome.call
         }
+        return applied
     }
 
-    private func apply(_ deliveries: [Delivery], in state: inout State, now: Date) {
-        var watched: Set<String> = []
-        for delivery in deliveries {
-            deliver(delivery, in: &state, now: now)
-            // The callee's other devices hear "answered elsewhere"; for everyone else that call is active.
-            if case .ended(let view) = delivery.event, view.endReason == .answeredElsewhere { continue }
-            guard case let name = delivery.event.name, name != "call.signal",
-                watched.insert(name + " " + delivery.event.callID).inserted,
-                let call = state.registry.calls[delivery.event.callID]
-            else { continue }
-            if case .accepted = delivery.event { metrics.callSetups.increment() }
-            if case .ended = delivery.event, let reason = call.endReason {
-                metrics.callEnded(reason)
-                if call.media == .secureRelay { media?.close(call.id) }
-            }
-            notifyWatchers(name, call, in: &state)
-        }
-    }
+    // MARK: Events
 
-    /// Admin watchers get each lifecycle change once, with the call as the registry holds it.
-    private func notifyWatchers(_ name: String, _ call: Call, in state: inout State) {
-        guard !state.watchers.isEmpty else { return }
-        state.seq += 1
-        let frame = SSE.event(id: eventID(state.seq), name: name, data: CallEventJSON(call: CallJSON(call), sdp: nil))
-        for (serial, stream) in state.watchers where push(frame, to: stream) == false {
-            state.watchers[serial] = nil
+    /// The envelopes a call event is stored as: one per recipient, plus one for admin watchers of a lifecycle
+    /// change (with the call as the event left it).
+    @Sendable static func envelopes(for event: CallEvent) -> [Envelope] {
+        var envelopes = event.deliveries.map { delivery in
+            Envelope(
+                user: delivery.user, devices: delivery.devices, name: delivery.event.name, callID: event.callID,
+                data: payload(of: delivery.event))
         }
-    }
-
-    /// Turns one delivery into a frame, keeps it in the user's backlog and queues it on the addressed streams.
-    private func deliver(_ delivery: Delivery, in state: inout State, now: Date) {
-        state.seq += 1
-        let seq = state.seq
-        let frame = Self.frame(for: delivery.event, id: eventID(seq))
-        var user = state.users[delivery.user] ?? UserStreams(evictedThrough: state.prunedThrough)
-        for (device, stream) in user.streams where delivery.devices.includes(device) {
-            if !push(frame, to: stream) { user.streams[device] = nil }
-        }
-        // Keep the event for resumption only for users who had a stream lately: nobody resumes for a user who
-        // never connected, and pending invites are re-sent from the registry anyway.
-        let recentlySeen =
-            !user.streams.isEmpty
-            || (user.lastSeen.map { now.timeIntervalSince($0) < configuration.backlogTTL } ?? false)
-        if recentlySeen {
-            keep(BacklogEntry(seq: seq, devices: delivery.devices, frame: frame, at: now), for: &user)
+        if case .signal = event.kind {
         } else {
-            user.evictedThrough = seq
+            envelopes.append(
+                Envelope(
+                    user: Envelope.watchers, devices: .all, name: event.name, callID: event.callID,
+                    data: JSON.encode(CallEventJSON(call: CallJSON(event.call), sdp: nil))))
         }
-        state.users[delivery.user] = user
+        return envelopes
     }
 
-    private func keep(_ entry: BacklogEntry, for user: inout UserStreams) {
-        user.keep(entry, maxCount: configuration.backlogSize, maxBytes: configuration.streamBufferBytes)
+    static func payload(of event: DeviceEvent) -> [UInt8] {
+        switch event {
+        case .invite(let call, let offer): JSON.encode(CallEventJSON(call: CallJSON(call), sdp: offer))
+        case .accepted(let call, let answer): JSON.encode(CallEventJSON(call: CallJSON(call), sdp: answer))
+        case .ringing(let call), .ended(let call): JSON.encode(CallEventJSON(call: CallJSON(call), sdp: nil))
+        case .signal(let signal): JSON.encode(SignalEventJSON(signal))
+        }
+    }
+
+    static func frame(_ event: StoredEvent) -> ByteBuffer {
+        SSE.event(id: String(event.id), name: event.envelope.name, bytes: event.envelope.data)
+    }
+
+    /// Hands events from the store's bus to the streams they address.
+    private func deliver(_ events: [StoredEvent]) {
+        state.withLock { state in
+            for event in events {
+                let frame = Self.frame(event)
+                let user = event.envelope.user
+                if user == Envelope.watchers {
+                    for (serial, stream) in state.watchers where push(frame, id: event.id, to: stream) == false {
+                        state.watchers[serial] = nil
+                    }
+                    continue
+                }
+                guard var streams = state.users[user] else { continue }
+                for (device, stream) in streams where event.envelope.devices.includes(device) {
+                    if !push(frame, id: event.id, to: stream) { streams[device] = nil }
+                }
+                state.users[user] = streams.isEmpty ? nil : streams
+            }
+        }
     }
 
     /// Queues a frame; false when the stream is gone (and was cut now, if it overflowed).
-    private func push(_ frame: ByteBuffer, to stream: EventStream) -> Bool {
-        switch stream.enqueue(frame) {
+    private func push(_ frame: ByteBuffer, id: Int64, to stream: EventStream) -> Bool {
+        switch stream.enqueue(frame, id: id) {
         case .queued:
             metrics.sseEventsSent.increment()
             return true
@@ -352,107 +321,103 @@ final class Signaling: Sendable {
         }
     }
 
-    static func frame(for event: DeviceEvent, id: String) -> ByteBuffer {
-        switch event {
-        case .invite(let call, let offer):
-            SSE.event(id: id, name: event.name, data: CallEventJSON(call: CallJSON(call), sdp: offer))
-        case .accepted(let call, let answer):
-            SSE.event(id: id, name: event.name, data: CallEventJSON(call: CallJSON(call), sdp: answer))
-        case .ringing(let call), .ended(let call):
-            SSE.event(id: id, name: event.name, data: CallEventJSON(call: CallJSON(call), sdp: nil))
-        case .signal(let signal):
-            SSE.event(id: id, name: event.name, data: SignalEventJSON(signal))
-        }
-    }
-
-    private func eventID(_ seq: UInt64) -> String { "\(epoch)-\(seq)" }
-
-    private func parseEventID(_ text: String) -> UInt64? {
-        let parts = text.split(separator: "-")
-        guard parts.count == 2, parts[0] == epoch else { return nil }
-        return UInt64(parts[1])
-    }
-
     // MARK: Streams
 
-    /// Registers a stream for `identity` on `device` and queues what it must see first: `retry`, `hello`, then
-    /// either the events after `lastEventID`, or `resync` when they are gone, or (on a fresh connection) the
-    /// invites still pending for this user.
     enum OpenResult {
         case opened(EventStream)
         case shuttingDown
         case tooManyStreams
+        case storeUnavailable
     }
 
+    /// Registers a stream for `identity` on `device` and queues what it must see first: `retry`, `hello`, then
+    /// either the events after `lastEventID`, or `resync` when they are gone, or (on a fresh connection) the
+    /// invites still pending for this user. Events published meanwhile wait behind that and are not repeated.
     func openStream(
         _ identity: Identity,
         device: String,
         lastEventID: String?,
         watchAll: Bool,
         channel: (any Channel)?
-    ) -> OpenResult {
-        let now = clock()
-        return state.withLock { state -> OpenResult in
-            guard !state.shuttingDown else { return .shuttingDown }
-            var user = state.users[identity.user] ?? UserStreams(evictedThrough: state.prunedThrough)
-            if !watchAll, user.streams[device] == nil, user.streams.count >= configuration.maxStreamsPerUser {
-                return .tooManyStreams
-            }
+    ) async -> OpenResult {
+        let registered = state.withLock { state -> EventStream? in
+            guard !state.shuttingDown else { return nil }
+            var streams = state.users[identity.user] ?? [:]
+            if !watchAll, streams[device] == nil, streams.count >= configuration.maxStreamsPerUser { return nil }
             state.nextSerial += 1
             let stream = EventStream(
                 serial: state.nextSerial, user: identity.user, device: device, watchesAll: watchAll, channel: channel,
                 maxFrames: configuration.streamBufferFrames, maxBytes: configuration.streamBufferBytes)
             state.openStreams += 1
             metrics.sseStreamsOpen.record(state.openStreams)
-            stream.enqueue(SSE.retry(configuration.retryMilliseconds))
-            let hello = HelloJSON(user: identity.user, device: device)
             if watchAll {
                 state.watchers[stream.serial] = stream
-                stream.enqueue(SSE.event(id: eventID(state.seq), name: "hello", data: hello))
-                return .opened(stream)
+                return stream
             }
-
-            if let previous = user.streams[device] {
-                let notice = SSE.event(id: eventID(state.seq), name: "superseded", data: SupersededJSON())
-                previous.finish(.superseded, final: notice)
+            if let previous = streams[device] {
+                previous.finish(.superseded, final: SSE.event(id: nil, name: "superseded", data: SupersededJSON()))
             }
-            user.streams[device] = stream
-            user.lastSeen = now
-
-            // What a resume must replay; a replay that would not fit the stream's own queue resyncs instead.
-            var replay: [ByteBuffer]?
-            if let lastEventID, let resumeFrom = parseEventID(lastEventID), resumeFrom <= state.seq,
-                resumeFrom >= user.evictedThrough
-            {
-                let frames = user.backlog.filter { $0.seq > resumeFrom && $0.devices.includes(device) }.map(\.frame)
-                if frames.count + 3 <= configuration.streamBufferFrames,
-                    frames.reduce(0, { $0 + $1.readableBytes }) + 4096 <= configuration.streamBufferBytes
-                {
-                    replay = frames
-                }
-            }
-            if let replay, let lastEventID {
-                stream.enqueue(SSE.event(id: lastEventID, name: "hello", data: hello))
-                for frame in replay { stream.enqueue(frame) }
-            } else {
-                stream.enqueue(SSE.event(id: eventID(state.seq), name: "hello", data: hello))
-                if lastEventID != nil {
-                    metrics.sseResyncs.increment()
-                    stream.enqueue(SSE.event(id: eventID(state.seq), name: "resync", data: EmptyJSON()))
-                }
-                // Pending invites, as many as the stream holds; kept in the backlog for this device, so that a
-                // resume right after them does not lose them.
-                let budget = max(0, configuration.streamBufferFrames - 3)
-                for call in state.registry.pendingInvites(to: identity.user).suffix(budget) {
-                    state.seq += 1
-                    let frame = Self.frame(for: .invite(call, offer: call.offer), id: eventID(state.seq))
-                    guard stream.enqueue(frame) == .queued else { break }
-                    keep(BacklogEntry(seq: state.seq, devices: .only(device), frame: frame, at: now), for: &user)
-                }
-            }
-            state.users[identity.user] = user
-            return .opened(stream)
+            streams[device] = stream
+            state.users[identity.user] = streams
+            return stream
         }
+        guard let stream = registered else {
+            return state.withLock { $0.shuttingDown } ? .shuttingDown : .tooManyStreams
+        }
+        do throws(CallError) {
+            try await catchUp(stream, identity, device: device, lastEventID: lastEventID, watchAll: watchAll)
+            return .opened(stream)
+        } catch {
+            stream.finish(.finished, final: nil)
+            closeStream(stream)
+            return .storeUnavailable
+        }
+    }
+
+    private func catchUp(
+        _ stream: EventStream, _ identity: Identity, device: String, lastEventID: String?, watchAll: Bool
+    ) async throws(CallError) {
+        let retry = SSE.retry(configuration.retryMilliseconds)
+        let hello = HelloJSON(user: identity.user, device: device)
+        if watchAll {
+            let head = try await store.events(for: Envelope.watchers, after: .max, limit: 0).head
+            stream.catchUp(
+                first: [retry, SSE.event(id: String(head), name: "hello", data: hello)], replay: [], after: head)
+            return
+        }
+        // A resume: the events the device missed, if the store still has all of them and the stream holds them.
+        if let lastEventID, let lastID = Int64(lastEventID) {
+            let limit = configuration.backlogSize + 1
+            let page = try await store.events(for: identity.user, after: lastID, limit: limit)
+            if case .replay(let missed) = EventHub.resume(after: lastID, page: page, device: device, limit: limit) {
+                let frames = missed.map { (id: $0.id, frame: Self.frame($0)) }
+                if frames.count + 3 <= configuration.streamBufferFrames,
+                    frames.reduce(0, { $0 + $1.frame.readableBytes }) + 4096 <= configuration.streamBufferBytes
+                {
+                    stream.catchUp(
+                        first: [retry, SSE.event(id: lastEventID, name: "hello", data: hello)], replay: frames,
+                        after: lastID)
+                    return
+                }
+            }
+        }
+        // A fresh start (or a resync): the pending invites, stored again for this device so that a resume right
+        // after them does not lose them.
+        let head = try await store.events(for: identity.user, after: .max, limit: 0).head
+        var first = [retry, SSE.event(id: String(head), name: "hello", data: hello)]
+        if lastEventID != nil {
+            metrics.sseResyncs.increment()
+            first.append(SSE.event(id: String(head), name: "resync", data: EmptyJSON()))
+        }
+        let budget = max(0, configuration.streamBufferFrames - 3)
+        let pending = try await store.pendingInvites(to: identity.user).suffix(budget)
+        let invites = pending.map { call in
+            Envelope(
+                user: identity.user, devices: .only(device), name: "call.invite", callID: call.id,
+                data: Self.payload(of: .invite(call, offer: call.offer)))
+        }
+        let stored = invites.isEmpty ? [] : try await store.append(invites, now: clock())
+        stream.catchUp(first: first, replay: stored.map { (id: $0.id, frame: Self.frame($0)) }, after: head)
     }
 
     /// Forgets a stream whose response ended.
@@ -462,18 +427,18 @@ final class Signaling: Sendable {
         state.withLock { state in
             if stream.watchesAll {
                 state.watchers[stream.serial] = nil
-            } else if state.users[stream.user]?.streams[stream.device] === stream {
-                state.users[stream.user]?.streams[stream.device] = nil
-                state.users[stream.user]?.lastSeen = clock()
+            } else if state.users[stream.user]?[stream.device] === stream {
+                state.users[stream.user]?[stream.device] = nil
+                if state.users[stream.user]?.isEmpty == true { state.users[stream.user] = nil }
             }
             state.openStreams -= 1
             metrics.sseStreamsOpen.record(state.openStreams)
         }
     }
 
-    /// The devices of `user` with an open stream.
+    /// The devices of `user` with an open stream on this node.
     func onlineDevices(of user: String) -> [String] {
-        state.withLock { state in (state.users[user]?.streams.keys).map { Array($0).sorted() } ?? [] }
+        state.withLock { state in (state.users[user]?.keys).map { Array($0).sorted() } ?? [] }
     }
 
     // MARK: Tickets
@@ -496,55 +461,54 @@ final class Signaling: Sendable {
 
     // MARK: Time and shutdown
 
-    /// Runs the timers: ring timeouts, heartbeats, backlog and ticket expiry. Returns when it next needs to run.
+    /// Runs the timers: ring timeouts, heartbeats, ticket expiry and the store's pruning. Returns when it next
+    /// needs to run.
     @discardableResult
-    func tick() -> Date {
+    func tick() async -> Date {
         let now = clock()
-        return state.withLock { state in
-            for outcome in state.registry.expire(now: now) { apply(outcome.deliveries, in: &state, now: now) }
+        var deadline = try? await store.nextDeadline()
+        if let due = deadline, due <= now {
+            _ = try? await apply(.expire)
+            deadline = try? await store.nextDeadline()
+        }
+        let prune = state.withLock { state -> Bool in
             if now >= state.nextHeartbeat {
                 state.nextHeartbeat = now.addingTimeInterval(configuration.heartbeatInterval)
                 let frame = SSE.comment("heartbeat")
-                for (name, var user) in state.users where !user.streams.isEmpty {
-                    for (device, stream) in user.streams where stream.enqueue(frame) != .queued {
+                for (name, var streams) in state.users {
+                    for (device, stream) in streams where stream.enqueue(frame) != .queued {
                         if stream.ending == .slowReader { metrics.sseSlowReadersDropped.increment() }
-                        user.streams[device] = nil
+                        streams[device] = nil
                     }
-                    state.users[name] = user
+                    state.users[name] = streams.isEmpty ? nil : streams
                 }
                 for (serial, stream) in state.watchers where stream.enqueue(frame) != .queued {
                     state.watchers[serial] = nil
                 }
             }
-            if now >= state.nextPrune {
-                state.nextPrune = now.addingTimeInterval(1)
-                let oldest = now.addingTimeInterval(-configuration.backlogTTL)
-                for (name, var user) in state.users {
-                    while let first = user.backlog.first, first.at < oldest { user.evictOldest() }
-                    let stale = user.lastSeen.map { $0 < oldest } ?? true
-                    if user.streams.isEmpty && user.backlog.isEmpty && stale {
-                        state.prunedThrough = max(state.prunedThrough, user.evictedThrough)
-                        state.users[name] = nil
-                    } else {
-                        state.users[name] = user
-                    }
-                }
-                state.tickets = state.tickets.filter { $0.value.expires > now }
-                metrics.setCallCounts(state.registry.countsByState())
-            }
-            var next = min(state.nextHeartbeat, state.nextPrune)
-            if let deadline = state.registry.nextDeadline { next = min(next, deadline) }
-            return next
+            guard now >= state.nextPrune else { return false }
+            state.nextPrune = now.addingTimeInterval(configuration.pruneInterval)
+            state.tickets = state.tickets.filter { $0.value.expires > now }
+            return true
         }
+        if prune {
+            try? await store.prune(
+                eventsBefore: now.addingTimeInterval(-configuration.backlogTTL),
+                callsEndedBefore: now.addingTimeInterval(-configuration.historyRetention))
+            if let counts = try? await store.countsByState() { metrics.setCallCounts(counts) }
+        }
+        var next = state.withLock { min($0.nextHeartbeat, $0.nextPrune) }
+        if let deadline { next = min(next, deadline) }
+        return next
     }
 
     /// Sends every open stream a final `shutdown` event and ends it; new streams are refused from now on.
     func shutdown() {
         state.withLock { state in
             state.shuttingDown = true
-            let frame = SSE.event(id: eventID(state.seq), name: "shutdown", data: ShutdownJSON())
-            for user in state.users.values {
-                for stream in user.streams.values { stream.finish(.finished, final: frame) }
+            let frame = SSE.event(id: nil, name: "shutdown", data: ShutdownJSON())
+            for streams in state.users.values {
+                for stream in streams.values { stream.finish(.finished, final: frame) }
             }
             for stream in state.watchers.values { stream.finish(.finished, final: frame) }
         }
@@ -577,10 +541,16 @@ struct ShutdownJSON: Encodable {
 
 /// Server-Sent Events framing (HTML Living Standard §9.2).
 enum SSE {
-    static func event(id: String, name: String, data: some Encodable) -> ByteBuffer {
+    /// An event; without an `id`, the stream's last event id stays as it was.
+    static func event(id: String?, name: String, data: some Encodable) -> ByteBuffer {
+        event(id: id, name: name, bytes: JSON.encode(data))
+    }
+
+    static func event(id: String?, name: String, bytes: [UInt8]) -> ByteBuffer {
         var buffer = ByteBuffer()
-        buffer.writeString("id: \(id)\nevent: \(name)\ndata: ")
-        buffer.writeBytes(JSON.encode(data))
+        if let id { buffer.writeString("id: \(id)\n") }
+        buffer.writeString("event: \(name)\ndata: ")
+        buffer.writeBytes(bytes)
         buffer.writeString("\n\n")
         return buffer
     }

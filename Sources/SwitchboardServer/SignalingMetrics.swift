@@ -13,6 +13,9 @@ final class SignalingMetrics: Sendable {
     let sseEventsSent: CoreMetrics.Counter
     let sseSlowReadersDropped: CoreMetrics.Counter
     let sseResyncs: CoreMetrics.Counter
+    /// Transitions the store could not run because its database failed.
+    let storeFailures: CoreMetrics.Counter
+    private let storeLatency: CoreMetrics.Timer
     private let callsByState: [CallState: CoreMetrics.Gauge]
     private let endedByReason: [EndReason: CoreMetrics.Counter]
 
@@ -30,6 +33,8 @@ final class SignalingMetrics: Sendable {
         sseEventsSent = Counter(label: "switchboard_sse_events_sent_total", factory: factory)
         sseSlowReadersDropped = Counter(label: "switchboard_sse_slow_readers_dropped_total", factory: factory)
         sseResyncs = Counter(label: "switchboard_sse_resyncs_total", factory: factory)
+        storeFailures = Counter(label: "switchboard_store_failures_total", factory: factory)
+        storeLatency = Timer(label: "switchboard_store_transition_duration_seconds", factory: factory)
         callsByState = Dictionary(
             uniqueKeysWithValues: CallState.allCases.map {
                 ($0, Gauge(label: "switchboard_calls", dimensions: [("state", $0.rawValue)], factory: factory))
@@ -43,6 +48,9 @@ final class SignalingMetrics: Sendable {
                 )
             })
     }
+
+    /// How long one transition took in the store (load, decide, commit, publish).
+    func recordStoreLatency(_ duration: Duration) { storeLatency.recordNanoseconds(duration.nanoseconds) }
 
     func callEnded(_ reason: EndReason) { endedByReason[reason]?.increment() }
 

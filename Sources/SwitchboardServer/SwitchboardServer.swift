@@ -8,6 +8,7 @@ import NIOCore
 import NIOSSL
 public import Relay
 public import ServiceLifecycle
+import Store
 import Synchronization
 
 /// The Switchboard server process: the HTTPS signaling plane, its timers and the TURN relay, as services of one
@@ -42,7 +43,23 @@ public struct SwitchboardServer: Sendable {
                 configuration: $0, metricsFactory: metrics.factory, logger: Logger(label: "switchboard.media"))
         }
         self.media = media
-        let signaling = Signaling(configuration: configuration, metrics: metrics, media: media, clock: clock)
+        let store: any CallStore
+        switch configuration.store {
+        case .memory:
+            store = MemoryCallStore(
+                configuration: Signaling.registryConfiguration(configuration), backlogSize: configuration.backlogSize,
+                encode: Signaling.envelopes)
+        case .sqlite(let path):
+            do {
+                store = try SQLiteCallStore(
+                    path: path, configuration: Signaling.registryConfiguration(configuration),
+                    encode: Signaling.envelopes)
+            } catch {
+                throw ServerError("cannot open the SQLite store \(path): \(error)")
+            }
+        }
+        let signaling = Signaling(
+            configuration: configuration, metrics: metrics, media: media, store: store, clock: clock)
         self.signaling = signaling
         media?.setFailureHandler { [weak signaling] callID, failure in signaling?.mediaFailed(callID, failure) }
         let descriptors = DescriptorLimit.raise()
@@ -220,7 +237,7 @@ struct SignalingService: Service {
     func run() async throws {
         try? await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
-                let next = signaling.tick()
+                let next = await signaling.tick()
                 let wait = min(max(next.timeIntervalSince(signaling.clock()), 0.005), 0.25)
                 try await Task.sleep(for: .milliseconds(Int(wait * 1000)))
             }

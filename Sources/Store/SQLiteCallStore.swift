@@ -1,0 +1,436 @@
+public import Foundation
+import GRDB
+public import SwitchboardCore
+
+/// Calls and events in one SQLite file (`--store sqlite:PATH`, the default): a restart, even after `kill -9`,
+/// loses nothing that was answered to a client.
+///
+/// One writer (GRDB's serialized queue) runs each transition as an immediate transaction and publishes its events
+/// right after the commit, on the same queue, so the bus sees batches in id order. The journal is WAL with
+/// `synchronous = NORMAL`: durable across a crash of the process; a power loss may lose the last transactions.
+public final class SQLiteCallStore: CallStore {
+    public let bus: any EventBus
+    public let path: String
+    private let database: DatabaseQueue
+    private let configuration: CallRegistry.Configuration
+    private let encode: EnvelopeEncoder
+
+    /// Opens (and creates, with its directory) the file at `path` and runs the schema migrations.
+    public init(
+        path: String, configuration: CallRegistry.Configuration, bus: any EventBus = LocalEventBus(),
+        encode: @escaping EnvelopeEncoder
+    ) throws {
+        self.path = path
+        self.bus = bus
+        self.configuration = configuration
+        self.encode = encode
+        let directory = URL(fileURLWithPath: path).deletingLastPathComponent()
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        var options = GRDB.Configuration()
+        options.foreignKeysEnabled = true
+        options.busyMode = .timeout(5)
+        options.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA journal_mode = WAL")
+            try db.execute(sql: "PRAGMA synchronous = NORMAL")
+        }
+        database = try DatabaseQueue(path: path, configuration: options)
+        try SQLiteSchema.migrator.migrate(database)
+    }
+
+    public func apply(_ input: CallInput, now: Date) async throws(CallError) -> Applied {
+        let configuration = configuration
+        let encode = encode
+        let bus = bus
+        return try await run {
+            try await self.database.writeWithoutTransaction { db in
+                var applied: Applied?
+                try db.inTransaction(.immediate) {
+                    var registry = CallRegistry(
+                        configuration: configuration, calls: try SQLiteRows.load(for: input, now: now, db))
+                    let events = try registry.apply(input, now: now)
+                    try SQLiteRows.write(events, db)
+                    let stored = try SQLiteRows.insert(events.flatMap(encode), at: now, db)
+                    applied = Applied(
+                        call: MemoryCallStore.primaryCall(of: input, events, registry), events: events, stored: stored)
+                    return .commit
+                }
+                // Still on the writer's queue: batches reach the bus in commit order.
+                bus.publish(applied!.stored)
+                return applied!
+            }
+        }
+    }
+
+    public func call(_ id: String) async throws(CallError) -> Call? {
+        try await run {
+            try await self.database.read { db in
+                guard let row = try Row.fetchOne(db, sql: "SELECT * FROM calls WHERE id = ?", arguments: [id]) else {
+                    return nil
+                }
+                let timeline = try Row.fetchAll(
+                    db, sql: "SELECT * FROM timeline WHERE call_id = ? ORDER BY seq", arguments: [id]
+                ).map(SQLiteRows.timelineEntry)
+                return try SQLiteRows.call(row).withTimeline(timeline)
+            }
+        }
+    }
+
+    public func calls(of user: String?, states: Set<CallState>?, before: HistoryCursor?, limit: Int)
+        async throws(CallError) -> [Call]
+    {
+        let query = SQLiteRows.historyQuery(of: user, states: states, before: before, limit: limit)
+        return try await run {
+            try await self.database.read { db in
+                try Row.fetchAll(db, sql: query.sql, arguments: query.arguments).map(SQLiteRows.call)
+            }
+        }
+    }
+
+    public func pendingInvites(to callee: String) async throws(CallError) -> [Call] {
+        try await run {
+            try await self.database.read { db in
+                try Row.fetchAll(
+                    db,
+                    sql: """
+                        SELECT * FROM calls WHERE callee = ? AND state IN ('inviting', 'ringing')
+                        ORDER BY created_at, id
+                        """, arguments: [callee]
+                ).map(SQLiteRows.call)
+            }
+        }
+    }
+
+    public func nextDeadline() async throws(CallError) -> Date? {
+        try await run {
+            try await self.database.read { db in
+                try Double.fetchOne(
+                    db, sql: "SELECT MIN(ring_deadline) FROM calls WHERE state IN ('inviting', 'ringing')"
+                ).map(Date.init(timeIntervalSinceReferenceDate:))
+            }
+        }
+    }
+
+    public func countsByState() async throws(CallError) -> [CallState: Int] {
+        try await run {
+            try await self.database.read { db in
+                var counts: [CallState: Int] = [:]
+                for state in CallState.allCases { counts[state] = 0 }
+                for row in try Row.fetchAll(db, sql: "SELECT state, COUNT(*) AS n FROM calls GROUP BY state") {
+                    if let state = CallState(rawValue: row["state"]) { counts[state] = row["n"] }
+                }
+                return counts
+            }
+        }
+    }
+
+    public func events(for user: String, after id: Int64, limit: Int) async throws(CallError) -> EventPage {
+        try await run {
+            try await self.database.read { db in
+                let events = try Row.fetchAll(
+                    db, sql: "SELECT * FROM events WHERE user = ? AND id > ? ORDER BY id LIMIT ?",
+                    arguments: [user, id, limit]
+                ).map(SQLiteRows.storedEvent)
+                return EventPage(
+                    events: events, head: try SQLiteRows.head(db), completeAfter: try SQLiteRows.prunedThrough(db))
+            }
+        }
+    }
+
+    public func append(_ envelopes: [Envelope], now: Date) async throws(CallError) -> [StoredEvent] {
+        let bus = bus
+        return try await run {
+            try await self.database.writeWithoutTransaction { db in
+                var stored: [StoredEvent] = []
+                try db.inTransaction(.immediate) {
+                    stored = try SQLiteRows.insert(envelopes, at: now, db)
+                    return .commit
+                }
+                bus.publish(stored)
+                return stored
+            }
+        }
+    }
+
+    public func prune(eventsBefore: Date, callsEndedBefore: Date) async throws(CallError) {
+        try await run {
+            try await self.database.write { db in
+                let cutoff = eventsBefore.timeIntervalSinceReferenceDate
+                if let last = try Int64.fetchOne(
+                    db, sql: "SELECT MAX(id) FROM events WHERE at < ?", arguments: [cutoff])
+                {
+                    try db.execute(sql: "DELETE FROM events WHERE id <= ?", arguments: [last])
+                    try db.execute(
+                        sql: "UPDATE meta SET value = MAX(value, ?) WHERE key = 'pruned_through'", arguments: [last])
+                }
+                try db.execute(
+                    sql: "DELETE FROM calls WHERE state = 'ended' AND ended_at < ?",
+                    arguments: [callsEndedBefore.timeIntervalSinceReferenceDate])
+            }
+        }
+    }
+
+    public func check() async throws(CallError) {
+        try await run { try await self.database.read { db in try db.execute(sql: "SELECT 1 FROM meta LIMIT 1") } }
+    }
+
+    /// Runs a database operation: a refusal of the registry passes through, anything else is the store failing.
+    private func run<T: Sendable>(_ body: () async throws -> T) async throws(CallError) -> T {
+        do {
+            return try await body()
+        } catch let error as CallError {
+            throw error
+        } catch {
+            throw CallError.storeUnavailable(error)
+        }
+    }
+}
+
+/// The schema, one migration per version; GRDB records which ran.
+enum SQLiteSchema {
+    static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE calls (
+                        id TEXT PRIMARY KEY NOT NULL,
+                        caller TEXT NOT NULL,
+                        caller_device TEXT NOT NULL,
+                        callee TEXT NOT NULL,
+                        state TEXT NOT NULL,
+                        end_reason TEXT,
+                        created_at REAL NOT NULL,
+                        answered_at REAL,
+                        ended_at REAL,
+                        answered_by TEXT,
+                        ringing_devices TEXT NOT NULL,
+                        ring_deadline REAL,
+                        offer TEXT,
+                        timeline_length INTEGER NOT NULL,
+                        media TEXT NOT NULL,
+                        failure TEXT
+                    );
+                    CREATE INDEX calls_by_caller ON calls (caller, created_at, id);
+                    CREATE INDEX calls_by_callee ON calls (callee, created_at, id);
+                    CREATE INDEX calls_by_time ON calls (created_at, id);
+                    CREATE INDEX calls_live ON calls (state) WHERE state IN ('inviting', 'ringing', 'active');
+                    CREATE INDEX calls_ended ON calls (ended_at) WHERE state = 'ended';
+                    CREATE TABLE timeline (
+                        call_id TEXT NOT NULL REFERENCES calls (id) ON DELETE CASCADE,
+                        seq INTEGER NOT NULL,
+                        at REAL NOT NULL,
+                        event TEXT NOT NULL,
+                        user TEXT NOT NULL,
+                        device TEXT,
+                        reason TEXT,
+                        PRIMARY KEY (call_id, seq)
+                    );
+                    CREATE TABLE events (
+                        id INTEGER PRIMARY KEY AUTOINCREMENT,
+                        at REAL NOT NULL,
+                        user TEXT NOT NULL,
+                        devices TEXT NOT NULL,
+                        name TEXT NOT NULL,
+                        call_id TEXT NOT NULL,
+                        data BLOB NOT NULL
+                    );
+                    CREATE INDEX events_by_user ON events (user, id);
+                    CREATE INDEX events_by_time ON events (at);
+                    CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value INTEGER NOT NULL);
+                    INSERT INTO meta (key, value) VALUES ('pruned_through', 0);
+                    """)
+        }
+        return migrator
+    }
+}
+
+/// Rows to values and back; every statement takes its values as arguments, never spliced into the SQL.
+enum SQLiteRows {
+    static let liveStates = "('inviting', 'ringing', 'active')"
+
+    /// The calls `input` needs: the call it names, and the pending and active calls of its users.
+    static func load(for input: CallInput, now: Date, _ db: Database) throws -> [Call] {
+        var calls: [String: Call] = [:]
+        var users = Set(input.users)
+        var id = input.callID
+        if case .invite(let new, _, _, _, _, _) = input { id = new }
+        if let id, let row = try Row.fetchOne(db, sql: "SELECT * FROM calls WHERE id = ?", arguments: [id]) {
+            let call = try self.call(row)
+            calls[call.id] = call
+            if input.needsParties { users.formUnion([call.caller, call.callee]) }
+        }
+        if !input.needsParties { users = [] }
+        for user in users.sorted() {
+            let rows = try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT * FROM calls WHERE caller = ? AND state IN \(liveStates)
+                    UNION SELECT * FROM calls WHERE callee = ? AND state IN \(liveStates)
+                    """, arguments: [user, user])
+            for row in rows {
+                let call = try self.call(row)
+                calls[call.id] = call
+            }
+        }
+        if case .expire = input {
+            let rows = try Row.fetchAll(
+                db,
+                sql: "SELECT * FROM calls WHERE state IN ('inviting', 'ringing') AND ring_deadline <= ?",
+                arguments: [now.timeIntervalSinceReferenceDate])
+            for row in rows {
+                let call = try self.call(row)
+                calls[call.id] = call
+            }
+        }
+        return Array(calls.values)
+    }
+
+    /// Writes the calls the events changed (the last snapshot of each) and their timeline lines.
+    static func write(_ events: [CallEvent], _ db: Database) throws {
+        var latest: [String: Call] = [:]
+        var order: [String] = []
+        for event in events {
+            if latest.updateValue(event.call, forKey: event.call.id) == nil { order.append(event.call.id) }
+        }
+        for id in order { try upsert(latest[id]!, db) }
+        for event in events {
+            guard let entry = event.timelineEntry else { continue }
+            try db.execute(
+                sql:
+                    "INSERT INTO timeline (call_id, seq, at, event, user, device, reason) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                arguments: [
+                    event.call.id, event.call.timelineLength - 1, entry.at.timeIntervalSinceReferenceDate, entry.event,
+                    entry.user, entry.device, entry.reason,
+                ])
+        }
+    }
+
+    static func upsert(_ call: Call, _ db: Database) throws {
+        try db.execute(
+            sql: """
+                INSERT INTO calls (id, caller, caller_device, callee, state, end_reason, created_at, answered_at,
+                    ended_at, answered_by, ringing_devices, ring_deadline, offer, timeline_length, media, failure)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT (id) DO UPDATE SET state = excluded.state, end_reason = excluded.end_reason,
+                    answered_at = excluded.answered_at, ended_at = excluded.ended_at,
+                    answered_by = excluded.answered_by, ringing_devices = excluded.ringing_devices,
+                    ring_deadline = excluded.ring_deadline, offer = excluded.offer,
+                    timeline_length = excluded.timeline_length, media = excluded.media, failure = excluded.failure
+                """,
+            arguments: StatementArguments(CallColumns(call).values))
+    }
+
+    /// Stores envelopes with the next ids.
+    static func insert(_ envelopes: [Envelope], at now: Date, _ db: Database) throws -> [StoredEvent] {
+        try envelopes.map { envelope in
+            try db.execute(
+                sql: "INSERT INTO events (at, user, devices, name, call_id, data) VALUES (?, ?, ?, ?, ?, ?)",
+                arguments: [
+                    now.timeIntervalSinceReferenceDate, envelope.user, envelope.devices.storedForm, envelope.name,
+                    envelope.callID, Data(envelope.data),
+                ])
+            return StoredEvent(id: db.lastInsertedRowID, at: now, envelope: envelope)
+        }
+    }
+
+    static func head(_ db: Database) throws -> Int64 {
+        try Int64.fetchOne(db, sql: "SELECT seq FROM sqlite_sequence WHERE name = 'events'") ?? 0
+    }
+
+    static func prunedThrough(_ db: Database) throws -> Int64 {
+        try Int64.fetchOne(db, sql: "SELECT value FROM meta WHERE key = 'pruned_through'") ?? 0
+    }
+
+    static func historyQuery(of user: String?, states: Set<CallState>?, before: HistoryCursor?, limit: Int) -> (
+        sql: String, arguments: StatementArguments
+    ) {
+        // Only fixed SQL text is put together here; every value is an argument.
+        var conditions: [String] = []
+        var arguments: [(any DatabaseValueConvertible)?] = []
+        if let user {
+            conditions.append("(caller = ? OR callee = ?)")
+            arguments += [user, user]
+        }
+        if let states {
+            let names = CallState.allCases.filter(states.contains)
+            conditions.append("state IN (" + names.map { _ in "?" }.joined(separator: ", ") + ")")
+            arguments += names.map(\.rawValue)
+        }
+        if let before {
+            let at = before.createdAt.timeIntervalSinceReferenceDate
+            conditions.append("(created_at < ? OR (created_at = ? AND id < ?))")
+            arguments += [at, at, before.id]
+        }
+        let filter = conditions.isEmpty ? "" : " WHERE " + conditions.joined(separator: " AND ")
+        arguments.append(min(limit, 1_000_000))
+        return (
+            "SELECT * FROM calls\(filter) ORDER BY created_at DESC, id DESC LIMIT ?", StatementArguments(arguments)
+        )
+    }
+
+    static func call(_ row: Row) throws -> Call {
+        guard let state = CallState(rawValue: row["state"]), let media = MediaPath(rawValue: row["media"]) else {
+            throw StoreCorruption("call \(row["id"] as String? ?? "?") has an unknown state or media path")
+        }
+        let endReason = try (row["end_reason"] as String?).map { raw in
+            guard let reason = EndReason(rawValue: raw) else { throw StoreCorruption("unknown end reason \(raw)") }
+            return reason
+        }
+        let decoder = JSONDecoder()
+        let devices = try decoder.decode([String].self, from: Data((row["ringing_devices"] as String).utf8))
+        let offer = try (row["offer"] as String?).map {
+            try decoder.decode(SessionDescription.self, from: Data($0.utf8))
+        }
+        func date(_ column: String) -> Date? {
+            (row[column] as Double?).map(Date.init(timeIntervalSinceReferenceDate:))
+        }
+        return Call(
+            id: row["id"], caller: row["caller"], callerDevice: row["caller_device"], callee: row["callee"],
+            state: state, endReason: endReason, createdAt: date("created_at")!, answeredAt: date("answered_at"),
+            endedAt: date("ended_at"), answeredBy: row["answered_by"], ringingDevices: devices,
+            ringDeadline: date("ring_deadline"), offer: offer, timelineLength: row["timeline_length"], media: media,
+            failure: row["failure"])
+    }
+
+    static func timelineEntry(_ row: Row) -> TimelineEntry {
+        TimelineEntry(
+            at: Date(timeIntervalSinceReferenceDate: row["at"]), event: row["event"], user: row["user"],
+            device: row["device"], reason: row["reason"])
+    }
+
+    static func storedEvent(_ row: Row) throws -> StoredEvent {
+        guard let devices = Delivery.Devices(storedForm: row["devices"]) else {
+            throw StoreCorruption("event \(row["id"] as Int64? ?? 0) has unknown devices")
+        }
+        let data: Data = row["data"]
+        return StoredEvent(
+            id: row["id"], at: Date(timeIntervalSinceReferenceDate: row["at"]),
+            envelope: Envelope(
+                user: row["user"], devices: devices, name: row["name"], callID: row["call_id"], data: Array(data)))
+    }
+}
+
+/// A call's columns in the order of the `calls` table.
+struct CallColumns {
+    let values: [(any DatabaseValueConvertible)?]
+
+    init(_ call: Call) {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        let devices = String(decoding: (try? encoder.encode(call.ringingDevices)) ?? Data("[]".utf8), as: UTF8.self)
+        let offer = call.offer.flatMap { try? encoder.encode($0) }.map { String(decoding: $0, as: UTF8.self) }
+        values = [
+            call.id, call.caller, call.callerDevice, call.callee, call.state.rawValue, call.endReason?.rawValue,
+            call.createdAt.timeIntervalSinceReferenceDate, call.answeredAt?.timeIntervalSinceReferenceDate,
+            call.endedAt?.timeIntervalSinceReferenceDate, call.answeredBy, devices,
+            call.ringDeadline?.timeIntervalSinceReferenceDate, offer, call.timelineLength, call.media.rawValue,
+            call.failure,
+        ]
+    }
+}
+
+/// A row the store cannot read back: reported as the store being unavailable, never served.
+struct StoreCorruption: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
