@@ -212,6 +212,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "StoreTests",
+            dependencies: ["Store", "SwitchboardCore"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "STUNTests",
             dependencies: ["STUN"],
             swiftSettings: swiftSettings

@@ -51,7 +51,7 @@ public final class MemoryCallStore: CallStore {
     }
 
     public func pendingInvites(to callee: String) -> [Call] {
-        state.withLock { $0.registry.pendingInvites(to: callee) }
+        state.withLock { $0.registry.pendingInvites(to: callee).map(\.withoutTimeline) }
     }
 
     public func nextDeadline() -> Date? {

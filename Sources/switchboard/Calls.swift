@@ -95,14 +95,19 @@ struct Calls: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List calls (an admin token lists all calls).")
         @OptionGroup var client: ClientOptions
         @Option(help: "Only calls in these states (comma-separated: inviting,ringing,active,ended).") var state: String?
+        @Option(help: "Calls per page (1-500).") var limit: Int = 50
+        @Option(help: "Start after this cursor (the `next` a previous page printed).") var before: String?
         @Flag(help: "Print the server's JSON.") var json = false
 
         func run() async throws {
             try await failingCleanly {
-                let query =
-                    state.map { "?state=" + ($0.addingPercentEncoding(withAllowedCharacters: .urlQueryAllowed) ?? $0) }
-                    ?? ""
-                let list = try await client.get("/v1/calls" + query, as: CallListResponse.self)
+                var items = [URLQueryItem(name: "limit", value: String(limit))]
+                if let state { items.append(URLQueryItem(name: "state", value: state)) }
+                if let before { items.append(URLQueryItem(name: "before", value: before)) }
+                var components = URLComponents()
+                components.queryItems = items
+                let list = try await client.get(
+                    "/v1/calls?" + (components.percentEncodedQuery ?? ""), as: CallListResponse.self)
                 if json { return print(String(decoding: try JSONEncoder.pretty.encode(list), as: UTF8.self)) }
                 var rows = [["ID", "STATE", "REASON", "CALLER", "CALLEE", "CREATED"]]
                 for call in list.calls {
@@ -112,6 +117,7 @@ struct Calls: AsyncParsableCommand {
                     ])
                 }
                 print(Table.render(rows))
+                if let next = list.next { print("more: switchboard calls list --before \(next)") }
             }
         }
     }

@@ -48,6 +48,12 @@ struct Serve: AsyncParsableCommand {
     var mediaIP: String?
     @Flag(help: "Run without the secure relay's media endpoint (secure-relay calls are then refused).")
     var noMedia = false
+    @Option(
+        help: ArgumentHelp(
+            "Where calls and events are kept: sqlite:PATH or memory (default: sqlite:data/switchboard.sqlite).",
+            discussion: "SWITCHBOARD_STORE sets it too; the flag wins."))
+    var store: String?
+    @Option(help: "Days ended calls stay in the history before they are pruned.") var historyDays: Double = 90
 
     func run() async throws {
         try await failingCleanly {
@@ -121,6 +127,17 @@ struct Serve: AsyncParsableCommand {
                 }
                 configuration.media = mediaConfiguration
             }
+            let storeArgument =
+                store ?? ProcessInfo.processInfo.environment["SWITCHBOARD_STORE"]
+                ?? "sqlite:\(StoreLocation.defaultSQLitePath)"
+            guard let location = StoreLocation(argument: storeArgument) else {
+                throw CommandFailure("--store must be sqlite:PATH or memory, not '\(storeArgument)'")
+            }
+            configuration.store = location
+            guard historyDays > 0, historyDays <= 36_500 else {
+                throw CommandFailure("--history-days must be a positive number of days, at most 36500")
+            }
+            configuration.historyRetention = historyDays * 86_400
             configuration.webClient.enabled = !noWeb
             configuration.webClient.relayOnly = webRelayOnly
             let users = demoUsers.split(separator: ",").map(String.init)

@@ -21,8 +21,9 @@ final class TestServer: Sendable {
     /// The secure relay's media endpoint and its bound port, when the configuration runs one.
     let media: MediaServer?
     let mediaPort: Int?
-    private let group: ServiceGroup
-    private let task: Task<Void, any Error>
+    /// The in-process server's services; nil for a server in another process (``attach(port:directory:caPath:secret:)``).
+    private let group: ServiceGroup?
+    private let task: Task<Void, any Error>?
 
     var baseURL: String { "https://127.0.0.1:\(port)" }
 
@@ -65,6 +66,22 @@ final class TestServer: Sendable {
         guard let port = await iterator.next() else { throw TestFailure("server did not start") }
         let mediaPort = try await server.media?.boundPort()
 
+        return TestServer(
+            port: port, directory: directory, caPath: caPath, secret: secret, media: server.media, mediaPort: mediaPort,
+            group: group, task: task, logs: logs)
+    }
+
+    /// A client of a `switchboard serve` running in another process, with the test's certificate and secret.
+    static func attach(port: Int, directory: URL, caPath: String, secret: [UInt8]) -> TestServer {
+        TestServer(
+            port: port, directory: directory, caPath: caPath, secret: secret, media: nil, mediaPort: nil, group: nil,
+            task: nil, logs: LogCollector())
+    }
+
+    private convenience init(
+        port: Int, directory: URL, caPath: String, secret: [UInt8], media: MediaServer?, mediaPort: Int?,
+        group: ServiceGroup?, task: Task<Void, any Error>?, logs: LogCollector
+    ) {
         var tls = TLSConfiguration.makeClientConfiguration()
         tls.trustRoots = .file(caPath)
         // The server does not read a connection while it streams events, so it answers no close_notify there:
@@ -74,14 +91,14 @@ final class TestServer: Sendable {
         clientConfiguration.connectionPool = .init(
             idleTimeout: .seconds(30), concurrentHTTP1ConnectionsPerHostSoftLimit: 32)
         let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfiguration)
-        return TestServer(
+        self.init(
             port: port, directory: directory, caPath: caPath, authority: TokenAuthority(secret: secret), logs: logs,
-            client: client, media: server.media, mediaPort: mediaPort, group: group, task: task)
+            client: client, media: media, mediaPort: mediaPort, group: group, task: task)
     }
 
     private init(
         port: Int, directory: URL, caPath: String, authority: TokenAuthority, logs: LogCollector, client: HTTPClient,
-        media: MediaServer?, mediaPort: Int?, group: ServiceGroup, task: Task<Void, any Error>
+        media: MediaServer?, mediaPort: Int?, group: ServiceGroup?, task: Task<Void, any Error>?
     ) {
         self.media = media
         self.mediaPort = mediaPort
@@ -101,8 +118,8 @@ final class TestServer: Sendable {
 
     /// Graceful shutdown, as SIGTERM would trigger it.
     func shutdown() async {
-        await group.triggerGracefulShutdown()
-        _ = await task.result
+        await group?.triggerGracefulShutdown()
+        _ = await task?.result
     }
 
     func stop() async {

@@ -1,0 +1,140 @@
+import Foundation
+import Store
+import SwitchboardCore
+import Synchronization
+import Testing
+
+let t0 = Date(timeIntervalSinceReferenceDate: 800_000_000)
+
+/// A store under test and how to clean up after it.
+struct StoreFixture: Sendable {
+    let store: any CallStore
+    let cleanup: @Sendable () -> Void
+
+    func remove() { cleanup() }
+}
+
+/// Event ids a bus handed to a subscriber, and a way to wait for a number of them.
+final class Seen: Sendable {
+    private let state = Mutex<(ids: [Int64], waiters: [(Int, CheckedContinuation<Void, Never>)])>(([], []))
+
+    var ids: [Int64] { state.withLock { $0.ids } }
+
+    func add(_ ids: [Int64]) {
+        let ready = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            state.ids += ids
+            let count = state.ids.count
+            let ready = state.waiters.filter { $0.0 <= count }.map(\.1)
+            state.waiters.removeAll { $0.0 <= count }
+            return ready
+        }
+        for waiter in ready { waiter.resume() }
+    }
+
+    /// Waits until `count` ids arrived; false if they did not within `seconds` (a guard, not a synchronisation).
+    func wait(forCount count: Int, seconds: Double = 10) async -> Bool {
+        let guardTask = Task { [self] in
+            try? await Task.sleep(for: .seconds(seconds))
+            let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+                defer { state.waiters.removeAll() }
+                return state.waiters.map(\.1)
+            }
+            for waiter in waiters { waiter.resume() }
+        }
+        defer { guardTask.cancel() }
+        await withCheckedContinuation { continuation in
+            let done = state.withLock { state -> Bool in
+                if state.ids.count >= count { return true }
+                state.waiters.append((count, continuation))
+                return false
+            }
+            if done { continuation.resume() }
+        }
+        return state.withLock { $0.ids.count } >= count
+    }
+}
+
+/// The stores this machine can run.
+enum StoreKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
+    case memory
+    case sqlite
+
+    static var available: [StoreKind] { allCases }
+
+    var testDescription: String { rawValue }
+
+    func make(configuration: CallRegistry.Configuration = .init()) async throws -> StoreFixture {
+        switch self {
+        case .memory:
+            return StoreFixture(
+                store: MemoryCallStore(configuration: configuration, backlogSize: 256, encode: Encoding.envelopes),
+                cleanup: {})
+        case .sqlite:
+            let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+                "switchboard-store-\(UUID().uuidString)")
+            let path = directory.appendingPathComponent("calls.sqlite").path
+            let store = try SQLiteCallStore(path: path, configuration: configuration, encode: Encoding.envelopes)
+            return StoreFixture(store: store, cleanup: { try? FileManager.default.removeItem(at: directory) })
+        }
+    }
+}
+
+/// A stand-in for the server's wire format: one envelope per recipient and one for watchers, as the server does.
+enum Encoding {
+    @Sendable static func envelopes(_ event: CallEvent) -> [Envelope] {
+        var envelopes = event.deliveries.map {
+            Envelope(
+                user: $0.user, devices: $0.devices, name: $0.event.name, callID: event.callID,
+                data: Array("{\"call\":\"\(event.callID)\"}".utf8))
+        }
+        if case .signal = event.kind {
+        } else {
+            envelopes.append(
+                Envelope(user: Envelope.watchers, devices: .all, name: event.name, callID: event.callID, data: []))
+        }
+        return envelopes
+    }
+}
+
+/// Random inputs over a few users, so that busy, glare and multi-device races come up often.
+enum Inputs {
+    static let users = ["u0", "u1", "u2", "u3"]
+
+    static func random(_ generator: inout SplitMix64, _ registry: CallRegistry, nextID: inout Int) -> CallInput {
+        let user = users[Int(generator.next() % 4)]
+        let other = users[Int(generator.next() % 4)]
+        let device = "d\(generator.next() % 2)"
+        let existing = registry.calls.keys.sorted()
+        let id = existing.isEmpty ? "none" : existing[Int(generator.next() % UInt64(existing.count))]
+        switch generator.next() % 8 {
+        case 0, 1:
+            nextID += 1
+            return .invite(
+                id: "c\(generator.next() % 1000)-\(nextID)", caller: user, device: device, callee: other,
+                offer: nil, media: .direct)
+        case 2: return .ring(id: id, user: user, device: device)
+        case 3: return .accept(id: id, user: user, device: device, answer: nil)
+        case 4: return .decline(id: id, user: user, device: device)
+        case 5: return .hangup(id: id, user: user, device: device)
+        case 6:
+            return .signal(
+                Signal(
+                    callID: id, fromUser: user, fromDevice: device, kind: .candidate,
+                    candidate: ICECandidate(
+                        candidate: "candidate:1 1 udp 1 192.0.2.1 9 typ host", sdpMid: "0", sdpMLineIndex: 0)))
+        default: return generator.next() % 2 == 0 ? .expire : .fail(id: id, failure: "ice_timeout")
+        }
+    }
+}
+
+struct SplitMix64: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
