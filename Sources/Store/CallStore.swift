@@ -11,6 +11,9 @@ public protocol CallStore: Sendable {
     /// The bus this store publishes committed events on.
     var bus: any EventBus { get }
 
+    /// `memory`, `sqlite` or `postgres`, for `/healthz`.
+    var kind: String { get }
+
     /// Runs one input as a transaction.
     func apply(_ input: CallInput, now: Date) async throws(CallError) -> Applied
 

@@ -5,6 +5,7 @@ import Synchronization
 /// Calls and events in this process's memory (`--store memory`): for tests and benchmarks; a restart forgets all.
 public final class MemoryCallStore: CallStore {
     public let bus: any EventBus
+    public var kind: String { "memory" }
     private let encode: EnvelopeEncoder
     private let state: Mutex<State>
 

@@ -10,6 +10,7 @@ public import SwitchboardCore
 /// `synchronous = NORMAL`: durable across a crash of the process; a power loss may lose the last transactions.
 public final class SQLiteCallStore: CallStore {
     public let bus: any EventBus
+    public var kind: String { "sqlite" }
     public let path: String
     private let database: DatabaseQueue
     private let configuration: CallRegistry.Configuration

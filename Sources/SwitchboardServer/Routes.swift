@@ -16,7 +16,19 @@ struct Routes: Sendable {
     let relay: RelayServer?
 
     func register(on router: Router<SwitchboardContext>) {
-        router.get("/healthz") { _, _ in Self.json(.ok, HealthJSON()) }
+        // Public: says whether this node can serve, and which kind of store it has, never where it is.
+        router.get("/healthz") { _, _ in
+            do {
+                try await signaling.store.check()
+                return Self.json(.ok, HealthJSON(status: "ok", store: .init(kind: signaling.store.kind, ok: true)))
+            } catch {
+                return Self.json(
+                    .serviceUnavailable,
+                    HealthJSON(
+                        status: "unavailable", store: .init(kind: signaling.store.kind, ok: false),
+                        error: .init(code: "store_unavailable", message: "the call store is unavailable")))
+            }
+        }
         router.get("/metrics") { _, _ in
             if let counts = try? await signaling.callCounts() { metrics.setCallCounts(counts) }
             return Response(
@@ -284,7 +296,14 @@ struct Routes: Sendable {
 }
 
 struct HealthJSON: Encodable {
-    let status = "ok"
+    struct Store: Encodable {
+        let kind: String
+        let ok: Bool
+    }
+
+    var status: String
+    var store: Store
+    var error: APIError.ErrorBody.Detail?
 }
 
 struct TicketJSON: Encodable {

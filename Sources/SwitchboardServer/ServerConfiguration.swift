@@ -96,16 +96,20 @@ public enum StoreLocation: Sendable, Hashable, CustomStringConvertible {
     case memory
     /// One SQLite file, made on first run.
     case sqlite(path: String)
+    /// A PostgreSQL database that several nodes may share.
+    case postgres(url: String)
 
     /// The file `switchboard serve` uses when told nothing.
     public static let defaultSQLitePath = "data/switchboard.sqlite"
 
-    /// Reads `memory` or `sqlite:PATH`; nil for anything else.
+    /// Reads `memory`, `sqlite:PATH` or `postgres://…`; nil for anything else.
     public init?(argument: String) {
         if argument == "memory" {
             self = .memory
         } else if argument.hasPrefix("sqlite:"), argument.count > 7 {
             self = .sqlite(path: String(argument.dropFirst(7)))
+        } else if argument.hasPrefix("postgres://") || argument.hasPrefix("postgresql://") {
+            self = .postgres(url: argument)
         } else {
             return nil
         }
@@ -115,6 +119,8 @@ public enum StoreLocation: Sendable, Hashable, CustomStringConvertible {
         switch self {
         case .memory: "memory"
         case .sqlite(let path): "sqlite:\(path)"
+        // Without the password.
+        case .postgres: "postgres"
         }
     }
 }

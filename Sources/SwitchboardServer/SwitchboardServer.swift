@@ -33,7 +33,7 @@ public struct SwitchboardServer: Sendable {
 
     public init(
         configuration: ServerConfiguration, logger: Logger, clock: @escaping @Sendable () -> Date = { Date() }
-    ) throws {
+    ) async throws {
         self.configuration = configuration
         self.logger = logger
         let metrics = SignalingMetrics()
@@ -56,6 +56,15 @@ public struct SwitchboardServer: Sendable {
                     encode: Signaling.envelopes)
             } catch {
                 throw ServerError("cannot open the SQLite store \(path): \(error)")
+            }
+        case .postgres(let url):
+            do {
+                store = try await PostgresCallStore(
+                    url: url, configuration: Signaling.registryConfiguration(configuration),
+                    encode: Signaling.envelopes, logger: Logger(label: "switchboard.store"))
+            } catch {
+                // The URL may hold a password: never print it.
+                throw ServerError("cannot reach the PostgreSQL store: \(String(reflecting: error))")
             }
         }
         let signaling = Signaling(

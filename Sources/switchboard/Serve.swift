@@ -50,8 +50,10 @@ struct Serve: AsyncParsableCommand {
     var noMedia = false
     @Option(
         help: ArgumentHelp(
-            "Where calls and events are kept: sqlite:PATH or memory (default: sqlite:data/switchboard.sqlite).",
-            discussion: "SWITCHBOARD_STORE sets it too; the flag wins."))
+            "Where calls and events are kept: sqlite:PATH, postgres://USER[:PASSWORD]@HOST[:PORT]/DB or memory.",
+            discussion:
+                "Default sqlite:data/switchboard.sqlite. SWITCHBOARD_DATABASE_URL (a postgres:// URL, which keeps the password out of the process list) or SWITCHBOARD_STORE set it too; the flag wins."
+        ))
     var store: String?
     @Option(help: "Days ended calls stay in the history before they are pruned.") var historyDays: Double = 90
 
@@ -128,10 +130,11 @@ struct Serve: AsyncParsableCommand {
                 configuration.media = mediaConfiguration
             }
             let storeArgument =
-                store ?? ProcessInfo.processInfo.environment["SWITCHBOARD_STORE"]
+                store ?? ProcessInfo.processInfo.environment["SWITCHBOARD_DATABASE_URL"]
+                ?? ProcessInfo.processInfo.environment["SWITCHBOARD_STORE"]
                 ?? "sqlite:\(StoreLocation.defaultSQLitePath)"
             guard let location = StoreLocation(argument: storeArgument) else {
-                throw CommandFailure("--store must be sqlite:PATH or memory, not '\(storeArgument)'")
+                throw CommandFailure("--store must be sqlite:PATH, postgres://… or memory")
             }
             configuration.store = location
             guard historyDays > 0, historyDays <= 36_500 else {
@@ -155,7 +158,7 @@ struct Serve: AsyncParsableCommand {
                 }
                 configuration.webClient.devLoginUsers = users
             }
-            let server = try SwitchboardServer(configuration: configuration, logger: Logger(label: "switchboard"))
+            let server = try await SwitchboardServer(configuration: configuration, logger: Logger(label: "switchboard"))
             let certsDir = secret.certsDir
             let host = self.host
             try await server.run { port in

@@ -53,7 +53,7 @@ final class TestServer: Sendable {
         let logs = LogCollector()
         var logger = Logger(label: "switchboard-test", factory: { _ in CollectingLogHandler(collector: logs) })
         logger.logLevel = .info
-        let server = try SwitchboardServer(configuration: configuration, logger: logger)
+        let server = try await SwitchboardServer(configuration: configuration, logger: logger)
         let (ready, readyContinuation) = AsyncStream<Int>.makeStream()
         let group = ServiceGroup(
             configuration: .init(

@@ -1,4 +1,6 @@
 import Foundation
+import Logging
+import PostgresNIO
 import Store
 import SwitchboardCore
 import Synchronization
@@ -54,12 +56,16 @@ final class Seen: Sendable {
     }
 }
 
-/// The stores this machine can run.
+/// The stores this machine can run: PostgreSQL when `SWITCHBOARD_TEST_DATABASE_URL` names a server
+/// (`scripts/test` starts one; without it the PostgreSQL cases are left out, and `scripts/test` says so).
 enum StoreKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
     case memory
     case sqlite
+    case postgres
 
-    static var available: [StoreKind] { allCases }
+    static var databaseURL: String? { ProcessInfo.processInfo.environment["SWITCHBOARD_TEST_DATABASE_URL"] }
+
+    static var available: [StoreKind] { databaseURL == nil ? [.memory, .sqlite] : allCases }
 
     var testDescription: String { rawValue }
 
@@ -75,6 +81,15 @@ enum StoreKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
             let path = directory.appendingPathComponent("calls.sqlite").path
             let store = try SQLiteCallStore(path: path, configuration: configuration, encode: Encoding.envelopes)
             return StoreFixture(store: store, cleanup: { try? FileManager.default.removeItem(at: directory) })
+        case .postgres:
+            let (url, drop) = try await TestDatabase.create()
+            let store = try await PostgresCallStore(url: url, configuration: configuration, encode: Encoding.envelopes)
+            return StoreFixture(
+                store: store,
+                cleanup: {
+                    store.close()
+                    drop()
+                })
         }
     }
 }
@@ -136,5 +151,31 @@ struct SplitMix64: RandomNumberGenerator {
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         return z ^ (z >> 31)
+    }
+}
+
+/// A fresh database on the test server for each fixture, dropped afterwards.
+enum TestDatabase {
+    static func create() async throws -> (url: String, drop: @Sendable () -> Void) {
+        let base = try #require(StoreKind.databaseURL)
+        let name = "sb_test_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased().prefix(16)
+        try await admin(base, "CREATE DATABASE \(name)")
+        var components = try #require(URLComponents(string: base))
+        components.path = "/" + name
+        let url = try #require(components.string)
+        return (url, { Task { try? await admin(base, "DROP DATABASE IF EXISTS \(name) WITH (FORCE)") } })
+    }
+
+    /// Runs one statement on the server's `postgres` database (test code: the names are made here).
+    static func admin(_ base: String, _ sql: String) async throws {
+        let components = try #require(URLComponents(string: base))
+        let configuration = PostgresConnection.Configuration(
+            host: components.host ?? "127.0.0.1", port: components.port ?? 5432,
+            username: components.user ?? "postgres",
+            password: components.password, database: "postgres", tls: .disable)
+        let connection = try await PostgresConnection.connect(
+            configuration: configuration, id: 1, logger: Logger(label: "test-admin"))
+        defer { Task { try? await connection.close() } }
+        _ = try await connection.query(PostgresQuery(unsafeSQL: sql), logger: Logger(label: "test-admin"))
     }
 }

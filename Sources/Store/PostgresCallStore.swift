@@ -1,0 +1,561 @@
+public import Foundation
+public import Logging
+import NIOCore
+import PostgresNIO
+public import SwitchboardCore
+import Synchronization
+
+/// Calls and events in PostgreSQL (`--store postgres://…`): several nodes share one database.
+///
+/// A transition is one transaction of four round trips: `BEGIN`; `switchboard_load`, which takes an advisory
+/// lock per involved user (in one global order) and returns the calls the input needs; `switchboard_commit`, which
+/// writes what the registry changed and the events, under a lock that makes event ids follow commit order, and
+/// `NOTIFY`s them; `COMMIT`. Every node, the committing one included, gets events from `LISTEN`, so a stream sees
+/// them in id order whichever node made them; a gap (a dropped listening connection, a batch too large for a
+/// notification) is read from the events table. A database that cannot be reached fails each call within
+/// ``timeout`` with `store_unavailable`; the pool reconnects by itself.
+public final class PostgresCallStore: CallStore {
+    public let bus: any EventBus
+    public var kind: String { "postgres" }
+    /// How long one operation may wait for the database before it fails.
+    public let timeout: Duration
+    private let client: PostgresClient
+    private let configuration: CallRegistry.Configuration
+    private let encode: EnvelopeEncoder
+    private let logger: Logger
+    private let listener: PostgresListener
+    private let tasks: Mutex<[Task<Void, Never>]> = Mutex([])
+
+    /// Connects to `url` (`postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?sslmode=disable|prefer|require]`),
+    /// runs the migrations and starts listening.
+    public init(
+        url: String, configuration: CallRegistry.Configuration, encode: @escaping EnvelopeEncoder,
+        timeout: Duration = .seconds(3), logger: Logger = Logger(label: "switchboard.store")
+    ) async throws {
+        let settings = try PostgresURL(url)
+        var options = PostgresClient.Configuration(
+            host: settings.host, port: settings.port, username: settings.user, password: settings.password,
+            database: settings.database, tls: settings.tls)
+        options.options.connectTimeout = timeout
+        options.options.maximumConnections = 16
+        client = PostgresClient(configuration: options, backgroundLogger: logger)
+        self.configuration = configuration
+        self.encode = encode
+        self.timeout = timeout
+        self.logger = logger
+        let listener = PostgresListener()
+        self.listener = listener
+        bus = listener
+        let client = client
+        tasks.withLock { $0.append(Task { await client.run() }) }
+        do {
+            try await Self.migrate(client, logger: logger)
+            listener.delivered = try await Self.head(client)
+        } catch {
+            close()
+            throw error
+        }
+        let timeout = timeout
+        tasks.withLock {
+            $0.append(Task { await listener.run(client: client, timeout: timeout, logger: logger) })
+        }
+    }
+
+    /// Stops the pool and the listener.
+    public func close() {
+        for task in tasks.withLock({ $0 }) { task.cancel() }
+    }
+
+    deinit { close() }
+
+    static func migrate(_ client: PostgresClient, logger: Logger) async throws {
+        try await client.withConnection { connection in
+            _ = try await connection.query("SELECT pg_advisory_lock(\(PostgresSchema.migrationLock))", logger: logger)
+            do {
+                _ = try await connection.query(
+                    "CREATE TABLE IF NOT EXISTS switchboard_schema (version integer PRIMARY KEY)", logger: logger)
+                let rows = try await connection.query(
+                    "SELECT COALESCE(MAX(version), 0) FROM switchboard_schema", logger: logger)
+                var current = 0
+                for try await version in rows.decode(Int.self) { current = version }
+                for migration in PostgresSchema.migrations where migration.version > current {
+                    try await connection.withTransaction(logger: logger) { connection in
+                        // Fixed text from PostgresSchema, never anything a client sent.
+                        for statement in PostgresSchema.statements(migration.sql) {
+                            _ = try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
+                        }
+                        _ = try await connection.query(
+                            "INSERT INTO switchboard_schema (version) VALUES (\(migration.version))", logger: logger)
+                    }
+                }
+            } catch {
+                _ = try? await connection.query(
+                    "SELECT pg_advisory_unlock(\(PostgresSchema.migrationLock))", logger: logger)
+                throw error
+            }
+            _ = try await connection.query("SELECT pg_advisory_unlock(\(PostgresSchema.migrationLock))", logger: logger)
+        }
+    }
+
+    static func head(_ client: PostgresClient) async throws -> Int64 {
+        let rows = try await client.query(
+            "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM events_id_seq")
+        var head: Int64 = 0
+        for try await value in rows.decode(Int64.self) { head = value }
+        return head
+    }
+
+    // MARK: CallStore
+
+    public func apply(_ input: CallInput, now: Date) async throws(CallError) -> Applied {
+        let configuration = configuration
+        let encode = encode
+        return try await run { [client, logger] in
+            try await client.withTransaction(logger: logger) { connection in
+                var id = input.callID
+                if case .invite(let new, _, _, _, _, _) = input { id = new }
+                var due: Double?
+                if case .expire = input { due = now.timeIntervalSinceReferenceDate }
+                let rows = try await connection.query(
+                    """
+                    SELECT x::text FROM switchboard_load(\(id), \(input.users), \(input.needsParties), \(due)) AS x
+                    """, logger: logger)
+                var calls: [Call] = []
+                for try await text in rows.decode(String.self) { calls.append(try PostgresRows.call(text)) }
+                var registry = CallRegistry(configuration: configuration, calls: calls)
+                let events = try registry.apply(input, now: now)
+                let stored = try await Self.commit(
+                    events: events, envelopes: events.flatMap(encode), at: now, connection, logger: logger)
+                return Applied(
+                    call: MemoryCallStore.primaryCall(of: input, events, registry), events: events, stored: stored)
+            }
+        }
+    }
+
+    static func commit(
+        events: [CallEvent], envelopes: [Envelope], at now: Date, _ connection: PostgresConnection, logger: Logger
+    ) async throws -> [StoredEvent] {
+        var latest: [String: Call] = [:]
+        for event in events { latest[event.call.id] = event.call }
+        let calls = try PostgresRows.json(latest.values.sorted { $0.id < $1.id }.map(CallRow.init))
+        let timeline = try PostgresRows.json(
+            events.compactMap { event in event.timelineEntry.map { TimelineRow(event.call, $0) } })
+        let eventRows = try PostgresRows.json(envelopes.map(EventRow.init))
+        let at = now.timeIntervalSinceReferenceDate
+        let rows = try await connection.query(
+            "SELECT id FROM switchboard_commit(\(calls)::jsonb, \(timeline)::jsonb, \(eventRows)::jsonb, \(at)) AS id",
+            logger: logger)
+        var ids: [Int64] = []
+        for try await id in rows.decode(Int64.self) { ids.append(id) }
+        guard ids.count == envelopes.count else { throw StoreCorruption("the commit returned \(ids.count) event ids") }
+        return zip(ids, envelopes).map { StoredEvent(id: $0, at: now, envelope: $1) }
+    }
+
+    public func call(_ id: String) async throws(CallError) -> Call? {
+        try await run { [client] in
+            let rows = try await client.query("SELECT to_jsonb(c)::text FROM calls AS c WHERE c.id = \(id)")
+            var found: Call?
+            for try await text in rows.decode(String.self) { found = try PostgresRows.call(text) }
+            guard let call = found else { return nil }
+            let lines = try await client.query(
+                "SELECT to_jsonb(t)::text FROM timeline AS t WHERE t.call_id = \(id) ORDER BY t.seq")
+            var timeline: [TimelineEntry] = []
+            for try await text in lines.decode(String.self) {
+                timeline.append(try JSONDecoder.rows.decode(TimelineRow.self, from: Data(text.utf8)).entry)
+            }
+            return call.withTimeline(timeline)
+        }
+    }
+
+    public func calls(of user: String?, states: Set<CallState>?, before: HistoryCursor?, limit: Int)
+        async throws(CallError) -> [Call]
+    {
+        let names = states.map { set in CallState.allCases.filter(set.contains).map(\.rawValue) }
+        let at = before?.createdAt.timeIntervalSinceReferenceDate
+        let beforeID = before?.id
+        let count = min(limit, 1_000_000)
+        return try await run { [client] in
+            let rows = try await client.query(
+                """
+                SELECT to_jsonb(c)::text FROM calls AS c
+                WHERE (\(user)::text IS NULL OR c.caller = \(user) OR c.callee = \(user))
+                AND (\(names)::text[] IS NULL OR c.state = ANY (\(names)::text[]))
+                AND (\(at)::double precision IS NULL OR c.created_at < \(at)
+                    OR (c.created_at = \(at) AND c.id < \(beforeID)))
+                ORDER BY c.created_at DESC, c.id DESC LIMIT \(count)
+                """)
+            var calls: [Call] = []
+            for try await text in rows.decode(String.self) { calls.append(try PostgresRows.call(text)) }
+            return calls
+        }
+    }
+
+    public func pendingInvites(to callee: String) async throws(CallError) -> [Call] {
+        try await run { [client] in
+            let rows = try await client.query(
+                """
+                SELECT to_jsonb(c)::text FROM calls AS c WHERE c.callee = \(callee)
+                AND c.state IN ('inviting', 'ringing') ORDER BY c.created_at, c.id
+                """)
+            var calls: [Call] = []
+            for try await text in rows.decode(String.self) { calls.append(try PostgresRows.call(text)) }
+            return calls
+        }
+    }
+
+    public func nextDeadline() async throws(CallError) -> Date? {
+        try await run { [client] in
+            let rows = try await client.query(
+                "SELECT MIN(ring_deadline) FROM calls WHERE state IN ('inviting', 'ringing')")
+            var deadline: Double?
+            for try await value in rows.decode(Double?.self) { deadline = value }
+            return deadline.map(Date.init(timeIntervalSinceReferenceDate:))
+        }
+    }
+
+    public func countsByState() async throws(CallError) -> [CallState: Int] {
+        try await run { [client] in
+            var counts: [CallState: Int] = [:]
+            for state in CallState.allCases { counts[state] = 0 }
+            let rows = try await client.query("SELECT state, COUNT(*)::bigint FROM calls GROUP BY state")
+            for try await (name, count) in rows.decode((String, Int64).self) {
+                if let state = CallState(rawValue: name) { counts[state] = Int(count) }
+            }
+            return counts
+        }
+    }
+
+    public func events(for user: String, after id: Int64, limit: Int) async throws(CallError) -> EventPage {
+        try await run { [client] in
+            let rows = try await client.query(
+                """
+                SELECT id, at, recipient, devices, name, call_id, data FROM events
+                WHERE recipient = \(user) AND id > \(id) ORDER BY id LIMIT \(limit)
+                """)
+            var events: [StoredEvent] = []
+            for try await row in rows.decode((Int64, Double, String, String, String, String, ByteBuffer).self) {
+                events.append(try PostgresRows.stored(row))
+            }
+            let meta = try await client.query(
+                """
+                SELECT (SELECT value FROM meta WHERE key = 'pruned_through'),
+                    (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM events_id_seq)
+                """)
+            var page = EventPage(events: events, head: 0, completeAfter: 0)
+            for try await (pruned, head) in meta.decode((Int64, Int64).self) {
+                page.completeAfter = pruned
+                page.head = head
+            }
+            return page
+        }
+    }
+
+    public func append(_ envelopes: [Envelope], now: Date) async throws(CallError) -> [StoredEvent] {
+        try await run { [client, logger] in
+            try await client.withTransaction(logger: logger) { connection in
+                try await Self.commit(events: [], envelopes: envelopes, at: now, connection, logger: logger)
+            }
+        }
+    }
+
+    public func prune(eventsBefore: Date, callsEndedBefore: Date) async throws(CallError) {
+        let events = eventsBefore.timeIntervalSinceReferenceDate
+        let calls = callsEndedBefore.timeIntervalSinceReferenceDate
+        try await run { [client, logger] in
+            try await client.withTransaction(logger: logger) { connection in
+                _ = try await connection.query(
+                    """
+                    WITH gone AS (DELETE FROM events WHERE at < \(events) RETURNING id)
+                    UPDATE meta SET value = GREATEST(value, (SELECT COALESCE(MAX(id), 0) FROM gone))
+                    WHERE key = 'pruned_through'
+                    """, logger: logger)
+                _ = try await connection.query(
+                    "DELETE FROM calls WHERE state = 'ended' AND ended_at < \(calls)", logger: logger)
+            }
+        }
+    }
+
+    public func check() async throws(CallError) {
+        try await run { [client] in _ = try await client.query("SELECT 1 FROM meta LIMIT 1") }
+    }
+
+    /// Runs a database operation within ``timeout``: a refusal of the registry passes through, anything else is
+    /// the store failing.
+    private func run<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws(CallError) -> T {
+        do {
+            return try await withDeadline(timeout, body)
+        } catch let error as CallError {
+            throw error
+        } catch let error as PostgresTransactionError where error.closureError is CallError {
+            // The registry refused the input; the transaction was rolled back.
+            throw error.closureError as! CallError
+        } catch {
+            logger.warning("store operation failed", metadata: ["error": "\(String(reflecting: error))"])
+            throw CallError.storeUnavailable(error)
+        }
+    }
+}
+
+/// Fails `body` after `timeout`: a database that does not answer makes a request fail fast, not hang.
+func withDeadline<T: Sendable>(_ timeout: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T
+{
+    try await withThrowingTaskGroup(of: T.self) { group in
+        group.addTask { try await body() }
+        group.addTask {
+            try await Task.sleep(for: timeout)
+            throw StoreCorruption("the database did not answer within \(timeout)")
+        }
+        defer { group.cancelAll() }
+        return try await group.next()!
+    }
+}
+
+/// The bus of a PostgreSQL store: events come from `LISTEN`, on every node alike.
+final class PostgresListener: EventBus, @unchecked Sendable {
+    private let handlers = Mutex<[@Sendable ([StoredEvent]) -> Void]>([])
+    private let state = Mutex<Int64>(0)
+
+    /// The highest id handed to subscribers.
+    var delivered: Int64 {
+        get { state.withLock { $0 } }
+        set { state.withLock { $0 = newValue } }
+    }
+
+    /// Nothing to do: the committing transaction notified every node, this one included.
+    func publish(_ events: [StoredEvent]) {}
+
+    func subscribe(_ handler: @escaping @Sendable ([StoredEvent]) -> Void) {
+        handlers.withLock { $0.append(handler) }
+    }
+
+    func run(client: PostgresClient, timeout: Duration, logger: Logger) async {
+        while !Task.isCancelled {
+            do {
+                try await client.withConnection { connection in
+                    try await connection.listen(on: PostgresSchema.channel) { notifications in
+                        // What was committed while nobody listened (or before this node started listening).
+                        try await self.fill(upTo: nil, connection, logger: logger)
+                        for try await notification in notifications {
+                            try await self.receive(notification.payload, connection, logger: logger)
+                        }
+                    }
+                }
+            } catch {
+                if Task.isCancelled { return }
+                logger.warning("event listener lost its connection", metadata: ["error": "\(error)"])
+            }
+            try? await Task.sleep(for: .milliseconds(250))
+        }
+    }
+
+    private struct Notice: Decodable {
+        let ids: [Int64]
+        let at: Double
+        let events: [EventRow]?
+    }
+
+    private func receive(_ payload: String, _ connection: PostgresConnection, logger: Logger) async throws {
+        let notice = try JSONDecoder.rows.decode(Notice.self, from: Data(payload.utf8))
+        guard let first = notice.ids.first, let last = notice.ids.last, last > delivered else { return }
+        if first > delivered + 1 { try await fill(upTo: first - 1, connection, logger: logger) }
+        if let rows = notice.events, rows.count == notice.ids.count {
+            let at = Date(timeIntervalSinceReferenceDate: notice.at)
+            let events = try zip(notice.ids, rows).filter { $0.0 > delivered }.map { id, row in
+                StoredEvent(id: id, at: at, envelope: try row.envelope())
+            }
+            hand(events)
+        } else {
+            try await fill(upTo: last, connection, logger: logger)
+        }
+    }
+
+    /// Reads events after ``delivered`` (up to `last`, or all) from the table and hands them out.
+    private func fill(upTo last: Int64?, _ connection: PostgresConnection, logger: Logger) async throws {
+        let after = delivered
+        let rows = try await connection.query(
+            """
+            SELECT id, at, recipient, devices, name, call_id, data FROM events
+            WHERE id > \(after) AND (\(last)::bigint IS NULL OR id <= \(last)) ORDER BY id
+            """, logger: logger)
+        var events: [StoredEvent] = []
+        for try await row in rows.decode((Int64, Double, String, String, String, String, ByteBuffer).self) {
+            events.append(try PostgresRows.stored(row))
+        }
+        hand(events)
+        if let last, last > delivered { delivered = last }
+    }
+
+    private func hand(_ events: [StoredEvent]) {
+        guard let last = events.last else { return }
+        delivered = max(delivered, last.id)
+        for handler in handlers.withLock({ $0 }) { handler(events) }
+    }
+}
+
+/// `postgres://` URLs.
+struct PostgresURL {
+    let host: String
+    let port: Int
+    let user: String
+    let password: String?
+    let database: String
+    let tls: PostgresClient.Configuration.TLS
+
+    init(_ text: String) throws {
+        guard let url = URLComponents(string: text), ["postgres", "postgresql"].contains(url.scheme ?? ""),
+            let host = url.host, !host.isEmpty, let user = url.user, !user.isEmpty
+        else {
+            throw StoreCorruption("the database URL must look like postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE")
+        }
+        self.host = host
+        port = url.port ?? 5432
+        self.user = user.removingPercentEncoding ?? user
+        password = url.password.map { $0.removingPercentEncoding ?? $0 }
+        let path = url.path.hasPrefix("/") ? String(url.path.dropFirst()) : url.path
+        database = path.isEmpty ? self.user : path
+        switch url.queryItems?.first(where: { $0.name == "sslmode" })?.value ?? "prefer" {
+        case "disable": tls = .disable
+        case "prefer": tls = .prefer(.makeClientConfiguration())
+        case "require": tls = .require(.makeClientConfiguration())
+        case let other: throw StoreCorruption("sslmode \(other) is not one of disable, prefer, require")
+        }
+    }
+}
+
+/// Rows as JSON (`to_jsonb`, `jsonb_populate_recordset`): one Codable shape per table, both ways.
+enum PostgresRows {
+    static func json(_ value: some Encodable) throws -> String {
+        String(decoding: try JSONEncoder.rows.encode(value), as: UTF8.self)
+    }
+
+    static func call(_ text: String) throws -> Call {
+        try JSONDecoder.rows.decode(CallRow.self, from: Data(text.utf8)).call()
+    }
+
+    static func stored(_ row: (Int64, Double, String, String, String, String, ByteBuffer)) throws -> StoredEvent {
+        guard let devices = Delivery.Devices(storedForm: row.3) else { throw StoreCorruption("event \(row.0) devices") }
+        return StoredEvent(
+            id: row.0, at: Date(timeIntervalSinceReferenceDate: row.1),
+            envelope: Envelope(
+                user: row.2, devices: devices, name: row.4, callID: row.5, data: Array(row.6.readableBytesView)))
+    }
+}
+
+extension JSONEncoder {
+    static var rows: JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.keyEncodingStrategy = .convertToSnakeCase
+        return encoder
+    }
+}
+
+extension JSONDecoder {
+    static var rows: JSONDecoder {
+        let decoder = JSONDecoder()
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
+        return decoder
+    }
+}
+
+struct CallRow: Codable {
+    var id, caller, callerDevice, callee, state: String
+    var endReason: String?
+    var createdAt: Double
+    var answeredAt, endedAt: Double?
+    var answeredBy: String?
+    var ringingDevices: String
+    var ringDeadline: Double?
+    var offer: String?
+    var timelineLength: Int
+    var media: String
+    var failure: String?
+
+    init(_ call: Call) {
+        let columns = CallColumns(call).values
+        id = call.id
+        caller = call.caller
+        callerDevice = call.callerDevice
+        callee = call.callee
+        state = call.state.rawValue
+        endReason = call.endReason?.rawValue
+        createdAt = call.createdAt.timeIntervalSinceReferenceDate
+        answeredAt = call.answeredAt?.timeIntervalSinceReferenceDate
+        endedAt = call.endedAt?.timeIntervalSinceReferenceDate
+        answeredBy = call.answeredBy
+        ringingDevices = columns[10] as? String ?? "[]"
+        ringDeadline = call.ringDeadline?.timeIntervalSinceReferenceDate
+        offer = columns[12] as? String
+        timelineLength = call.timelineLength
+        media = call.media.rawValue
+        failure = call.failure
+    }
+
+    func call() throws -> Call {
+        guard let state = CallState(rawValue: state), let media = MediaPath(rawValue: media) else {
+            throw StoreCorruption("call \(id) has an unknown state or media path")
+        }
+        let endReason = try endReason.map { raw in
+            guard let reason = EndReason(rawValue: raw) else { throw StoreCorruption("unknown end reason \(raw)") }
+            return reason
+        }
+        let decoder = JSONDecoder()
+        return Call(
+            id: id, caller: caller, callerDevice: callerDevice, callee: callee, state: state, endReason: endReason,
+            createdAt: Date(timeIntervalSinceReferenceDate: createdAt),
+            answeredAt: answeredAt.map(Date.init(timeIntervalSinceReferenceDate:)),
+            endedAt: endedAt.map(Date.init(timeIntervalSinceReferenceDate:)), answeredBy: answeredBy,
+            ringingDevices: try decoder.decode([String].self, from: Data(ringingDevices.utf8)),
+            ringDeadline: ringDeadline.map(Date.init(timeIntervalSinceReferenceDate:)),
+            offer: try offer.map { try decoder.decode(SessionDescription.self, from: Data($0.utf8)) },
+            timelineLength: timelineLength, media: media, failure: failure)
+    }
+}
+
+struct TimelineRow: Codable {
+    var callId: String
+    var seq: Int
+    var at: Double
+    var event: String
+    var actor: String
+    var device: String?
+    var reason: String?
+
+    init(_ call: Call, _ entry: TimelineEntry) {
+        callId = call.id
+        seq = call.timelineLength - 1
+        at = entry.at.timeIntervalSinceReferenceDate
+        event = entry.event
+        actor = entry.user
+        device = entry.device
+        reason = entry.reason
+    }
+
+    var entry: TimelineEntry {
+        TimelineEntry(
+            at: Date(timeIntervalSinceReferenceDate: at), event: event, user: actor, device: device, reason: reason)
+    }
+}
+
+struct EventRow: Codable {
+    var recipient: String
+    var devices: String
+    var name: String
+    var callId: String
+    /// Base64.
+    var data: String
+
+    init(_ envelope: Envelope) {
+        recipient = envelope.user
+        devices = envelope.devices.storedForm
+        name = envelope.name
+        callId = envelope.callID
+        data = Data(envelope.data).base64EncodedString()
+    }
+
+    func envelope() throws -> Envelope {
+        guard let devices = Delivery.Devices(storedForm: devices), let bytes = Data(base64Encoded: data) else {
+            throw StoreCorruption("a notified event is malformed")
+        }
+        return Envelope(user: recipient, devices: devices, name: name, callID: callId, data: Array(bytes))
+    }
+}

@@ -1,0 +1,155 @@
+import Foundation
+
+/// The PostgreSQL schema, one migration per version; `switchboard_schema` records which ran, and an advisory lock
+/// keeps nodes that start together from running one twice.
+///
+/// Two functions keep a transition at four round trips (BEGIN, load, commit, COMMIT): `switchboard_load` takes the
+/// users' locks and returns every call the input needs; `switchboard_commit` writes the changed calls, their
+/// timeline lines and the events, and notifies the other nodes. Every value reaches them as a bound parameter.
+enum PostgresSchema {
+    /// `pg_advisory_lock` key of migrations.
+    static let migrationLock: Int64 = 0x5357_4254_4D49_4752
+    /// The `LISTEN` channel.
+    static let channel = "switchboard_events"
+
+    /// The statements of a migration: split at each `;` outside a `$$` function body.
+    static func statements(_ sql: String) -> [String] {
+        var statements: [String] = []
+        var current = ""
+        var inBody = false
+        var rest = Substring(sql)
+        while let character = rest.first {
+            if rest.hasPrefix("$$") {
+                inBody.toggle()
+                current += "$$"
+                rest = rest.dropFirst(2)
+                continue
+            }
+            rest = rest.dropFirst()
+            if character == ";" && !inBody {
+                let statement = current.trimmingCharacters(in: .whitespacesAndNewlines)
+                if !statement.isEmpty { statements.append(statement) }
+                current = ""
+            } else {
+                current.append(character)
+            }
+        }
+        let last = current.trimmingCharacters(in: .whitespacesAndNewlines)
+        if !last.isEmpty { statements.append(last) }
+        return statements
+    }
+
+    static let migrations: [(version: Int, sql: String)] = [
+        (
+            1,
+            """
+            CREATE TABLE calls (
+                id text PRIMARY KEY,
+                caller text NOT NULL,
+                caller_device text NOT NULL,
+                callee text NOT NULL,
+                state text NOT NULL,
+                end_reason text,
+                created_at double precision NOT NULL,
+                answered_at double precision,
+                ended_at double precision,
+                answered_by text,
+                ringing_devices text NOT NULL,
+                ring_deadline double precision,
+                offer text,
+                timeline_length integer NOT NULL,
+                media text NOT NULL,
+                failure text
+            );
+            CREATE INDEX calls_by_caller ON calls (caller, created_at, id);
+            CREATE INDEX calls_by_callee ON calls (callee, created_at, id);
+            CREATE INDEX calls_by_time ON calls (created_at, id);
+            CREATE INDEX calls_live ON calls (state) WHERE state IN ('inviting', 'ringing', 'active');
+            CREATE INDEX calls_ended ON calls (ended_at) WHERE state = 'ended';
+            CREATE TABLE timeline (
+                call_id text NOT NULL REFERENCES calls (id) ON DELETE CASCADE,
+                seq integer NOT NULL,
+                at double precision NOT NULL,
+                event text NOT NULL,
+                actor text NOT NULL,
+                device text,
+                reason text,
+                PRIMARY KEY (call_id, seq)
+            );
+            CREATE TABLE events (
+                id bigserial PRIMARY KEY,
+                at double precision NOT NULL,
+                recipient text NOT NULL,
+                devices text NOT NULL,
+                name text NOT NULL,
+                call_id text NOT NULL,
+                data bytea NOT NULL
+            );
+            CREATE INDEX events_by_recipient ON events (recipient, id);
+            CREATE INDEX events_by_time ON events (at);
+            CREATE TABLE meta (key text PRIMARY KEY, value bigint NOT NULL);
+            INSERT INTO meta (key, value) VALUES ('pruned_through', 0);
+
+            CREATE FUNCTION switchboard_load(p_id text, p_users text[], p_parties boolean, p_due double precision)
+            RETURNS SETOF jsonb LANGUAGE plpgsql AS $$
+            DECLARE
+                keys text[] := p_users;
+                h bigint;
+            BEGIN
+                IF p_id IS NOT NULL THEN
+                    keys := keys || (SELECT ARRAY[caller, callee] FROM calls WHERE id = p_id);
+                END IF;
+                IF p_due IS NOT NULL THEN
+                    keys := keys || ARRAY(
+                        SELECT unnest(ARRAY[caller, callee]) FROM calls
+                        WHERE state IN ('inviting', 'ringing') AND ring_deadline <= p_due);
+                END IF;
+                -- Every transaction takes its users' locks in one order: no two can deadlock.
+                FOR h IN SELECT DISTINCT hashtextextended(k, 0) FROM unnest(keys) AS k WHERE k IS NOT NULL ORDER BY 1
+                LOOP
+                    PERFORM pg_advisory_xact_lock(h);
+                END LOOP;
+                RETURN QUERY SELECT to_jsonb(c) FROM calls AS c
+                    WHERE c.id = p_id
+                    OR (p_parties AND c.state IN ('inviting', 'ringing', 'active')
+                        AND (c.caller = ANY (keys) OR c.callee = ANY (keys)))
+                    OR (p_due IS NOT NULL AND c.state IN ('inviting', 'ringing') AND c.ring_deadline <= p_due);
+            END $$;
+
+            CREATE FUNCTION switchboard_commit(p_calls jsonb, p_timeline jsonb, p_events jsonb, p_at double precision)
+            RETURNS SETOF bigint LANGUAGE plpgsql AS $$
+            DECLARE
+                e jsonb;
+                new_id bigint;
+                ids bigint[] := '{}';
+                payload text;
+            BEGIN
+                INSERT INTO calls SELECT * FROM jsonb_populate_recordset(NULL::calls, p_calls)
+                ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, end_reason = EXCLUDED.end_reason,
+                    answered_at = EXCLUDED.answered_at, ended_at = EXCLUDED.ended_at,
+                    answered_by = EXCLUDED.answered_by, ringing_devices = EXCLUDED.ringing_devices,
+                    ring_deadline = EXCLUDED.ring_deadline, offer = EXCLUDED.offer,
+                    timeline_length = EXCLUDED.timeline_length, media = EXCLUDED.media, failure = EXCLUDED.failure;
+                INSERT INTO timeline SELECT * FROM jsonb_populate_recordset(NULL::timeline, p_timeline);
+                IF jsonb_array_length(p_events) = 0 THEN
+                    RETURN;
+                END IF;
+                PERFORM pg_advisory_xact_lock(1398227540, 1);
+                FOR e IN SELECT value FROM jsonb_array_elements(p_events) WITH ORDINALITY ORDER BY ordinality LOOP
+                    INSERT INTO events (at, recipient, devices, name, call_id, data)
+                    VALUES (p_at, e->>'recipient', e->>'devices', e->>'name', e->>'call_id', decode(e->>'data', 'base64'))
+                    RETURNING id INTO new_id;
+                    ids := ids || new_id;
+                END LOOP;
+                -- Small batches travel whole; a large one is read from the table by its ids.
+                payload := jsonb_build_object('ids', to_jsonb(ids), 'at', p_at, 'events', p_events)::text;
+                IF octet_length(payload) > 7900 THEN
+                    payload := jsonb_build_object('ids', to_jsonb(ids), 'at', p_at)::text;
+                END IF;
+                PERFORM pg_notify('switchboard_events', payload);
+                RETURN QUERY SELECT unnest(ids);
+            END $$;
+            """
+        )
+    ]
+}
