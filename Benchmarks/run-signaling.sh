@@ -155,7 +155,7 @@ echo "== starting switchboard ($BIN) on $SB_URL" >&2
 # (the connection deadlines stay at their defaults).
 "$BIN" serve --host "$HOST" --port "$PORT" --cert "$CERT" --key "$KEY" --token-secret "$SECRET" \
   --rate-limit 0 --log-level warning --no-relay --no-media --max-pending-per-address 1000000 \
-  >"$WORK/switchboard.log" 2>&1 &
+  --store "sqlite:$WORK/switchboard.sqlite" >"$WORK/switchboard.log" 2>&1 &
 SERVER_PID=$!
 wait_ready "$SB_URL" "$WORK/switchboard.log"
 grep -m1 'https://' "$WORK/switchboard.log" >&2 || true
@@ -175,7 +175,7 @@ stop_server
 echo "== starting switchboard for the storm (--max-connections $STORM_CAP)" >&2
 "$BIN" serve --host "$HOST" --port "$PORT" --cert "$CERT" --key "$KEY" --token-secret "$SECRET" \
   --rate-limit 0 --log-level warning --no-relay --no-media --no-web --max-connections "$STORM_CAP" \
-  --max-pending-per-address 1000000 >"$WORK/switchboard-storm.log" 2>&1 &
+  --max-pending-per-address 1000000 --store "sqlite:$WORK/switchboard-storm.sqlite" >"$WORK/switchboard-storm.log" 2>&1 &
 SERVER_PID=$!
 wait_ready "$SB_URL" "$WORK/switchboard-storm.log"
 run "switchboard storm (${STORM_ROUNDS} x $STORM_COUNT, cap $STORM_CAP)" "$WORK/sb-storm.json" storm --url "$SB_URL" \

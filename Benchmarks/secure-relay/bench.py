@@ -83,7 +83,7 @@ class Switchboard:
         certs = os.path.join(workdir, "certs")
         args = ["taskset", "-c", str(core), binary, "serve", "--host", "127.0.0.1", "--port", "0", "--certs-dir",
                 certs, "--media-port", "0", "--no-relay", "--no-web", "--rate-limit", "0", "--ring-timeout", "300",
-                "--max-streams-per-user", "4", "--max-pending-per-address", "1000000", "--log-level", os.environ.get("SB_LEVEL", "warning"), "--demo-users", ",".join(users)]
+                "--max-streams-per-user", "4", "--max-pending-per-address", "1000000", "--store", "sqlite:" + os.path.join(workdir, "switchboard.sqlite"), "--log-level", os.environ.get("SB_LEVEL", "warning"), "--demo-users", ",".join(users)]
         self.log = open(os.path.join(workdir, "switchboard.log"), "wb")
         self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.log, text=True)
         self.tokens = {}

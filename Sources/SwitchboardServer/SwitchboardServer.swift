@@ -61,7 +61,7 @@ public struct SwitchboardServer: Sendable {
             do {
                 store = try await PostgresCallStore(
                     url: url, configuration: Signaling.registryConfiguration(configuration),
-                    encode: Signaling.envelopes, logger: Logger(label: "switchboard.store"))
+                    encode: Signaling.envelopes, logger: logger)
             } catch {
                 // The URL may hold a password: never print it.
                 throw ServerError("cannot reach the PostgreSQL store: \(String(reflecting: error))")

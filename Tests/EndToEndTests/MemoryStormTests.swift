@@ -19,7 +19,8 @@ struct MemoryStormTests {
             CLI.executable.path,
             [
                 "serve", "--port", "0", "--certs-dir", directory.path, "--no-relay", "--no-media", "--no-web",
-                "--max-pending-per-address", "100000", "--log-level", "warning",
+                "--max-pending-per-address", "100000", "--log-level", "warning", "--store",
+                "sqlite:" + directory.appendingPathComponent("switchboard.sqlite").path,
             ],
             state: "",
             feed: { buffer, data in
