@@ -90,23 +90,12 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 # ---- throwaway CA and server certificate for 127.0.0.1 ------------------------------------------------------------
+# shellcheck source=Benchmarks/lib.sh
+source "$ROOT/Benchmarks/lib.sh"
+make_certs "$WORK"
 CA="$WORK/ca.pem"
 CERT="$WORK/server.pem"
 KEY="$WORK/server.key"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-  -keyout "$WORK/ca.key" -out "$CA" -subj "/CN=Switchboard benchmark CA" \
-  -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null
-openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-  -keyout "$KEY" -out "$WORK/server.csr" -subj "/CN=127.0.0.1" 2>/dev/null
-cat >"$WORK/leaf.ext" <<'EOF'
-basicConstraints=critical,CA:FALSE
-keyUsage=critical,digitalSignature
-extendedKeyUsage=serverAuth
-subjectAltName=IP:127.0.0.1,DNS:localhost
-EOF
-openssl x509 -req -days 2 -in "$WORK/server.csr" -CA "$CA" -CAkey "$WORK/ca.key" -CAcreateserial \
-  -extfile "$WORK/leaf.ext" -out "$CERT" 2>/dev/null
-openssl verify -CAfile "$CA" "$CERT" >/dev/null
 SECRET="$(openssl rand -hex 32)"
 
 # ---- helpers -------------------------------------------------------------------------------------------------------

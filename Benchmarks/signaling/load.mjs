@@ -7,10 +7,10 @@
 //   streams --count N [--users U] [--pid PID] [--concurrency 200] [--hold 3] [--open-timeout 30]
 //       Open N concurrent SSE streams (one TLS connection each), count those that receive `event: hello`,
 //       wait --hold seconds, sample the server's VmRSS from /proc/PID/status, print JSON, close everything.
-//   latency --rate R --seconds S --pairs P [--post-sockets 16] [--grace 5]
+//   latency --rate R --seconds S --pairs P [--post-sockets 16] [--grace 5] [--prefix P]
 //       P answered calls (la{i} -> lb{i}, device d1, both parties streaming); ICE candidates posted by the
 //       callers at a fixed total rate R/s (clock-scheduled); delivery latency measured on the callees' streams.
-//   setups --seconds S --concurrency C [--no-streams]
+//   setups --seconds S --concurrency C [--no-streams] [--prefix P]
 //       C workers loop create -> ringing -> accept -> hangup (sa{w} -> sb{w}); setups/s and per-setup latency.
 //   storm --count N [--rounds R] [--pid PID] [--concurrency 256] [--sources 127.0.0.2,...] [--settle 15]
 //       R rounds of: open N TLS connections (handshake only), hold them all, close them all. Counts handshakes
@@ -19,6 +19,7 @@
 //   wait [--timeout 60] [--pid PID]
 //       Wait until the target accepts a TLS handshake (exit 0), the timeout passes (1) or PID dies (3).
 //
+// --prefix puts P before every user name, so that loads against several nodes of one cluster do not share users.
 // Common options: --url, --ca | --insecure, --secret, --ttl SECONDS (token lifetime, default 7200),
 // --device-claim (also put `device` in stream tokens), --allow-non-loopback (refused otherwise).
 // Results go to stdout as one JSON object; progress and errors go to stderr.
@@ -483,7 +484,7 @@ async function cmdLatency(o) {
   };
 
   // Streams for both parties of every pair.
-  const pairs = Array.from({ length: pairsN }, (_, i) => ({ caller: `la${i}`, callee: `lb${i}`, callId: null }));
+  const pairs = Array.from({ length: pairsN }, (_, i) => ({ caller: `${o.prefix ?? ''}la${i}`, callee: `${o.prefix ?? ''}lb${i}`, callId: null }));
   const streams = [];
   let streamFailures = 0;
   await pool(pairsN * 2, 50, async (j) => {
@@ -624,15 +625,15 @@ async function cmdSetups(o) {
   if (withStreams) {
     await pool(concurrency * 2, 50, async (j) => {
       const w = j >> 1;
-      const user = (j & 1) ? `sb${w}` : `sa${w}`;
+      const user = (j & 1) ? `${o.prefix ?? ''}sb${w}` : `${o.prefix ?? ''}sa${w}`;
       const r = await openStream(tgt, streamAgent, token(user, device), device, {});
       if (r.ok) streams.push(r.stream); else reportError('stream', { user, ...r.detail });
     });
   }
   let stale = 0;
   await pool(concurrency, 16, async (w) => {
-    stale += await cleanupStaleCalls(tgt, ag, token, `sa${w}`, device);
-    stale += await cleanupStaleCalls(tgt, ag, token, `sb${w}`, device);
+    stale += await cleanupStaleCalls(tgt, ag, token, `${o.prefix ?? ''}sa${w}`, device);
+    stale += await cleanupStaleCalls(tgt, ag, token, `${o.prefix ?? ''}sb${w}`, device);
   });
   if (stale) log(`setups: ended ${stale} calls left over from an earlier run`);
 
@@ -642,8 +643,8 @@ async function cmdSetups(o) {
   const t0 = nowNs();
   const endAt = t0 + BigInt(Math.round(seconds * 1e9));
   const worker = async (w) => {
-    const caller = `sa${w}`;
-    const callee = `sb${w}`;
+    const caller = `${o.prefix ?? ''}sa${w}`;
+    const callee = `${o.prefix ?? ''}sb${w}`;
     while (nowNs() < endAt) {
       const start = nowNs();
       const r = await establishCall(tgt, ag, token, caller, callee, device, 'setup');

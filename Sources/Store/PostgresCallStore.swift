@@ -28,9 +28,12 @@ public final class PostgresCallStore: CallStore {
 
     /// Connects to `url` (`postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?sslmode=disable|prefer|require]`),
     /// runs the migrations and starts listening.
+    ///
+    /// `deliveryLag` hears, for each batch this node receives, how long after its transition began it arrived.
     public init(
         url: String, configuration: CallRegistry.Configuration, encode: @escaping EnvelopeEncoder,
-        timeout: Duration = .seconds(3), logger: Logger = Logger(label: "switchboard.store")
+        timeout: Duration = .seconds(3), logger: Logger = Logger(label: "switchboard.store"),
+        deliveryLag: @escaping @Sendable (TimeInterval) -> Void = { _ in }
     ) async throws {
         let settings = try PostgresURL(url)
         var options = PostgresClient.Configuration(
@@ -43,7 +46,7 @@ public final class PostgresCallStore: CallStore {
         self.encode = encode
         self.timeout = timeout
         self.logger = logger
-        let listener = PostgresListener()
+        let listener = PostgresListener(deliveryLag: deliveryLag)
         self.listener = listener
         bus = listener
         let client = client
@@ -314,6 +317,11 @@ func withDeadline<T: Sendable>(_ timeout: Duration, _ body: @escaping @Sendable 
 final class PostgresListener: EventBus, @unchecked Sendable {
     private let handlers = Mutex<[@Sendable ([StoredEvent]) -> Void]>([])
     private let state = Mutex<Int64>(0)
+    private let deliveryLag: @Sendable (TimeInterval) -> Void
+
+    init(deliveryLag: @escaping @Sendable (TimeInterval) -> Void) {
+        self.deliveryLag = deliveryLag
+    }
 
     /// The highest id handed to subscribers.
     var delivered: Int64 {
@@ -388,6 +396,7 @@ final class PostgresListener: EventBus, @unchecked Sendable {
     private func hand(_ events: [StoredEvent]) {
         guard let last = events.last else { return }
         delivered = max(delivered, last.id)
+        deliveryLag(Date().timeIntervalSince(last.at))
         for handler in handlers.withLock({ $0 }) { handler(events) }
     }
 }

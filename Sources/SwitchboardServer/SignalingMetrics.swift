@@ -16,6 +16,7 @@ final class SignalingMetrics: Sendable {
     /// Transitions the store could not run because its database failed.
     let storeFailures: CoreMetrics.Counter
     private let storeLatency: CoreMetrics.Timer
+    private let notifyLag: CoreMetrics.Timer
     private let callsByState: [CallState: CoreMetrics.Gauge]
     private let endedByReason: [EndReason: CoreMetrics.Counter]
 
@@ -35,6 +36,7 @@ final class SignalingMetrics: Sendable {
         sseResyncs = Counter(label: "switchboard_sse_resyncs_total", factory: factory)
         storeFailures = Counter(label: "switchboard_store_failures_total", factory: factory)
         storeLatency = Timer(label: "switchboard_store_transition_duration_seconds", factory: factory)
+        notifyLag = Timer(label: "switchboard_store_notify_lag_seconds", factory: factory)
         callsByState = Dictionary(
             uniqueKeysWithValues: CallState.allCases.map {
                 ($0, Gauge(label: "switchboard_calls", dimensions: [("state", $0.rawValue)], factory: factory))
@@ -51,6 +53,11 @@ final class SignalingMetrics: Sendable {
 
     /// How long one transition took in the store (load, decide, commit, publish).
     func recordStoreLatency(_ duration: Duration) { storeLatency.recordNanoseconds(duration.nanoseconds) }
+
+    /// How long after its transition began a batch of events reached this node over `LISTEN` (PostgreSQL store).
+    func recordNotifyLag(_ seconds: TimeInterval) {
+        notifyLag.recordNanoseconds(Int64(max(0, seconds) * 1_000_000_000))
+    }
 
     func callEnded(_ reason: EndReason) { endedByReason[reason]?.increment() }
 

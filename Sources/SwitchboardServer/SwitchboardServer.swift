@@ -61,7 +61,8 @@ public struct SwitchboardServer: Sendable {
             do {
                 store = try await PostgresCallStore(
                     url: url, configuration: Signaling.registryConfiguration(configuration),
-                    encode: Signaling.envelopes, logger: logger)
+                    encode: Signaling.envelopes, logger: logger,
+                    deliveryLag: { [metrics] lag in metrics.recordNotifyLag(lag) })
             } catch {
                 // The URL may hold a password: never print it.
                 throw ServerError("cannot reach the PostgreSQL store: \(String(reflecting: error))")
