@@ -100,6 +100,11 @@ public final class MediaServer: Service, DatagramHandler, @unchecked Sendable {
 
     static let tombstoneLifetime: Duration = .seconds(60)
 
+    /// Stops routing `addresses` to `box`'s call (one that moved to another call keeps its route). Under `lock`.
+    private func unroute(_ addresses: [TransportAddress], of box: Box) {
+        for address in addresses where byAddress[address]?.box === box { byAddress[address] = nil }
+    }
+
     private struct Route {
         let box: Box
         let party: MediaLeg.Party
@@ -294,7 +299,7 @@ public final class MediaServer: Service, DatagramHandler, @unchecked Sendable {
             // Checks and a handshake from another of the callee's devices (before the answer said which device
             // answered) are forgotten: the answering device's own checks and handshake take the leg.
             let others = box.session.callee.learn(calleeRemote)
-            for address in others where byAddress[address]?.box === box { byAddress[address] = nil }
+            unroute(others, of: box)
             if let source = box.engineSource.callee, others.contains(source) {
                 box.engines.callee = nil
                 box.engineSource.callee = nil
@@ -364,7 +369,7 @@ public final class MediaServer: Service, DatagramHandler, @unchecked Sendable {
             } else {
                 gone += box.withLeg(offering) { $0.learn(pending.remote) }
             }
-            for address in gone where byAddress[address]?.box === box { byAddress[address] = nil }
+            unroute(gone, of: box)
             return answer
         }
     }
@@ -516,9 +521,7 @@ public final class MediaServer: Service, DatagramHandler, @unchecked Sendable {
         }
         switch box.withLeg(route.party, { $0.check(message, from: source, now: now) }) {
         case .answered(let response, _):
-            if let evicted = box.withLeg(route.party, { $0.evicted }), byAddress[evicted]?.box === box {
-                byAddress[evicted] = nil
-            }
+            unroute(box.withLeg(route.party, { $0.evicted }).map { [$0] } ?? [], of: box)
             if byAddress[source] == nil {
                 logger.debug(
                     "ICE check validated a source",

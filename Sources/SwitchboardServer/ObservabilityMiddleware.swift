@@ -59,7 +59,7 @@ struct ObservabilityMiddleware: RouterMiddleware {
             let apiError = Self.apiError(for: error)
             if apiError.status == .internalServerError {
                 context.logger.error("request failed", metadata: ["error": "\(error)"])
-            } else if apiError.code == "client_gone" || apiError.code == "bad_framing" {
+            } else if [APIError.clientGone.code, APIError.badFraming.code].contains(apiError.code) {
                 context.logger.debug("request cut short", metadata: ["error": "\(error)"])
             }
             response = try apiError.response(from: request, context: context)

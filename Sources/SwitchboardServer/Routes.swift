@@ -2,7 +2,6 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import NIOCore
-import NIOHTTP1
 import NIOSSL
 import Relay
 import Store
@@ -49,10 +48,7 @@ struct Routes: Sendable {
         v1.head("events") { request, context in
             let identity = try context.requireIdentity()
             _ = try resolveDevice(request.uri.queryParameters["device"].map(String.init), identity, required: false)
-            if let scope = request.uri.queryParameters["scope"] {
-                guard scope == "all" else { throw APIError.badRequest("unknown scope '\(scope)'") }
-                guard identity.isAdmin else { throw APIError.forbidden("only admins can watch all calls") }
-            }
+            _ = try Self.watchesAll(request, identity)
             return Response(
                 status: .ok, headers: [.contentType: "text/event-stream; charset=utf-8", .cacheControl: "no-store"])
         }
@@ -157,12 +153,7 @@ struct Routes: Sendable {
         var device = try resolveDevice(
             request.uri.queryParameters["device"].map(String.init), identity, required: false)
         if device == nil { device = "d-" + Base64URL.random(bytes: 6).replacingOccurrences(of: "_", with: "x") }
-        var watchAll = false
-        if let scope = request.uri.queryParameters["scope"] {
-            guard scope == "all" else { throw APIError.badRequest("unknown scope '\(scope)'") }
-            guard identity.isAdmin else { throw APIError.forbidden("only admins can watch all calls") }
-            watchAll = true
-        }
+        let watchAll = try Self.watchesAll(request, identity)
         // Native EventSource sends Last-Event-ID itself when it reconnects; a page that had to open a new
         // EventSource (its ticket was spent) passes the id it saw as `lastEventId` instead.
         let lastEventID =
@@ -232,21 +223,17 @@ struct Routes: Sendable {
                 .contentTooLarge, "body_too_large",
                 "the request body is larger than \(configuration.maxBodyBytes) bytes")
         }
-        var request = request
-        let buffer: ByteBuffer
-        do {
-            buffer = try await request.collectBody(upTo: configuration.maxBodyBytes)
-        } catch is HTTPParserError {
-            throw APIError.badFraming
-        } catch is ChannelError {
-            throw APIError.clientGone
-        } catch is IOError {
-            throw APIError.clientGone
-        } catch is NIOSSLError {
-            throw APIError.clientGone
-        }
+        let buffer = try await request.collectAPIBody(upTo: configuration.maxBodyBytes)
         // No body at all reads as an empty object: `POST /v1/stream-tickets` needs none.
         return try JSON.decodeBody(type, from: buffer.readableBytes == 0 ? ByteBuffer(string: "{}") : buffer)
+    }
+
+    /// Whether an event-stream request asks for every call (`scope=all`, admins only).
+    private static func watchesAll(_ request: Request, _ identity: Identity) throws(APIError) -> Bool {
+        guard let scope = request.uri.queryParameters["scope"] else { return false }
+        guard scope == "all" else { throw .badRequest("unknown scope '\(scope)'") }
+        guard identity.isAdmin else { throw .forbidden("only admins can watch all calls") }
+        return true
     }
 
     /// The device a request acts as: the body's, which must match the token's device claim when there is one.
@@ -327,5 +314,23 @@ final class PeerClosedHandler: ChannelInboundHandler, Sendable {
             context.close(promise: nil)
         }
         context.fireUserInboundEventTriggered(event)
+    }
+}
+
+extension Request {
+    /// The whole body, at most `limit` bytes, for every route that reads one: a connection that goes away (or
+    /// breaks its TLS) while the body is read is the client's doing, not a server error. Malformed framing is left
+    /// to the middleware, which maps it wherever it is thrown.
+    func collectAPIBody(upTo limit: Int) async throws -> ByteBuffer {
+        var request = self
+        do {
+            return try await request.collectBody(upTo: limit)
+        } catch is ChannelError {
+            throw APIError.clientGone
+        } catch is IOError {
+            throw APIError.clientGone
+        } catch is NIOSSLError {
+            throw APIError.clientGone
+        }
     }
 }

@@ -82,7 +82,7 @@ struct WebClientRoutes: Sendable {
             guard request.headers[.contentType]?.lowercased().hasPrefix("application/json") == true else {
                 throw APIError.badRequest("send {\"user\": NAME} as application/json")
             }
-            let buffer = try await request.body.collect(upTo: 1024)
+            let buffer = try await request.collectAPIBody(upTo: 1024)
             guard let body = try? JSONDecoder().decode(DevTokenBody.self, from: Data(buffer: buffer)) else {
                 throw APIError.badRequest("send {\"user\": NAME}")
             }
