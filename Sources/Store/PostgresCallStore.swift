@@ -7,10 +7,10 @@ import Synchronization
 
 /// Calls and events in PostgreSQL (`--store postgres://…`): several nodes share one database.
 ///
-/// A transition is one transaction of four round trips: `BEGIN`; `switchboard_load`, which takes an advisory
-/// lock per involved user (in one global order) and returns the calls the input needs; `switchboard_commit`, which
-/// writes what the registry changed and the events, under a lock that makes event ids follow commit order, and
-/// `NOTIFY`s them; `COMMIT`. Every node, the committing one included, gets events from `LISTEN`, so a stream sees
+/// A transition is one transaction of four statements in two round trips: `BEGIN` with `switchboard_load`, which
+/// takes an advisory lock per involved user (in one global order) and returns the calls the input needs; then
+/// `switchboard_commit`, which writes what the registry changed and the events, under a lock that makes event ids
+/// follow commit order, and `NOTIFY`s them, with `COMMIT` right behind it. Every node, the committing one included, gets events from `LISTEN`, so a stream sees
 /// them in id order whichever node made them; a gap (a dropped listening connection, a batch too large for a
 /// notification) is read from the events table. A database that cannot be reached fails each call within
 /// ``timeout`` with `store_unavailable`; the pool reconnects by itself.
@@ -114,27 +114,35 @@ public final class PostgresCallStore: CallStore {
         let configuration = configuration
         let encode = encode
         return try await run { [client, logger] in
-            try await client.withTransaction(logger: logger) { connection in
+            try await client.withConnection { connection in
                 var id = input.callID
                 if case .invite(let new, _, _, _, _, _) = input { id = new }
                 var due: Double?
                 if case .expire = input { due = now.timeIntervalSinceReferenceDate }
-                let rows = try await connection.query(
-                    """
-                    SELECT x::text FROM switchboard_load(\(id), \(input.users), \(input.needsParties), \(due)) AS x
-                    """, logger: logger)
-                var calls: [Call] = []
-                for try await text in rows.decode(String.self) { calls.append(try PostgresRows.call(text)) }
-                var registry = CallRegistry(configuration: configuration, calls: calls)
-                let events = try registry.apply(input, now: now)
-                let stored = try await Self.commit(
-                    events: events, envelopes: events.flatMap(encode), at: now, connection, logger: logger)
-                return Applied(
-                    call: MemoryCallStore.primaryCall(of: input, events, registry), events: events, stored: stored)
+                // BEGIN and the load go out together: one round trip.
+                let begin: EventLoopFuture<PostgresQueryResult> = connection.query("BEGIN", logger: logger)
+                let load: EventLoopFuture<PostgresQueryResult> = connection.query(
+                    "SELECT x::text FROM switchboard_load(\(id), \(input.users), \(input.needsParties), \(due)) AS x",
+                    logger: logger)
+                do {
+                    _ = try await begin.get()
+                    let calls = try await load.get().rows.map { try PostgresRows.call(try $0.decode(String.self)) }
+                    var registry = CallRegistry(configuration: configuration, calls: calls)
+                    let events = try registry.apply(input, now: now)
+                    let stored = try await Self.commit(
+                        events: events, envelopes: events.flatMap(encode), at: now, connection, logger: logger)
+                    return Applied(
+                        call: MemoryCallStore.primaryCall(of: input, events, registry), events: events, stored: stored)
+                } catch {
+                    _ = try? await connection.query("ROLLBACK", logger: logger)
+                    throw error
+                }
             }
         }
     }
 
+    /// Writes a transition's calls, timeline lines and events and commits, in one round trip: the commit goes out
+    /// right behind the write, so the lock that orders event ids is held for no client round trip.
     static func commit(
         events: [CallEvent], envelopes: [Envelope], at now: Date, _ connection: PostgresConnection, logger: Logger
     ) async throws -> [StoredEvent] {
@@ -145,11 +153,21 @@ public final class PostgresCallStore: CallStore {
             events.compactMap { event in event.timelineEntry.map { TimelineRow(event.call, $0) } })
         let eventRows = try PostgresRows.json(envelopes.map(EventRow.init))
         let at = now.timeIntervalSinceReferenceDate
-        let rows = try await connection.query(
+        let write: EventLoopFuture<PostgresQueryResult> = connection.query(
             "SELECT id FROM switchboard_commit(\(calls)::jsonb, \(timeline)::jsonb, \(eventRows)::jsonb, \(at)) AS id",
             logger: logger)
-        var ids: [Int64] = []
-        for try await id in rows.decode(Int64.self) { ids.append(id) }
+        let end: EventLoopFuture<PostgresQueryResult> = connection.query("COMMIT", logger: logger)
+        let written: PostgresQueryResult
+        do {
+            written = try await write.get()
+        } catch {
+            // The COMMIT behind it then only ends the failed transaction.
+            _ = try? await end.get()
+            throw error
+        }
+        let committed = try await end.get()
+        guard committed.metadata.command == "COMMIT" else { throw StoreCorruption("the transaction did not commit") }
+        let ids = try written.rows.map { try $0.decode(Int64.self) }
         guard ids.count == envelopes.count else { throw StoreCorruption("the commit returned \(ids.count) event ids") }
         return zip(ids, envelopes).map { StoredEvent(id: $0, at: now, envelope: $1) }
     }
@@ -255,8 +273,9 @@ public final class PostgresCallStore: CallStore {
 
     public func append(_ envelopes: [Envelope], now: Date) async throws(CallError) -> [StoredEvent] {
         try await run { [client, logger] in
-            try await client.withTransaction(logger: logger) { connection in
-                try await Self.commit(events: [], envelopes: envelopes, at: now, connection, logger: logger)
+            try await client.withConnection { connection in
+                _ = try await connection.query("BEGIN", logger: logger)
+                return try await Self.commit(events: [], envelopes: envelopes, at: now, connection, logger: logger)
             }
         }
     }

@@ -5,14 +5,15 @@ public import SwitchboardCore
 /// Calls and events in one SQLite file (`--store sqlite:PATH`, the default): a restart, even after `kill -9`,
 /// loses nothing that was answered to a client.
 ///
-/// One writer (GRDB's serialized queue) runs each transition as an immediate transaction and publishes its events
-/// right after the commit, on the same queue, so the bus sees batches in id order. The journal is WAL with
+/// One writer (GRDB's pool: a serialized writer, readers beside it on the WAL) runs each transition as an immediate
+/// transaction and publishes its events right after the commit, still on the writer, so the bus sees batches in id
+/// order; reads (history, resumption, deadlines) never wait behind it. The journal is WAL with
 /// `synchronous = NORMAL`: durable across a crash of the process; a power loss may lose the last transactions.
 public final class SQLiteCallStore: CallStore {
     public let bus: any EventBus
     public var kind: String { "sqlite" }
     public let path: String
-    private let database: DatabaseQueue
+    private let database: DatabasePool
     private let configuration: CallRegistry.Configuration
     private let encode: EnvelopeEncoder
 
@@ -30,11 +31,8 @@ public final class SQLiteCallStore: CallStore {
         var options = GRDB.Configuration()
         options.foreignKeysEnabled = true
         options.busyMode = .timeout(5)
-        options.prepareDatabase { db in
-            try db.execute(sql: "PRAGMA journal_mode = WAL")
-            try db.execute(sql: "PRAGMA synchronous = NORMAL")
-        }
-        database = try DatabaseQueue(path: path, configuration: options)
+        options.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = NORMAL") }
+        database = try DatabasePool(path: path, configuration: options)
         try SQLiteSchema.migrator.migrate(database)
     }
 
@@ -214,7 +212,9 @@ enum SQLiteSchema {
                     CREATE INDEX calls_by_caller ON calls (caller, created_at, id);
                     CREATE INDEX calls_by_callee ON calls (callee, created_at, id);
                     CREATE INDEX calls_by_time ON calls (created_at, id);
-                    CREATE INDEX calls_live ON calls (state) WHERE state IN ('inviting', 'ringing', 'active');
+                    CREATE INDEX calls_live_by_caller ON calls (caller) WHERE state IN ('inviting', 'ringing', 'active');
+                    CREATE INDEX calls_live_by_callee ON calls (callee) WHERE state IN ('inviting', 'ringing', 'active');
+                    CREATE INDEX calls_pending_deadline ON calls (ring_deadline) WHERE state IN ('inviting', 'ringing');
                     CREATE INDEX calls_ended ON calls (ended_at) WHERE state = 'ended';
                     CREATE TABLE timeline (
                         call_id TEXT NOT NULL REFERENCES calls (id) ON DELETE CASCADE,
@@ -255,19 +255,20 @@ enum SQLiteRows {
         var users = Set(input.users)
         var id = input.callID
         if case .invite(let new, _, _, _, _, _) = input { id = new }
-        if let id, let row = try Row.fetchOne(db, sql: "SELECT * FROM calls WHERE id = ?", arguments: [id]) {
+        if let id, let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM calls WHERE id = ?"), arguments: [id]) {
             let call = try self.call(row)
             calls[call.id] = call
             if input.needsParties { users.formUnion([call.caller, call.callee]) }
         }
         if !input.needsParties { users = [] }
         for user in users.sorted() {
+            // Each half reads a partial index of live calls: a user's history does not slow their transitions.
             let rows = try Row.fetchAll(
-                db,
-                sql: """
-                    SELECT * FROM calls WHERE caller = ? AND state IN \(liveStates)
-                    UNION SELECT * FROM calls WHERE callee = ? AND state IN \(liveStates)
-                    """, arguments: [user, user])
+                db.cachedStatement(
+                    sql: """
+                        SELECT * FROM calls WHERE caller = ? AND state IN \(liveStates)
+                        UNION SELECT * FROM calls WHERE callee = ? AND state IN \(liveStates)
+                        """), arguments: [user, user])
             for row in rows {
                 let call = try self.call(row)
                 calls[call.id] = call
@@ -307,7 +308,7 @@ enum SQLiteRows {
     }
 
     static func upsert(_ call: Call, _ db: Database) throws {
-        try db.execute(
+        try db.cachedStatement(
             sql: """
                 INSERT INTO calls (id, caller, caller_device, callee, state, end_reason, created_at, answered_at,
                     ended_at, answered_by, ringing_devices, ring_deadline, offer, timeline_length, media, failure)
@@ -317,15 +318,16 @@ enum SQLiteRows {
                     answered_by = excluded.answered_by, ringing_devices = excluded.ringing_devices,
                     ring_deadline = excluded.ring_deadline, offer = excluded.offer,
                     timeline_length = excluded.timeline_length, media = excluded.media, failure = excluded.failure
-                """,
-            arguments: StatementArguments(CallColumns(call).values))
+                """
+        ).execute(arguments: StatementArguments(CallColumns(call).values))
     }
 
     /// Stores envelopes with the next ids.
     static func insert(_ envelopes: [Envelope], at now: Date, _ db: Database) throws -> [StoredEvent] {
         try envelopes.map { envelope in
-            try db.execute(
-                sql: "INSERT INTO events (at, user, devices, name, call_id, data) VALUES (?, ?, ?, ?, ?, ?)",
+            try db.cachedStatement(
+                sql: "INSERT INTO events (at, user, devices, name, call_id, data) VALUES (?, ?, ?, ?, ?, ?)"
+            ).execute(
                 arguments: [
                     now.timeIntervalSinceReferenceDate, envelope.user, envelope.devices.storedForm, envelope.name,
                     envelope.callID, Data(envelope.data),

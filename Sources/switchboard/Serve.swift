@@ -129,9 +129,9 @@ struct Serve: AsyncParsableCommand {
                 }
                 configuration.media = mediaConfiguration
             }
+            let environment = ProcessInfo.processInfo.environment.filter { !$0.value.isEmpty }
             let storeArgument =
-                store ?? ProcessInfo.processInfo.environment["SWITCHBOARD_DATABASE_URL"]
-                ?? ProcessInfo.processInfo.environment["SWITCHBOARD_STORE"]
+                store ?? environment["SWITCHBOARD_DATABASE_URL"] ?? environment["SWITCHBOARD_STORE"]
                 ?? "sqlite:\(StoreLocation.defaultSQLitePath)"
             guard let location = StoreLocation(argument: storeArgument) else {
                 throw CommandFailure("--store must be sqlite:PATH, postgres://… or memory")
