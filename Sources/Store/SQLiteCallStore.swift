@@ -255,7 +255,9 @@ enum SQLiteRows {
         var users = Set(input.users)
         var id = input.callID
         if case .invite(let new, _, _, _, _, _) = input { id = new }
-        if let id, let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM calls WHERE id = ?"), arguments: [id]) {
+        if let id,
+            let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM calls WHERE id = ?"), arguments: [id])
+        {
             let call = try self.call(row)
             calls[call.id] = call
             if input.needsParties { users.formUnion([call.caller, call.callee]) }
