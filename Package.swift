@@ -199,9 +199,16 @@ let package = Package(
             path: "Fuzz/Sources/switchboard-fuzz",
             swiftSettings: swiftSettings
         ),
+        // Helpers several test targets share (a seeded generator, random registry inputs).
+        .target(
+            name: "TestSupport",
+            dependencies: ["SwitchboardCore"],
+            path: "Tests/TestSupport",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "SwitchboardCoreTests",
-            dependencies: ["SwitchboardCore"],
+            dependencies: ["SwitchboardCore", "TestSupport"],
             resources: [.copy("Fixtures")],
             swiftSettings: swiftSettings
         ),
@@ -220,6 +227,7 @@ let package = Package(
             dependencies: [
                 "Store",
                 "SwitchboardCore",
+                "TestSupport",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -227,7 +235,7 @@ let package = Package(
         ),
         .testTarget(
             name: "STUNTests",
-            dependencies: ["STUN"],
+            dependencies: ["STUN", "TestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

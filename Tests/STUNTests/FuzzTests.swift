@@ -1,4 +1,5 @@
 import STUN
+import TestSupport
 import Testing
 
 /// Bounded, deterministic mutation testing: decoding, every typed reader, integrity and fingerprint checks and the

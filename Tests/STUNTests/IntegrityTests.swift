@@ -1,4 +1,5 @@
 import STUN
+import TestSupport
 import Testing
 
 /// Bitwise CRC-32 (IEEE, reflected), independent of the module's table-driven one.

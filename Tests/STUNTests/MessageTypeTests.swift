@@ -1,4 +1,5 @@
 import STUN
+import TestSupport
 import Testing
 
 @Suite("Message type (RFC 8489 §5)")

@@ -2,6 +2,7 @@ import Foundation
 import Store
 import SwitchboardCore
 import Synchronization
+import TestSupport
 import Testing
 
 /// The same suite against every store: each decides exactly as the pure registry does, keeps "one winner" under
@@ -18,7 +19,7 @@ import Testing
         var nextID = 0
         for step in 0..<400 {
             let now = t0 + Double(step)
-            let input = Inputs.random(&random, reference, nextID: &nextID)
+            let input = RandomInputs.next(&random, reference, nextID: &nextID)
             let expected = Result { () throws(CallError) in try reference.apply(input, now: now) }
             let actual: Result<Applied, CallError>
             do {
@@ -44,7 +45,7 @@ import Testing
         let counts = try await fixture.store.countsByState()
         #expect(counts == reference.countsByState())
         #expect(try await fixture.store.nextDeadline() == reference.nextDeadline)
-        for user in Inputs.users {
+        for user in RandomInputs.users {
             #expect(
                 try await fixture.store.calls(of: user, states: nil, before: nil, limit: 1000).map(\.id)
                     == reference.calls(of: user).map(\.id))

@@ -4,6 +4,7 @@ import PostgresNIO
 import Store
 import SwitchboardCore
 import Synchronization
+import TestSupport
 import Testing
 
 let t0 = Date(timeIntervalSinceReferenceDate: 800_000_000)
@@ -108,49 +109,6 @@ enum Encoding {
                 Envelope(user: Envelope.watchers, devices: .all, name: event.name, callID: event.callID, data: []))
         }
         return envelopes
-    }
-}
-
-/// Random inputs over a few users, so that busy, glare and multi-device races come up often.
-enum Inputs {
-    static let users = ["u0", "u1", "u2", "u3"]
-
-    static func random(_ generator: inout SplitMix64, _ registry: CallRegistry, nextID: inout Int) -> CallInput {
-        let user = users[Int(generator.next() % 4)]
-        let other = users[Int(generator.next() % 4)]
-        let device = "d\(generator.next() % 2)"
-        let existing = registry.calls.keys.sorted()
-        let id = existing.isEmpty ? "none" : existing[Int(generator.next() % UInt64(existing.count))]
-        switch generator.next() % 8 {
-        case 0, 1:
-            nextID += 1
-            return .invite(
-                id: "c\(generator.next() % 1000)-\(nextID)", caller: user, device: device, callee: other,
-                offer: nil, media: .direct)
-        case 2: return .ring(id: id, user: user, device: device)
-        case 3: return .accept(id: id, user: user, device: device, answer: nil)
-        case 4: return .decline(id: id, user: user, device: device)
-        case 5: return .hangup(id: id, user: user, device: device)
-        case 6:
-            return .signal(
-                Signal(
-                    callID: id, fromUser: user, fromDevice: device, kind: .candidate,
-                    candidate: ICECandidate(
-                        candidate: "candidate:1 1 udp 1 192.0.2.1 9 typ host", sdpMid: "0", sdpMLineIndex: 0)))
-        default: return generator.next() % 2 == 0 ? .expire : .fail(id: id, failure: "ice_timeout")
-        }
-    }
-}
-
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
 

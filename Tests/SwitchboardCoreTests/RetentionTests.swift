@@ -1,5 +1,6 @@
 import Foundation
 import SwitchboardCore
+import TestSupport
 import Testing
 
 /// History is kept by time (`forgetCalls(endedBefore:)`), pages newest first, and a registry rebuilt from the
@@ -64,8 +65,8 @@ import Testing
         var nextID = 0
         for step in 0..<2000 {
             let now = t0 + Double(step)
-            let input = Self.randomInput(&generator, whole, nextID: &nextID)
-            let needed = Self.needed(for: input, in: whole)
+            let input = RandomInputs.next(&generator, whole, nextID: &nextID)
+            let needed = RandomInputs.needed(for: input, in: whole)
             var partial = CallRegistry(calls: needed.map(\.withoutTimeline))
             let fromWhole = Result { () throws(CallError) in try whole.apply(input, now: now) }
             let fromPartial = Result { () throws(CallError) in try partial.apply(input, now: now) }
@@ -79,48 +80,6 @@ import Testing
             default:
                 Issue.record("step \(step): \(input): whole \(fromWhole), partial \(fromPartial)")
             }
-        }
-    }
-
-    /// What a store loads: the named call, and the pending and active calls of the input's users and the call's
-    /// parties.
-    static func needed(for input: CallInput, in registry: CallRegistry) -> [Call] {
-        var ids: Set<String> = []
-        var users = Set(input.users)
-        if let id = input.callID, let call = registry.calls[id] {
-            ids.insert(id)
-            if input.needsParties { users.formUnion([call.caller, call.callee]) }
-        }
-        var calls = registry.calls.values.filter { call in
-            ids.contains(call.id)
-                || (call.state != .ended && (users.contains(call.caller) || users.contains(call.callee)))
-        }
-        if case .expire = input { calls = registry.calls.values.filter { $0.state.isPending } }
-        return calls
-    }
-
-    static func randomInput(_ generator: inout SplitMix64, _ registry: CallRegistry, nextID: inout Int) -> CallInput {
-        let users = ["u0", "u1", "u2", "u3"]
-        let user = users[Int(generator.next() % 4)]
-        let other = users[Int(generator.next() % 4)]
-        let device = "d\(generator.next() % 2)"
-        let existing = registry.calls.keys.sorted()
-        let id = existing.isEmpty ? "none" : existing[Int(generator.next() % UInt64(existing.count))]
-        switch generator.next() % 8 {
-        case 0, 1:
-            nextID += 1
-            // Ids in a random order, so that glare's "lesser id" goes either way.
-            return .invite(
-                id: "c\(generator.next() % 1000)-\(nextID)", caller: user, device: device, callee: other, offer: nil,
-                media: .direct)
-        case 2: return .ring(id: id, user: user, device: device)
-        case 3: return .accept(id: id, user: user, device: device, answer: nil)
-        case 4: return .decline(id: id, user: user, device: device)
-        case 5: return .hangup(id: id, user: user, device: device)
-        case 6:
-            return .signal(
-                Signal(callID: id, fromUser: user, fromDevice: device, kind: .candidate, candidate: sampleCandidate))
-        default: return generator.next() % 2 == 0 ? .expire : .fail(id: id, failure: "ice_timeout")
         }
     }
 }

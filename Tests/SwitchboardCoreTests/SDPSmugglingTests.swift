@@ -1,5 +1,6 @@
 import Foundation
 import SwitchboardCore
+import TestSupport
 import Testing
 
 /// SDP that hides keys, weak fingerprints or plain transports from a checker but not from some consumer, and a
@@ -141,19 +142,6 @@ import Testing
         // The generator must exercise both sides.
         #expect(refusedDangerous > 300)
         #expect(acceptedClean > 300)
-    }
-}
-
-/// A small seeded generator, so a failing variant can be reproduced.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
 
