@@ -41,7 +41,13 @@ public protocol CallStore: Sendable {
     /// them.
     func append(_ envelopes: [Envelope], now: Date) async throws(CallError) -> [StoredEvent]
 
-    /// Forgets events older than `eventsBefore` and calls that ended before `callsEndedBefore`.
+    /// Keeps a stream ticket (by the hash of its secret) until `expires`: any node of a cluster can redeem it.
+    func storeTicket(_ hash: String, _ payload: [UInt8], expires: Date) async throws(CallError)
+
+    /// Takes a ticket: the payload once, before it expires; nil afterwards.
+    func redeemTicket(_ hash: String, now: Date) async throws(CallError) -> [UInt8]?
+
+    /// Forgets events older than `eventsBefore`, calls that ended before `callsEndedBefore`, and expired tickets.
     func prune(eventsBefore: Date, callsEndedBefore: Date) async throws(CallError)
 
     /// Succeeds when the store can serve requests.

@@ -12,6 +12,8 @@ public final class MemoryCallStore: CallStore {
     private struct State {
         var registry: CallRegistry
         var hub: EventHub
+        var tickets: [String: (payload: [UInt8], expires: Date)] = [:]
+        var newest = Date.distantPast
     }
 
     public init(
@@ -75,10 +77,23 @@ public final class MemoryCallStore: CallStore {
         }
     }
 
+    public func storeTicket(_ hash: String, _ payload: [UInt8], expires: Date) {
+        state.withLock { $0.tickets[hash] = (payload, expires) }
+    }
+
+    public func redeemTicket(_ hash: String, now: Date) -> [UInt8]? {
+        state.withLock { state in
+            guard let ticket = state.tickets.removeValue(forKey: hash), ticket.expires > now else { return nil }
+            return ticket.payload
+        }
+    }
+
     public func prune(eventsBefore: Date, callsEndedBefore: Date) {
+        let now = Date()
         state.withLock { state in
             state.hub.prune(before: eventsBefore)
             state.registry.forgetCalls(endedBefore: callsEndedBefore)
+            state.tickets = state.tickets.filter { $0.value.expires > now }
         }
     }
 

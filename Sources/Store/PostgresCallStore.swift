@@ -293,7 +293,31 @@ public final class PostgresCallStore: CallStore {
                     """, logger: logger)
                 _ = try await connection.query(
                     "DELETE FROM calls WHERE state = 'ended' AND ended_at < \(calls)", logger: logger)
+                let now = Date().timeIntervalSinceReferenceDate
+                _ = try await connection.query("DELETE FROM stream_tickets WHERE expires < \(now)", logger: logger)
             }
+        }
+    }
+
+    public func storeTicket(_ hash: String, _ payload: [UInt8], expires: Date) async throws(CallError) {
+        let bytes = ByteBuffer(bytes: payload)
+        let at = expires.timeIntervalSinceReferenceDate
+        try await run { [client] in
+            _ = try await client.query(
+                "INSERT INTO stream_tickets (hash, payload, expires) VALUES (\(hash), \(bytes), \(at))")
+        }
+    }
+
+    public func redeemTicket(_ hash: String, now: Date) async throws(CallError) -> [UInt8]? {
+        let at = now.timeIntervalSinceReferenceDate
+        return try await run { [client] in
+            let rows = try await client.query(
+                "DELETE FROM stream_tickets WHERE hash = \(hash) RETURNING payload, expires")
+            var payload: [UInt8]?
+            for try await (bytes, expires) in rows.decode((ByteBuffer, Double).self) where expires > at {
+                payload = Array(bytes.readableBytesView)
+            }
+            return payload
         }
     }
 

@@ -157,6 +157,13 @@ enum PostgresSchema {
                 RETURN QUERY SELECT unnest(ids);
             END $$;
             """
-        )
+        ),
+        (
+            2,
+            """
+            CREATE TABLE stream_tickets (hash text PRIMARY KEY, payload bytea NOT NULL, expires double precision NOT NULL);
+            CREATE INDEX stream_tickets_by_expiry ON stream_tickets (expires);
+            """
+        ),
     ]
 }

@@ -164,6 +164,34 @@ public final class SQLiteCallStore: CallStore {
                 try db.execute(
                     sql: "DELETE FROM calls WHERE state = 'ended' AND ended_at < ?",
                     arguments: [callsEndedBefore.timeIntervalSinceReferenceDate])
+                try db.execute(
+                    sql: "DELETE FROM stream_tickets WHERE expires < ?",
+                    arguments: [Date().timeIntervalSinceReferenceDate])
+            }
+        }
+    }
+
+    public func storeTicket(_ hash: String, _ payload: [UInt8], expires: Date) async throws(CallError) {
+        try await run {
+            try await self.database.write { db in
+                try db.execute(
+                    sql: "INSERT INTO stream_tickets (hash, payload, expires) VALUES (?, ?, ?)",
+                    arguments: [hash, Data(payload), expires.timeIntervalSinceReferenceDate])
+            }
+        }
+    }
+
+    public func redeemTicket(_ hash: String, now: Date) async throws(CallError) -> [UInt8]? {
+        try await run {
+            try await self.database.write { db -> [UInt8]? in
+                guard
+                    let row = try Row.fetchOne(
+                        db, sql: "DELETE FROM stream_tickets WHERE hash = ? RETURNING payload, expires",
+                        arguments: [hash])
+                else { return nil }
+                let expires: Double = row["expires"]
+                let payload: Data = row["payload"]
+                return expires > now.timeIntervalSinceReferenceDate ? Array(payload) : nil
             }
         }
     }
@@ -239,6 +267,13 @@ enum SQLiteSchema {
                     CREATE INDEX events_by_time ON events (at);
                     CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value INTEGER NOT NULL);
                     INSERT INTO meta (key, value) VALUES ('pruned_through', 0);
+                    """)
+        }
+        migrator.registerMigration("v2") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE stream_tickets (hash TEXT PRIMARY KEY NOT NULL, payload BLOB NOT NULL, expires REAL NOT NULL);
+                    CREATE INDEX stream_tickets_by_expiry ON stream_tickets (expires);
                     """)
         }
         return migrator

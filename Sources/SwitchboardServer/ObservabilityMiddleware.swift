@@ -37,7 +37,7 @@ struct ObservabilityMiddleware: RouterMiddleware {
             if request.uri.path.split(separator: "/").first == "v1" {
                 let identity: Identity
                 do {
-                    identity = try authenticate(request)
+                    identity = try await authenticate(request)
                 } catch {
                     if let wait = addressLimiter.take(
                         address, now: signaling.clock(), cost: Self.failedAuthenticationCost)
@@ -81,7 +81,7 @@ struct ObservabilityMiddleware: RouterMiddleware {
 
     /// The identity of a bearer token, or of a stream ticket on `GET /v1/events` (for browsers' `EventSource`,
     /// which cannot send headers).
-    private func authenticate(_ request: Request) throws(APIError) -> Identity {
+    private func authenticate(_ request: Request) async throws(APIError) -> Identity {
         if let header = request.headers[.authorization] {
             let prefix = "Bearer "
             guard header.count > prefix.count, header.prefix(prefix.count).lowercased() == prefix.lowercased(),
@@ -91,7 +91,8 @@ struct ObservabilityMiddleware: RouterMiddleware {
             return identity
         }
         if request.uri.path == "/v1/events", request.method == .get,
-            let ticket = request.uri.queryParameters["ticket"], let redeemed = signaling.redeemTicket(String(ticket))
+            let ticket = request.uri.queryParameters["ticket"],
+            let redeemed = await signaling.redeemTicket(String(ticket))
         {
             let identity = redeemed.identity
             return Identity(user: identity.user, isAdmin: identity.isAdmin, device: redeemed.device ?? identity.device)

@@ -40,7 +40,9 @@ struct Routes: Sendable {
             let identity = try context.requireIdentity()
             let body = try await decode(TicketBody.self, request)
             let device = try resolveDevice(body.device, identity, required: false)
-            let ticket = signaling.issueTicket(for: identity, device: device)
+            let ticket = try await mapped { () async throws(CallError) in
+                try await signaling.issueTicket(for: identity, device: device)
+            }
             return Self.json(.created, TicketJSON(ticket: ticket, expiresIn: Int(configuration.ticketLifetime)))
         }
         v1.get("events") { request, context in try await events(request, context) }

@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import Logging
 import Media
@@ -16,10 +17,16 @@ import Synchronization
 /// and device, and a `Last-Event-ID` resumes from the store, so a device may reconnect to any node of a cluster.
 /// Nothing here waits on a stream: one that cannot take a frame is cut.
 final class Signaling: Sendable {
-    struct Ticket: Sendable {
-        let identity: Identity
+    /// What a stream ticket stands for, as the store keeps it (by the hash of the ticket, never the ticket).
+    struct Ticket: Codable, Sendable {
+        let user: String
+        let isAdmin: Bool
+        /// The token's device claim.
+        let tokenDevice: String?
+        /// The device the ticket was asked for.
         let device: String?
-        let expires: Date
+
+        var identity: Identity { Identity(user: user, isAdmin: isAdmin, device: tokenDevice) }
     }
 
     private struct State {
@@ -27,7 +34,6 @@ final class Signaling: Sendable {
         var watchers: [Int: EventStream] = [:]
         var nextSerial = 0
         var openStreams = 0
-        var tickets: [String: Ticket] = [:]
         var nextHeartbeat: Date
         var nextPrune: Date
         var shuttingDown = false
@@ -443,20 +449,26 @@ final class Signaling: Sendable {
 
     // MARK: Tickets
 
-    func issueTicket(for identity: Identity, device: String?) -> String {
+    /// A single-use ticket for `GET /v1/events`, kept in the store so that any node of a cluster can take it.
+    func issueTicket(for identity: Identity, device: String?) async throws(CallError) -> String {
         let ticket = Base64URL.random(bytes: 24)
-        let expires = clock().addingTimeInterval(configuration.ticketLifetime)
-        state.withLock { $0.tickets[ticket] = Ticket(identity: identity, device: device, expires: expires) }
+        let payload = Ticket(
+            user: identity.user, isAdmin: identity.isAdmin, tokenDevice: identity.device, device: device)
+        try await store.storeTicket(
+            Self.ticketHash(ticket), JSON.encode(payload),
+            expires: clock().addingTimeInterval(configuration.ticketLifetime))
         return ticket
     }
 
-    /// Takes a ticket: it works once, before it expires.
-    func redeemTicket(_ ticket: String) -> Ticket? {
-        let now = clock()
-        return state.withLock { state in
-            guard let found = state.tickets.removeValue(forKey: ticket), found.expires > now else { return nil }
-            return found
-        }
+    /// Takes a ticket: it works once, before it expires, on any node.
+    func redeemTicket(_ ticket: String) async -> Ticket? {
+        guard let payload = try? await store.redeemTicket(Self.ticketHash(ticket), now: clock()) else { return nil }
+        return try? JSONDecoder().decode(Ticket.self, from: Data(payload))
+    }
+
+    /// Tickets are kept by their SHA-256: a copy of the store holds nothing that opens a stream.
+    static func ticketHash(_ ticket: String) -> String {
+        SHA256.hash(data: Data(ticket.utf8)).map { String(format: "%02x", $0) }.joined()
     }
 
     // MARK: Time and shutdown
@@ -488,7 +500,6 @@ final class Signaling: Sendable {
             }
             guard now >= state.nextPrune else { return false }
             state.nextPrune = now.addingTimeInterval(configuration.pruneInterval)
-            state.tickets = state.tickets.filter { $0.value.expires > now }
             return true
         }
         if prune {

@@ -61,6 +61,16 @@ struct ClusterTests {
         }
         for stream in [b1, b2, alice] { stream.close() }
 
+        // A stream ticket asked for on one node opens a stream on another, once.
+        let issued = try await a.post("/v1/stream-tickets", token: a.token("bob"), json: ["device": "tab1"])
+        #expect(issued.status == 201)
+        let ticket = try #require(issued.json["ticket"] as? String)
+        let curl = try CurlStream(url: b.baseURL + "/v1/events?ticket=\(ticket)", caPath: b.caPath)
+        let hello = try await curl.expect("hello")
+        #expect(hello["user"] as? String == "bob" && hello["device"] as? String == "tab1")
+        curl.stop()
+        #expect(try await c.request(.GET, "/v1/events?ticket=\(ticket)").status == 401)
+
         // A node dies mid-call: its device resumes on another node and misses nothing.
         let carol = try await a.stream("carol", device: "c1")
         try await carol.expect("hello")

@@ -170,6 +170,20 @@ import Testing
     }
 
     @Test(arguments: kinds)
+    func aTicketWorksOnceBeforeItExpires(kind: StoreKind) async throws {
+        let fixture = try await kind.make()
+        defer { fixture.remove() }
+        let payload = Array("{\"user\":\"bob\"}".utf8)
+        try await fixture.store.storeTicket("h1", payload, expires: t0 + 30)
+        try await fixture.store.storeTicket("h2", payload, expires: t0 + 30)
+        #expect(try await fixture.store.redeemTicket("h1", now: t0 + 1) == payload)
+        #expect(try await fixture.store.redeemTicket("h1", now: t0 + 2) == nil)
+        #expect(try await fixture.store.redeemTicket("h2", now: t0 + 31) == nil)
+        #expect(try await fixture.store.redeemTicket("h2", now: t0 + 1) == nil, "an expired ticket is gone")
+        #expect(try await fixture.store.redeemTicket("unknown", now: t0) == nil)
+    }
+
+    @Test(arguments: kinds)
     func historyPagesNewestFirst(kind: StoreKind) async throws {
         let fixture = try await kind.make()
         defer { fixture.remove() }
