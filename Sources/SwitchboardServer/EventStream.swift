@@ -35,6 +35,9 @@ final class EventStream: Sendable {
         /// While the stream catches up (its replay is being read from the store), live events wait here.
         var held: [(id: Int64, frame: ByteBuffer)]?
         var heldBytes = 0
+        /// The highest event id queued: a stored event can reach a stream twice (in its replay, then from a bus
+        /// that delivers after the commit), and is queued once.
+        var lastID: Int64 = 0
     }
 
     init(
@@ -57,7 +60,11 @@ final class EventStream: Sendable {
     func enqueue(_ frame: ByteBuffer, id: Int64) -> EnqueueResult {
         let held = state.withLock { state -> EnqueueResult? in
             guard state.ending == nil else { return .ended }
-            guard state.held != nil else { return nil }
+            guard state.held != nil else {
+                guard id > state.lastID else { return .queued }
+                state.lastID = id
+                return nil
+            }
             guard state.held!.count < maxFrames, state.heldBytes + frame.readableBytes <= maxBytes else {
                 state.ending = .slowReader
                 state.held = nil
@@ -77,17 +84,31 @@ final class EventStream: Sendable {
     /// Ends catching up: queues `first` (retry, hello, resync), then the replay and the live events held
     /// meanwhile, in id order, each once, leaving out every id up to `after`.
     func catchUp(first: [ByteBuffer], replay: [(id: Int64, frame: ByteBuffer)], after: Int64) {
-        let held = state.withLock { state -> [(id: Int64, frame: ByteBuffer)] in
-            defer {
-                state.held = nil
-                state.heldBytes = 0
-            }
-            return state.held ?? []
-        }
         for frame in first { enqueue(frame) }
-        var seen: Set<Int64> = []
-        for (id, frame) in (replay + held).sorted(by: { $0.id < $1.id }) where id > after && seen.insert(id).inserted {
-            guard enqueue(frame) == .queued else { return }
+        var pending = replay
+        var last = after
+        // Live events keep being held while the earlier ones are queued, so nothing overtakes them.
+        while true {
+            let frames = state.withLock { state -> [(id: Int64, frame: ByteBuffer)]? in
+                let held = state.held ?? []
+                guard !held.isEmpty || !pending.isEmpty else {
+                    state.held = nil
+                    state.heldBytes = 0
+                    state.lastID = last
+                    return nil
+                }
+                state.held = state.held == nil ? nil : []
+                state.heldBytes = 0
+                return held
+            }
+            guard let frames else { return }
+            var seen: Set<Int64> = []
+            for (id, frame) in (frames + pending).sorted(by: { $0.id < $1.id })
+            where id > last && seen.insert(id).inserted {
+                guard enqueue(frame) == .queued else { return }
+                last = id
+            }
+            pending = []
         }
     }
 

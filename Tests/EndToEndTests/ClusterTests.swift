@@ -71,6 +71,17 @@ struct ClusterTests {
         curl.stop()
         #expect(try await c.request(.GET, "/v1/events?ticket=\(ticket)").status == 401)
 
+        // A device that connects while a call rings for it gets the invite once (its copy is stored, then comes
+        // back over LISTEN), then what follows.
+        let waiting = try await a.invite("hank", device: "h1", to: "ivy").callID
+        let ivy = try await c.stream("ivy", device: "i1")
+        try await ivy.expect("hello")
+        let invite = try await ivy.expect("call.invite")
+        #expect((invite["call"] as? [String: Any])?["id"] as? String == waiting)
+        #expect(try await b.act("hangup", waiting, as: "hank", device: "h1").status == 200)
+        try await ivy.expect("call.ended")
+        ivy.close()
+
         // A node dies mid-call: its device resumes on another node and misses nothing.
         let carol = try await a.stream("carol", device: "c1")
         try await carol.expect("hello")
