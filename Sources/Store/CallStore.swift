@@ -47,8 +47,9 @@ public protocol CallStore: Sendable {
     /// Takes a ticket: the payload once, before it expires; nil afterwards.
     func redeemTicket(_ hash: String, now: Date) async throws(CallError) -> [UInt8]?
 
-    /// Forgets events older than `eventsBefore`, calls that ended before `callsEndedBefore`, and expired tickets.
-    func prune(eventsBefore: Date, callsEndedBefore: Date) async throws(CallError)
+    /// Forgets events older than `eventsBefore`, calls that ended before `callsEndedBefore`, and tickets that
+    /// expired before `ticketsExpiredBefore`.
+    func prune(eventsBefore: Date, callsEndedBefore: Date, ticketsExpiredBefore: Date) async throws(CallError)
 
     /// Succeeds when the store can serve requests.
     func check() async throws(CallError)
@@ -147,8 +148,6 @@ extension Delivery.Devices {
 }
 
 extension CallError {
-    /// The store's database failed; `underlying` is for the log, never for clients.
-    public static func storeUnavailable(_ underlying: any Error) -> CallError {
-        CallError(.storeUnavailable, "the call store is unavailable; try again")
-    }
+    /// The store's database failed (what failed is for the log, never for clients).
+    public static let storeUnavailable = CallError(.storeUnavailable, "the call store is unavailable; try again")
 }

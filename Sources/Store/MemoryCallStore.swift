@@ -32,15 +32,9 @@ public final class MemoryCallStore: CallStore {
             let stored = state.hub.append(events.flatMap(encode), at: now)
             // Under the lock, so that batches reach the bus in id order.
             bus.publish(stored)
-            return Applied(call: Self.primaryCall(of: input, events, state.registry), events: events, stored: stored)
+            return Applied(
+                call: input.callID.flatMap { state.registry.calls[$0] }, events: events, stored: stored)
         }
-    }
-
-    /// The call an input was about, as it is now.
-    static func primaryCall(of input: CallInput, _ events: [CallEvent], _ registry: CallRegistry) -> Call? {
-        if let id = input.callID { return registry.calls[id] }
-        if case .invite(let id, _, _, _, _, _) = input { return registry.calls[id] }
-        return nil
     }
 
     public func call(_ id: String) -> Call? {
@@ -88,12 +82,11 @@ public final class MemoryCallStore: CallStore {
         }
     }
 
-    public func prune(eventsBefore: Date, callsEndedBefore: Date) {
-        let now = Date()
+    public func prune(eventsBefore: Date, callsEndedBefore: Date, ticketsExpiredBefore: Date) {
         state.withLock { state in
             state.hub.prune(before: eventsBefore)
             state.registry.forgetCalls(endedBefore: callsEndedBefore)
-            state.tickets = state.tickets.filter { $0.value.expires > now }
+            state.tickets = state.tickets.filter { $0.value.expires >= ticketsExpiredBefore }
         }
     }
 

@@ -115,8 +115,7 @@ public final class PostgresCallStore: CallStore {
         let encode = encode
         return try await run { [client, logger] in
             try await client.withConnection { connection in
-                var id = input.callID
-                if case .invite(let new, _, _, _, _, _) = input { id = new }
+                let id = input.callID
                 var due: Double?
                 if case .expire = input { due = now.timeIntervalSinceReferenceDate }
                 // BEGIN and the load go out together: one round trip.
@@ -132,7 +131,7 @@ public final class PostgresCallStore: CallStore {
                     let stored = try await Self.commit(
                         events: events, envelopes: events.flatMap(encode), at: now, connection, logger: logger)
                     return Applied(
-                        call: MemoryCallStore.primaryCall(of: input, events, registry), events: events, stored: stored)
+                        call: input.callID.flatMap { registry.calls[$0] }, events: events, stored: stored)
                 } catch {
                     _ = try? await connection.query("ROLLBACK", logger: logger)
                     throw error
@@ -280,7 +279,9 @@ public final class PostgresCallStore: CallStore {
         }
     }
 
-    public func prune(eventsBefore: Date, callsEndedBefore: Date) async throws(CallError) {
+    public func prune(eventsBefore: Date, callsEndedBefore: Date, ticketsExpiredBefore: Date)
+        async throws(CallError)
+    {
         let events = eventsBefore.timeIntervalSinceReferenceDate
         let calls = callsEndedBefore.timeIntervalSinceReferenceDate
         try await run { [client, logger] in
@@ -293,8 +294,9 @@ public final class PostgresCallStore: CallStore {
                     """, logger: logger)
                 _ = try await connection.query(
                     "DELETE FROM calls WHERE state = 'ended' AND ended_at < \(calls)", logger: logger)
-                let now = Date().timeIntervalSinceReferenceDate
-                _ = try await connection.query("DELETE FROM stream_tickets WHERE expires < \(now)", logger: logger)
+                let expired = ticketsExpiredBefore.timeIntervalSinceReferenceDate
+                _ = try await connection.query(
+                    "DELETE FROM stream_tickets WHERE expires < \(expired)", logger: logger)
             }
         }
     }
@@ -337,7 +339,7 @@ public final class PostgresCallStore: CallStore {
             throw error.closureError as! CallError
         } catch {
             logger.warning("store operation failed", metadata: ["error": "\(String(reflecting: error))"])
-            throw CallError.storeUnavailable(error)
+            throw CallError.storeUnavailable
         }
     }
 }
@@ -357,7 +359,7 @@ func withDeadline<T: Sendable>(_ timeout: Duration, _ body: @escaping @Sendable 
 }
 
 /// The bus of a PostgreSQL store: events come from `LISTEN`, on every node alike.
-final class PostgresListener: EventBus, @unchecked Sendable {
+final class PostgresListener: EventBus {
     private let handlers = Mutex<[@Sendable ([StoredEvent]) -> Void]>([])
     private let state = Mutex<Int64>(0)
     private let deliveryLag: @Sendable (TimeInterval) -> Void
@@ -506,60 +508,6 @@ extension JSONDecoder {
         let decoder = JSONDecoder()
         decoder.keyDecodingStrategy = .convertFromSnakeCase
         return decoder
-    }
-}
-
-struct CallRow: Codable {
-    var id, caller, callerDevice, callee, state: String
-    var endReason: String?
-    var createdAt: Double
-    var answeredAt, endedAt: Double?
-    var answeredBy: String?
-    var ringingDevices: String
-    var ringDeadline: Double?
-    var offer: String?
-    var timelineLength: Int
-    var media: String
-    var failure: String?
-
-    init(_ call: Call) {
-        let columns = CallColumns(call).values
-        id = call.id
-        caller = call.caller
-        callerDevice = call.callerDevice
-        callee = call.callee
-        state = call.state.rawValue
-        endReason = call.endReason?.rawValue
-        createdAt = call.createdAt.timeIntervalSinceReferenceDate
-        answeredAt = call.answeredAt?.timeIntervalSinceReferenceDate
-        endedAt = call.endedAt?.timeIntervalSinceReferenceDate
-        answeredBy = call.answeredBy
-        ringingDevices = columns[10] as? String ?? "[]"
-        ringDeadline = call.ringDeadline?.timeIntervalSinceReferenceDate
-        offer = columns[12] as? String
-        timelineLength = call.timelineLength
-        media = call.media.rawValue
-        failure = call.failure
-    }
-
-    func call() throws -> Call {
-        guard let state = CallState(rawValue: state), let media = MediaPath(rawValue: media) else {
-            throw StoreCorruption("call \(id) has an unknown state or media path")
-        }
-        let endReason = try endReason.map { raw in
-            guard let reason = EndReason(rawValue: raw) else { throw StoreCorruption("unknown end reason \(raw)") }
-            return reason
-        }
-        let decoder = JSONDecoder()
-        return Call(
-            id: id, caller: caller, callerDevice: callerDevice, callee: callee, state: state, endReason: endReason,
-            createdAt: Date(timeIntervalSinceReferenceDate: createdAt),
-            answeredAt: answeredAt.map(Date.init(timeIntervalSinceReferenceDate:)),
-            endedAt: endedAt.map(Date.init(timeIntervalSinceReferenceDate:)), answeredBy: answeredBy,
-            ringingDevices: try decoder.decode([String].self, from: Data(ringingDevices.utf8)),
-            ringDeadline: ringDeadline.map(Date.init(timeIntervalSinceReferenceDate:)),
-            offer: try offer.map { try decoder.decode(SessionDescription.self, from: Data($0.utf8)) },
-            timelineLength: timelineLength, media: media, failure: failure)
     }
 }
 

@@ -50,7 +50,7 @@ public final class SQLiteCallStore: CallStore {
                     try SQLiteRows.write(events, db)
                     let stored = try SQLiteRows.insert(events.flatMap(encode), at: now, db)
                     applied = Applied(
-                        call: MemoryCallStore.primaryCall(of: input, events, registry), events: events, stored: stored)
+                        call: input.callID.flatMap { registry.calls[$0] }, events: events, stored: stored)
                     return .commit
                 }
                 // Still on the writer's queue: batches reach the bus in commit order.
@@ -150,7 +150,9 @@ public final class SQLiteCallStore: CallStore {
         }
     }
 
-    public func prune(eventsBefore: Date, callsEndedBefore: Date) async throws(CallError) {
+    public func prune(eventsBefore: Date, callsEndedBefore: Date, ticketsExpiredBefore: Date)
+        async throws(CallError)
+    {
         try await run {
             try await self.database.write { db in
                 let cutoff = eventsBefore.timeIntervalSinceReferenceDate
@@ -166,7 +168,7 @@ public final class SQLiteCallStore: CallStore {
                     arguments: [callsEndedBefore.timeIntervalSinceReferenceDate])
                 try db.execute(
                     sql: "DELETE FROM stream_tickets WHERE expires < ?",
-                    arguments: [Date().timeIntervalSinceReferenceDate])
+                    arguments: [ticketsExpiredBefore.timeIntervalSinceReferenceDate])
             }
         }
     }
@@ -207,7 +209,7 @@ public final class SQLiteCallStore: CallStore {
         } catch let error as CallError {
             throw error
         } catch {
-            throw CallError.storeUnavailable(error)
+            throw CallError.storeUnavailable
         }
     }
 }
@@ -288,9 +290,7 @@ enum SQLiteRows {
     static func load(for input: CallInput, now: Date, _ db: Database) throws -> [Call] {
         var calls: [String: Call] = [:]
         var users = Set(input.users)
-        var id = input.callID
-        if case .invite(let new, _, _, _, _, _) = input { id = new }
-        if let id,
+        if let id = input.callID,
             let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM calls WHERE id = ?"), arguments: [id])
         {
             let call = try self.call(row)
@@ -356,7 +356,7 @@ enum SQLiteRows {
                     ring_deadline = excluded.ring_deadline, offer = excluded.offer,
                     timeline_length = excluded.timeline_length, media = excluded.media, failure = excluded.failure
                 """
-        ).execute(arguments: StatementArguments(CallColumns(call).values))
+        ).execute(arguments: StatementArguments(CallRow(call).columns))
     }
 
     /// Stores envelopes with the next ids.
@@ -409,27 +409,7 @@ enum SQLiteRows {
     }
 
     static func call(_ row: Row) throws -> Call {
-        guard let state = CallState(rawValue: row["state"]), let media = MediaPath(rawValue: row["media"]) else {
-            throw StoreCorruption("call \(row["id"] as String? ?? "?") has an unknown state or media path")
-        }
-        let endReason = try (row["end_reason"] as String?).map { raw in
-            guard let reason = EndReason(rawValue: raw) else { throw StoreCorruption("unknown end reason \(raw)") }
-            return reason
-        }
-        let decoder = JSONDecoder()
-        let devices = try decoder.decode([String].self, from: Data((row["ringing_devices"] as String).utf8))
-        let offer = try (row["offer"] as String?).map {
-            try decoder.decode(SessionDescription.self, from: Data($0.utf8))
-        }
-        func date(_ column: String) -> Date? {
-            (row[column] as Double?).map(Date.init(timeIntervalSinceReferenceDate:))
-        }
-        return Call(
-            id: row["id"], caller: row["caller"], callerDevice: row["caller_device"], callee: row["callee"],
-            state: state, endReason: endReason, createdAt: date("created_at")!, answeredAt: date("answered_at"),
-            endedAt: date("ended_at"), answeredBy: row["answered_by"], ringingDevices: devices,
-            ringDeadline: date("ring_deadline"), offer: offer, timelineLength: row["timeline_length"], media: media,
-            failure: row["failure"])
+        try CallRow(row: row).call()
     }
 
     static func timelineEntry(_ row: Row) -> TimelineEntry {
@@ -450,21 +430,31 @@ enum SQLiteRows {
     }
 }
 
-/// A call's columns in the order of the `calls` table.
-struct CallColumns {
-    let values: [(any DatabaseValueConvertible)?]
+extension CallRow {
+    init(row: Row) {
+        id = row["id"]
+        caller = row["caller"]
+        callerDevice = row["caller_device"]
+        callee = row["callee"]
+        state = row["state"]
+        endReason = row["end_reason"]
+        createdAt = row["created_at"]
+        answeredAt = row["answered_at"]
+        endedAt = row["ended_at"]
+        answeredBy = row["answered_by"]
+        ringingDevices = row["ringing_devices"]
+        ringDeadline = row["ring_deadline"]
+        offer = row["offer"]
+        timelineLength = row["timeline_length"]
+        media = row["media"]
+        failure = row["failure"]
+    }
 
-    init(_ call: Call) {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = .sortedKeys
-        let devices = String(decoding: (try? encoder.encode(call.ringingDevices)) ?? Data("[]".utf8), as: UTF8.self)
-        let offer = call.offer.flatMap { try? encoder.encode($0) }.map { String(decoding: $0, as: UTF8.self) }
-        values = [
-            call.id, call.caller, call.callerDevice, call.callee, call.state.rawValue, call.endReason?.rawValue,
-            call.createdAt.timeIntervalSinceReferenceDate, call.answeredAt?.timeIntervalSinceReferenceDate,
-            call.endedAt?.timeIntervalSinceReferenceDate, call.answeredBy, devices,
-            call.ringDeadline?.timeIntervalSinceReferenceDate, offer, call.timelineLength, call.media.rawValue,
-            call.failure,
+    /// The values in the order of the `calls` table's columns.
+    var columns: [(any DatabaseValueConvertible)?] {
+        [
+            id, caller, callerDevice, callee, state, endReason, createdAt, answeredAt, endedAt, answeredBy,
+            ringingDevices, ringDeadline, offer, timelineLength, media, failure,
         ]
     }
 }

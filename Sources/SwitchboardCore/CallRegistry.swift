@@ -435,10 +435,12 @@ public enum CallInput: Sendable, Hashable {
     /// Ends the pending calls whose ring deadline passed.
     case expire
 
-    /// The existing call the input acts on.
+    /// The call the input is about: the one it acts on, or the one an invite creates (a store loads it too, so
+    /// that an id already taken is refused).
     public var callID: String? {
         switch self {
-        case .invite, .expire: nil
+        case .expire: nil
+        case .invite(let id, _, _, _, _, _): id
         case .ring(let id, _, _), .accept(let id, _, _, _), .decline(let id, _, _), .hangup(let id, _, _),
             .fail(let id, _):
             id

@@ -32,8 +32,9 @@ final class EventStream: Sendable {
         var ending: Ending?
         var forgotten = false
         var responseComplete = false
-        /// While the stream catches up (its replay is being read from the store), live events wait here.
-        var held: [(id: Int64, frame: ByteBuffer)]?
+        /// While the stream catches up (its replay is being read from the store), live events wait here; nil once
+        /// it has caught up.
+        var held: [(id: Int64, frame: ByteBuffer)]? = []
         var heldBytes = 0
         /// The highest event id queued: a stored event can reach a stream twice (in its replay, then from a bus
         /// that delivers after the commit), and is queued once.
@@ -51,7 +52,6 @@ final class EventStream: Sendable {
         self.channel = channel
         self.maxFrames = maxFrames
         self.maxBytes = maxBytes
-        state.withLock { $0.held = [] }
     }
 
     /// Queues a stored event as it is published. Until ``catchUp(first:replay:after:)``, it waits behind the

@@ -167,7 +167,7 @@ struct Routes: Sendable {
         {
         case .opened(let opened): stream = opened
         case .shuttingDown: throw APIError(.serviceUnavailable, "shutting_down", "the server is shutting down")
-        case .storeUnavailable: throw APIError(CallError(.storeUnavailable, "the call store is unavailable; try again"))
+        case .storeUnavailable: throw APIError(CallError.storeUnavailable)
         case .tooManyStreams:
             throw APIError(
                 .tooManyRequests, "too_many_streams",

@@ -505,7 +505,7 @@ final class Signaling: Sendable {
         if prune {
             try? await store.prune(
                 eventsBefore: now.addingTimeInterval(-configuration.backlogTTL),
-                callsEndedBefore: now.addingTimeInterval(-configuration.historyRetention))
+                callsEndedBefore: now.addingTimeInterval(-configuration.historyRetention), ticketsExpiredBefore: now)
             if let counts = try? await store.countsByState() { metrics.setCallCounts(counts) }
         }
         var next = state.withLock { min($0.nextHeartbeat, $0.nextPrune) }

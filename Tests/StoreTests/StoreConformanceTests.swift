@@ -152,17 +152,17 @@ import Testing
             limit: 10)
         #expect(resumed == .replay([page.events[1]]))
         // Forgotten events make a resume from before them resync; later ones still replay.
-        try await fixture.store.prune(eventsBefore: t0 + 50, callsEndedBefore: t0)
+        try await fixture.store.prune(eventsBefore: t0 + 50, callsEndedBefore: t0, ticketsExpiredBefore: t0)
         let after = try await fixture.store.events(for: "bob", after: 0, limit: 10)
         #expect(after.events.map(\.envelope.name) == ["call.ended"])
         #expect(EventHub.resume(after: 0, page: after, device: "b1", limit: 10) == .resync)
         #expect(EventHub.resume(after: after.head + 1, page: after, device: "b1", limit: 10) == .resync)
         // The history keeps the call until its retention passes.
         #expect(try await fixture.store.call("c1") != nil)
-        try await fixture.store.prune(eventsBefore: t0, callsEndedBefore: t0 + 101)
+        try await fixture.store.prune(eventsBefore: t0, callsEndedBefore: t0 + 101, ticketsExpiredBefore: t0)
         #expect(try await fixture.store.call("c1") == nil)
         // Ids never go back, even once every event is gone.
-        try await fixture.store.prune(eventsBefore: t0 + 1000, callsEndedBefore: t0)
+        try await fixture.store.prune(eventsBefore: t0 + 1000, callsEndedBefore: t0, ticketsExpiredBefore: t0)
         let next = try await fixture.store.append(
             [Envelope(user: "bob", devices: .only("b1"), name: "call.invite", callID: "x", data: Array("{}".utf8))],
             now: t0 + 1000)
