@@ -111,7 +111,7 @@ public struct CallRegistry: Sendable {
             try accept(id, user: user, device: device, answer: answer, now: now).events
         case .decline(let id, let user, let device): try decline(id, user: user, device: device, now: now).events
         case .hangup(let id, let user, let device): try hangup(id, user: user, device: device, now: now).events
-        case .signal(let signal, let toPeer): try self.signal(signal, toPeer: toPeer, now: now).events
+        case .signal(let signal): try self.signal(signal, now: now).events
         case .fail(let id, let failure): fail(id, failure: failure, now: now)?.events ?? []
         case .expire: expire(now: now).flatMap(\.events)
         }
@@ -271,9 +271,10 @@ public struct CallRegistry: Sendable {
     /// Routes an offer, answer or ICE candidate to the other party. Before an answer, the caller's signals go to
     /// every callee device; after it, only to the device that answered. The callee's signals go to the device
     /// that placed the call. Only that device may signal for the caller, and once the call is answered only the
-    /// device that answered may signal for the callee (`forbidden` otherwise). A signal not `toPeer` is checked and
-    /// recorded, and nobody hears it (the secure relay keeps each party's candidates from the other).
-    public mutating func signal(_ signal: Signal, toPeer: Bool = true, now: Date) throws(CallError) -> Outcome {
+    /// device that answered may signal for the callee (`forbidden` otherwise). In a secure-relay call Switchboard
+    /// is each party's ICE peer: candidates (and their end) are checked and recorded, and nobody hears them, so
+    /// neither party learns the other's addresses; offers and answers go on (the adapter rewrites them first).
+    public mutating func signal(_ signal: Signal, now: Date) throws(CallError) -> Outcome {
         let call = try callForAction(signal.callID, user: signal.fromUser, calleeOnly: nil)
         guard call.state != .ended else { throw invalid(call, "signal") }
         // Media is negotiated between the device that placed the call and the one that answered it: no other
@@ -305,9 +306,10 @@ public struct CallRegistry: Sendable {
         } else {
             devices = .only(call.callerDevice)
         }
+        let withheld = call.media == .secureRelay && signal.kind != .offer && signal.kind != .answer
         let event = record(
             .signal(signal), call.id, at: now, by: signal.fromUser, device: signal.fromDevice,
-            to: toPeer ? [.init(user: call.peer(of: signal.fromUser), devices: devices)] : [])
+            to: withheld ? [] : [.init(user: call.peer(of: signal.fromUser), devices: devices)])
         return Outcome(call: event.call, events: [event])
     }
 
@@ -429,8 +431,8 @@ public enum CallInput: Sendable, Hashable {
     case accept(id: String, user: String, device: String, answer: SessionDescription?)
     case decline(id: String, user: String, device: String)
     case hangup(id: String, user: String, device: String)
-    /// A signal for the other party; one not `toPeer` is only checked and recorded.
-    case signal(Signal, toPeer: Bool = true)
+    /// A signal for the other party.
+    case signal(Signal)
     case fail(id: String, failure: String)
     /// Ends the pending calls whose ring deadline passed.
     case expire
@@ -444,7 +446,7 @@ public enum CallInput: Sendable, Hashable {
         case .ring(let id, _, _), .accept(let id, _, _, _), .decline(let id, _, _), .hangup(let id, _, _),
             .fail(let id, _):
             id
-        case .signal(let signal, _): signal.callID
+        case .signal(let signal): signal.callID
         }
     }
 

@@ -173,24 +173,22 @@ final class Signaling: Sendable {
         try await transition(.hangup(id: id, user: identity.user, device: device))
     }
 
+    /// Routes a signal. Candidates, the hot path, go straight to the store (the registry keeps a secure-relay
+    /// call's candidates from the other party); only an offer or answer reads the call first, to see whether the
+    /// secure relay must rewrite it.
     func signal(_ signal: Signal) async throws(CallError) {
-        if media != nil, let call = try await store.call(signal.callID), call.media == .secureRelay,
-            call.isParty(signal.fromUser)
+        if media != nil, signal.kind == .offer || signal.kind == .answer,
+            let call = try await store.call(signal.callID), call.media == .secureRelay, call.isParty(signal.fromUser)
         {
-            try await secureRelaySignal(signal, call: call)
+            try await secureRelayRenegotiation(signal, call: call)
             return
         }
         _ = try await apply(.signal(signal))
     }
 
-    /// A signal in a secure-relay call. Switchboard is each party's peer: candidates are checked and kept from the
-    /// other party (the server learns addresses from ICE checks); a mid-call offer goes to the other party as
-    /// Switchboard's offer over that party's leg, and its answer comes back as Switchboard's answer.
-    private func secureRelaySignal(_ signal: Signal, call: Call) async throws(CallError) {
-        guard signal.kind == .offer || signal.kind == .answer else {
-            _ = try await apply(.signal(signal, toPeer: false))
-            return
-        }
+    /// An offer or answer in a secure-relay call. Switchboard is each party's peer: a mid-call offer goes to the
+    /// other party as Switchboard's offer over that party's leg, and its answer comes back as Switchboard's answer.
+    private func secureRelayRenegotiation(_ signal: Signal, call: Call) async throws(CallError) {
         guard call.state == .active else {
             throw CallError(.invalidTransition, "a secure-relay call renegotiates only once it is answered")
         }

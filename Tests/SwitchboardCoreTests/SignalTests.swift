@@ -8,6 +8,33 @@ import Testing
         Signal(callID: call, fromUser: user, fromDevice: device, kind: .candidate, candidate: sampleCandidate)
     }
 
+    /// Switchboard is each party's ICE peer in a secure-relay call: candidates are checked and recorded but reach
+    /// nobody; offers and answers still go to the other party.
+    @Test func aSecureRelayCallsCandidatesReachNobody() throws {
+        var registry = CallRegistry()
+        _ = try registry.invite(
+            id: "c1", from: "alice", device: "a1", to: "bob", offer: try Fixture.offer(), media: .secureRelay, now: t0)
+        _ = try registry.accept("c1", user: "bob", device: "b1", answer: try Fixture.answer(), now: t0 + 1)
+        for signal in [
+            Self.candidate("alice", "a1"), Self.candidate("bob", "b1"),
+            Signal(callID: "c1", fromUser: "bob", fromDevice: "b1", kind: .endOfCandidates),
+        ] {
+            let outcome = try registry.signal(signal, now: t0 + 2)
+            #expect(outcome.deliveries.isEmpty, "\(signal.kind)")
+            #expect(outcome.events.first?.timelineEntry?.event == "signal.\(signal.kind.rawValue)")
+        }
+        expectCallError(.badRequest) {
+            _ = try registry.signal(
+                Signal(callID: "c1", fromUser: "bob", fromDevice: "b1", kind: .candidate), now: t0 + 3)
+        }
+        let offer = Signal(
+            callID: "c1", fromUser: "alice", fromDevice: "a1", kind: .offer, sdp: try Fixture.sdp("chrome-offer-av"))
+        #expect(
+            try registry.signal(offer, now: t0 + 4).deliveries == [
+                Delivery(user: "bob", devices: .only("b1"), event: .signal(offer))
+            ])
+    }
+
     @Test(arguments: Stage.pending)
     func theCallersSignalsReachEveryCalleeDeviceBeforeTheAnswer(stage: Stage) throws {
         var registry = try stage.registry()
