@@ -38,6 +38,7 @@ const app = {
   reconnectDelay: 1000,
   call: null,          // the call on screen
   earlySignals: new Map(), // callId -> signals that arrived before the call did
+  earlyEvents: [], // call.ringing/accepted/ended that arrived while this page's invite was still in flight
   statsTimer: null,
 };
 
@@ -385,6 +386,7 @@ async function placeCall(to) {
   if (app.call && !app.call.ended) { $("call-error").textContent = "Already in a call."; return; }
   const call = newCall({ role: "caller", peer: to, media: requestedMedia() });
   app.call = call;
+  app.earlyEvents.length = 0;
   showCall(call);
   setCallState(call, "calling");
   try {
@@ -402,6 +404,9 @@ async function placeCall(to) {
     if (data.call.state === "ended") { finish(call, data.call.endReason || "failed"); return; }
     for (const signal of takeEarlySignals(call.id)) call.inbox.push(signal);
     flushOutbox(call);
+    // The callee may have rung (or answered) before this response came back: its events are applied now, in order.
+    const early = app.earlyEvents.splice(0).filter((event) => event.data.call.id === call.id);
+    for (const event of early) await event.handle(event.data);
   } catch (error) {
     $("call-error").textContent = "Call failed: " + error.message;
     finish(call, "failed");
@@ -434,7 +439,17 @@ function onInvite(data) {
     .catch((error) => log("ringing refused: " + error.message));
 }
 
+// An event for a call this page is placing, before POST /v1/calls has told the page the call's id: kept, bounded,
+// and applied once the id is known (placeCall).
+function heldForPendingInvite(data, handle) {
+  const call = app.call;
+  if (!call || call.id || call.role !== "caller" || call.ended || data.call.caller !== app.user) return false;
+  if (app.earlyEvents.length < 20) app.earlyEvents.push({ data, handle });
+  return true;
+}
+
 function onRinging(data) {
+  if (heldForPendingInvite(data, onRinging)) return;
   const call = app.call;
   if (call && call.id === data.call.id && call.role === "caller" && !call.active && !call.ended) {
     setCallState(call, "ringing");
@@ -497,6 +512,7 @@ async function hangUp() {
 }
 
 async function onAccepted(data) {
+  if (heldForPendingInvite(data, onAccepted)) return;
   const call = app.call;
   if (!call || call.id !== data.call.id || call.ended) return;
   if (call.role !== "caller") return;
@@ -513,6 +529,7 @@ async function onAccepted(data) {
 }
 
 function onEnded(data) {
+  if (heldForPendingInvite(data, onEnded)) return;
   const call = app.call;
   if (!call || call.id !== data.call.id) return;
   finish(call, data.call.endReason || "hangup", data.call.failure);
