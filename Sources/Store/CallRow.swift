@@ -16,6 +16,7 @@ struct CallRow: Codable {
     var timelineLength: Int
     var media: String
     var failure: String?
+    var mediaNode: String?
 
     init(_ call: Call) {
         let encoder = JSONEncoder()
@@ -37,6 +38,7 @@ struct CallRow: Codable {
         timelineLength = call.timelineLength
         media = call.media.rawValue
         failure = call.failure
+        mediaNode = call.mediaNode
     }
 
     func call() throws -> Call {
@@ -56,6 +58,6 @@ struct CallRow: Codable {
             ringingDevices: try decoder.decode([String].self, from: Data(ringingDevices.utf8)),
             ringDeadline: ringDeadline.map(Date.init(timeIntervalSinceReferenceDate:)),
             offer: try offer.map { try decoder.decode(SessionDescription.self, from: Data($0.utf8)) },
-            timelineLength: timelineLength, media: media, failure: failure)
+            timelineLength: timelineLength, media: media, failure: failure, mediaNode: mediaNode)
     }
 }

@@ -14,6 +14,10 @@ public protocol CallStore: Sendable {
     /// `memory`, `sqlite` or `postgres`, for `/healthz`.
     var kind: String { get }
 
+    /// Whether several nodes may share this store (PostgreSQL): then only a node's own secure-relay calls are its
+    /// to end when it starts, since the others' media sessions still run elsewhere.
+    var isShared: Bool { get }
+
     /// Runs one input as a transaction.
     func apply(_ input: CallInput, now: Date) async throws(CallError) -> Applied
 

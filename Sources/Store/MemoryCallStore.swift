@@ -6,6 +6,7 @@ import Synchronization
 public final class MemoryCallStore: CallStore {
     public let bus: any EventBus
     public var kind: String { "memory" }
+    public var isShared: Bool { false }
     private let encode: EnvelopeEncoder
     private let state: Mutex<State>
 

@@ -17,6 +17,7 @@ import Synchronization
 public final class PostgresCallStore: CallStore {
     public let bus: any EventBus
     public var kind: String { "postgres" }
+    public var isShared: Bool { true }
     /// How long one operation may wait for the database before it fails.
     public let timeout: Duration
     private let client: PostgresClient

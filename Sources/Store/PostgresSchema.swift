@@ -165,5 +165,11 @@ enum PostgresSchema {
             CREATE INDEX stream_tickets_by_expiry ON stream_tickets (expires);
             """
         ),
+        (
+            3,
+            """
+            ALTER TABLE calls ADD COLUMN media_node text;
+            """
+        ),
     ]
 }

@@ -12,6 +12,7 @@ public import SwitchboardCore
 public final class SQLiteCallStore: CallStore {
     public let bus: any EventBus
     public var kind: String { "sqlite" }
+    public var isShared: Bool { false }
     public let path: String
     private let database: DatabasePool
     private let configuration: CallRegistry.Configuration
@@ -278,6 +279,9 @@ enum SQLiteSchema {
                     CREATE INDEX stream_tickets_by_expiry ON stream_tickets (expires);
                     """)
         }
+        migrator.registerMigration("v3") { db in
+            try db.execute(sql: "ALTER TABLE calls ADD COLUMN media_node TEXT")
+        }
         return migrator
     }
 }
@@ -348,8 +352,9 @@ enum SQLiteRows {
         try db.cachedStatement(
             sql: """
                 INSERT INTO calls (id, caller, caller_device, callee, state, end_reason, created_at, answered_at,
-                    ended_at, answered_by, ringing_devices, ring_deadline, offer, timeline_length, media, failure)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    ended_at, answered_by, ringing_devices, ring_deadline, offer, timeline_length, media, failure,
+                    media_node)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 ON CONFLICT (id) DO UPDATE SET state = excluded.state, end_reason = excluded.end_reason,
                     answered_at = excluded.answered_at, ended_at = excluded.ended_at,
                     answered_by = excluded.answered_by, ringing_devices = excluded.ringing_devices,
@@ -448,13 +453,14 @@ extension CallRow {
         timelineLength = row["timeline_length"]
         media = row["media"]
         failure = row["failure"]
+        mediaNode = row["media_node"]
     }
 
     /// The values in the order of the `calls` table's columns.
     var columns: [(any DatabaseValueConvertible)?] {
         [
             id, caller, callerDevice, callee, state, endReason, createdAt, answeredAt, endedAt, answeredBy,
-            ringingDevices, ringDeadline, offer, timelineLength, media, failure,
+            ringingDevices, ringDeadline, offer, timelineLength, media, failure, mediaNode,
         ]
     }
 }

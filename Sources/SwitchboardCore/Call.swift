@@ -35,6 +35,9 @@ public struct Call: Sendable, Hashable {
     public internal(set) var media: MediaPath = .direct
     /// Why a call ended `failed`, when the server knows (`fingerprint_mismatch`, `ice_timeout`, ...).
     public internal(set) var failure: String?
+    /// The node whose media endpoint holds a secure-relay call's legs (`--node-id`): answers and renegotiations
+    /// that reach another node of a cluster are carried to it.
+    public internal(set) var mediaNode: String?
 
     init(
         id: String, caller: String, callerDevice: String, callee: String, state: CallState, createdAt: Date,
@@ -55,7 +58,7 @@ public struct Call: Sendable, Hashable {
         id: String, caller: String, callerDevice: String, callee: String, state: CallState, endReason: EndReason?,
         createdAt: Date, answeredAt: Date?, endedAt: Date?, answeredBy: String?, ringingDevices: [String],
         ringDeadline: Date?, offer: SessionDescription?, timeline: [TimelineEntry] = [], timelineLength: Int,
-        media: MediaPath, failure: String?
+        media: MediaPath, failure: String?, mediaNode: String? = nil
     ) {
         self.init(
             id: id, caller: caller, callerDevice: callerDevice, callee: callee, state: state, createdAt: createdAt,
@@ -69,6 +72,7 @@ public struct Call: Sendable, Hashable {
         self.timelineLength = timelineLength
         self.media = media
         self.failure = failure
+        self.mediaNode = mediaNode
     }
 
     /// This call with `timeline` as its timeline (a store loads the lines apart from the row).

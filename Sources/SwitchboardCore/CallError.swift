@@ -21,6 +21,9 @@ public struct CallError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let mediaUnavailable = Code(rawValue: "media_unavailable")
         /// The call store (its database) cannot be reached; nothing was changed.
         public static let storeUnavailable = Code(rawValue: "store_unavailable")
+        /// SDP of a secure-relay call that did not pass through the media endpoint: the adapter's cue to send it
+        /// there first (never an API answer).
+        public static let needsMediaRelay = Code(rawValue: "needs_media_relay")
     }
 
     public let code: Code

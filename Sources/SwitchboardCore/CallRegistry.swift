@@ -104,11 +104,14 @@ public struct CallRegistry: Sendable {
     /// Runs one input.
     public mutating func apply(_ input: CallInput, now: Date) throws(CallError) -> [CallEvent] {
         switch input {
-        case .invite(let id, let caller, let device, let callee, let offer, let media):
-            try invite(id: id, from: caller, device: device, to: callee, offer: offer, media: media, now: now).events
+        case .invite(let id, let caller, let device, let callee, let offer, let media, let mediaNode):
+            try invite(
+                id: id, from: caller, device: device, to: callee, offer: offer, media: media, mediaNode: mediaNode,
+                now: now
+            ).events
         case .ring(let id, let user, let device): try ring(id, user: user, device: device, now: now).events
-        case .accept(let id, let user, let device, let answer):
-            try accept(id, user: user, device: device, answer: answer, now: now).events
+        case .accept(let id, let user, let device, let answer, let relayed):
+            try accept(id, user: user, device: device, answer: answer, relayed: relayed, now: now).events
         case .decline(let id, let user, let device): try decline(id, user: user, device: device, now: now).events
         case .hangup(let id, let user, let device): try hangup(id, user: user, device: device, now: now).events
         case .signal(let signal): try self.signal(signal, now: now).events
@@ -130,6 +133,7 @@ public struct CallRegistry: Sendable {
         to callee: String,
         offer: SessionDescription?,
         media: MediaPath = .direct,
+        mediaNode: String? = nil,
         now: Date
     ) throws(CallError) -> Outcome {
         guard calls[id] == nil else { throw CallError(.badRequest, "call id \(id) already exists") }
@@ -146,6 +150,7 @@ public struct CallRegistry: Sendable {
             id: id, caller: caller, callerDevice: device, callee: callee, state: .inviting, createdAt: now,
             ringDeadline: now.addingTimeInterval(configuration.ringTimeout), offer: offer)
         call.media = media
+        call.mediaNode = mediaNode
         insert(call)
 
         if activeCallByUser[callee] != nil {
@@ -206,16 +211,20 @@ public struct CallRegistry: Sendable {
     }
 
     /// A callee device accepts the call. The first device wins; the callee's other devices are told the call was
-    /// answered elsewhere.
+    /// answered elsewhere. A secure-relay call takes only an answer the media endpoint wrote (`relayed`).
     public mutating func accept(
         _ id: String,
         user: String,
         device: String,
         answer: SessionDescription?,
+        relayed: Bool = false,
         now: Date
     ) throws(CallError) -> Outcome {
         var call = try callForAction(id, user: user, calleeOnly: "accept")
         guard call.state.isPending else { throw invalid(call, "accept") }
+        if call.media == .secureRelay, !relayed {
+            throw CallError(.needsMediaRelay, "a secure-relay call's answer goes through the media endpoint")
+        }
         if let answer {
             guard answer.type == .answer else { throw CallError(.badRequest, "the accept's sdp must be an answer") }
             try SDPKeyingCheck.validate(answer.sdp, as: .answer)
@@ -287,6 +296,9 @@ public struct CallRegistry: Sendable {
         }
         switch signal.kind {
         case .offer, .answer:
+            if call.media == .secureRelay, !signal.relayed {
+                throw CallError(.needsMediaRelay, "a secure-relay call's SDP goes through the media endpoint")
+            }
             guard let sdp = signal.sdp, signal.candidate == nil else {
                 throw CallError(.badRequest, "a signal of type \(signal.kind.rawValue) needs sdp and no candidate")
             }
@@ -425,10 +437,13 @@ public struct CallRegistry: Sendable {
 
 /// What a store must load for an input: the call it names, and the pending and active calls of its users.
 public enum CallInput: Sendable, Hashable {
+    /// `mediaNode` names the node whose media endpoint holds a secure-relay call's legs.
     case invite(
-        id: String, caller: String, device: String, callee: String, offer: SessionDescription?, media: MediaPath)
+        id: String, caller: String, device: String, callee: String, offer: SessionDescription?, media: MediaPath,
+        mediaNode: String? = nil)
     case ring(id: String, user: String, device: String)
-    case accept(id: String, user: String, device: String, answer: SessionDescription?)
+    /// `relayed` when the answer is the secure relay's own (a secure-relay call takes no other).
+    case accept(id: String, user: String, device: String, answer: SessionDescription?, relayed: Bool = false)
     case decline(id: String, user: String, device: String)
     case hangup(id: String, user: String, device: String)
     /// A signal for the other party.
@@ -442,8 +457,8 @@ public enum CallInput: Sendable, Hashable {
     public var callID: String? {
         switch self {
         case .expire: nil
-        case .invite(let id, _, _, _, _, _): id
-        case .ring(let id, _, _), .accept(let id, _, _, _), .decline(let id, _, _), .hangup(let id, _, _),
+        case .invite(let id, _, _, _, _, _, _): id
+        case .ring(let id, _, _), .accept(let id, _, _, _, _), .decline(let id, _, _), .hangup(let id, _, _),
             .fail(let id, _):
             id
         case .signal(let signal): signal.callID
@@ -462,7 +477,7 @@ public enum CallInput: Sendable, Hashable {
     /// Users whose pending and active calls the input needs, besides the parties of ``callID``.
     public var users: [String] {
         switch self {
-        case .invite(_, let caller, _, let callee, _, _): [caller, callee]
+        case .invite(_, let caller, _, let callee, _, _, _): [caller, callee]
         default: []
         }
     }

@@ -16,6 +16,9 @@ public struct Signal: Sendable, Hashable {
     public let sdp: String?
     /// Present for `candidate`.
     public let candidate: ICECandidate?
+    /// The SDP is Switchboard's own, written by the secure relay's media endpoint: the only SDP a secure-relay
+    /// call carries.
+    public let relayed: Bool
 
     public init(
         callID: String,
@@ -23,7 +26,8 @@ public struct Signal: Sendable, Hashable {
         fromDevice: String,
         kind: Kind,
         sdp: String? = nil,
-        candidate: ICECandidate? = nil
+        candidate: ICECandidate? = nil,
+        relayed: Bool = false
     ) {
         self.callID = callID
         self.fromUser = fromUser
@@ -31,5 +35,6 @@ public struct Signal: Sendable, Hashable {
         self.kind = kind
         self.sdp = sdp
         self.candidate = candidate
+        self.relayed = relayed
     }
 }

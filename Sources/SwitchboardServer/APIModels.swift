@@ -133,7 +133,7 @@ public struct CallJSON: Codable, Sendable {
     /// Each secure-relay leg's media state (`GET /v1/calls/{id}` of a call whose legs are up).
     public let mediaLegs: [MediaLegJSON]?
 
-    init(_ call: Call, timeline: Bool = false, legs: [MediaLegSnapshot]? = nil) {
+    init(_ call: Call, timeline: Bool = false, legs: [MediaLegJSON]? = nil) {
         id = call.id
         caller = call.caller
         callee = call.callee
@@ -146,7 +146,7 @@ public struct CallJSON: Codable, Sendable {
         media = call.media
         failure = call.failure
         self.timeline = timeline ? call.timeline.map(TimelineJSON.init) : nil
-        mediaLegs = legs?.map(MediaLegJSON.init)
+        mediaLegs = legs
     }
 }
 

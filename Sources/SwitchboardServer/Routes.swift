@@ -104,7 +104,7 @@ struct Routes: Sendable {
             let id = try callID(context)
             let call = try await mapped { () async throws(CallError) in try await signaling.call(id, for: identity) }
             return Self.json(
-                .ok, CallResponse(call: CallJSON(call, timeline: true, legs: signaling.mediaLegs(call))))
+                .ok, CallResponse(call: CallJSON(call, timeline: true, legs: await signaling.mediaLegs(call))))
         }
         v1.post("calls/:id/ringing") { request, context in
             try await deviceAction(request, context) { id, identity, device async throws(CallError) in

@@ -46,6 +46,12 @@ public struct ServerConfiguration: Sendable {
     public var ticketLifetime: TimeInterval = 30
     /// Where calls and events are kept (`--store`).
     public var store: StoreLocation = .memory
+    /// This node's name in a cluster (`--node-id`): a secure-relay call records the node whose media endpoint
+    /// holds its legs, and the other nodes carry that call's answers and renegotiations to it. Unique per node;
+    /// keep it across restarts, so that a restarted node ends the secure-relay calls it can no longer carry.
+    public var nodeID = "node-" + Base64URL.random(bytes: 6)
+    /// How long a node waits for another node to answer a request about a secure-relay call's media.
+    public var mediaForwardingTimeout: Duration = .seconds(3)
     /// How long ended calls stay in the history (`--history-days`).
     public var historyRetention: TimeInterval = 90 * 86_400
     /// How often old events and calls are pruned from the store.

@@ -47,6 +47,8 @@ final class Signaling: Sendable {
 
     /// The secure relay's media endpoint, when this server runs one.
     let media: MediaServer?
+    /// Requests this node carried to another node's media endpoint, waiting for their replies.
+    let forwarding = MediaForwarding()
 
     init(
         configuration: ServerConfiguration, metrics: SignalingMetrics, media: MediaServer? = nil,
@@ -108,7 +110,7 @@ final class Signaling: Sendable {
             return try await transition(
                 .invite(
                     id: id, caller: identity.user, device: device, callee: callee, offer: calleeOffer,
-                    media: .secureRelay))
+                    media: .secureRelay, mediaNode: configuration.nodeID))
         } catch {
             media.close(id)
             throw error
@@ -132,26 +134,60 @@ final class Signaling: Sendable {
         Task { _ = try? await apply(.fail(id: id, failure: failure.rawValue)) }
     }
 
-    /// The secure relay's legs of call `id`, for `GET /v1/calls/{id}`.
-    func mediaLegs(_ call: Call) -> [MediaLegSnapshot]? {
+    /// The secure relay's legs of a call, for `GET /v1/calls/{id}`: from this node's media endpoint, or asked of
+    /// the node that holds them (nil if it does not answer).
+    func mediaLegs(_ call: Call) async -> [MediaLegJSON]? {
         guard call.media == .secureRelay else { return nil }
-        return media?.snapshot(call.id)
+        if let node = remoteMediaNode(of: call) {
+            guard call.state != .ended else { return nil }
+            let request = MediaRequest(
+                id: Base64URL.random(bytes: 12), from: configuration.nodeID, operation: .legs, callID: call.id,
+                user: call.caller, device: call.callerDevice, sdp: nil)
+            return try? await forward(request, to: node).legs
+        }
+        return media?.snapshot(call.id)?.map(MediaLegJSON.init)
+    }
+
+    /// The node holding a secure-relay call's legs, when it is another node.
+    private func remoteMediaNode(of call: Call) -> String? {
+        guard let node = call.mediaNode, node != configuration.nodeID else { return nil }
+        return node
     }
 
     func ring(_ id: String, _ identity: Identity, device: String) async throws(CallError) -> Call {
         try await transition(.ring(id: id, user: identity.user, device: device))
     }
 
-    func accept(_ id: String, _ identity: Identity, device: String, answer: SessionDescription?)
+    /// Accepts a call. A direct call's accept goes straight to the store; the registry refuses a secure-relay
+    /// call's answer that the media endpoint did not write (``CallError/Code/needsMediaRelay``), and only then is
+    /// the call read, to send the answer through this node's media endpoint or the one of the node holding the
+    /// call's legs. `forwarded` when another node carried the accept here: it is not carried on again.
+    func accept(
+        _ id: String, _ identity: Identity, device: String, answer: SessionDescription?, forwarded: Bool = false
+    )
         async throws(CallError) -> Call
     {
-        guard let media, let call = try await store.call(id), call.media == .secureRelay, call.isParty(identity.user)
-        else {
+        do {
             return try await transition(.accept(id: id, user: identity.user, device: device, answer: answer))
+        } catch {
+            guard error.code == .needsMediaRelay else { throw error }
         }
+        guard let call = try await store.call(id) else { throw CallError(.callNotFound, "no call \(id)") }
         // Secure relay: the callee's answer is checked as it came; the caller gets Switchboard's answer.
         guard let answer, answer.type == .answer else {
             throw CallError(.badRequest, "accepting a secure-relay call needs the callee's sdp answer")
+        }
+        if let node = remoteMediaNode(of: call), !forwarded {
+            // The legs live on another node's media endpoint: the accept runs there, and the result is read back.
+            let request = MediaRequest(
+                id: Base64URL.random(bytes: 12), from: configuration.nodeID, operation: .accept, callID: id,
+                user: identity.user, device: device, sdp: answer.sdp)
+            try await forward(request, to: node)
+            guard let accepted = try await store.call(id) else { throw CallError(.callNotFound, "no call \(id)") }
+            return accepted
+        }
+        guard let media, remoteMediaNode(of: call) == nil else {
+            throw CallError(.mediaUnavailable, "this server runs no secure media relay")
         }
         try SDPKeyingCheck.validate(answer.sdp, as: .answer)
         let prepared = try Self.mapped { () throws(MediaError) in
@@ -160,7 +196,7 @@ final class Signaling: Sendable {
         let accepted = try await transition(
             .accept(
                 id: id, user: identity.user, device: device,
-                answer: SessionDescription(type: .answer, sdp: prepared.callerAnswer)))
+                answer: SessionDescription(type: .answer, sdp: prepared.callerAnswer), relayed: true))
         media.commitAnswer(id, prepared.calleeRemote)
         return accepted
     }
@@ -173,17 +209,29 @@ final class Signaling: Sendable {
         try await transition(.hangup(id: id, user: identity.user, device: device))
     }
 
-    /// Routes a signal. Candidates, the hot path, go straight to the store (the registry keeps a secure-relay
-    /// call's candidates from the other party); only an offer or answer reads the call first, to see whether the
-    /// secure relay must rewrite it.
-    func signal(_ signal: Signal) async throws(CallError) {
-        if media != nil, signal.kind == .offer || signal.kind == .answer,
-            let call = try await store.call(signal.callID), call.media == .secureRelay, call.isParty(signal.fromUser)
-        {
-            try await secureRelayRenegotiation(signal, call: call)
+    /// Routes a signal straight to the store (the registry keeps a secure-relay call's candidates from the other
+    /// party). Only a secure-relay call's offer or answer, which the registry refuses as it came
+    /// (``CallError/Code/needsMediaRelay``), reads the call, to have the media endpoint rewrite it here or on the
+    /// node holding the call's legs.
+    func signal(_ signal: Signal, forwarded: Bool = false) async throws(CallError) {
+        do {
+            _ = try await apply(.signal(signal))
+            return
+        } catch {
+            guard error.code == .needsMediaRelay else { throw error }
+        }
+        guard let call = try await store.call(signal.callID) else {
+            throw CallError(.callNotFound, "no call \(signal.callID)")
+        }
+        if let node = remoteMediaNode(of: call), !forwarded {
+            let request = MediaRequest(
+                id: Base64URL.random(bytes: 12), from: configuration.nodeID,
+                operation: signal.kind == .offer ? .offer : .answer, callID: call.id, user: signal.fromUser,
+                device: signal.fromDevice, sdp: signal.sdp)
+            try await forward(request, to: node)
             return
         }
-        _ = try await apply(.signal(signal))
+        try await secureRelayRenegotiation(signal, call: call)
     }
 
     /// An offer or answer in a secure-relay call. Switchboard is each party's peer: a mid-call offer goes to the
@@ -192,10 +240,16 @@ final class Signaling: Sendable {
         guard call.state == .active else {
             throw CallError(.invalidTransition, "a secure-relay call renegotiates only once it is answered")
         }
-        guard let media else { throw CallError(.mediaUnavailable, "this server runs no secure media relay") }
+        guard let media, remoteMediaNode(of: call) == nil else {
+            throw CallError(.mediaUnavailable, "this server runs no secure media relay")
+        }
         // The party's own signal is checked (who may signal, the SDP's keying) before the media session sees it.
         var check = CallRegistry(configuration: Self.registryConfiguration(configuration), calls: [call])
-        _ = try check.signal(signal, now: clock())
+        _ = try check.signal(
+            Signal(
+                callID: signal.callID, fromUser: signal.fromUser, fromDevice: signal.fromDevice, kind: signal.kind,
+                sdp: signal.sdp, relayed: true),
+            now: clock())
         let party: MediaLeg.Party = signal.fromUser == call.caller ? .caller : .callee
         let sdp = signal.sdp ?? ""
         let rewritten = try Self.mapped { () throws(MediaError) in
@@ -206,7 +260,7 @@ final class Signaling: Sendable {
             .signal(
                 Signal(
                     callID: signal.callID, fromUser: signal.fromUser, fromDevice: signal.fromDevice, kind: signal.kind,
-                    sdp: rewritten)))
+                    sdp: rewritten, relayed: true)))
     }
 
     func call(_ id: String, for identity: Identity) async throws(CallError) -> Call {
@@ -233,8 +287,8 @@ final class Signaling: Sendable {
         return call
     }
 
-    /// Runs an input in the store, then does what its events mean on this node: metrics, and closing the media
-    /// session of a secure-relay call that ended.
+    /// Runs an input in the store, then counts what its events mean (the bus delivers them, and closes the media
+    /// session of a secure-relay call that ended on whichever node holds it).
     private func apply(_ input: CallInput) async throws(CallError) -> Applied {
         let started = ContinuousClock.now
         let applied: Applied
@@ -250,7 +304,6 @@ final class Signaling: Sendable {
             case .accepted: metrics.callSetups.increment()
             case .ended:
                 if let reason = event.call.endReason { metrics.callEnded(reason) }
-                if event.call.media == .secureRelay { media?.close(event.call.id) }
             default: break
             }
         }
@@ -290,13 +343,21 @@ final class Signaling: Sendable {
         SSE.event(id: String(event.id), name: event.envelope.name, bytes: event.envelope.data)
     }
 
-    /// Hands events from the store's bus to the streams they address.
+    /// Hands events from the store's bus to the streams they address; a call that ended closes its media session
+    /// here (if this node holds it), and messages to this node go to the media forwarding.
     private func deliver(_ events: [StoredEvent]) {
+        let own = MediaForwarding.address(of: configuration.nodeID)
+        var ended: [String] = []
+        for event in events where event.envelope.user.hasPrefix("@") {
+            guard event.envelope.user == own else { continue }
+            receive(event.envelope)
+        }
         state.withLock { state in
-            for event in events {
+            for event in events where !event.envelope.user.hasPrefix("@") {
                 let frame = Self.frame(event)
                 let user = event.envelope.user
                 if user == Envelope.watchers {
+                    if event.envelope.name == "call.ended" { ended.append(event.envelope.callID) }
                     for (serial, stream) in state.watchers where push(frame, id: event.id, to: stream) == false {
                         state.watchers[serial] = nil
                     }
@@ -309,7 +370,97 @@ final class Signaling: Sendable {
                 state.users[user] = streams.isEmpty ? nil : streams
             }
         }
+        if let media { for id in ended { media.close(id) } }
     }
+
+    // MARK: Media on another node
+
+    /// Carries a request to the node holding a call's media legs and waits for its reply; that node's refusal
+    /// comes back as its error, and silence (the node is gone) as `media_unavailable`.
+    @discardableResult
+    private func forward(_ request: MediaRequest, to node: String) async throws(CallError) -> MediaReply {
+        let envelope = Envelope(
+            user: MediaForwarding.address(of: node), devices: .all, name: MediaForwarding.requestName,
+            callID: request.callID, data: JSON.encode(request))
+        forwarding.sent(request.id)
+        do {
+            _ = try await store.append([envelope], now: clock())
+        } catch {
+            forwarding.giveUp(request.id)
+            throw error
+        }
+        guard let reply = await forwarding.reply(to: request.id, timeout: configuration.mediaForwardingTimeout) else {
+            metrics.mediaForwardingTimeouts.increment()
+            throw CallError(.mediaUnavailable, "node \(node), which holds this call's media, did not answer")
+        }
+        if let failure = reply.failure { throw CallError(CallError.Code(rawValue: failure.code), failure.message) }
+        return reply
+    }
+
+    /// A message addressed to this node: a request to run here, or a reply this node waits for.
+    private func receive(_ envelope: Envelope) {
+        let decoder = JSONDecoder()
+        switch envelope.name {
+        case MediaForwarding.replyName:
+            if let reply = try? decoder.decode(MediaReply.self, from: Data(envelope.data)) {
+                forwarding.answered(reply)
+            }
+        case MediaForwarding.requestName:
+            guard let request = try? decoder.decode(MediaRequest.self, from: Data(envelope.data)) else { return }
+            Task { await self.run(request) }
+        default:
+            break
+        }
+    }
+
+    /// Runs another node's request as if it had come here, and sends the reply back.
+    private func run(_ request: MediaRequest) async {
+        var reply = MediaReply(id: request.id)
+        do throws(CallError) {
+            let identity = Identity(user: request.user)
+            switch request.operation {
+            case .accept:
+                _ = try await accept(
+                    request.callID, identity, device: request.device,
+                    answer: request.sdp.map { SessionDescription(type: .answer, sdp: $0) }, forwarded: true)
+            case .offer, .answer:
+                try await signal(
+                    Signal(
+                        callID: request.callID, fromUser: request.user, fromDevice: request.device,
+                        kind: request.operation == .offer ? .offer : .answer, sdp: request.sdp),
+                    forwarded: true)
+            case .legs:
+                reply.legs = media?.snapshot(request.callID)?.map(MediaLegJSON.init)
+            }
+        } catch {
+            reply.failure = MediaReply.Failure(code: error.code.rawValue, message: error.message)
+        }
+        let envelope = Envelope(
+            user: MediaForwarding.address(of: request.from), devices: .all, name: MediaForwarding.replyName,
+            callID: request.callID, data: JSON.encode(reply))
+        _ = try? await store.append([envelope], now: clock())
+    }
+
+    /// Secure-relay calls whose legs were on this node's media endpoint before it started cannot go on: their
+    /// sessions died with the process. They end `failed` (`media_node_restarted`). On a store no other node
+    /// shares, that is every live secure-relay call.
+    func endStrandedMediaCalls() async throws(CallError) {
+        var cursor: HistoryCursor?
+        let pageSize = 200
+        while true {
+            let page = try await store.calls(
+                of: nil, states: [.inviting, .ringing, .active], before: cursor, limit: pageSize)
+            for call in page where call.media == .secureRelay {
+                guard !store.isShared || call.mediaNode == configuration.nodeID else { continue }
+                _ = try await apply(.fail(id: call.id, failure: Self.mediaNodeRestarted))
+            }
+            guard page.count == pageSize, let last = page.last else { return }
+            cursor = HistoryCursor(last)
+        }
+    }
+
+    /// The failure of a secure-relay call whose media node restarted under it.
+    static let mediaNodeRestarted = "media_node_restarted"
 
     /// Queues a frame; false when the stream is gone (and was cut now, if it overflowed).
     private func push(_ frame: ByteBuffer, id: Int64, to stream: EventStream) -> Bool {

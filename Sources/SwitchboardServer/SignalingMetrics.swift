@@ -13,6 +13,8 @@ final class SignalingMetrics: Sendable {
     let sseEventsSent: CoreMetrics.Counter
     let sseSlowReadersDropped: CoreMetrics.Counter
     let sseResyncs: CoreMetrics.Counter
+    /// Requests about a secure-relay call's media that the node holding it did not answer in time.
+    let mediaForwardingTimeouts: CoreMetrics.Counter
     /// Transitions the store could not run because its database failed.
     let storeFailures: CoreMetrics.Counter
     private let storeLatency: CoreMetrics.Timer
@@ -34,6 +36,7 @@ final class SignalingMetrics: Sendable {
         sseEventsSent = Counter(label: "switchboard_sse_events_sent_total", factory: factory)
         sseSlowReadersDropped = Counter(label: "switchboard_sse_slow_readers_dropped_total", factory: factory)
         sseResyncs = Counter(label: "switchboard_sse_resyncs_total", factory: factory)
+        mediaForwardingTimeouts = Counter(label: "switchboard_media_forwarding_timeouts_total", factory: factory)
         storeFailures = Counter(label: "switchboard_store_failures_total", factory: factory)
         storeLatency = Timer(label: "switchboard_store_transition_duration_seconds", factory: factory)
         notifyLag = Timer(label: "switchboard_store_notify_lag_seconds", factory: factory)

@@ -72,6 +72,11 @@ public struct SwitchboardServer: Sendable {
             configuration: configuration, metrics: metrics, media: media, store: store, clock: clock)
         self.signaling = signaling
         media?.setFailureHandler { [weak signaling] callID, failure in signaling?.mediaFailed(callID, failure) }
+        do {
+            try await signaling.endStrandedMediaCalls()
+        } catch {
+            logger.warning("could not end the secure-relay calls this node held before it started: \(error)")
+        }
         let descriptors = DescriptorLimit.raise()
         let capacity = min(
             configuration.connections.maxConnections, DescriptorLimit.connectionCapacity(descriptors: descriptors))

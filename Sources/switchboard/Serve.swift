@@ -56,6 +56,11 @@ struct Serve: AsyncParsableCommand {
         ))
     var store: String?
     @Option(help: "Days ended calls stay in the history before they are pruned.") var historyDays: Double = 90
+    @Option(
+        help: ArgumentHelp(
+            "This node's name in a cluster (1-64 of A-Z a-z 0-9 . _ ~ -), unique per node and kept across restarts.",
+            discussion: "Default HOSTNAME-PORT (a random name with --port 0); SWITCHBOARD_NODE_ID sets it too."))
+    var nodeID: String?
 
     func run() async throws {
         try await failingCleanly {
@@ -141,6 +146,16 @@ struct Serve: AsyncParsableCommand {
                 throw CommandFailure("--history-days must be a positive number of days, at most 36500")
             }
             configuration.historyRetention = historyDays * 86_400
+            if let nodeID = nodeID ?? environment["SWITCHBOARD_NODE_ID"] {
+                guard Identifier.isValid(nodeID) else {
+                    throw CommandFailure("--node-id must be 1-64 characters of A-Z a-z 0-9 . _ ~ -")
+                }
+                configuration.nodeID = nodeID
+            } else if port != 0 {
+                let hostName = String(
+                    ProcessInfo.processInfo.hostName.filter { Identifier.isValid(String($0)) }.prefix(50))
+                configuration.nodeID = (hostName.isEmpty ? "node" : hostName) + "-\(port)"
+            }
             configuration.webClient.enabled = !noWeb
             configuration.webClient.relayOnly = webRelayOnly
             let users = demoUsers.split(separator: ",").map(String.init)

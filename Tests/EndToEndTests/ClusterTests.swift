@@ -116,6 +116,124 @@ struct ClusterTests {
     }
 }
 
+extension ClusterTests {
+    /// A secure-relay call placed on node a (whose media endpoint then holds both legs), answered on node b,
+    /// renegotiated on c and hung up on c: each request is carried to node a over the event bus. Once node a is
+    /// gone, an answer for a call it held fails fast with `media_unavailable`.
+    @Test func aSecureRelayCallIsCarriedToTheNodeHoldingItsMedia() async throws {
+        let database = try await ClusterDatabase.create()
+        let files = try ServeProcess.Files()
+        defer {
+            files.remove()
+            database.drop()
+        }
+        var nodes: [ServeProcess] = []
+        for _ in 0..<3 {
+            nodes.append(try await ServeProcess.start(files, ringTimeout: 20, store: database.url, media: true))
+        }
+        defer { for node in nodes { node.kill() } }
+        let (a, b, c) = (nodes[0].client, nodes[1].client, nodes[2].client)
+        let alice = try await MediaPeer.make()
+        let bob = try await MediaPeer.make()
+        defer {
+            alice.close()
+            bob.close()
+        }
+        let aliceStream = try await a.stream("alice", device: "a1")
+        let bobStream = try await b.stream("bob", device: "b1")
+        for stream in [aliceStream, bobStream] { try await stream.expect("hello") }
+        defer { for stream in [aliceStream, bobStream] { stream.close() } }
+
+        let created = try await a.post(
+            "/v1/calls", token: a.token("alice"),
+            json: [
+                "to": "bob", "device": "a1", "sdp": ["type": "offer", "sdp": alice.sdp(setup: "actpass")],
+                "media": "secure-relay",
+            ])
+        #expect(created.status == 201, "\(created.body)")
+        let id = created.callID
+        let invite = try await bobStream.expect("call.invite")
+        let toBob = try MediaPeer.serverTransport(
+            in: try #require((invite["sdp"] as? [String: Any])?["sdp"] as? String), setup: "actpass")
+        #expect(try await c.act("ringing", id, as: "bob", device: "b1").status == 200)
+        // Answered on node b: node a's media endpoint checks bob's answer and writes alice's.
+        let accepted = try await b.act(
+            "accept", id, as: "bob", device: "b1", extra: ["sdp": ["type": "answer", "sdp": bob.sdp(setup: "active")]])
+        #expect(accepted.status == 200, "\(accepted.body)")
+        #expect(accepted.call["state"] as? String == "active")
+        try await aliceStream.expect("call.ringing")
+        let acceptedEvent = try await aliceStream.expect("call.accepted")
+        let answerAtAlice = try #require((acceptedEvent["sdp"] as? [String: Any])?["sdp"] as? String)
+        #expect(!answerAtAlice.contains(bob.identity.fingerprint().sdpValue))
+        let toAlice = try MediaPeer.serverTransport(in: answerAtAlice, setup: "passive")
+        #expect(toAlice.address == toBob.address)
+
+        // Both legs come up on node a; node c shows them, asked of node a.
+        for (peer, transport) in [(alice, toAlice), (bob, toBob)] {
+            try await peer.connectICE(transport)
+            try await peer.handshake(transport)
+        }
+        func legs(on node: TestServer) async throws -> [[String: Any]] {
+            let shown = try await node.request(.GET, "/v1/calls/\(id)", token: node.token("bob"))
+            return shown.call["mediaLegs"] as? [[String: Any]] ?? []
+        }
+        try await SecureRelayTests.eventually {
+            let shown = try await legs(on: c)
+            return shown.count == 2 && shown.allSatisfy { $0["fingerprintVerified"] as? Bool == true }
+        }
+        let packet = MediaPeer.rtp(sequence: 1, payload: Array(repeating: 9, count: 120))
+        alice.send(try alice.protect(packet), to: toAlice.address)
+        #expect(try await bob.receiveMedia() == packet)
+
+        // A renegotiation on node c: bob's offer reaches alice as Switchboard's, and her answer (on node b)
+        // reaches bob.
+        let offered = try await c.act(
+            "signals", id, as: "bob", device: "b1", extra: ["type": "offer", "sdp": bob.sdp(setup: "actpass")])
+        #expect(offered.status == 202, "\(offered.body)")
+        let reoffer = try await aliceStream.expect("call.signal")
+        #expect(reoffer["type"] as? String == "offer")
+        #expect(!(reoffer["sdp"] as? String ?? "").contains(bob.identity.fingerprint().sdpValue))
+        let answered = try await b.act(
+            "signals", id, as: "alice", device: "a1", extra: ["type": "answer", "sdp": alice.sdp(setup: "active")])
+        #expect(answered.status == 202, "\(answered.body)")
+        let reanswer = try await bobStream.expect("call.signal")
+        #expect(reanswer["type"] as? String == "answer")
+        // A refusal on node a comes back as its error: an answer with no offer waiting.
+        let early = try await c.act(
+            "signals", id, as: "bob", device: "b1", extra: ["type": "answer", "sdp": bob.sdp(setup: "active")])
+        #expect(early.status == 409, "\(early.body)")
+
+        // Hung up on node c: node a closes the session, and no more media passes.
+        #expect(try await c.act("hangup", id, as: "bob", device: "b1").status == 200)
+        try await aliceStream.expect("call.ended")
+        try await SecureRelayTests.eventually { try await legs(on: a).isEmpty }
+        alice.send(try alice.protect(MediaPeer.rtp(sequence: 2, payload: [1, 2, 3])), to: toAlice.address)
+        #expect(try await bob.receiveMedia(timeout: 0.5) == nil)
+
+        // Node a dies holding a ringing call's media: an answer on node b fails fast, the call is unharmed.
+        let carol = try await MediaPeer.make()
+        defer { carol.close() }
+        let stranded = try await a.post(
+            "/v1/calls", token: a.token("carol"),
+            json: [
+                "to": "dave", "device": "c1", "sdp": ["type": "offer", "sdp": carol.sdp(setup: "actpass")],
+                "media": "secure-relay",
+            ])
+        #expect(stranded.status == 201, "\(stranded.body)")
+        nodes[0].kill()
+        let refused = try await b.act(
+            "accept", stranded.callID, as: "dave", device: "d1",
+            extra: ["sdp": ["type": "answer", "sdp": bob.sdp(setup: "active")]])
+        #expect(refused.status == 503, "\(refused.body)")
+        #expect((refused.json["error"] as? [String: Any])?["code"] as? String == "media_unavailable")
+        let after = try await c.request(.GET, "/v1/calls/\(stranded.callID)", token: c.token("carol")).call
+        #expect(after["state"] as? String == "inviting")
+        #expect(try await b.metric("switchboard_media_forwarding_timeouts_total") == 1)
+        for node in [b, c] { await node.stop() }
+        await a.stop()
+    }
+}
+
 /// A fresh database on the test server, made and dropped with `psql`.
 struct ClusterDatabase {
     static var serverURL: String? { ProcessInfo.processInfo.environment["SWITCHBOARD_TEST_DATABASE_URL"] }

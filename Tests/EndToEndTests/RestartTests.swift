@@ -10,7 +10,7 @@ import Testing
         let node = try ServeProcess.Files()
         defer { node.remove() }
         let ringTimeout = 3.0
-        var server = try await ServeProcess.start(node, ringTimeout: ringTimeout)
+        var server = try await ServeProcess.start(node, ringTimeout: ringTimeout, media: true)
         var client = server.client
 
         // An active call, an ended one, and two pending: one rang on a device, one nobody acknowledged.
@@ -25,6 +25,22 @@ import Testing
         let seenID = try #require(bob.lastEventID)
         #expect(try await client.act("ringing", ringing, as: "bob", device: "b1").status == 200)
         let unanswered = try await client.invite("gina", to: "hank").callID
+        // A secure-relay call, answered: its media session dies with the process.
+        let (mia, ned) = (try await MediaPeer.make(), try await MediaPeer.make())
+        defer {
+            mia.close()
+            ned.close()
+        }
+        let relayed = try await client.post(
+            "/v1/calls", token: client.token("mia"),
+            json: [
+                "to": "ned", "device": "d1", "sdp": ["type": "offer", "sdp": mia.sdp(setup: "actpass")],
+                "media": "secure-relay",
+            ])
+        #expect(relayed.status == 201, "\(relayed.body)")
+        let relayedAccept = try await client.act(
+            "accept", relayed.callID, as: "ned", extra: ["sdp": ["type": "answer", "sdp": ned.sdp(setup: "active")]])
+        #expect(relayedAccept.status == 200, "\(relayedAccept.body)")
         // Bob misses a candidate from alice: it is committed, and his stream is gone before it is read.
         bob.close()
         let candidate: [String: Any] = [
@@ -41,7 +57,7 @@ import Testing
         // Both ring deadlines pass while the server is down.
         let wait = deadline.timeIntervalSinceNow
         if wait > 0 { try await Task.sleep(for: .milliseconds(Int(wait * 1000) + 200)) }
-        server = try await ServeProcess.start(node, ringTimeout: ringTimeout)
+        server = try await ServeProcess.start(node, ringTimeout: ringTimeout, media: true)
         client = server.client
         defer { server.kill() }
 
@@ -60,6 +76,10 @@ import Testing
         }
         #expect(try await call(unanswered)["endReason"] as? String == "unavailable")
         #expect(try await call(active)["state"] as? String == "active")
+        // The secure-relay call cannot go on without its media session: it ended at start-up, and says why.
+        let lost = try await call(relayed.callID)
+        #expect(lost["endReason"] as? String == "failed")
+        #expect(lost["failure"] as? String == "media_node_restarted")
         let history = try await call(declined)
         #expect(history["endReason"] as? String == "declined")
         #expect(
@@ -112,16 +132,19 @@ struct ServeProcess {
     let output: StreamingProcess<String>
     let client: TestServer
 
-    static func start(_ files: Files, ringTimeout: Double, store: String? = nil) async throws -> ServeProcess {
+    /// With `media`, the node runs the secure relay's media endpoint on a free UDP port.
+    static func start(_ files: Files, ringTimeout: Double, store: String? = nil, media: Bool = false) async throws
+        -> ServeProcess
+    {
         let output = try lineStream(
             CLI.executable.path,
             [
                 "serve", "--host", "127.0.0.1", "--port", "0", "--cert", files.path("cert.pem"), "--key",
-                files.path("key.pem"), "--token-secret", files.secret, "--no-relay", "--no-media", "--no-web",
+                files.path("key.pem"), "--token-secret", files.secret, "--no-relay", "--no-web",
                 "--rate-limit", "0", "--unauthenticated-rate-limit", "0", "--ring-timeout", String(ringTimeout),
                 "--store", store ?? "sqlite:" + files.path("data/switchboard.sqlite"), "--certs-dir",
                 files.path("certs"),
-            ])
+            ] + (media ? ["--media-port", "0"] : ["--no-media"]))
         while let line = try await output.next(timeout: 60) {
             guard let range = line.range(of: "listening on https://127.0.0.1:") else { continue }
             let port = try #require(Int(line[range.upperBound...]))

@@ -14,7 +14,12 @@ import Testing
         var registry = CallRegistry()
         _ = try registry.invite(
             id: "c1", from: "alice", device: "a1", to: "bob", offer: try Fixture.offer(), media: .secureRelay, now: t0)
-        _ = try registry.accept("c1", user: "bob", device: "b1", answer: try Fixture.answer(), now: t0 + 1)
+        // Only SDP the media endpoint wrote: the parties' own answer and offer are refused as they come.
+        expectCallError(.needsMediaRelay) {
+            _ = try registry.accept("c1", user: "bob", device: "b1", answer: try Fixture.answer(), now: t0 + 1)
+        }
+        _ = try registry.accept(
+            "c1", user: "bob", device: "b1", answer: try Fixture.answer(), relayed: true, now: t0 + 1)
         for signal in [
             Self.candidate("alice", "a1"), Self.candidate("bob", "b1"),
             Signal(callID: "c1", fromUser: "bob", fromDevice: "b1", kind: .endOfCandidates),
@@ -27,8 +32,16 @@ import Testing
             _ = try registry.signal(
                 Signal(callID: "c1", fromUser: "bob", fromDevice: "b1", kind: .candidate), now: t0 + 3)
         }
+        expectCallError(.needsMediaRelay) {
+            _ = try registry.signal(
+                Signal(
+                    callID: "c1", fromUser: "alice", fromDevice: "a1", kind: .offer,
+                    sdp: try Fixture.sdp("chrome-offer-av")),
+                now: t0 + 4)
+        }
         let offer = Signal(
-            callID: "c1", fromUser: "alice", fromDevice: "a1", kind: .offer, sdp: try Fixture.sdp("chrome-offer-av"))
+            callID: "c1", fromUser: "alice", fromDevice: "a1", kind: .offer, sdp: try Fixture.sdp("chrome-offer-av"),
+            relayed: true)
         #expect(
             try registry.signal(offer, now: t0 + 4).deliveries == [
                 Delivery(user: "bob", devices: .only("b1"), event: .signal(offer))
