@@ -171,5 +171,44 @@ enum PostgresSchema {
             ALTER TABLE calls ADD COLUMN media_node text;
             """
         ),
+        (
+            4,
+            """
+            -- The calls a batch of inputs needs (group commit: one transaction for the transitions a node has
+            -- queued): the calls p_ids names, with their parties' locks, the pending and active calls of
+            -- p_users and of the parties of p_party_ids (the inputs that keep busy, glare and one active call),
+            -- and the pending calls due at p_due. (No semicolon in comments: the migration is split at them.)
+            CREATE FUNCTION switchboard_load_batch(
+                p_ids text[], p_party_ids text[], p_users text[], p_due double precision)
+            RETURNS SETOF jsonb LANGUAGE plpgsql AS $$
+            DECLARE
+                keys text[] := p_users;
+                party_keys text[];
+                h bigint;
+            BEGIN
+                keys := keys || ARRAY(SELECT unnest(ARRAY[caller, callee]) FROM calls WHERE id = ANY (p_ids));
+                IF p_due IS NOT NULL THEN
+                    keys := keys || ARRAY(
+                        SELECT unnest(ARRAY[caller, callee]) FROM calls
+                        WHERE state IN ('inviting', 'ringing') AND ring_deadline <= p_due);
+                END IF;
+                -- Every transaction takes its users' locks in one order: no two can deadlock.
+                FOR h IN SELECT DISTINCT hashtextextended(k, 0) FROM unnest(keys) AS k WHERE k IS NOT NULL ORDER BY 1
+                LOOP
+                    PERFORM pg_advisory_xact_lock(h);
+                END LOOP;
+                party_keys := p_users
+                    || ARRAY(SELECT unnest(ARRAY[caller, callee]) FROM calls WHERE id = ANY (p_party_ids));
+                RETURN QUERY
+                    SELECT to_jsonb(c) FROM calls AS c WHERE c.id = ANY (p_ids)
+                    UNION SELECT to_jsonb(c) FROM calls AS c
+                        WHERE c.state IN ('inviting', 'ringing', 'active') AND c.caller = ANY (party_keys)
+                    UNION SELECT to_jsonb(c) FROM calls AS c
+                        WHERE c.state IN ('inviting', 'ringing', 'active') AND c.callee = ANY (party_keys)
+                    UNION SELECT to_jsonb(c) FROM calls AS c
+                        WHERE p_due IS NOT NULL AND c.state IN ('inviting', 'ringing') AND c.ring_deadline <= p_due;
+            END $$;
+            """
+        ),
     ]
 }

@@ -80,6 +80,48 @@ import Testing
         }
     }
 
+    /// Many inputs at once (a store may commit them together): each gets its own outcome, a refused one refuses
+    /// only itself, and each outcome's stored events are its own, with ids no other outcome has.
+    @Test(arguments: kinds)
+    func concurrentInputsEachGetTheirOwnOutcome(kind: StoreKind) async throws {
+        let fixture = try await kind.make()
+        defer { fixture.remove() }
+        typealias Outcome = (index: Int, result: Result<Applied, CallError>)
+        let outcomes = await withTaskGroup(of: Outcome.self) { group in
+            for index in 0..<40 {
+                group.addTask {
+                    // Every fourth input is refused: a user calling themselves.
+                    let callee = index % 4 == 3 ? "u\(index)" : "v\(index)"
+                    let input = CallInput.invite(
+                        id: "b\(index)", caller: "u\(index)", device: "d", callee: callee, offer: nil, media: .direct)
+                    do {
+                        return (index, .success(try await fixture.store.apply(input, now: t0)))
+                    } catch {
+                        return (index, .failure(error as! CallError))
+                    }
+                }
+            }
+            return await group.reduce(into: [Outcome]()) { $0.append($1) }
+        }
+        var ids: Set<Int64> = []
+        for (index, result) in outcomes {
+            switch result {
+            case .success(let applied):
+                #expect(index % 4 != 3, "input \(index)")
+                #expect(applied.call?.id == "b\(index)" && applied.call?.state == .inviting)
+                #expect(!applied.stored.isEmpty && applied.stored.allSatisfy { $0.envelope.callID == "b\(index)" })
+                for event in applied.stored { #expect(ids.insert(event.id).inserted) }
+            case .failure(let error):
+                #expect(index % 4 == 3, "input \(index): \(error)")
+                #expect(error.code == .badRequest)
+            }
+        }
+        for index in 0..<40 {
+            let call = try await fixture.store.call("b\(index)")
+            #expect((call == nil) == (index % 4 == 3), "call b\(index)")
+        }
+    }
+
     @Test(arguments: kinds)
     func concurrentGlareLeavesOnePendingCall(kind: StoreKind) async throws {
         let fixture = try await kind.make()
