@@ -7,10 +7,13 @@ import Synchronization
 
 /// Calls and events in PostgreSQL (`--store postgres://…`): several nodes share one database.
 ///
-/// A transition is one transaction of four statements in two round trips: `BEGIN` with `switchboard_load`, which
-/// takes an advisory lock per involved user (in one global order) and returns the calls the input needs; then
-/// `switchboard_commit`, which writes what the registry changed and the events, under a lock that makes event ids
-/// follow commit order, and `NOTIFY`s them, with `COMMIT` right behind it. Every node, the committing one included, gets events from `LISTEN`, so a stream sees
+/// Transitions are committed in batches (group commit): a node queues them, and those that arrive while one batch
+/// commits form the next. A batch is one transaction of four statements in two round trips: `BEGIN` with
+/// `switchboard_load_batch`, which takes an advisory lock per involved user (in one global order) and returns the
+/// calls all of its inputs need; then `switchboard_commit`, which writes what the registry changed and the events,
+/// under a lock that makes event ids follow commit order, and `NOTIFY`s them, with `COMMIT` right behind it. That
+/// ordering lock is held through the commit's WAL flush, so one transaction per transition would serialize every
+/// node on the flush; a batch pays it once. Every node, the committing one included, gets events from `LISTEN`, so a stream sees
 /// them in id order whichever node made them; a gap (a dropped listening connection, a batch too large for a
 /// notification) is read from the events table. A database that cannot be reached fails each call within
 /// ``timeout`` with `store_unavailable`; the pool reconnects by itself.
