@@ -3,9 +3,9 @@ import Foundation
 /// The PostgreSQL schema, one migration per version; `switchboard_schema` records which ran, and an advisory lock
 /// keeps nodes that start together from running one twice.
 ///
-/// Two functions keep a transition at four statements in two round trips (BEGIN with the load, the commit with
-/// COMMIT): `switchboard_load` takes the
-/// users' locks and returns every call the input needs; `switchboard_commit` writes the changed calls, their
+/// Two functions keep a batch of transitions at four statements in two round trips (BEGIN with the load, the commit
+/// with COMMIT): `switchboard_load_batch` (migration 4, which replaced migration 1's `switchboard_load`) takes the
+/// users' locks and returns every call the inputs need; `switchboard_commit` writes the changed calls, their
 /// timeline lines and the events, and notifies the other nodes. Every value reaches them as a bound parameter.
 enum PostgresSchema {
     /// `pg_advisory_lock` key of migrations.
@@ -208,6 +208,7 @@ enum PostgresSchema {
                     UNION SELECT to_jsonb(c) FROM calls AS c
                         WHERE p_due IS NOT NULL AND c.state IN ('inviting', 'ringing') AND c.ring_deadline <= p_due;
             END $$;
+            DROP FUNCTION switchboard_load(text, text[], boolean, double precision);
             """
         ),
     ]

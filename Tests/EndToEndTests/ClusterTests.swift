@@ -7,7 +7,10 @@ import Testing
 /// `scripts/test` provides): any node for any request.
 @Suite(.serialized, .enabled(if: ClusterDatabase.serverURL != nil, "needs SWITCHBOARD_TEST_DATABASE_URL"))
 struct ClusterTests {
-    @Test func threeNodesShareCallsStreamsRacesAndTimeouts() async throws {
+    /// Three nodes on a fresh database, each killed (and the database dropped) after `body`.
+    static func withThreeNodes(
+        ringTimeout: Double, media: Bool = false, _ body: ([ServeProcess]) async throws -> Void
+    ) async throws {
         let database = try await ClusterDatabase.create()
         let files = try ServeProcess.Files()
         defer {
@@ -15,8 +18,19 @@ struct ClusterTests {
             database.drop()
         }
         var nodes: [ServeProcess] = []
-        for _ in 0..<3 { nodes.append(try await ServeProcess.start(files, ringTimeout: 4, store: database.url)) }
         defer { for node in nodes { node.kill() } }
+        for _ in 0..<3 {
+            nodes.append(
+                try await ServeProcess.start(files, ringTimeout: ringTimeout, store: database.url, media: media))
+        }
+        try await body(nodes)
+    }
+
+    @Test func threeNodesShareCallsStreamsRacesAndTimeouts() async throws {
+        try await Self.withThreeNodes(ringTimeout: 4) { nodes in try await Self.shareCalls(nodes) }
+    }
+
+    static func shareCalls(_ nodes: [ServeProcess]) async throws {
         let (a, b, c) = (nodes[0].client, nodes[1].client, nodes[2].client)
 
         // A user's devices on different nodes all ring.
@@ -121,17 +135,10 @@ extension ClusterTests {
     /// renegotiated on c and hung up on c: each request is carried to node a over the event bus. Once node a is
     /// gone, an answer for a call it held fails fast with `media_unavailable`.
     @Test func aSecureRelayCallIsCarriedToTheNodeHoldingItsMedia() async throws {
-        let database = try await ClusterDatabase.create()
-        let files = try ServeProcess.Files()
-        defer {
-            files.remove()
-            database.drop()
-        }
-        var nodes: [ServeProcess] = []
-        for _ in 0..<3 {
-            nodes.append(try await ServeProcess.start(files, ringTimeout: 20, store: database.url, media: true))
-        }
-        defer { for node in nodes { node.kill() } }
+        try await Self.withThreeNodes(ringTimeout: 20, media: true) { nodes in try await Self.carryMedia(nodes) }
+    }
+
+    static func carryMedia(_ nodes: [ServeProcess]) async throws {
         let (a, b, c) = (nodes[0].client, nodes[1].client, nodes[2].client)
         let alice = try await MediaPeer.make()
         let bob = try await MediaPeer.make()
@@ -144,12 +151,8 @@ extension ClusterTests {
         for stream in [aliceStream, bobStream] { try await stream.expect("hello") }
         defer { for stream in [aliceStream, bobStream] { stream.close() } }
 
-        let created = try await a.post(
-            "/v1/calls", token: a.token("alice"),
-            json: [
-                "to": "bob", "device": "a1", "sdp": ["type": "offer", "sdp": alice.sdp(setup: "actpass")],
-                "media": "secure-relay",
-            ])
+        let created = try await a.invite(
+            "alice", device: "a1", to: "bob", offer: alice.sdp(setup: "actpass"), media: "secure-relay")
         #expect(created.status == 201, "\(created.body)")
         let id = created.callID
         let invite = try await bobStream.expect("call.invite")
@@ -213,19 +216,15 @@ extension ClusterTests {
         // Node a dies holding a ringing call's media: an answer on node b fails fast, the call is unharmed.
         let carol = try await MediaPeer.make()
         defer { carol.close() }
-        let stranded = try await a.post(
-            "/v1/calls", token: a.token("carol"),
-            json: [
-                "to": "dave", "device": "c1", "sdp": ["type": "offer", "sdp": carol.sdp(setup: "actpass")],
-                "media": "secure-relay",
-            ])
+        let stranded = try await a.invite(
+            "carol", device: "c1", to: "dave", offer: carol.sdp(setup: "actpass"), media: "secure-relay")
         #expect(stranded.status == 201, "\(stranded.body)")
         nodes[0].kill()
         let refused = try await b.act(
             "accept", stranded.callID, as: "dave", device: "d1",
             extra: ["sdp": ["type": "answer", "sdp": bob.sdp(setup: "active")]])
         #expect(refused.status == 503, "\(refused.body)")
-        #expect((refused.json["error"] as? [String: Any])?["code"] as? String == "media_unavailable")
+        #expect(refused.errorCode == "media_unavailable")
         let after = try await c.request(.GET, "/v1/calls/\(stranded.callID)", token: c.token("carol")).call
         #expect(after["state"] as? String == "inviting")
         #expect(try await b.metric("switchboard_media_forwarding_timeouts_total") == 1)

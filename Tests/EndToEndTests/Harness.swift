@@ -190,12 +190,14 @@ final class TestServer: Sendable {
         return try await request(.POST, path, token: token, body: String(decoding: data, as: UTF8.self))
     }
 
-    /// `POST /v1/calls` from `caller` on `device` to `callee`.
+    /// `POST /v1/calls` from `caller` on `device` to `callee`, with `media` (`secure-relay`) when given.
     @discardableResult
-    func invite(_ caller: String, device: String = "d1", to callee: String, offer: String? = nil) async throws -> Reply
-    {
+    func invite(
+        _ caller: String, device: String = "d1", to callee: String, offer: String? = nil, media: String? = nil
+    ) async throws -> Reply {
         var body: [String: Any] = ["to": callee, "device": device]
         if let offer { body["sdp"] = ["type": "offer", "sdp": offer] }
+        if let media { body["media"] = media }
         return try await post("/v1/calls", token: token(caller), json: body)
     }
 

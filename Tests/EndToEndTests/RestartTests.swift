@@ -31,12 +31,8 @@ import Testing
             mia.close()
             ned.close()
         }
-        let relayed = try await client.post(
-            "/v1/calls", token: client.token("mia"),
-            json: [
-                "to": "ned", "device": "d1", "sdp": ["type": "offer", "sdp": mia.sdp(setup: "actpass")],
-                "media": "secure-relay",
-            ])
+        let relayed = try await client.invite(
+            "mia", to: "ned", offer: mia.sdp(setup: "actpass"), media: "secure-relay")
         #expect(relayed.status == 201, "\(relayed.body)")
         let relayedAccept = try await client.act(
             "accept", relayed.callID, as: "ned", extra: ["sdp": ["type": "answer", "sdp": ned.sdp(setup: "active")]])

@@ -464,12 +464,8 @@ import Testing
         try await TestServer.with({ $0.mediaPolicy = .direct }) { server in
             let peer = try await MediaPeer.make()
             defer { peer.close() }
-            let refused = try await server.post(
-                "/v1/calls", token: server.token("alice"),
-                json: [
-                    "to": "bob", "device": "a1", "sdp": ["type": "offer", "sdp": peer.sdp(setup: "actpass")],
-                    "media": "secure-relay",
-                ])
+            let refused = try await server.invite(
+                "alice", device: "a1", to: "bob", offer: peer.sdp(setup: "actpass"), media: "secure-relay")
             #expect(refused.status == 503)
             #expect(refused.errorCode == "media_unavailable")
             let direct = try await server.invite("alice", device: "a1", to: "bob", offer: peer.sdp(setup: "actpass"))
