@@ -225,7 +225,8 @@ public final class PostgresCallStore: CallStore {
                         }
                     }
                 } catch {
-                    _ = try? await connection.query("ROLLBACK", logger: logger)
+                    // A query written to a connection that closed would never be answered.
+                    if !connection.isClosed { _ = try? await connection.query("ROLLBACK", logger: logger) }
                     throw error
                 }
             }
@@ -376,21 +377,35 @@ public final class PostgresCallStore: CallStore {
     {
         let events = eventsBefore.timeIntervalSinceReferenceDate
         let calls = callsEndedBefore.timeIntervalSinceReferenceDate
+        let tickets = ticketsExpiredBefore.timeIntervalSinceReferenceDate
         try await run { [client, logger] in
-            try await client.withTransaction(logger: logger) { connection in
-                _ = try await connection.query(
-                    """
-                    WITH gone AS (DELETE FROM events WHERE at < \(events) RETURNING id)
-                    UPDATE meta SET value = GREATEST(value, (SELECT COALESCE(MAX(id), 0) FROM gone))
-                    WHERE key = 'pruned_through'
-                    """, logger: logger)
-                _ = try await connection.query(
-                    "DELETE FROM calls WHERE state = 'ended' AND ended_at < \(calls)", logger: logger)
-                let expired = ticketsExpiredBefore.timeIntervalSinceReferenceDate
-                _ = try await connection.query(
-                    "DELETE FROM stream_tickets WHERE expires < \(expired)", logger: logger)
+            try await client.withConnection { connection in
+                _ = try await connection.query("BEGIN", logger: logger)
+                do {
+                    try await Self.prune(events: events, calls: calls, tickets: tickets, connection, logger: logger)
+                    _ = try await connection.query("COMMIT", logger: logger)
+                } catch {
+                    // A query written to a connection that closed would never be answered.
+                    if !connection.isClosed { _ = try? await connection.query("ROLLBACK", logger: logger) }
+                    throw error
+                }
             }
         }
+    }
+
+    private static func prune(
+        events: Double, calls: Double, tickets: Double, _ connection: PostgresConnection, logger: Logger
+    ) async throws {
+        _ = try await connection.query(
+            """
+            WITH gone AS (DELETE FROM events WHERE at < \(events) RETURNING id)
+            UPDATE meta SET value = GREATEST(value, (SELECT COALESCE(MAX(id), 0) FROM gone))
+            WHERE key = 'pruned_through'
+            """, logger: logger)
+        _ = try await connection.query(
+            "DELETE FROM calls WHERE state = 'ended' AND ended_at < \(calls)", logger: logger)
+        _ = try await connection.query(
+            "DELETE FROM stream_tickets WHERE expires < \(tickets)", logger: logger)
     }
 
     public func storeTicket(_ hash: String, _ payload: [UInt8], expires: Date) async throws(CallError) {
@@ -436,17 +451,80 @@ public final class PostgresCallStore: CallStore {
     }
 }
 
-/// Fails `body` after `timeout`: a database that does not answer makes a request fail fast, not hang.
+/// Fails `body` after `timeout`: a database that does not answer makes a request fail fast, not hang. `body` runs
+/// in a task of its own, cancelled at the deadline (or when the caller is) but not waited for: a driver call that
+/// does not heed cancellation (a query written to a connection that closed under it is never answered) cannot
+/// hold its caller, a batch queued behind it or a graceful shutdown past the deadline.
 func withDeadline<T: Sendable>(_ timeout: Duration, _ body: @escaping @Sendable () async throws -> T) async throws -> T
 {
-    try await withThrowingTaskGroup(of: T.self) { group in
-        group.addTask { try await body() }
-        group.addTask {
-            try await Task.sleep(for: timeout)
-            throw StoreCorruption("the database did not answer within \(timeout)")
+    let race = DeadlineRace<T>()
+    return try await withTaskCancellationHandler {
+        try await withCheckedThrowingContinuation { continuation in
+            guard race.wait(continuation) else { return }
+            let work = Task {
+                do {
+                    race.finish(.success(try await body()))
+                } catch {
+                    race.finish(.failure(error))
+                }
+            }
+            let timer = Task {
+                guard (try? await Task.sleep(for: timeout)) != nil else { return }
+                race.finish(.failure(StoreCorruption("the database did not answer within \(timeout)")))
+            }
+            race.own([work, timer])
         }
-        defer { group.cancelAll() }
-        return try await group.next()!
+    } onCancel: {
+        race.finish(.failure(CancellationError()))
+    }
+}
+
+/// The first of a body's result, its deadline and its caller's cancellation: it resumes the caller once, and
+/// cancels the tasks that lost.
+private final class DeadlineRace<T: Sendable>: Sendable {
+    private struct State {
+        var continuation: CheckedContinuation<T, any Error>?
+        var outcome: Result<T, any Error>?
+        var tasks: [Task<Void, Never>] = []
+    }
+
+    private let state = Mutex(State())
+
+    /// Holds the caller's continuation; false (and the continuation resumed) when the race already ended.
+    func wait(_ continuation: CheckedContinuation<T, any Error>) -> Bool {
+        let outcome = state.withLock { state -> Result<T, any Error>? in
+            if let outcome = state.outcome { return outcome }
+            state.continuation = continuation
+            return nil
+        }
+        guard let outcome else { return true }
+        continuation.resume(with: outcome)
+        return false
+    }
+
+    /// The racing tasks, to cancel when the race ends (at once, if it has).
+    func own(_ tasks: [Task<Void, Never>]) {
+        let ended = state.withLock { state -> Bool in
+            guard state.outcome == nil else { return true }
+            state.tasks = tasks
+            return false
+        }
+        if ended { for task in tasks { task.cancel() } }
+    }
+
+    func finish(_ result: Result<T, any Error>) {
+        let (continuation, tasks) = state.withLock {
+            state -> (CheckedContinuation<T, any Error>?, [Task<Void, Never>]) in
+            guard state.outcome == nil else { return (nil, []) }
+            state.outcome = result
+            defer {
+                state.continuation = nil
+                state.tasks = []
+            }
+            return (state.continuation, state.tasks)
+        }
+        for task in tasks { task.cancel() }
+        continuation?.resume(with: result)
     }
 }
 
@@ -479,9 +557,9 @@ final class PostgresListener: EventBus {
                 try await client.withConnection { connection in
                     try await connection.listen(on: PostgresSchema.channel) { notifications in
                         // What was committed while nobody listened (or before this node started listening).
-                        try await self.fill(upTo: nil, connection, logger: logger)
+                        try await self.fill(upTo: nil, connection, timeout: timeout, logger: logger)
                         for try await notification in notifications {
-                            try await self.receive(notification.payload, connection, logger: logger)
+                            try await self.receive(notification.payload, connection, timeout: timeout, logger: logger)
                         }
                     }
                 }
@@ -499,10 +577,12 @@ final class PostgresListener: EventBus {
         let events: [EventRow]?
     }
 
-    private func receive(_ payload: String, _ connection: PostgresConnection, logger: Logger) async throws {
+    private func receive(_ payload: String, _ connection: PostgresConnection, timeout: Duration, logger: Logger)
+        async throws
+    {
         let notice = try JSONDecoder.rows.decode(Notice.self, from: Data(payload.utf8))
         guard let first = notice.ids.first, let last = notice.ids.last, last > delivered else { return }
-        if first > delivered + 1 { try await fill(upTo: first - 1, connection, logger: logger) }
+        if first > delivered + 1 { try await fill(upTo: first - 1, connection, timeout: timeout, logger: logger) }
         if let rows = notice.events, rows.count == notice.ids.count {
             let at = Date(timeIntervalSinceReferenceDate: notice.at)
             let events = try zip(notice.ids, rows).filter { $0.0 > delivered }.map { id, row in
@@ -510,21 +590,27 @@ final class PostgresListener: EventBus {
             }
             hand(events)
         } else {
-            try await fill(upTo: last, connection, logger: logger)
+            try await fill(upTo: last, connection, timeout: timeout, logger: logger)
         }
     }
 
-    /// Reads events after ``delivered`` (up to `last`, or all) from the table and hands them out.
-    private func fill(upTo last: Int64?, _ connection: PostgresConnection, logger: Logger) async throws {
+    /// Reads events after ``delivered`` (up to `last`, or all) from the table and hands them out; a connection
+    /// that does not answer within `timeout` fails the listening, which starts again on another.
+    private func fill(upTo last: Int64?, _ connection: PostgresConnection, timeout: Duration, logger: Logger)
+        async throws
+    {
         let after = delivered
-        let rows = try await connection.query(
-            """
-            SELECT id, at, recipient, devices, name, call_id, data FROM events
-            WHERE id > \(after) AND (\(last)::bigint IS NULL OR id <= \(last)) ORDER BY id
-            """, logger: logger)
-        var events: [StoredEvent] = []
-        for try await row in rows.decode((Int64, Double, String, String, String, String, ByteBuffer).self) {
-            events.append(try PostgresRows.stored(row))
+        let events = try await withDeadline(timeout) {
+            let rows = try await connection.query(
+                """
+                SELECT id, at, recipient, devices, name, call_id, data FROM events
+                WHERE id > \(after) AND (\(last)::bigint IS NULL OR id <= \(last)) ORDER BY id
+                """, logger: logger)
+            var events: [StoredEvent] = []
+            for try await row in rows.decode((Int64, Double, String, String, String, String, ByteBuffer).self) {
+                events.append(try PostgresRows.stored(row))
+            }
+            return events
         }
         hand(events)
         if let last, last > delivered { delivered = last }
