@@ -27,7 +27,11 @@ final class TestServer: Sendable {
 
     var baseURL: String { "https://127.0.0.1:\(port)" }
 
-    static func start(_ configure: (inout ServerConfiguration) -> Void = { _ in }) async throws -> TestServer {
+    /// `clock` is the server's time (tokens, rate limits, deadlines): a fixed one makes a test independent of how
+    /// fast the machine runs it.
+    static func start(
+        _ configure: (inout ServerConfiguration) -> Void = { _ in }, clock: @escaping @Sendable () -> Date = { Date() }
+    ) async throws -> TestServer {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
             "switchboard-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -53,7 +57,7 @@ final class TestServer: Sendable {
         let logs = LogCollector()
         var logger = Logger(label: "switchboard-test", factory: { _ in CollectingLogHandler(collector: logs) })
         logger.logLevel = .info
-        let server = try await SwitchboardServer(configuration: configuration, logger: logger)
+        let server = try await SwitchboardServer(configuration: configuration, logger: logger, clock: clock)
         let (ready, readyContinuation) = AsyncStream<Int>.makeStream()
         let group = ServiceGroup(
             configuration: .init(
@@ -132,9 +136,10 @@ final class TestServer: Sendable {
     /// Runs `body` against a fresh server and always stops it.
     static func with<T>(
         _ configure: (inout ServerConfiguration) -> Void = { _ in },
+        clock: @escaping @Sendable () -> Date = { Date() },
         _ body: (TestServer) async throws -> T
     ) async throws -> T {
-        let server = try await start(configure)
+        let server = try await start(configure, clock: clock)
         do {
             let result = try await body(server)
             await server.stop()
