@@ -52,7 +52,8 @@ struct Permission {
     var expiresAt: RelayTime
 }
 
-/// One channel binding (RFC 8656 §12).
+/// One channel binding (RFC 8656 §12). It relays until `expiresAt`; it stays in the allocation (its number and its
+/// peer held for each other, relaying nothing) for the configured reuse delay after that.
 struct Channel {
     var peer: TransportAddress
     var expiresAt: RelayTime
@@ -67,6 +68,7 @@ struct Allocation {
     let createdAt: RelayTime
     var expiresAt: RelayTime
     var permissions: [IPAddress: Permission] = [:]
+    /// Live channels and those whose reuse delay runs.
     var channels: [UInt16: Channel] = [:]
     var channelByPeer: [TransportAddress: UInt16] = [:]
     /// The Allocate transaction and its success response, resent when the request is retransmitted.

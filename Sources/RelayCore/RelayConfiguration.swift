@@ -57,6 +57,9 @@ public struct RelayConfiguration: Sendable {
     public var maximumLifetime: Duration
     public var permissionLifetime: Duration
     public var channelLifetime: Duration
+    /// How long after a channel binding expires its number is not bound to another peer, nor its peer to another
+    /// number (RFC 8656 §12: a ChannelData still in flight must not reach the wrong peer).
+    public var channelReuseDelay: Duration
     /// How long a NONCE is accepted before 438 (Stale Nonce).
     public var nonceLifetime: Duration
     public var maximumAllocationsPerUser: Int
@@ -83,6 +86,7 @@ public struct RelayConfiguration: Sendable {
         maximumLifetime: Duration = .seconds(3600),
         permissionLifetime: Duration = .seconds(300),
         channelLifetime: Duration = .seconds(600),
+        channelReuseDelay: Duration = .seconds(300),
         nonceLifetime: Duration = .seconds(600),
         maximumAllocationsPerUser: Int = 10,
         maximumAllocations: Int = 10_000,
@@ -103,6 +107,7 @@ public struct RelayConfiguration: Sendable {
         self.maximumLifetime = maximumLifetime
         self.permissionLifetime = permissionLifetime
         self.channelLifetime = channelLifetime
+        self.channelReuseDelay = channelReuseDelay
         self.nonceLifetime = nonceLifetime
         self.maximumAllocationsPerUser = maximumAllocationsPerUser
         self.maximumAllocations = maximumAllocations

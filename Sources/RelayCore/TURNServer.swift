@@ -472,7 +472,8 @@ public struct TURNServer: Sendable {
         if let failure = checkPeer(peer, for: allocation, port: true) {
             return reply(error(request, failure), identity, fiveTuple)
         }
-        // A channel stays with one peer and a peer with one channel (RFC 8656 §11.2).
+        // A channel stays with one peer and a peer with one channel (RFC 8656 §11.2), and so for the reuse delay
+        // after the binding expired (§12); binding the same pair again renews it.
         if let bound = allocation.channels[channel], bound.peer != peer {
             return reply(error(request, .badRequest), identity, fiveTuple)
         }
@@ -551,11 +552,13 @@ public struct TURNServer: Sendable {
             }
             // Most ticks expire nothing: look before rebuilding anything.
             let stalePermissions = allocation.permissions.values.contains { $0.expiresAt <= now }
-            let staleChannels = allocation.channels.values.contains { $0.expiresAt <= now }
+            // An expired channel relays nothing at once; its number and peer are released after the reuse delay.
+            let delay = configuration.channelReuseDelay
+            let staleChannels = allocation.channels.values.contains { $0.expiresAt + delay <= now }
             guard stalePermissions || staleChannels else { continue }
             var pruned = allocation
             if stalePermissions { pruned.permissions = pruned.permissions.filter { $0.value.expiresAt > now } }
-            for (channel, bound) in pruned.channels where bound.expiresAt <= now {
+            for (channel, bound) in pruned.channels where bound.expiresAt + delay <= now {
                 pruned.channels[channel] = nil
                 pruned.channelByPeer[bound.peer] = nil
             }

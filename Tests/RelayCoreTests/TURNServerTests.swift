@@ -384,6 +384,64 @@ import Testing
                 == .drop(.noAllocation))
     }
 
+    /// A channel's own lifetime, apart from its allocation's and its permission's: both are kept alive here, the
+    /// channel is not refreshed.
+    @Test func aChannelExpiresAt600SecondsAndIsHeldFiveMinutesBeforeReuse() throws {
+        var settings = configuration()
+        settings.nonceLifetime = .seconds(7200)  // one nonce for the whole test
+        var server = TURNServer(configuration: settings)
+        var client = Client()
+        #expect(client.allocate(on: &server, lifetime: 3600)?.isSuccess == true)
+        let id = try #require(server.allocation(for: client.fiveTuple))
+        let target = peer("8.8.4.4")
+        let other = peer("8.8.4.5")
+        func bind(_ channel: UInt16, _ address: TransportAddress, at seconds: Int) -> Int? {
+            let reply = client.call(
+                .channelBind, [.channelNumber(channel)], peers: [address], on: &server,
+                now: start + .seconds(seconds))
+            return reply?.isSuccess == true ? 200 : reply?.code
+        }
+        func data(at seconds: Int) -> ClientForward {
+            server.channelData(0x4001, length: 10, from: client.fiveTuple, now: start + .seconds(seconds))
+        }
+        #expect(bind(0x4001, target, at: 0) == 200)
+        for seconds in [250, 500] {
+            #expect(
+                client.call(
+                    .createPermission, [], peers: [target, other], on: &server, now: start + .seconds(seconds))?
+                    .isSuccess == true)
+        }
+        _ = server.expire(now: start + .seconds(599))
+        #expect(data(at: 599) == .toPeer(id, target))
+        // At 600 s the channel relays nothing either way; the peer's datagrams come as Data indications.
+        _ = server.expire(now: start + .seconds(600))
+        #expect(data(at: 600) == .drop(.noChannel))
+        #expect(
+            server.fromPeer(target, length: 10, allocation: id, now: start + .seconds(600))
+                == .dataIndication(to: client.fiveTuple))
+        // For five minutes neither the number nor the peer binds to another; the same pair binds again.
+        _ = server.expire(now: start + .seconds(700))
+        #expect(bind(0x4001, other, at: 700) == 400)
+        #expect(bind(0x4002, target, at: 700) == 400)
+        #expect(
+            client.call(.createPermission, [], peers: [target, other], on: &server, now: start + .seconds(750))?
+                .isSuccess == true)
+        _ = server.expire(now: start + .seconds(899))
+        #expect(bind(0x4001, other, at: 899) == 400)
+        // Past the delay the number is free.
+        _ = server.expire(now: start + .seconds(900))
+        #expect(bind(0x4001, other, at: 900) == 200)
+        #expect(data(at: 900) == .toPeer(id, other))
+        #expect(bind(0x4002, target, at: 900) == 200)
+        // Binding the held pair again renews it at once.
+        #expect(bind(0x4003, peer("8.8.4.6"), at: 900) == 200)
+        _ = server.expire(now: start + .seconds(1500))
+        #expect(bind(0x4003, peer("8.8.4.6"), at: 1500) == 200)
+        #expect(
+            server.channelData(0x4003, length: 10, from: client.fiveTuple, now: start + .seconds(1500))
+                == .toPeer(id, peer("8.8.4.6")))
+    }
+
     @Test func channelBindEnforcesNumbersAndOneToOneBinding() throws {
         var server = TURNServer(configuration: configuration())
         var client = Self.allocated(&server)
