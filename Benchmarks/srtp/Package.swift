@@ -18,8 +18,8 @@ let package = Package(
         .executableTarget(
             name: "srtp-bench",
             dependencies: [
-                .product(name: "DTLSSRTP", package: "switchboard"),
+                .product(name: "DTLSSRTP", package: "switchboard")
             ]
-        )
+        ),
     ]
 )

@@ -33,7 +33,8 @@ func handshake(_ clientIdentity: DTLSIdentity, _ serverIdentity: DTLSIdentity) t
 func handshake(via listener: DTLSListener, peer: Int, _ clientIdentity: DTLSIdentity) throws -> (DTLSEngine, DTLSEngine)
 {
     let client = try DTLSEngine(
-        .init(role: .client, identity: clientIdentity, remoteFingerprint: listener.configuration.identity.fingerprint()))
+        .init(role: .client, identity: clientIdentity, remoteFingerprint: listener.configuration.identity.fingerprint())
+    )
     let address = withUnsafeBytes(of: peer, Array.init)
     var server: DTLSEngine?
     var toServer = try client.start()
