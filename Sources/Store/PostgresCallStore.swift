@@ -600,7 +600,22 @@ final class PostgresListener: EventBus {
         async throws
     {
         let after = delivered
-        let events = try await withDeadline(timeout) {
+        let events: [StoredEvent]
+        do {
+            events = try await read(after: after, upTo: last, connection, timeout: timeout, logger: logger)
+        } catch {
+            // The connection goes with the read it may still be running: none goes back to the pool busy.
+            let _: EventLoopFuture<Void> = connection.close()
+            throw error
+        }
+        hand(events)
+        if let last, last > delivered { delivered = last }
+    }
+
+    private func read(
+        after: Int64, upTo last: Int64?, _ connection: PostgresConnection, timeout: Duration, logger: Logger
+    ) async throws -> [StoredEvent] {
+        try await withDeadline(timeout) {
             let rows = try await connection.query(
                 """
                 SELECT id, at, recipient, devices, name, call_id, data FROM events
@@ -612,8 +627,6 @@ final class PostgresListener: EventBus {
             }
             return events
         }
-        hand(events)
-        if let last, last > delivered { delivered = last }
     }
 
     private func hand(_ events: [StoredEvent]) {

@@ -39,6 +39,19 @@ struct DeadlineTests {
         waiting.cancel()
         await #expect(throws: CancellationError.self) { try await waiting.value }
     }
+
+    @Test func aCallerCancelledBeforeItStartsDoesNotWait() async throws {
+        let gate = Gate()
+        defer { gate.open() }
+        let waiting = Task {
+            withUnsafeCurrentTask { $0?.cancel() }
+            return try await withDeadline(.seconds(600)) {
+                await gate.wait()
+                return 1
+            }
+        }
+        await #expect(throws: CancellationError.self) { try await waiting.value }
+    }
 }
 
 private struct TestError: Error {}
