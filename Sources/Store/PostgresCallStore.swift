@@ -51,7 +51,7 @@ public final class PostgresCallStore: CallStore {
         self.encode = encode
         self.timeout = timeout
         self.logger = logger
-        let listener = PostgresListener(deliveryLag: deliveryLag)
+        let listener = PostgresListener(timeout: timeout, deliveryLag: deliveryLag)
         self.listener = listener
         bus = listener
         let client = client
@@ -63,9 +63,8 @@ public final class PostgresCallStore: CallStore {
             close()
             throw error
         }
-        let timeout = timeout
         tasks.withLock {
-            $0.append(Task { await listener.run(client: client, timeout: timeout, logger: logger) })
+            $0.append(Task { await listener.run(client: client, logger: logger) })
         }
     }
 
@@ -225,12 +224,18 @@ public final class PostgresCallStore: CallStore {
                         }
                     }
                 } catch {
-                    // A query written to a connection that closed would never be answered.
-                    if !connection.isClosed { _ = try? await connection.query("ROLLBACK", logger: logger) }
+                    await Self.rollBack(connection, logger: logger)
                     throw error
                 }
             }
         }
+    }
+
+    /// Ends a failed transaction, on a connection still open only: a query written to a connection that closed
+    /// would never be answered.
+    static func rollBack(_ connection: PostgresConnection, logger: Logger) async {
+        guard !connection.isClosed else { return }
+        _ = try? await connection.query("ROLLBACK", logger: logger)
     }
 
     /// Writes a transition's calls, timeline lines and events and commits, in one round trip: the commit goes out
@@ -385,8 +390,7 @@ public final class PostgresCallStore: CallStore {
                     try await Self.prune(events: events, calls: calls, tickets: tickets, connection, logger: logger)
                     _ = try await connection.query("COMMIT", logger: logger)
                 } catch {
-                    // A query written to a connection that closed would never be answered.
-                    if !connection.isClosed { _ = try? await connection.query("ROLLBACK", logger: logger) }
+                    await Self.rollBack(connection, logger: logger)
                     throw error
                 }
             }
@@ -441,9 +445,6 @@ public final class PostgresCallStore: CallStore {
             return try await withDeadline(timeout, body)
         } catch let error as CallError {
             throw error
-        } catch let error as PostgresTransactionError where error.closureError is CallError {
-            // The registry refused the input; the transaction was rolled back.
-            throw error.closureError as! CallError
         } catch {
             logger.warning("store operation failed", metadata: ["error": "\(String(reflecting: error))"])
             throw CallError.storeUnavailable
@@ -533,8 +534,11 @@ final class PostgresListener: EventBus {
     private let handlers = Mutex<[@Sendable ([StoredEvent]) -> Void]>([])
     private let state = Mutex<Int64>(0)
     private let deliveryLag: @Sendable (TimeInterval) -> Void
+    /// How long a read of the events table may take before the listening starts again on another connection.
+    private let timeout: Duration
 
-    init(deliveryLag: @escaping @Sendable (TimeInterval) -> Void) {
+    init(timeout: Duration, deliveryLag: @escaping @Sendable (TimeInterval) -> Void) {
+        self.timeout = timeout
         self.deliveryLag = deliveryLag
     }
 
@@ -551,15 +555,15 @@ final class PostgresListener: EventBus {
         handlers.withLock { $0.append(handler) }
     }
 
-    func run(client: PostgresClient, timeout: Duration, logger: Logger) async {
+    func run(client: PostgresClient, logger: Logger) async {
         while !Task.isCancelled {
             do {
                 try await client.withConnection { connection in
                     try await connection.listen(on: PostgresSchema.channel) { notifications in
                         // What was committed while nobody listened (or before this node started listening).
-                        try await self.fill(upTo: nil, connection, timeout: timeout, logger: logger)
+                        try await self.fill(upTo: nil, connection, logger: logger)
                         for try await notification in notifications {
-                            try await self.receive(notification.payload, connection, timeout: timeout, logger: logger)
+                            try await self.receive(notification.payload, connection, logger: logger)
                         }
                     }
                 }
@@ -577,12 +581,10 @@ final class PostgresListener: EventBus {
         let events: [EventRow]?
     }
 
-    private func receive(_ payload: String, _ connection: PostgresConnection, timeout: Duration, logger: Logger)
-        async throws
-    {
+    private func receive(_ payload: String, _ connection: PostgresConnection, logger: Logger) async throws {
         let notice = try JSONDecoder.rows.decode(Notice.self, from: Data(payload.utf8))
         guard let first = notice.ids.first, let last = notice.ids.last, last > delivered else { return }
-        if first > delivered + 1 { try await fill(upTo: first - 1, connection, timeout: timeout, logger: logger) }
+        if first > delivered + 1 { try await fill(upTo: first - 1, connection, logger: logger) }
         if let rows = notice.events, rows.count == notice.ids.count {
             let at = Date(timeIntervalSinceReferenceDate: notice.at)
             let events = try zip(notice.ids, rows).filter { $0.0 > delivered }.map { id, row in
@@ -590,19 +592,17 @@ final class PostgresListener: EventBus {
             }
             hand(events)
         } else {
-            try await fill(upTo: last, connection, timeout: timeout, logger: logger)
+            try await fill(upTo: last, connection, logger: logger)
         }
     }
 
     /// Reads events after ``delivered`` (up to `last`, or all) from the table and hands them out; a connection
-    /// that does not answer within `timeout` fails the listening, which starts again on another.
-    private func fill(upTo last: Int64?, _ connection: PostgresConnection, timeout: Duration, logger: Logger)
-        async throws
-    {
+    /// that does not answer within ``timeout`` fails the listening, which starts again on another.
+    private func fill(upTo last: Int64?, _ connection: PostgresConnection, logger: Logger) async throws {
         let after = delivered
         let events: [StoredEvent]
         do {
-            events = try await read(after: after, upTo: last, connection, timeout: timeout, logger: logger)
+            events = try await read(after: after, upTo: last, connection, logger: logger)
         } catch {
             // The connection goes with the read it may still be running: none goes back to the pool busy.
             let _: EventLoopFuture<Void> = connection.close()
@@ -612,9 +612,9 @@ final class PostgresListener: EventBus {
         if let last, last > delivered { delivered = last }
     }
 
-    private func read(
-        after: Int64, upTo last: Int64?, _ connection: PostgresConnection, timeout: Duration, logger: Logger
-    ) async throws -> [StoredEvent] {
+    private func read(after: Int64, upTo last: Int64?, _ connection: PostgresConnection, logger: Logger)
+        async throws -> [StoredEvent]
+    {
         try await withDeadline(timeout) {
             let rows = try await connection.query(
                 """
