@@ -8,18 +8,31 @@ public struct AllocationID: Sendable, Hashable, Comparable, CustomStringConverti
     public var description: String { "a\(rawValue)" }
 }
 
-/// The 5-tuple that identifies an allocation over UDP (RFC 8656 §2.2): the client's address and the server address
-/// it sent to (the transport is always UDP here).
+/// How a client reaches the server port (RFC 8656 §3.1): datagrams, or a TCP connection, bare or inside TLS.
+/// Relayed data between the relay and peers is UDP whichever it is.
+public enum ClientTransport: String, Sendable, Hashable, CaseIterable {
+    case udp
+    case tcp
+    case tls
+
+    /// STUN and ChannelData arrive framed by their own lengths on a byte stream, ChannelData padded to 4 bytes.
+    public var isStream: Bool { self != .udp }
+}
+
+/// The 5-tuple that identifies an allocation (RFC 8656 §2.2): the client's address, the server address it reached,
+/// and the transport between them.
 public struct FiveTuple: Sendable, Hashable, CustomStringConvertible {
     public var client: TransportAddress
     public var server: TransportAddress
+    public var transport: ClientTransport
 
-    public init(client: TransportAddress, server: TransportAddress) {
+    public init(client: TransportAddress, server: TransportAddress, transport: ClientTransport = .udp) {
         self.client = client
         self.server = server
+        self.transport = transport
     }
 
-    public var description: String { "udp \(client) -> \(server)" }
+    public var description: String { "\(transport.rawValue) \(client) -> \(server)" }
 }
 
 /// Who an authenticated request came from.
@@ -40,11 +53,26 @@ public struct PendingAllocation: Sendable {
     public let fiveTuple: FiveTuple
     /// Bind on this address (the configured relay address of the requested family), port from the relay range.
     public let relayAddress: IPAddress
-    /// The client asked for an even port (EVEN-PORT with R = 0).
+    /// The client asked for an even port (EVEN-PORT).
     public let evenPort: Bool
+    /// EVEN-PORT with R = 1: bind the next-higher port too, for this id (a reservation), and report it to
+    /// ``TURNServer/relayOpened(_:at:reserved:now:)``; without both ports the allocation fails.
+    public let reservation: AllocationID?
+    /// The Allocate claimed a reservation (RESERVATION-TOKEN): the socket of `id` is already bound, at this port.
+    public let reservedPort: UInt16?
     let transactionID: TransactionID
     let identity: Identity
     let lifetime: Duration
+}
+
+/// A relayed port held for the Allocate that names its RESERVATION-TOKEN (RFC 8656 §7.2): the odd port next to an
+/// allocation made with EVEN-PORT R = 1. Its socket is bound (under `id`) and relays nothing until it is claimed.
+struct Reservation {
+    var id: AllocationID
+    var address: TransportAddress
+    /// Only the user who reserved it may claim it.
+    var user: String
+    var expiresAt: RelayTime
 }
 
 /// One permission (RFC 8656 §9): the peer IP it admits and until when.

@@ -74,6 +74,9 @@ public struct RelayConfiguration: Sendable {
     /// may make per second, and the burst allowed.
     public var unauthenticatedRate: Int
     public var unauthenticatedBurst: Int
+    /// How long the odd port reserved by an Allocate with EVEN-PORT R = 1 waits for the Allocate that claims it
+    /// with its RESERVATION-TOKEN (RFC 8656 §7.2: about 30 seconds).
+    public var reservationLifetime: Duration = .seconds(30)
 
     public init(
         realm: String,

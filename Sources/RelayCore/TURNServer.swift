@@ -74,6 +74,7 @@ public struct TURNServer: Sendable {
     private var byFiveTuple: [FiveTuple: AllocationID] = [:]
     private var pending: [AllocationID: PendingAllocation] = [:]
     private var pendingByFiveTuple: [FiveTuple: AllocationID] = [:]
+    private var reservations: [UInt64: Reservation] = [:]
     private var perUser: [String: Int] = [:]
     private var nextID: UInt64 = 1
     private var limiter: SourceRateLimiter
@@ -91,6 +92,11 @@ public struct TURNServer: Sendable {
 
     /// The allocation a 5-tuple has, if any.
     public func allocation(for fiveTuple: FiveTuple) -> AllocationID? { byFiveTuple[fiveTuple] }
+
+    /// Whether a 5-tuple has an allocation, or one being made.
+    public func hasAllocation(for fiveTuple: FiveTuple) -> Bool {
+        byFiveTuple[fiveTuple] != nil || pendingByFiveTuple[fiveTuple] != nil
+    }
 
     // MARK: STUN on the server port
 
@@ -264,23 +270,19 @@ public struct TURNServer: Sendable {
         guard transport == 17 else {
             return reply(error(request, .unsupportedTransportProtocol), identity, fiveTuple)
         }
-        let reservation = request.attribute(.reservationToken) != nil
+        let token: UInt64?
         let evenPort: Bool?
-        switch Result(catching: { () throws(STUNError) in try request.evenPort }) {
-        case .success(let value): evenPort = value
-        case .failure: return reply(error(request, .badRequest), identity, fiveTuple)
+        do throws(STUNError) {
+            token = try request.reservationToken
+            evenPort = try request.evenPort
+        } catch {
+            return reply(self.error(request, .badRequest), identity, fiveTuple)
         }
-        if reservation && (evenPort != nil || request.attribute(.requestedAddressFamily) != nil) {
+        // A reservation names its port and family already (RFC 8656 §7.2 step 4).
+        if token != nil && (evenPort != nil || request.attribute(.requestedAddressFamily) != nil) {
             return reply(error(request, .badRequest), identity, fiveTuple)
         }
-        if reservation {
-            // No ports are ever reserved here, so no token is valid (RFC 8656 §7.2 step 4).
-            return reply(error(request, .insufficientCapacity), identity, fiveTuple)
-        }
-        if let evenPort, evenPort == true {
-            // EVEN-PORT with R = 1 asks to reserve the next port as well: not offered.
-            return reply(error(request, .insufficientCapacity), identity, fiveTuple)
-        }
+        if let token { return claimReservation(token, request, identity, fiveTuple, now) }
         var family = AddressFamily.ipv4
         if request.attribute(.requestedAddressFamily) != nil {
             guard let requested = try? request.requestedAddressFamily else {
@@ -294,14 +296,24 @@ public struct TURNServer: Sendable {
         guard perUser[identity.user, default: 0] < configuration.maximumAllocationsPerUser else {
             return reply(error(request, .allocationQuotaReached), identity, fiveTuple)
         }
-        guard allocations.count + pending.count < configuration.maximumAllocations else {
+        // A reservation holds a port as an allocation does, so it counts against the total.
+        let reserve = evenPort == true
+        guard
+            allocations.count + pending.count + reservations.count + (reserve ? 1 : 0)
+                < configuration.maximumAllocations
+        else {
             return reply(error(request, .insufficientCapacity), identity, fiveTuple)
         }
         let id = AllocationID(rawValue: nextID)
         nextID += 1
+        var reservation: AllocationID?
+        if reserve {
+            reservation = AllocationID(rawValue: nextID)
+            nextID += 1
+        }
         let allocation = PendingAllocation(
-            id: id, fiveTuple: fiveTuple, relayAddress: relayAddress, evenPort: evenPort == false,
-            transactionID: request.transactionID, identity: identity,
+            id: id, fiveTuple: fiveTuple, relayAddress: relayAddress, evenPort: evenPort != nil,
+            reservation: reservation, reservedPort: nil, transactionID: request.transactionID, identity: identity,
             lifetime: grantedLifetime(requested: try? request.lifetime, identity, now))
         pending[id] = allocation
         pendingByFiveTuple[fiveTuple] = id
@@ -309,10 +321,34 @@ public struct TURNServer: Sendable {
         return [.openRelay(allocation)]
     }
 
-    /// The adapter bound the relay socket of a pending allocation at `relayedAddress`.
-    public mutating func relayOpened(_ id: AllocationID, at relayedAddress: TransportAddress, now: RelayTime)
-        -> [RelayAction]
-    {
+    /// An Allocate with a RESERVATION-TOKEN: the reserved port becomes the allocation's relayed address, under the
+    /// reservation's id (its socket is bound already). An unknown or expired token, or another user's, gets 508.
+    private mutating func claimReservation(
+        _ token: UInt64, _ request: STUNMessage, _ identity: Identity, _ fiveTuple: FiveTuple, _ now: RelayTime
+    ) -> [RelayAction] {
+        guard let reservation = reservations[token], reservation.expiresAt > now, reservation.user == identity.user
+        else {
+            return reply(error(request, .insufficientCapacity), identity, fiveTuple)
+        }
+        guard perUser[identity.user, default: 0] < configuration.maximumAllocationsPerUser else {
+            return reply(error(request, .allocationQuotaReached), identity, fiveTuple)
+        }
+        reservations[token] = nil
+        let allocation = PendingAllocation(
+            id: reservation.id, fiveTuple: fiveTuple, relayAddress: reservation.address.ip, evenPort: false,
+            reservation: nil, reservedPort: reservation.address.port, transactionID: request.transactionID,
+            identity: identity, lifetime: grantedLifetime(requested: try? request.lifetime, identity, now))
+        pending[reservation.id] = allocation
+        pendingByFiveTuple[fiveTuple] = reservation.id
+        perUser[identity.user, default: 0] += 1
+        return [.openRelay(allocation)]
+    }
+
+    /// The adapter bound the relay socket of a pending allocation at `relayedAddress` (and, for EVEN-PORT R = 1,
+    /// the socket of its reservation at `reserved`, the next-higher port).
+    public mutating func relayOpened(
+        _ id: AllocationID, at relayedAddress: TransportAddress, reserved: TransportAddress? = nil, now: RelayTime
+    ) -> [RelayAction] {
         guard let request = pending.removeValue(forKey: id) else { return [.closeRelay(id)] }
         pendingByFiveTuple[request.fiveTuple] = nil
         var allocation = Allocation(
@@ -323,6 +359,13 @@ public struct TURNServer: Sendable {
             .lifetime(UInt32(request.lifetime.relayMilliseconds / 1000)),
             .xorMappedAddress(request.fiveTuple.client, transactionID: request.transactionID),
         ]
+        if let reservation = request.reservation, let reserved {
+            let token = reservationToken(for: reservation)
+            reservations[token] = Reservation(
+                id: reservation, address: reserved, user: request.identity.user,
+                expiresAt: now + configuration.reservationLifetime)
+            attributes.append(.reservationToken(token))
+        }
         if let software = configuration.software { attributes.append(.software(software)) }
         let success = STUNMessage(
             type: STUNMessageType(method: .allocate, class: .successResponse),
@@ -342,6 +385,13 @@ public struct TURNServer: Sendable {
             type: STUNMessageType(method: .allocate, class: .errorResponse), transactionID: request.transactionID,
             attributes: [.errorCode(.insufficientCapacity)])
         return [.sendToClient(encode(failure, key: request.identity), to: request.fiveTuple)]
+    }
+
+    /// An unguessable token naming reservation `id`: 8 bytes of an HMAC under the server's secret key.
+    private func reservationToken(for id: AllocationID) -> UInt64 {
+        let data = Array("reservation".utf8) + withUnsafeBytes(of: id.rawValue.bigEndian, Array.init)
+        let mac = HMAC<SHA256>.authenticationCode(for: data, using: SymmetricKey(data: nonceKey))
+        return Array(mac).prefix(8).reduce(0) { $0 << 8 | UInt64($1) }
     }
 
     /// RFC 8656 §7.2 step 7: the requested lifetime if longer than the default, up to the maximum; never past the
@@ -564,14 +614,34 @@ public struct TURNServer: Sendable {
             }
             allocations[id] = pruned
         }
+        for (token, reservation) in reservations where reservation.expiresAt <= now {
+            reservations[token] = nil
+            actions.append(.closeRelay(reservation.id))
+        }
         limiter.prune(now: now)
         return actions
     }
 
+    /// A client's TCP or TLS connection closed: its allocation (or the one being made) ends with it (RFC 8656 §3.1).
+    public mutating func connectionClosed(_ fiveTuple: FiveTuple) -> [RelayAction] {
+        if let id = byFiveTuple[fiveTuple] {
+            remove(id)
+            return [.closeRelay(id)]
+        }
+        if let id = pendingByFiveTuple.removeValue(forKey: fiveTuple), let request = pending.removeValue(forKey: id) {
+            releaseQuota(request.identity.user)
+            return [.closeRelay(id)] + (request.reservation.map { [.closeRelay($0)] } ?? [])
+        }
+        return []
+    }
+
     /// Ends every allocation (shutdown).
     public mutating func removeAll() -> [RelayAction] {
-        let ids = Array(allocations.keys) + Array(pending.keys)
+        let ids =
+            Array(allocations.keys) + Array(pending.keys) + pending.values.compactMap(\.reservation)
+            + reservations.values.map(\.id)
         allocations = [:]
+        reservations = [:]
         byFiveTuple = [:]
         pending = [:]
         pendingByFiveTuple = [:]

@@ -16,7 +16,7 @@ struct RelayRoutes: Sendable {
             guard let settings, let relay, let secret = settings.server.core.sharedSecrets.first else {
                 throw APIError.notFound("this server runs no TURN relay")
             }
-            let port = try await relay.boundPort()
+            let ports = try await relay.boundPorts()
             let expiry = Int64(Date().timeIntervalSince1970) + Int64(settings.credentialTTL)
             let credential = EphemeralCredential.make(secret: secret, user: identity.user, expiry: expiry)
             let host = settings.publicHost.contains(":") ? "[\(settings.publicHost)]" : settings.publicHost
@@ -25,8 +25,10 @@ struct RelayRoutes: Sendable {
                 TURNCredentialsJSON(
                     iceServers: [
                         .init(
-                            urls: ["turn:\(host):\(port)?transport=udp"], username: credential.username,
-                            credential: credential.password)
+                            urls: ["turn:\(host):\(ports.udp)?transport=udp"]
+                                + (ports.tcp.map { ["turn:\(host):\($0)?transport=tcp"] } ?? [])
+                                + (ports.tls.map { ["turns:\(host):\($0)?transport=tcp"] } ?? []),
+                            username: credential.username, credential: credential.password)
                     ], ttl: settings.credentialTTL))
         }
         v1.get("relay/allocations") { _, context in

@@ -88,11 +88,15 @@ public struct RelaySettings: Sendable {
     public var publicHost: String
     /// Lifetime of the TURN REST credentials `GET /v1/turn-credentials` issues.
     public var credentialTTL: Int
+    /// TURN over TLS on this port (0 picks a free one) with the server's own certificate; nil: none.
+    public var turnsPort: Int?
 
-    public init(server: RelayServerConfiguration, publicHost: String, credentialTTL: Int = 3600) {
+    public init(server: RelayServerConfiguration, publicHost: String, credentialTTL: Int = 3600, turnsPort: Int? = nil)
+    {
         self.server = server
         self.publicHost = publicHost
         self.credentialTTL = credentialTTL
+        self.turnsPort = turnsPort
     }
 }
 

@@ -87,9 +87,16 @@ public struct SwitchboardServer: Sendable {
         }
         self.connectionLimiter = ConnectionLimiter(
             capacity: capacity, perAddress: configuration.connections.maxPendingPerAddress)
-        self.relay = configuration.relay.map {
-            RelayServer(
-                configuration: $0.server, metricsFactory: metrics.factory, logger: Logger(label: "switchboard.relay"))
+        self.relay = try configuration.relay.map { settings in
+            var server = settings.server
+            if let port = settings.turnsPort {
+                // TURN over TLS presents the HTTPS certificate (browsers check it against the turns: URL's host).
+                var tls = try Self.tlsConfiguration(configuration, logger: logger)
+                tls.applicationProtocols = []
+                server.tls = (port, try NIOSSLContext(configuration: tls))
+            }
+            return RelayServer(
+                configuration: server, metricsFactory: metrics.factory, logger: Logger(label: "switchboard.relay"))
         }
     }
 
@@ -159,7 +166,9 @@ public struct SwitchboardServer: Sendable {
         try await group.run()
     }
 
-    func tlsConfiguration() throws -> TLSConfiguration {
+    func tlsConfiguration() throws -> TLSConfiguration { try Self.tlsConfiguration(configuration, logger: logger) }
+
+    static func tlsConfiguration(_ configuration: ServerConfiguration, logger: Logger) throws -> TLSConfiguration {
         let certificatePath: String
         let keyPath: String
         switch (configuration.certificatePath, configuration.privateKeyPath) {

@@ -11,6 +11,12 @@ import SwitchboardServer
 struct RelayOptions: ParsableArguments {
     @Option(help: "UDP address of the TURN server.") var turnHost: String = "127.0.0.1"
     @Option(help: "UDP port of the TURN server (0 picks a free one).") var turnPort: Int = 3478
+    @Option(help: "TCP port of the TURN server on --turn-host (default: the UDP port's number; 0 picks a free one).")
+    var turnTcpPort: Int?
+    @Flag(help: "No TURN over TCP.") var noTurnTcp = false
+    @Option(help: "TLS port of the TURN server on --turn-host (turns:; 443 is what restrictive networks let through).")
+    var turnsPort: Int = 5349
+    @Flag(help: "No TURN over TLS.") var noTurns = false
     @Option(help: "Address relay sockets bind to and that clients are told (default: --turn-host).") var relayIP:
         String?
     @Option(help: "Address relay sockets bind to when clients must be told another (--relay-ip), e.g. behind 1:1 NAT.")
@@ -82,11 +88,20 @@ struct RelayOptions: ParsableArguments {
             channelNumbers: rfc5766Channels
                 ? RelayConfiguration.rfc5766ChannelNumbers : RelayConfiguration.rfc8656ChannelNumbers)
         core.software = "Switchboard"
+        for (flag, port) in [
+            ("--turn-port", turnPort), ("--turn-tcp-port", turnTcpPort ?? 0), ("--turns-port", turnsPort),
+        ]
+        where !(0...65535).contains(port) {
+            throw CommandFailure("\(flag) must be a port number, 0-65535 (got \(port))")
+        }
         let server = RelayServerConfiguration(
-            host: turnHost, port: turnPort, relayPorts: bounds[0]...bounds[1], relayBindAddress: bindAddress, core: core
+            host: turnHost, port: turnPort, relayPorts: bounds[0]...bounds[1], relayBindAddress: bindAddress,
+            core: core,
+            tcpPort: noTurnTcp ? nil : (turnTcpPort ?? turnPort)
         )
         return RelaySettings(
-            server: server, publicHost: turnPublicHost ?? relayAddress.description, credentialTTL: turnCredentialTtl)
+            server: server, publicHost: turnPublicHost ?? relayAddress.description, credentialTTL: turnCredentialTtl,
+            turnsPort: noTurns ? nil : turnsPort)
     }
 
     private func secret(certsDir: String, requireSecret: Bool) throws -> [UInt8] {
@@ -111,9 +126,11 @@ struct RelayCommand: AsyncParsableCommand {
 
     struct Run: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Run only the TURN relay (UDP), sharing its secret with the signaling servers.")
+            abstract: "Run only the TURN relay (UDP, TCP and TLS), sharing its secret with the signaling servers.")
         @OptionGroup var relay: RelayOptions
         @Option(help: "Directory of the dev secrets.") var certsDir: String = "certs"
+        @Option(help: "PEM certificate chain for TURN over TLS (with --key; without both, no TLS).") var cert: String?
+        @Option(help: "PEM private key for TURN over TLS.") var key: String?
         @Option(help: "Log level.") var logLevel: String = "info"
 
         func run() async throws {
@@ -121,7 +138,24 @@ struct RelayCommand: AsyncParsableCommand {
                 _ = try bootstrapLogging(logLevel)
                 let settings = try relay.settings(certsDir: certsDir)
                 let logger = Logger(label: "switchboard.relay")
-                let server = RelayServer(configuration: settings.server, logger: logger)
+                var configuration = settings.server
+                switch (cert, key, settings.turnsPort) {
+                case (let cert?, let key?, let port?):
+                    do {
+                        configuration.tls = (
+                            port, try RelayServerConfiguration.tlsContext(certificatePath: cert, keyPath: key)
+                        )
+                    } catch {
+                        throw CommandFailure("cannot load the TLS certificate \(cert) or key \(key): \(error)")
+                    }
+                case (nil, nil, _), (_, _, nil):
+                    if settings.turnsPort != nil {
+                        logger.notice("TURN over TLS off: give --cert and --key to serve it")
+                    }
+                default:
+                    throw CommandFailure("--cert and --key go together")
+                }
+                let server = RelayServer(configuration: configuration, logger: logger)
                 let group = ServiceGroup(
                     configuration: .init(
                         services: [.init(service: server)], gracefulShutdownSignals: [.sigterm, .sigint],

@@ -5,6 +5,7 @@ import Media
 import NIOCore
 import NIOHTTP1
 import NIOSSL
+import Relay
 import ServiceLifecycle
 import SwitchboardServer
 import Synchronization
@@ -21,6 +22,8 @@ final class TestServer: Sendable {
     /// The secure relay's media endpoint and its bound port, when the configuration runs one.
     let media: MediaServer?
     let mediaPort: Int?
+    /// The TURN relay, when the configuration runs one.
+    let relay: RelayServer?
     /// The in-process server's services; nil for a server in another process (``attach(port:directory:caPath:secret:)``).
     private let group: ServiceGroup?
     private let task: Task<Void, any Error>?
@@ -72,19 +75,19 @@ final class TestServer: Sendable {
 
         return TestServer(
             port: port, directory: directory, caPath: caPath, secret: secret, media: server.media, mediaPort: mediaPort,
-            group: group, task: task, logs: logs)
+            relay: server.relay, group: group, task: task, logs: logs)
     }
 
     /// A client of a `switchboard serve` running in another process, with the test's certificate and secret.
     static func attach(port: Int, directory: URL, caPath: String, secret: [UInt8]) -> TestServer {
         TestServer(
-            port: port, directory: directory, caPath: caPath, secret: secret, media: nil, mediaPort: nil, group: nil,
-            task: nil, logs: LogCollector())
+            port: port, directory: directory, caPath: caPath, secret: secret, media: nil, mediaPort: nil, relay: nil,
+            group: nil, task: nil, logs: LogCollector())
     }
 
     private convenience init(
         port: Int, directory: URL, caPath: String, secret: [UInt8], media: MediaServer?, mediaPort: Int?,
-        group: ServiceGroup?, task: Task<Void, any Error>?, logs: LogCollector
+        relay: RelayServer?, group: ServiceGroup?, task: Task<Void, any Error>?, logs: LogCollector
     ) {
         var tls = TLSConfiguration.makeClientConfiguration()
         tls.trustRoots = .file(caPath)
@@ -97,14 +100,15 @@ final class TestServer: Sendable {
         let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfiguration)
         self.init(
             port: port, directory: directory, caPath: caPath, authority: TokenAuthority(secret: secret), logs: logs,
-            client: client, media: media, mediaPort: mediaPort, group: group, task: task)
+            client: client, media: media, mediaPort: mediaPort, relay: relay, group: group, task: task)
     }
 
     private init(
         port: Int, directory: URL, caPath: String, authority: TokenAuthority, logs: LogCollector, client: HTTPClient,
-        media: MediaServer?, mediaPort: Int?, group: ServiceGroup?, task: Task<Void, any Error>?
+        media: MediaServer?, mediaPort: Int?, relay: RelayServer?, group: ServiceGroup?, task: Task<Void, any Error>?
     ) {
         self.media = media
+        self.relay = relay
         self.mediaPort = mediaPort
         self.port = port
         self.directory = directory

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
 import Relay
 import RelayCore
 import STUN
@@ -22,6 +23,95 @@ import Testing
             // uclient deletes the allocations it used and leaves a spare one per client to expire.
             let allocations = await relay.server.allocations()
             #expect(allocations.count == 5 && allocations.allSatisfy { $0.user == "alice" }, "\(allocations)")
+        }
+    }
+
+    /// Without `-c`, uclient opens an RTP and an RTCP allocation per client: EVEN-PORT with R = 1, then an Allocate
+    /// with the RESERVATION-TOKEN it got (RFC 8656 §7.2).
+    @Test func uclientInItsDefaultModeGetsEvenAndOddPortPairs() async throws {
+        try await TestRelay.with { relay in
+            let run = try await relay.uclient(["-v", "-u", "alice", "-w", "secret"])
+            // 100 RTP messages and 20 RTCP ones per client.
+            try Self.expectNoLoss(run, messages: 600)
+            // RTP allocations got an even port, and their RTCP ones the odd port above it (uclient's log names
+            // most of them; a pair by chance among 20,000 ports is unlikely).
+            let ports = Set(Self.relayedPorts(run.output))
+            let pairs = ports.filter { $0 % 2 == 0 && ports.contains($0 + 1) }
+            #expect(pairs.count >= 3, "\(ports.sorted())")
+        }
+    }
+
+    /// TURN over TCP (RFC 8656 §3.1): uclient's default mode with `-t`, every message back.
+    @Test func uclientOverTCPRelaysWithoutLoss() async throws {
+        try await TestRelay.with { relay in
+            let run = try await relay.uclient(["-v", "-t", "-u", "alice", "-w", "secret"], port: relay.ports.tcp)
+            try Self.expectNoLoss(run, messages: 600)
+            let ports = Set(Self.relayedPorts(run.output))
+            #expect(ports.filter { $0 % 2 == 0 && ports.contains($0 + 1) }.count >= 3, "\(ports.sorted())")
+            // uclient closed its connections, and so ended every allocation made over them, spares included
+            // (over UDP they stay until their lifetime ends).
+            try await SecureRelayTests.eventually { await relay.server.allocations().isEmpty }
+        }
+    }
+
+    /// TURN over TLS (`-S`), side by side with coturn on the same certificate: uclient's TLS client is known to
+    /// lose a message or two even against coturn, so the relay must lose no more than coturn does in the same run.
+    @Test func uclientOverTLSLosesNoMoreThanAgainstCoturn() async throws {
+        try await TestRelay.with { relay in
+            let arguments = ["-t", "-S", "-u", "alice", "-w", "secret"]
+            let ours = try await relay.uclient(arguments, port: relay.ports.tls)
+            #expect(ours.status == 0, "\(ours.output.suffix(800)) \(ours.error.suffix(400))")
+            let coturn = try await Coturn.start(certificates: try TestRelay.certificates())
+            defer { coturn.stop() }
+            let theirs = try await relay.uclient(arguments, port: coturn.tlsPort)
+            let (sent, received) = try #require(Self.totals(ours.output), "\(ours.output.suffix(800))")
+            let (coturnSent, coturnReceived) = try #require(Self.totals(theirs.output), "\(theirs.output.suffix(800))")
+            #expect(sent == 600 && coturnSent == 600)
+            #expect(
+                sent - received <= coturnSent - coturnReceived, "ours \(received)/\(sent), coturn's \(coturnReceived)")
+        }
+    }
+
+    /// A connection's end ends the allocations made over it at once, without waiting for their lifetime; a byte
+    /// stream that is not TURN is cut and the relay goes on serving.
+    @Test func closingTheTCPConnectionEndsItsAllocation() async throws {
+        try await TestRelay.with { relay in
+            let connection = try await TURNConnection.open(port: relay.ports.tcp)
+            let relayed = try await connection.allocate(username: "alice", password: "secret")
+            #expect(relayed.ip == IPAddress("127.0.0.1"))
+            #expect(await relay.server.allocations().map(\.relayedAddress) == [relayed])
+            try await connection.close()
+            try await SecureRelayTests.eventually { await relay.server.allocations().isEmpty }
+
+            let junk = try await TURNConnection.open(port: relay.ports.tcp)
+            try await junk.send([0xFF, 0xFF, 0xFF, 0xFF])
+            try await junk.waitForClose()
+            let again = try await TURNConnection.open(port: relay.ports.tcp)
+            #expect(try await again.binding() != nil)
+            try await again.close()
+        }
+    }
+
+    /// One client address holds at most 16 TCP or TLS connections: the 17th is closed at once, the others serve on.
+    @Test func connectionsPastThePerAddressCapAreClosed() async throws {
+        try await TestRelay.with { relay in
+            var open: [TURNConnection] = []
+            for _ in 0..<16 {
+                let connection = try await TURNConnection.open(port: relay.ports.tcp)
+                #expect(try await connection.binding()?.type == .bindingSuccess)
+                open.append(connection)
+            }
+            let refused = try await TURNConnection.open(port: relay.ports.tcp)
+            try await refused.waitForClose()
+            #expect(try await open[0].binding()?.type == .bindingSuccess)
+            for connection in open { try await connection.close() }
+            // Closed ones free their places (once the relay has seen them close).
+            try await SecureRelayTests.eventually {
+                let after = try await TURNConnection.open(port: relay.ports.tcp)
+                let answered = (try? await after.binding())??.type == .bindingSuccess
+                try await after.close()
+                return answered
+            }
         }
     }
 
@@ -60,6 +150,13 @@ import Testing
             let refused = try await Subprocess.run(
                 "/usr/bin/env", ["python3", script, "127.0.0.1", String(relay.port), "alice", "wrong"])
             #expect(refused.status == 1 && !refused.output.contains("relay"), "\(refused.output)")
+
+            // The same over TURN over TCP: the allocation is the connection's.
+            let overTCP = try await Subprocess.run(
+                "/usr/bin/env", ["python3", script, "127.0.0.1", String(relay.ports.tcp), "alice", "secret", "tcp"])
+            #expect(overTCP.status == 0, "\(overTCP.output) \(overTCP.error.suffix(600))")
+            let tcpFields = overTCP.output.split(separator: "\n").first?.split(separator: " ") ?? []
+            #expect(tcpFields.count == 3 && tcpFields[0] == "relay" && tcpFields[1] == "127.0.0.1", "\(overTCP.output)")
         }
     }
 
@@ -98,10 +195,28 @@ import Testing
         }
     }
 
+    /// uclient's final tally: messages sent and received back, from its `tot_send_msgs=N, tot_recv_msgs=M` line.
+    static func totals(_ output: String) -> (sent: Int, received: Int)? {
+        for line in output.split(separator: "\n").reversed() {
+            guard let range = line.range(of: "start_mclient: tot_send_msgs=") else { continue }
+            let numbers = line[range.upperBound...].split(whereSeparator: { !$0.isNumber }).compactMap { Int($0) }
+            if numbers.count == 2 { return (numbers[0], numbers[1]) }
+        }
+        return nil
+    }
+
+    /// The relayed ports uclient reports with `-v`.
+    static func relayedPorts(_ output: String) -> [Int] {
+        output.split(separator: "\n").compactMap { line in
+            guard let range = line.range(of: "Received relay addr: ") else { return nil }
+            return line[range.upperBound...].split(separator: ":").last.flatMap { Int($0) }
+        }
+    }
+
     static func expectNoLoss(_ run: Subprocess.Result, messages: Int) throws {
         #expect(run.status == 0, "uclient failed: \(run.output.suffix(800)) \(run.error.suffix(400))")
-        #expect(
-            run.output.contains("tot_send_msgs=\(messages), tot_recv_msgs=\(messages)"), "\(run.output.suffix(800))")
+        let totals = Self.totals(run.output)
+        #expect(totals?.sent == messages && totals?.received == messages, "\(run.output.suffix(800))")
         #expect(run.output.contains("Total lost packets 0 (0.000000%)"), "\(run.output.suffix(800))")
     }
 }
@@ -119,6 +234,53 @@ final class EchoPeer: Sendable {
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()
+    }
+
+    func stop() {
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+}
+
+/// coturn's `turnserver` on free loopback ports, TURN over TLS with the given certificate, the same user and realm
+/// as ``TestRelay``: the reference a test compares the relay with.
+final class Coturn: Sendable {
+    let tlsPort: Int
+    private let process: Process
+
+    private init(tlsPort: Int, process: Process) {
+        self.tlsPort = tlsPort
+        self.process = process
+    }
+
+    static func start(certificates: DevCertificates) async throws -> Coturn {
+        let port = try freeUDPPort()
+        let tlsPort = try freePort(socketType: Int32(SOCK_STREAM.rawValue))
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/turnserver")
+        process.arguments = [
+            "-n", "--listening-ip=127.0.0.1", "--relay-ip=127.0.0.1", "--listening-port=\(port)",
+            "--tls-listening-port=\(tlsPort)", "--cert=\(certificates.certificatePath)",
+            "--pkey=\(certificates.privateKeyPath)", "--min-port=60000", "--max-port=60999", "--lt-cred-mech",
+            "--user=alice:secret", "--realm=example.org", "--allow-loopback-peers", "--no-cli", "--no-dtls",
+            "--relay-threads=1", "--log-file=stdout", "--pidfile=",
+        ]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let coturn = Coturn(tlsPort: tlsPort, process: process)
+        // Ready when its TLS port accepts a connection (bounded: 10 s).
+        for _ in 0..<200 {
+            if let channel = try? await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .connect(host: "127.0.0.1", port: tlsPort).get()
+            {
+                try? await channel.close()
+                return coturn
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        coturn.stop()
+        throw TestFailure("coturn did not start listening on \(tlsPort)")
     }
 
     func stop() {
@@ -149,8 +311,8 @@ func uclient(
                     channelNumbers: RelayConfiguration.rfc5766ChannelNumbers)
                 configuration.relay = RelaySettings(
                     server: RelayServerConfiguration(
-                        host: "127.0.0.1", port: 0, relayPorts: 40_000...59_999, core: core),
-                    publicHost: "127.0.0.1", credentialTTL: 600)
+                        host: "127.0.0.1", port: 0, relayPorts: 40_000...59_999, core: core, tcpPort: 0),
+                    publicHost: "127.0.0.1", credentialTTL: 600, turnsPort: 0)
             }, body)
     }
 
@@ -171,7 +333,12 @@ func uclient(
                 urls.first.flatMap { url in
                     url.split(separator: ":").last?.split(separator: "?").first.flatMap { Int($0) }
                 })
-            #expect(urls == ["turn:127.0.0.1:\(port)?transport=udp"])
+            let ports = try await #require(server.relay).boundPorts()
+            #expect(
+                urls == [
+                    "turn:127.0.0.1:\(port)?transport=udp", "turn:127.0.0.1:\(try #require(ports.tcp))?transport=tcp",
+                    "turns:127.0.0.1:\(try #require(ports.tls))?transport=tcp",
+                ])
             // The credential never reaches the logs.
             #expect(!server.logs.all.joined().contains(credential))
 
@@ -200,6 +367,45 @@ func uclient(
         }
     }
 
+    /// A TCP client that stops reading costs the relay no more than its connection's write buffer: what a peer
+    /// sends past that is dropped and counted (`congested`), and the relay goes on serving everyone else.
+    @Test func aTCPClientThatStopsReadingIsBoundedNotBuffered() async throws {
+        try await Self.withRelay { server in
+            let ports = try await #require(server.relay).boundPorts()
+            let stalled = try await TURNConnection.open(port: try #require(ports.tcp))
+            let credential = EphemeralCredential.make(
+                secret: Array(RelayInteropTests.secret.utf8), user: "alice",
+                expiry: Int64(Date().timeIntervalSince1970) + 600)
+            let relayed = try await stalled.allocate(username: credential.username, password: credential.password)
+            let peer = try await DatagramBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .bind(host: "127.0.0.1", port: 0).get()
+            defer { peer.close(promise: nil) }
+            let peerAddress = try #require(peer.localAddress.flatMap(TransportAddress.init))
+            #expect(try await stalled.createPermission(peerAddress))
+            // The client reads nothing from here on: up to 40 MB from the peer, far past what loopback TCP buffers.
+            try await stalled.stopReading()
+            let target = SocketAddress(relayed)
+            let payload = ByteBuffer(repeating: 0x5A, count: 1000)
+            for batch in 0..<400 {
+                for _ in 0..<100 { peer.write(AddressedEnvelope(remoteAddress: target, data: payload), promise: nil) }
+                try await peer.writeAndFlush(AddressedEnvelope(remoteAddress: target, data: payload))
+                if batch % 50 == 49,
+                    try await server.metric(#"switchboard_relay_dropped_total{cause="congested"}"#)
+                        ?? 0 > 0
+                {
+                    break
+                }
+            }
+            try await SecureRelayTests.eventually {
+                try await server.metric(#"switchboard_relay_dropped_total{cause="congested"}"#) ?? 0 > 0
+            }
+            let other = try await TURNConnection.open(port: try #require(ports.tcp))
+            #expect(try await other.binding()?.type == .bindingSuccess)
+            try await other.close()
+            try await stalled.close()
+        }
+    }
+
     @Test func aServerWithoutARelaySays404() async throws {
         try await TestServer.with { server in
             let reply = try await server.request(.GET, "/v1/turn-credentials", token: server.token("alice"))
@@ -212,6 +418,7 @@ func uclient(
 final class TestRelay: Sendable {
     let server: RelayServer
     let port: Int
+    let ports: (tcp: Int, tls: Int)
     private let peer: EchoPeer
     private let group: ServiceGroup
     private let task: Task<Void, any Error>
@@ -236,18 +443,36 @@ final class TestRelay: Sendable {
             // coturn's uclient picks channel numbers from RFC 5766's wider range.
             channelNumbers: RelayConfiguration.rfc5766ChannelNumbers)
         let server = RelayServer(
-            configuration: RelayServerConfiguration(host: "127.0.0.1", port: 0, relayPorts: 40_000...59_999, core: core)
-        )
+            configuration: RelayServerConfiguration(
+                host: "127.0.0.1", port: 0, relayPorts: 40_000...59_999, core: core, tcpPort: 0,
+                tls: (0, try Self.tlsContext())))
         let group = ServiceGroup(
             configuration: .init(services: [.init(service: server)], logger: Logger(label: "relay-test")))
         let task = Task { try await group.run() }
-        let port = try await server.boundPort()
-        return TestRelay(server: server, port: port, peer: try EchoPeer(), group: group, task: task)
+        let ports = try await server.boundPorts()
+        return TestRelay(server: server, ports: ports, peer: try EchoPeer(), group: group, task: task)
     }
 
-    private init(server: RelayServer, port: Int, peer: EchoPeer, group: ServiceGroup, task: Task<Void, any Error>) {
+    /// The dev certificate (made on first use) in the temporary directory.
+    static func certificates() throws -> DevCertificates {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("relay-test-certs")
+        let certificates = DevCertificates(directory: directory.path)
+        _ = try certificates.ensure()
+        return certificates
+    }
+
+    static func tlsContext() throws -> NIOSSLContext {
+        let certificates = try certificates()
+        return try RelayServerConfiguration.tlsContext(
+            certificatePath: certificates.certificatePath, keyPath: certificates.privateKeyPath)
+    }
+
+    private init(
+        server: RelayServer, ports: RelayPorts, peer: EchoPeer, group: ServiceGroup, task: Task<Void, any Error>
+    ) {
         self.server = server
-        self.port = port
+        self.port = ports.udp
+        self.ports = (ports.tcp ?? 0, ports.tls ?? 0)
         self.peer = peer
         self.group = group
         self.task = task
@@ -259,11 +484,11 @@ final class TestRelay: Sendable {
         _ = await task.result
     }
 
-    func uclient(_ arguments: [String], messages: Int = 100, clients: Int = 5, peer: Bool = true) async throws
-        -> Subprocess.Result
-    {
+    func uclient(
+        _ arguments: [String], port: Int? = nil, messages: Int = 100, clients: Int = 5, peer: Bool = true
+    ) async throws -> Subprocess.Result {
         try await EndToEndTests.uclient(
-            arguments, port: port, peer: peer ? self.peer : nil, messages: messages, clients: clients)
+            arguments, port: port ?? self.port, peer: peer ? self.peer : nil, messages: messages, clients: clients)
     }
 
     /// A STUN Binding over `socket`, answered within 5 s.

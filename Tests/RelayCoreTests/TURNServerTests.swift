@@ -212,8 +212,7 @@ import Testing
         let dontFragment = try #require(attempt([.requestedTransport(17), .dontFragment]))
         #expect(dontFragment.code == 420)
         #expect(try dontFragment.unknownAttributes == [STUNAttributeType.dontFragment.rawValue])
-        #expect(attempt([.requestedTransport(17), .reservationToken(42)])?.code == 508)
-        #expect(attempt([.requestedTransport(17), .evenPort(reserveNextHigherPort: true)])?.code == 508)
+        #expect(attempt([.requestedTransport(17), .reservationToken(42)])?.code == 508)  // no such reservation
         #expect(
             attempt([.requestedTransport(17), .reservationToken(42), .evenPort(reserveNextHigherPort: false)])?.code
                 == 400)
@@ -228,6 +227,79 @@ import Testing
             return
         }
         #expect(pending.evenPort)
+    }
+
+    @Test func evenPortWithRReservesTheNextPortForTheAllocateThatNamesItsToken() throws {
+        var server = TURNServer(configuration: configuration())
+        var rtp = Client(port: 42_100)
+        let actions = rtp.send(
+            .allocate, [.requestedTransport(17), .evenPort(reserveNextHigherPort: true)], to: &server)
+        guard case .openRelay(let pending) = actions.first, let reservation = pending.reservation else {
+            Issue.record("EVEN-PORT R=1 did not ask for a port pair: \(actions)")
+            return
+        }
+        #expect(pending.evenPort && pending.reservedPort == nil && reservation != pending.id)
+        let even = TransportAddress(ip: relayIP, port: 50_000)
+        let odd = TransportAddress(ip: relayIP, port: 50_001)
+        let response = try #require(Client.reply(server.relayOpened(pending.id, at: even, reserved: odd, now: start)))
+        #expect(try response.isSuccess && response.xorRelayedAddress == even)
+        let token = try #require(try response.reservationToken)
+
+        // Another user cannot claim it; nor can the token come with EVEN-PORT.
+        var mallory = Client(port: 42_101, username: "bob", password: "hunter2")
+        #expect(mallory.call(.allocate, [.requestedTransport(17), .reservationToken(token)], on: &server)?.code == 508)
+        var rtcp = Client(port: 42_102)
+        #expect(
+            rtcp.call(
+                .allocate,
+                [.requestedTransport(17), .reservationToken(token), .evenPort(reserveNextHigherPort: false)],
+                on: &server)?.code == 400)
+
+        // The owner's Allocate with the token gets the reserved port, under the reservation's id (its socket).
+        let claim = rtcp.send(.allocate, [.requestedTransport(17), .reservationToken(token)], to: &server)
+        guard case .openRelay(let claimed) = claim.first else {
+            Issue.record("the token was not honoured: \(claim)")
+            return
+        }
+        #expect(claimed.id == reservation && claimed.reservedPort == 50_001 && claimed.reservation == nil)
+        let second = try #require(Client.reply(server.relayOpened(claimed.id, at: odd, now: start)))
+        #expect(try second.isSuccess && second.xorRelayedAddress == odd && second.reservationToken == nil)
+        #expect(server.allocationCount == 2)
+        // A token is good once.
+        var again = Client(port: 42_103)
+        #expect(again.call(.allocate, [.requestedTransport(17), .reservationToken(token)], on: &server)?.code == 508)
+    }
+
+    @Test func anUnclaimedReservationIsReleasedAfterThirtySeconds() throws {
+        var server = TURNServer(configuration: configuration(total: 3))
+        var rtp = Client(port: 42_200)
+        let actions = rtp.send(
+            .allocate, [.requestedTransport(17), .evenPort(reserveNextHigherPort: true)], to: &server)
+        guard case .openRelay(let pending) = actions.first, let reservation = pending.reservation else {
+            Issue.record("no pair asked: \(actions)")
+            return
+        }
+        let response = try #require(
+            Client.reply(
+                server.relayOpened(
+                    pending.id, at: TransportAddress(ip: relayIP, port: 50_010),
+                    reserved: TransportAddress(ip: relayIP, port: 50_011), now: start)))
+        let token = try #require(try response.reservationToken)
+        // The reservation holds a port, so it counts against the total of 3: one more allocation fits, not two.
+        var other = Client(port: 42_201)
+        #expect(other.allocate(on: &server)?.isSuccess == true)
+        var third = Client(port: 42_202)
+        #expect(third.allocate(on: &server)?.code == 508)
+
+        let closed = server.expire(now: start + .seconds(29))
+        #expect(!closed.contains { if case .closeRelay(reservation) = $0 { true } else { false } })
+        let released = server.expire(now: start + .seconds(30))
+        #expect(released.contains { if case .closeRelay(reservation) = $0 { true } else { false } })
+        var late = Client(port: 42_203)
+        let refused = late.call(
+            .allocate, [.requestedTransport(17), .reservationToken(token)], on: &server, now: start + .seconds(31))
+        #expect(refused?.code == 508)
+        #expect(third.allocate(on: &server, now: start + .seconds(31))?.isSuccess == true)
     }
 
     @Test func quotasPerUserAndInTotal() throws {

@@ -41,7 +41,7 @@ class Server:
         self.log = open(self.log_path, "wb")
         args = [
             BINARY, "serve", "--host", "127.0.0.1", "--port", "0", "--certs-dir", self.certs,
-            "--turn-host", "127.0.0.1", "--turn-port", "0", "--relay-ports", "50000-50999",
+            "--turn-host", "127.0.0.1", "--turn-port", "0", "--turns-port", "0", "--relay-ports", "50000-50999",
             "--allow-peer", "127.0.0.0/8", "--ring-timeout", str(ring_timeout), "--rate-limit", "0",
             "--media-port", "0", *(("--log-level", os.environ["SB_LOG_LEVEL"]) if os.environ.get("SB_LOG_LEVEL") else ()),
             "--demo-users", "alice,bob,carol", *extra,

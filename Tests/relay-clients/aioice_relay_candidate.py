@@ -1,5 +1,6 @@
 """Gathers ICE candidates with aioice (a Python ICE/TURN stack from PyPI) through a TURN server and prints the
-relay candidate. Usage: aioice_relay_candidate.py HOST PORT USERNAME PASSWORD. Exit 0 and one `relay ADDRESS PORT`
+relay candidate. Usage: aioice_relay_candidate.py HOST PORT USERNAME PASSWORD [udp|tcp] (how aioice reaches the
+TURN server; default udp). Exit 0 and one `relay ADDRESS PORT`
 line when a relay candidate was gathered, 1 otherwise."""
 import asyncio
 import sys
@@ -7,14 +8,14 @@ import sys
 import aioice
 
 
-async def main(host: str, port: int, username: str, password: str) -> int:
+async def main(host: str, port: int, username: str, password: str, transport: str) -> int:
     connection = aioice.Connection(
         ice_controlling=True,
         components=1,
         turn_server=(host, port),
         turn_username=username,
         turn_password=password,
-        turn_transport="udp",
+        turn_transport=transport,
         use_ipv6=False,
     )
     try:
@@ -29,4 +30,5 @@ async def main(host: str, port: int, username: str, password: str) -> int:
 
 if __name__ == "__main__":
     host, port, username, password = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
-    sys.exit(asyncio.run(main(host, port, username, password)))
+    transport = sys.argv[5] if len(sys.argv) > 5 else "udp"
+    sys.exit(asyncio.run(main(host, port, username, password, transport)))

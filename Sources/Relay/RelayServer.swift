@@ -3,6 +3,7 @@ import Foundation
 public import Logging
 public import NIOCore
 import NIOPosix
+public import NIOSSL
 public import RelayCore
 public import STUN
 public import ServiceLifecycle
@@ -20,21 +21,63 @@ public struct RelayServerConfiguration: Sendable {
     /// as behind a 1:1 NAT: bind the private address, advertise the public one. Nil binds the advertised address.
     public var relayBindAddress: IPAddress?
     public var core: RelayConfiguration
+    /// TURN over TCP (RFC 8656 §3.1) on `host` at this port (0 picks a free one); nil: none.
+    public var tcpPort: Int?
+    /// TURN over TLS on `host` at this port (0 picks a free one) with this server context (TLS 1.2 or later);
+    /// nil: none.
+    public var tls: (port: Int, context: NIOSSLContext)?
+    /// TCP and TLS connections one client IP may hold, and all clients together: a connection past either is
+    /// closed at once.
+    public var maximumConnectionsPerAddress = 16
+    public var maximumConnections = 10_000
+    /// A TCP or TLS connection without an allocation (none made yet, or its allocation ended) is closed after this.
+    public var idleConnectionTimeout: Duration = .seconds(30)
 
     public init(
         host: String = "127.0.0.1", port: Int = 3478, relayPorts: ClosedRange<Int> = 49152...65535,
-        relayBindAddress: IPAddress? = nil, core: RelayConfiguration
+        relayBindAddress: IPAddress? = nil, core: RelayConfiguration, tcpPort: Int? = nil,
+        tls: (port: Int, context: NIOSSLContext)? = nil
     ) {
         self.host = host
         self.port = port
         self.relayPorts = relayPorts
         self.relayBindAddress = relayBindAddress
         self.core = core
+        self.tcpPort = tcpPort
+        self.tls = tls
+    }
+
+    /// A TLS server context for TURN over TLS: the certificate chain and key (PEM files), TLS 1.2 or later.
+    public static func tlsContext(certificatePath: String, keyPath: String) throws -> NIOSSLContext {
+        var tls = TLSConfiguration.makeServerConfiguration(
+            certificateChain: try NIOSSLCertificate.fromPEMFile(certificatePath).map { .certificate($0) },
+            privateKey: .privateKey(try NIOSSLPrivateKey(file: keyPath, format: .pem)))
+        tls.minimumTLSVersion = .tlsv12
+        return try NIOSSLContext(configuration: tls)
     }
 }
 
-/// The TURN relay's SwiftNIO adapter (RFC 8656 over UDP): one server socket and one relay socket per allocation,
-/// all on one event loop, feeding the pure ``TURNServer`` and carrying out its actions.
+/// The ports a relay listens on once bound.
+public struct RelayPorts: Sendable, Equatable {
+    public var udp: Int
+    public var tcp: Int?
+    public var tls: Int?
+}
+
+/// How the relay reaches a client: from the UDP server socket, or down its TCP or TLS connection.
+enum ClientRoute {
+    case datagram(SocketAddress)
+    case stream(any Channel)
+}
+
+/// A client's TCP or TLS connection and since when it has had no allocation.
+struct StreamClient {
+    let channel: any Channel
+    var idleSince: ContinuousClock.Instant?
+}
+
+/// The TURN relay's SwiftNIO adapter (RFC 8656): one UDP server socket, optional TCP and TLS listeners, and one
+/// relay socket per allocation, all on one event loop, feeding the pure ``TURNServer`` and carrying out its actions.
 ///
 /// Hot path: ChannelData from a client is forwarded as a slice of the received buffer (no copy, no allocation of
 /// its own); a datagram from a peer gets one buffer for its ChannelData header and payload. Reads are vectored
@@ -50,12 +93,15 @@ public final class RelayServer: Service, @unchecked Sendable {
     private var listener: (any Channel)?
     private var serverAddress = TransportAddress(ip: IPAddress(ipv4: 0), port: 0)
     private var relays: [AllocationID: any Channel] = [:]
-    private var clients: [AllocationID: SocketAddress] = [:]
+    private var clients: [AllocationID: ClientRoute] = [:]
+    private var streams: [FiveTuple: StreamClient] = [:]
+    private var streamsPerAddress: [IPAddress: Int] = [:]
     private var dirtyRelays: [any Channel] = []
+    private var dirtyStreams: [any Channel] = []
     private var listenerDirty = false
     private var counters = Counters()
     private let metrics: RelayMetrics
-    private let bound = Readiness()
+    private let bound = Readiness<RelayPorts>()
 
     /// Datagrams read per `recvmmsg` on the server socket and on each relay socket; NIO splits one receive buffer
     /// evenly between them, so each gets ``datagramSize`` bytes, and a datagram that fills its slot may have been
@@ -70,6 +116,9 @@ public final class RelayServer: Service, @unchecked Sendable {
         var packetsToClients: Int64 = 0
         var bytesToClients: Int64 = 0
         var drops: [RelayDropReason: Int64] = [:]
+        /// TCP and TLS connections closed at once for being past a limit, and ones that failed (not TURN, TLS).
+        var connectionsRefused: Int64 = 0
+        var connectionsFailed: Int64 = 0
     }
 
     public init(
@@ -88,7 +137,10 @@ public final class RelayServer: Service, @unchecked Sendable {
     }
 
     /// The bound server socket's port, once ``run()`` has bound it.
-    public func boundPort() async throws -> Int { try await bound.wait() }
+    public func boundPort() async throws -> Int { try await bound.wait().udp }
+
+    /// Every bound port (UDP, and TCP and TLS when configured), once ``run()`` has bound them.
+    public func boundPorts() async throws -> RelayPorts { try await bound.wait() }
 
     public func run() async throws {
         let listener: any Channel
@@ -118,11 +170,34 @@ public final class RelayServer: Service, @unchecked Sendable {
             self.listener = listener
             self.serverAddress = local
         }.get()
+        var streamListeners: [any Channel] = []
+        var ports = RelayPorts(udp: Int(port))
+        do {
+            if let tcpPort = configuration.tcpPort {
+                let channel = try await bindStreamListener(port: tcpPort, tls: nil)
+                streamListeners.append(channel)
+                ports.tcp = channel.localAddress?.port
+            }
+            if let tls = configuration.tls {
+                let channel = try await bindStreamListener(port: tls.port, tls: tls.context)
+                streamListeners.append(channel)
+                ports.tls = channel.localAddress?.port
+            }
+        } catch {
+            for channel in streamListeners + [listener] { try? await channel.close() }
+            bound.fail(error)
+            throw error
+        }
         let ticker = eventLoop.scheduleRepeatedTask(initialDelay: .seconds(1), delay: .seconds(1)) { _ in
             self.tick()
         }
-        logger.info("TURN relay listening", metadata: ["address": "\(local)", "realm": "\(configuration.core.realm)"])
-        bound.succeed(Int(port))
+        logger.info(
+            "TURN relay listening",
+            metadata: [
+                "address": "\(local)", "tcp": "\(ports.tcp.map(String.init) ?? "off")",
+                "tls": "\(ports.tls.map(String.init) ?? "off")", "realm": "\(configuration.core.realm)",
+            ])
+        bound.succeed(ports)
         await withTaskCancellationHandler {
             await withGracefulShutdownHandler {
                 try? await listener.closeFuture.get()
@@ -133,10 +208,31 @@ public final class RelayServer: Service, @unchecked Sendable {
             listener.close(promise: nil)
         }
         ticker.cancel()
+        for channel in streamListeners { try? await channel.close() }
         try? await eventLoop.submit {
             for action in self.core.removeAll() { self.perform(action) }
+            for stream in self.streams.values { stream.channel.close(promise: nil) }
             self.flushCounters()
         }.get()
+    }
+
+    /// A TCP listener on `host` (TLS inside when `tls` is given) whose connections are served on the relay's loop.
+    private func bindStreamListener(port: Int, tls: NIOSSLContext?) async throws -> any Channel {
+        try await ServerBootstrap(group: eventLoop)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelOption(.backlog, value: 256)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            // What a client that stops reading can make the relay hold: writes past the high mark are dropped.
+            .childChannelOption(.writeBufferWaterMark, value: .init(low: 32 * 1024, high: 128 * 1024))
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let sync = channel.pipeline.syncOperations
+                    if let tls { try sync.addHandler(NIOSSLServerHandler(context: tls)) }
+                    try sync.addHandler(ByteToMessageHandler(TURNFrameDecoder()))
+                    try sync.addHandler(StreamClientHandler(relay: self, transport: tls == nil ? .tcp : .tls))
+                }
+            }
+            .bind(host: configuration.host, port: port).get()
     }
 
     /// Live allocations, for the admin API.
@@ -159,7 +255,11 @@ public final class RelayServer: Service, @unchecked Sendable {
             counters.drops[.malformed, default: 0] += 1
             return
         }
-        let fiveTuple = FiveTuple(client: client, server: serverAddress)
+        handle(buffer, first: first, from: FiveTuple(client: client, server: serverAddress))
+    }
+
+    /// A STUN or ChannelData message from a client, over any transport.
+    private func handle(_ buffer: ByteBuffer, first: UInt8, from fiveTuple: FiveTuple) {
         // Only STUN and ChannelData reach a TURN server socket: RFC 7983's 64–79 for ChannelData, widened to the
         // 0b01 prefix (64–127) of RFC 5766 channels when the relay accepts those; the core refuses unbound channels.
         if PacketClass(firstByte: first) == .stun {
@@ -202,39 +302,109 @@ public final class RelayServer: Service, @unchecked Sendable {
             counters.drops[.truncated, default: 0] += 1
             return
         }
-        guard listener.isWritable else {
+        let out: any Channel
+        switch client {
+        case .datagram: out = listener
+        case .stream(let connection): out = connection
+        }
+        guard out.isWritable else {
             counters.drops[.congested, default: 0] += 1
             return
         }
-        let outgoing: ByteBuffer
+        var outgoing: ByteBuffer
         switch core.fromPeer(peer, length: payload.readableBytes, allocation: id, now: .now()) {
         case .channelData(let channel, _):
-            var buffer = listener.allocator.buffer(capacity: 4 + payload.readableBytes)
-            buffer.writeInteger(channel)
-            buffer.writeInteger(UInt16(truncatingIfNeeded: payload.readableBytes))
-            buffer.writeImmutableBuffer(payload)
-            outgoing = buffer
+            // Over TCP and TLS, ChannelData is padded to a multiple of 4 bytes (RFC 8656 §12.5).
+            let padding = if case .stream = client { (4 - payload.readableBytes % 4) % 4 } else { 0 }
+            outgoing = out.allocator.buffer(capacity: 4 + payload.readableBytes + padding)
+            outgoing.writeInteger(channel)
+            outgoing.writeInteger(UInt16(truncatingIfNeeded: payload.readableBytes))
+            outgoing.writeImmutableBuffer(payload)
+            outgoing.writeRepeatingByte(0, count: padding)
         case .dataIndication:
-            outgoing = listener.allocator.buffer(
+            outgoing = out.allocator.buffer(
                 bytes: TURNServer.dataIndication(from: peer, payload: Array(payload.readableBytesView)))
         case .drop(let reason):
             counters.drops[reason, default: 0] += 1
             return
         }
-        listener.write(AddressedEnvelope(remoteAddress: client, data: outgoing), promise: nil)
-        listenerDirty = true
+        switch client {
+        case .datagram(let address):
+            listener.write(AddressedEnvelope(remoteAddress: address, data: outgoing), promise: nil)
+            listenerDirty = true
+        case .stream(let connection):
+            connection.write(outgoing, promise: nil)
+            markDirty(stream: connection)
+        }
         counters.packetsToClients += 1
         counters.bytesToClients += Int64(payload.readableBytes)
     }
 
+    // MARK: TCP and TLS clients
+
+    /// A client connected over TCP or TLS: admitted unless its address or the relay is at its connection limit.
+    func streamOpened(_ channel: any Channel, _ fiveTuple: FiveTuple) -> Bool {
+        let address = fiveTuple.client.ip
+        guard streams.count < configuration.maximumConnections,
+            streamsPerAddress[address, default: 0] < configuration.maximumConnectionsPerAddress
+        else {
+            counters.connectionsRefused += 1
+            return false
+        }
+        streams[fiveTuple] = StreamClient(channel: channel, idleSince: .now)
+        streamsPerAddress[address, default: 0] += 1
+        return true
+    }
+
+    /// One framed message from a TCP or TLS client.
+    func streamRead(_ buffer: ByteBuffer, from fiveTuple: FiveTuple) {
+        guard let first = buffer.getInteger(at: buffer.readerIndex, as: UInt8.self) else { return }
+        handle(buffer, first: first, from: fiveTuple)
+    }
+
+    /// A TCP or TLS client's connection closed: its allocation ends.
+    func streamClosed(_ fiveTuple: FiveTuple) {
+        guard streams.removeValue(forKey: fiveTuple) != nil else { return }
+        let address = fiveTuple.client.ip
+        let remaining = streamsPerAddress[address, default: 1] - 1
+        streamsPerAddress[address] = remaining > 0 ? remaining : nil
+        for action in core.connectionClosed(fiveTuple) { perform(action) }
+    }
+
+    /// A TCP or TLS connection failed (a frame that is not TURN, a TLS error); it is being closed.
+    func streamFailed(_ error: any Error) {
+        counters.connectionsFailed += 1
+        logger.debug("TURN connection failed", metadata: ["error": "\(error)"])
+    }
+
+    private func markDirty(stream: any Channel) {
+        if !dirtyStreams.contains(where: { $0 === stream }) { dirtyStreams.append(stream) }
+    }
+
+    /// Closes TCP and TLS connections that have had no allocation for the idle timeout.
+    private func closeIdleStreams() {
+        let now = ContinuousClock.now
+        for (fiveTuple, stream) in streams {
+            if core.hasAllocation(for: fiveTuple) {
+                if stream.idleSince != nil { streams[fiveTuple]?.idleSince = nil }
+            } else if let since = stream.idleSince {
+                if now - since >= configuration.idleConnectionTimeout { stream.channel.close(promise: nil) }
+            } else {
+                streams[fiveTuple]?.idleSince = now
+            }
+        }
+    }
+
     /// End of a read batch: one flush per socket written to.
-    fileprivate func readComplete() {
+    func readComplete() {
         if listenerDirty {
             listenerDirty = false
             listener?.flush()
         }
         for relay in dirtyRelays { relay.flush() }
         dirtyRelays.removeAll(keepingCapacity: true)
+        for stream in dirtyStreams { stream.flush() }
+        dirtyStreams.removeAll(keepingCapacity: true)
     }
 
     /// Writes `payload` from an allocation's relay socket to `peer` (flushed at the end of the read batch). A full
@@ -261,6 +431,16 @@ public final class RelayServer: Service, @unchecked Sendable {
     private func perform(_ action: RelayAction) {
         switch action {
         case .sendToClient(let bytes, let fiveTuple):
+            if fiveTuple.transport.isStream {
+                guard let connection = streams[fiveTuple]?.channel else { return }
+                guard connection.isWritable else {
+                    counters.drops[.congested, default: 0] += 1
+                    return
+                }
+                connection.write(connection.allocator.buffer(bytes: bytes), promise: nil)
+                markDirty(stream: connection)
+                return
+            }
             guard let listener else { return }
             listener.write(
                 AddressedEnvelope(
@@ -284,16 +464,91 @@ public final class RelayServer: Service, @unchecked Sendable {
         return bind
     }
 
-    /// Binds a relay socket on a random port of the range (an even one when asked); a port in use is retried
-    /// elsewhere up to 16 times before the allocation fails with 508.
+    /// Binds a relay socket on a random port of the range (an even one when asked, and the odd one above it too for
+    /// a reservation); a port in use is retried elsewhere up to 16 times before the allocation fails with 508. A
+    /// claimed reservation's socket is bound already.
     private func openRelay(_ pending: PendingAllocation, attempt: Int) {
-        let range = configuration.relayPorts
-        var candidate = Int.random(in: range)
-        if pending.evenPort && candidate % 2 == 1 {
-            candidate = candidate == range.upperBound ? candidate - 1 : candidate + 1
-        }
-        let port = candidate
         let id = pending.id
+        if let port = pending.reservedPort {
+            guard relays[id] != nil else {
+                for action in core.relayFailed(id) { perform(action) }
+                return
+            }
+            clients[id] = route(to: pending.fiveTuple)
+            let address = TransportAddress(ip: pending.relayAddress, port: port)
+            for action in core.relayOpened(id, at: address, now: .now()) { perform(action) }
+            return
+        }
+        let pair = pending.reservation
+        guard let port = Self.relayPort(in: configuration.relayPorts, even: pending.evenPort, pair: pair != nil) else {
+            for action in core.relayFailed(id) { perform(action) }
+            return
+        }
+        let host = bindAddress(for: pending.relayAddress).description
+        bindRelay(host: host, port: port, allocation: id)
+            .flatMap { channel -> EventLoopFuture<(any Channel, (any Channel)?)> in
+                guard let pair else { return self.eventLoop.makeSucceededFuture((channel, nil)) }
+                return self.bindRelay(host: host, port: port + 1, allocation: pair)
+                    .map { (channel, $0) }
+                    .flatMapErrorThrowing { error in
+                        channel.close(promise: nil)
+                        throw error
+                    }
+            }
+            .whenComplete { result in
+                switch result {
+                case .success(let (channel, reservedChannel)):
+                    self.relays[id] = channel
+                    self.clients[id] = self.route(to: pending.fiveTuple)
+                    let reserved = reservedChannel.map { _ in
+                        TransportAddress(ip: pending.relayAddress, port: UInt16(port + 1))
+                    }
+                    let address = TransportAddress(ip: pending.relayAddress, port: UInt16(port))
+                    for action in self.core.relayOpened(id, at: address, reserved: reserved, now: .now()) {
+                        self.perform(action)
+                    }
+                    // The reservation lives only if its allocation does.
+                    if let reservedChannel, let pair {
+                        if self.relays[id] == nil {
+                            reservedChannel.close(promise: nil)
+                        } else {
+                            self.relays[pair] = reservedChannel
+                        }
+                    }
+                    self.readComplete()
+                case .failure(let error):
+                    // Only a port in use is worth another port; any other error would fail again.
+                    let inUse = (error as? IOError)?.errnoCode == EADDRINUSE
+                    if inUse && attempt < 16 {
+                        self.openRelay(pending, attempt: attempt + 1)
+                    } else {
+                        self.logger.warning("no relay port could be bound", metadata: ["error": "\(error)"])
+                        for action in self.core.relayFailed(id) { self.perform(action) }
+                        self.readComplete()
+                    }
+                }
+            }
+    }
+
+    /// Where relayed data for a client goes: its UDP address, or its connection (if it is still open).
+    private func route(to fiveTuple: FiveTuple) -> ClientRoute? {
+        guard fiveTuple.transport.isStream else { return .datagram(SocketAddress(fiveTuple.client)) }
+        return streams[fiveTuple].map { .stream($0.channel) }
+    }
+
+    /// A random port of `range`: an even one when asked, and one whose next-higher port is in the range too for a
+    /// pair; nil when the range has none.
+    static func relayPort(in range: ClosedRange<Int>, even: Bool, pair: Bool) -> Int? {
+        let upper = pair ? range.upperBound - 1 : range.upperBound
+        guard even else { return range.lowerBound <= upper ? Int.random(in: range.lowerBound...upper) : nil }
+        let first = range.lowerBound + range.lowerBound % 2
+        let last = upper - upper % 2
+        guard first <= last else { return nil }
+        return first + 2 * Int.random(in: 0...(last - first) / 2)
+    }
+
+    /// One relay socket, its datagrams handed to the relay as `allocation`'s; completes on the relay's loop.
+    private func bindRelay(host: String, port: Int, allocation id: AllocationID) -> EventLoopFuture<any Channel> {
         DatagramBootstrap(group: eventLoop)
             .channelOption(.datagramVectorReadMessageCount, value: Self.relayBatch)
             .channelOption(
@@ -304,48 +559,19 @@ public final class RelayServer: Service, @unchecked Sendable {
                     try channel.pipeline.syncOperations.addHandler(RelaySocketHandler(relay: self, allocation: id))
                 }
             }
-            .bind(host: bindAddress(for: pending.relayAddress).description, port: port)
+            .bind(host: host, port: port)
             .hop(to: eventLoop)
-            .whenComplete { result in
-                switch result {
-                case .success(let channel):
-                    let address = TransportAddress(ip: pending.relayAddress, port: UInt16(port))
-                    let actions = self.core.relayOpened(id, at: address, now: .now())
-                    if actions.contains(where: { if case .closeRelay = $0 { true } else { false } }) {
-                        channel.close(promise: nil)
-                    } else {
-                        self.relays[id] = channel
-                        self.clients[id] = SocketAddress(pending.fiveTuple.client)
-                    }
-                    for action in actions where !Self.isClose(action) { self.perform(action) }
-                    self.listener?.flush()
-                case .failure(let error):
-                    // Only a port in use is worth another port; any other error would fail again.
-                    let inUse = (error as? IOError)?.errnoCode == EADDRINUSE
-                    if inUse && attempt < 16 {
-                        self.openRelay(pending, attempt: attempt + 1)
-                    } else {
-                        self.logger.warning("no relay port could be bound", metadata: ["error": "\(error)"])
-                        for action in self.core.relayFailed(id) { self.perform(action) }
-                        self.listener?.flush()
-                    }
-                }
-            }
-    }
-
-    private static func isClose(_ action: RelayAction) -> Bool {
-        if case .closeRelay = action { return true }
-        return false
     }
 
     private func tick() {
         for action in core.expire(now: .now()) { perform(action) }
-        listener?.flush()
+        closeIdleStreams()
+        readComplete()
         flushCounters()
     }
 
     private func flushCounters() {
-        metrics.record(counters, core: core)
+        metrics.record(counters, core: core, connections: streams.count)
         counters = Counters()
     }
 }
@@ -398,16 +624,16 @@ private final class RelaySocketHandler: ChannelInboundHandler {
     }
 }
 
-/// Resolves once the server socket is bound.
-final class Readiness: Sendable {
+/// Resolves once the server sockets are bound.
+final class Readiness<Value: Sendable>: Sendable {
     private enum State {
-        case waiting([CheckedContinuation<Int, any Error>])
-        case bound(Int)
+        case waiting([CheckedContinuation<Value, any Error>])
+        case bound(Value)
         case failed(any Error)
     }
     private let state = Mutex(State.waiting([]))
 
-    func wait() async throws -> Int {
+    func wait() async throws -> Value {
         try await withCheckedThrowingContinuation { continuation in
             state.withLock { state in
                 switch state {
@@ -419,11 +645,11 @@ final class Readiness: Sendable {
         }
     }
 
-    func succeed(_ port: Int) { resolve(.bound(port)) }
+    func succeed(_ value: Value) { resolve(.bound(value)) }
     func fail(_ error: any Error) { resolve(.failed(error)) }
 
     private func resolve(_ outcome: State) {
-        let waiters = state.withLock { state -> [CheckedContinuation<Int, any Error>] in
+        let waiters = state.withLock { state -> [CheckedContinuation<Value, any Error>] in
             guard case .waiting(let waiters) = state else { return [] }
             state = outcome
             return waiters

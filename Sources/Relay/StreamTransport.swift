@@ -1,0 +1,95 @@
+import NIOCore
+import RelayCore
+import STUN
+
+/// Frames TURN over a byte stream (RFC 8656 §3.1): a STUN message is its 20-byte header and the length it gives; a
+/// ChannelData message is its 4-byte header, the length it gives, and padding to a multiple of 4 (§12.5), which is
+/// read and dropped. Anything else cannot be resynchronised: the decoder fails and the connection closes. A frame
+/// is at most 64 KiB + 20 bytes, so a client can make the decoder buffer no more than that.
+struct TURNFrameDecoder: ByteToMessageDecoder {
+    typealias InboundOut = ByteBuffer
+
+    struct NotTURN: Error {}
+
+    mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+        let start = buffer.readerIndex
+        guard let first = buffer.getInteger(at: start, as: UInt8.self),
+            let length = buffer.getInteger(at: start + 2, as: UInt16.self)
+        else { return .needMoreData }
+        let frame: Int
+        let padded: Int
+        switch first >> 6 {
+        case 0:
+            frame = 20 + Int(length)
+            padded = frame
+        case 1:
+            frame = 4 + Int(length)
+            padded = (frame + 3) & ~3
+        default:
+            throw NotTURN()
+        }
+        guard buffer.readableBytes >= padded, let message = buffer.readSlice(length: frame) else {
+            return .needMoreData
+        }
+        buffer.moveReaderIndex(forwardBy: padded - frame)
+        context.fireChannelRead(wrapInboundOut(message))
+        return .continue
+    }
+
+    mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws
+        -> DecodingState
+    {
+        while try decode(context: context, buffer: &buffer) == .continue {}
+        buffer.moveReaderIndex(to: buffer.writerIndex)
+        return .needMoreData
+    }
+}
+
+/// One client's TCP or TLS connection to the server port: framed messages go to the relay under the connection's
+/// 5-tuple; its end ends the allocation made over it.
+final class StreamClientHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    let relay: RelayServer
+    let transport: ClientTransport
+    private var fiveTuple: FiveTuple?
+
+    init(relay: RelayServer, transport: ClientTransport) {
+        self.relay = relay
+        self.transport = transport
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        guard let client = context.channel.remoteAddress.flatMap(TransportAddress.init),
+            let server = context.channel.localAddress.flatMap(TransportAddress.init)
+        else {
+            context.close(promise: nil)
+            return
+        }
+        let fiveTuple = FiveTuple(client: client, server: server, transport: transport)
+        if relay.streamOpened(context.channel, fiveTuple) {
+            self.fiveTuple = fiveTuple
+        } else {
+            context.close(promise: nil)
+        }
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard let fiveTuple else { return }
+        relay.streamRead(unwrapInboundIn(data), from: fiveTuple)
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) { relay.readComplete() }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if let fiveTuple { relay.streamClosed(fiveTuple) }
+        fiveTuple = nil
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // A frame that is not TURN, a failed TLS handshake, a reset: the connection cannot go on.
+        relay.streamFailed(error)
+        context.close(promise: nil)
+    }
+}
