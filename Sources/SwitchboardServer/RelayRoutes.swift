@@ -66,6 +66,8 @@ public struct AllocationJSON: Codable, Sendable {
     public var user: String
     /// The TURN username (`EXPIRY:USER` for REST credentials).
     public var username: String
+    /// How the client reaches the relay: `udp`, `tcp` or `tls`.
+    public var transport: String?
     public var client: String
     public var server: String
     public var relayed: String
@@ -83,6 +85,7 @@ public struct AllocationJSON: Codable, Sendable {
         id = info.id.description
         user = info.user
         username = info.username
+        transport = info.fiveTuple.transport.rawValue
         client = info.fiveTuple.client.description
         server = info.fiveTuple.server.description
         relayed = info.relayedAddress.description

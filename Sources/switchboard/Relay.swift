@@ -178,7 +178,8 @@ struct RelayCommand: AsyncParsableCommand {
                 let header = ["ID", "USER", "CLIENT", "RELAYED", "PEERS", "AGE", "BYTES OUT/IN"]
                 let rows = list.allocations.map { allocation in
                     [
-                        allocation.id, allocation.user, allocation.client, allocation.relayed,
+                        allocation.id, allocation.user, "\(allocation.transport ?? "udp") \(allocation.client)",
+                        allocation.relayed,
                         allocation.permissions.joined(separator: ","), "\(allocation.ageSeconds)s",
                         "\(allocation.bytesToPeers)/\(allocation.bytesFromPeers)",
                     ]

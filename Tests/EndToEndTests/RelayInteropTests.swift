@@ -355,6 +355,7 @@ func uclient(
             let allocations = try #require(list.json["allocations"] as? [[String: Any]])
             #expect(!allocations.isEmpty && allocations.allSatisfy { $0["user"] as? String == "alice" })
             #expect(allocations.allSatisfy { ($0["relayed"] as? String)?.hasPrefix("127.0.0.1:") == true })
+            #expect(allocations.allSatisfy { $0["transport"] as? String == "udp" })
 
             let cli = try await CLI.run([
                 "relay", "allocations", "--server", server.baseURL, "--ca", server.caPath, "--token",

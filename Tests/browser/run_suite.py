@@ -198,6 +198,45 @@ def test_firefox_calls_chromium_through_turn(ctx):
         browser.wait_state("ended")
 
 
+def block_udp_to(port):
+    """Drops every UDP datagram sent to 127.0.0.1:port in this suite's private network namespace (nftables): a
+    network that lets no UDP reach the relay. Returns the command that lifts the block."""
+    table = ["nft", "delete", "table", "inet", "switchboard_test"]
+    subprocess.run(table, stderr=subprocess.DEVNULL)
+    subprocess.run(["nft", "-f", "-"], check=True, input=(
+        "table inet switchboard_test {\n chain output {\n  type filter hook output priority 0;\n"
+        "  ip daddr 127.0.0.1 udp dport %d counter drop\n }\n}\n" % port).encode())
+    return table
+
+
+def test_call_through_turns_with_udp_to_the_relay_blocked(ctx):
+    """Both pages relay-only over turns: (?relay=tls), with UDP to the relay's port dropped in the namespace: the call
+    connects, video decodes both ways, and every allocation of both users was made over TLS."""
+    servers = ctx.server.api("GET", "/v1/turn-credentials", "alice")["iceServers"]
+    urls = [url for server in servers for url in server["urls"]]
+    assert any(url.startswith("turns:") for url in urls), urls
+    udp_port = int(next(url for url in urls if url.endswith("transport=udp")).split(":")[2].split("?")[0])
+    lift = block_udp_to(udp_port)
+    try:
+        a, b = signed_in_pair(ctx, "?relay=tls")
+        ring(ctx, a, b)
+        answer_and_decode(a, b, "relay", timeout=30)
+        allocations = ctx.server.api("GET", "/v1/relay/allocations", "admin")["allocations"]
+        mine = [x for x in allocations if x["user"] in ("alice", "bob")]
+        assert mine and all(x["transport"] == "tls" for x in mine), mine
+        for user in ("alice", "bob"):
+            assert sum(x["packetsToPeers"] for x in mine if x["user"] == user) > 0, (user, mine)
+        rules = subprocess.run(["nft", "list", "table", "inet", "switchboard_test"], capture_output=True, text=True)
+        print("    relay: %d allocations over TLS; UDP block: %s" % (
+            len(mine), " ".join(rules.stdout.split("counter")[1].split()[:4]) if "counter" in rules.stdout else "?"))
+        ctx.shot("turns-connected")
+        a.click("hangup-button")
+        for browser in (a, b):
+            browser.wait_state("ended")
+    finally:
+        subprocess.run(lift, stderr=subprocess.DEVNULL)
+
+
 def test_secure_relay_by_server_default(ctx):
     """`serve --media secure-relay`: every call goes through the secure relay without asking."""
     secure_relay_call(ctx, "")
@@ -410,6 +449,7 @@ TESTS = [
      {"extra": FIREFOX_SERVER}),
     ("firefox_calls_chromium_through_turn", test_firefox_calls_chromium_through_turn, {"extra": FIREFOX_SERVER}),
     ("chromium_calls_aiortc_through_the_secure_relay", test_chromium_calls_aiortc_through_the_secure_relay, {}),
+    ("call_through_turns_with_udp_to_the_relay_blocked", test_call_through_turns_with_udp_to_the_relay_blocked, {}),
     ("secure_relay_by_server_default", test_secure_relay_by_server_default, {"extra": ("--media", "secure-relay")}),
     ("credentials_renewed_before_they_expire", test_credentials_renewed_before_they_expire,
      {"extra": ("--turn-credential-ttl", "40")}),

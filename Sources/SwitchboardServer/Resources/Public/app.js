@@ -250,9 +250,20 @@ function requestedMedia() {
 }
 
 function icePolicy() {
-  if (params.get("relay") === "1") return "relay";
+  if (["1", "tcp", "tls"].includes(params.get("relay"))) return "relay";
   if (params.get("relay") === "0") return "all";
   return app.config.iceTransportPolicy === "relay" ? "relay" : "all";
+}
+
+// ?relay=tcp or ?relay=tls: only the relay's TURN-over-TCP or TURN-over-TLS URLs, as on a network that lets no
+// UDP through.
+function relayServers(servers) {
+  const only = params.get("relay");
+  if (only !== "tcp" && only !== "tls") return servers;
+  const keep = (url) => (only === "tls" ? url.startsWith("turns:") : url.startsWith("turn:") && url.endsWith("transport=tcp"));
+  return servers
+    .map((server) => Object.assign({}, server, { urls: [].concat(server.urls).filter(keep) }))
+    .filter((server) => server.urls.length > 0);
 }
 
 async function iceConfiguration(media) {
@@ -264,7 +275,7 @@ async function iceConfiguration(media) {
   let ttl = 0;
   try {
     const credentials = await api("GET", "/v1/turn-credentials");
-    iceServers = credentials.iceServers || [];
+    iceServers = relayServers(credentials.iceServers || []);
     ttl = credentials.ttl || 0;
   } catch (error) {
     log("no TURN credentials: " + error.message);
