@@ -26,7 +26,7 @@ public struct RelayServerConfiguration: Sendable {
     /// TURN over TLS on `host` at this port (0 picks a free one) with this server context (TLS 1.2 or later);
     /// nil: none.
     public var tls: (port: Int, context: NIOSSLContext)?
-    /// TCP and TLS connections one client IP may hold, and all clients together: a connection past either is
+    /// TCP and TLS connections one client IP (IPv6: one /64) may hold, and all clients together: a connection past either is
     /// closed at once.
     public var maximumConnectionsPerAddress = 16
     public var maximumConnections = 10_000
@@ -53,6 +53,8 @@ public struct RelayServerConfiguration: Sendable {
             certificateChain: try NIOSSLCertificate.fromPEMFile(certificatePath).map { .certificate($0) },
             privateKey: .privateKey(try NIOSSLPrivateKey(file: keyPath, format: .pem)))
         tls.minimumTLSVersion = .tlsv12
+        // A client cut off (idle, over a limit) rarely sends close_notify: do not hold its descriptor 5 s for one.
+        tls.shutdownTimeout = .seconds(1)
         return try NIOSSLContext(configuration: tls)
     }
 }
@@ -70,10 +72,12 @@ enum ClientRoute {
     case stream(any Channel)
 }
 
-/// A client's TCP or TLS connection and since when it has had no allocation.
+/// A client's TCP or TLS connection, since when it has had no allocation, and the STUN replies queued while it
+/// was not writable.
 struct StreamClient {
     let channel: any Channel
     var idleSince: ContinuousClock.Instant?
+    var backlog = 0
 }
 
 /// The TURN relay's SwiftNIO adapter (RFC 8656): one UDP server socket, optional TCP and TLS listeners, and one
@@ -109,6 +113,8 @@ public final class RelayServer: Service, @unchecked Sendable {
     static let serverBatch = 64
     static let relayBatch = 8
     static let datagramSize = 2048
+    /// STUN replies a TCP or TLS connection may have queued past its write buffer's high mark before it is closed.
+    static let maximumReplyBacklog = 64 * 1024
 
     struct Counters {
         var packetsToPeers: Int64 = 0
@@ -344,7 +350,8 @@ public final class RelayServer: Service, @unchecked Sendable {
 
     /// A client connected over TCP or TLS: admitted unless its address or the relay is at its connection limit.
     func streamOpened(_ channel: any Channel, _ fiveTuple: FiveTuple) -> Bool {
-        let address = fiveTuple.client.ip
+        // IPv6 clients are counted per /64: one host can hold a whole /64.
+        let address = SourceRateLimiter.source(of: fiveTuple.client.ip)
         guard streams.count < configuration.maximumConnections,
             streamsPerAddress[address, default: 0] < configuration.maximumConnectionsPerAddress
         else {
@@ -365,7 +372,7 @@ public final class RelayServer: Service, @unchecked Sendable {
     /// A TCP or TLS client's connection closed: its allocation ends.
     func streamClosed(_ fiveTuple: FiveTuple) {
         guard streams.removeValue(forKey: fiveTuple) != nil else { return }
-        let address = fiveTuple.client.ip
+        let address = SourceRateLimiter.source(of: fiveTuple.client.ip)
         let remaining = streamsPerAddress[address, default: 1] - 1
         streamsPerAddress[address] = remaining > 0 ? remaining : nil
         for action in core.connectionClosed(fiveTuple) { perform(action) }
@@ -432,10 +439,19 @@ public final class RelayServer: Service, @unchecked Sendable {
         switch action {
         case .sendToClient(let bytes, let fiveTuple):
             if fiveTuple.transport.isStream {
+                // A reply is never dropped (over TCP a client does not retransmit), but a connection that does not
+                // read its replies is cut once they pass the cap.
                 guard let connection = streams[fiveTuple]?.channel else { return }
-                guard connection.isWritable else {
-                    counters.drops[.congested, default: 0] += 1
-                    return
+                if connection.isWritable {
+                    streams[fiveTuple]?.backlog = 0
+                } else {
+                    let backlog = (streams[fiveTuple]?.backlog ?? 0) + bytes.count
+                    streams[fiveTuple]?.backlog = backlog
+                    guard backlog <= Self.maximumReplyBacklog else {
+                        counters.connectionsFailed += 1
+                        connection.close(promise: nil)
+                        return
+                    }
                 }
                 connection.write(connection.allocator.buffer(bytes: bytes), promise: nil)
                 markDirty(stream: connection)

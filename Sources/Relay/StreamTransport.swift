@@ -5,11 +5,14 @@ import STUN
 /// Frames TURN over a byte stream (RFC 8656 §3.1): a STUN message is its 20-byte header and the length it gives; a
 /// ChannelData message is its 4-byte header, the length it gives, and padding to a multiple of 4 (§12.5), which is
 /// read and dropped. Anything else cannot be resynchronised: the decoder fails and the connection closes. A frame
-/// is at most 64 KiB + 20 bytes, so a client can make the decoder buffer no more than that.
+/// is shorter than ``maximumFrame`` bytes, as a datagram is on UDP (what is relayed goes to peers as one UDP
+/// datagram), so a connection makes the decoder buffer no more than that.
 struct TURNFrameDecoder: ByteToMessageDecoder {
     typealias InboundOut = ByteBuffer
 
     struct NotTURN: Error {}
+
+    static let maximumFrame = RelayServer.datagramSize
 
     mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
         let start = buffer.readerIndex
@@ -28,6 +31,7 @@ struct TURNFrameDecoder: ByteToMessageDecoder {
         default:
             throw NotTURN()
         }
+        guard padded < Self.maximumFrame else { throw NotTURN() }
         guard buffer.readableBytes >= padded, let message = buffer.readSlice(length: frame) else {
             return .needMoreData
         }

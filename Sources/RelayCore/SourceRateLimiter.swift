@@ -1,9 +1,9 @@
-import STUN
+public import STUN
 
 /// A token bucket per source IP for requests answered before authentication (RFC 8656 §21.1: a server should
 /// limit the rate of unauthenticated requests it answers). Bounded: at most ``maximumSources`` buckets are kept;
 /// full buckets are forgotten first, and a new source is refused while every kept bucket is in use.
-struct SourceRateLimiter: Sendable {
+public struct SourceRateLimiter: Sendable {
     static let maximumSources = 65_536
 
     private struct Bucket {
@@ -23,7 +23,7 @@ struct SourceRateLimiter: Sendable {
     /// Takes one token for `source`'s bucket; false when it has none left. IPv6 sources share a bucket per /64 (one
     /// host can hold a whole /64 and rotate through it).
     mutating func admit(_ address: IPAddress, now: RelayTime) -> Bool {
-        let source = address.isIPv6 ? Self.slash64(address) : address
+        let source = Self.source(of: address)
         var bucket = buckets[source] ?? Bucket(tokens: burst, updatedAt: now)
         if buckets[source] == nil && buckets.count >= Self.maximumSources {
             prune(now: now)
@@ -39,6 +39,11 @@ struct SourceRateLimiter: Sendable {
         bucket.tokens -= 1
         buckets[source] = bucket
         return true
+    }
+
+    /// The source a per-address limit counts: an IPv6 address's /64, an IPv4 address itself.
+    public static func source(of address: IPAddress) -> IPAddress {
+        address.isIPv6 ? slash64(address) : address
     }
 
     static func slash64(_ address: IPAddress) -> IPAddress {

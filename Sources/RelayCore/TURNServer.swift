@@ -293,13 +293,15 @@ public struct TURNServer: Sendable {
         guard let relayAddress = configuration.relayAddresses[family] else {
             return reply(error(request, .addressFamilyNotSupported), identity, fiveTuple)
         }
-        guard perUser[identity.user, default: 0] < configuration.maximumAllocationsPerUser else {
+        // A reservation holds a port as an allocation does, so it counts against the user's quota and the total,
+        // from the request that makes it until it is claimed (then as the allocation) or released.
+        let reserve = evenPort == true
+        guard perUser[identity.user, default: 0] + (reserve ? 2 : 1) <= configuration.maximumAllocationsPerUser else {
             return reply(error(request, .allocationQuotaReached), identity, fiveTuple)
         }
-        // A reservation holds a port as an allocation does, so it counts against the total.
-        let reserve = evenPort == true
+        let pendingReservations = pending.values.reduce(0) { $0 + ($1.reservation == nil ? 0 : 1) }
         guard
-            allocations.count + pending.count + reservations.count + (reserve ? 1 : 0)
+            allocations.count + pending.count + pendingReservations + reservations.count + (reserve ? 1 : 0)
                 < configuration.maximumAllocations
         else {
             return reply(error(request, .insufficientCapacity), identity, fiveTuple)
@@ -330,9 +332,7 @@ public struct TURNServer: Sendable {
         else {
             return reply(error(request, .insufficientCapacity), identity, fiveTuple)
         }
-        guard perUser[identity.user, default: 0] < configuration.maximumAllocationsPerUser else {
-            return reply(error(request, .allocationQuotaReached), identity, fiveTuple)
-        }
+        // The reservation was counted in the user's quota already: the allocation takes its place.
         reservations[token] = nil
         let allocation = PendingAllocation(
             id: reservation.id, fiveTuple: fiveTuple, relayAddress: reservation.address.ip, evenPort: false,
@@ -340,7 +340,6 @@ public struct TURNServer: Sendable {
             identity: identity, lifetime: grantedLifetime(requested: try? request.lifetime, identity, now))
         pending[reservation.id] = allocation
         pendingByFiveTuple[fiveTuple] = reservation.id
-        perUser[identity.user, default: 0] += 1
         return [.openRelay(allocation)]
     }
 
@@ -364,6 +363,7 @@ public struct TURNServer: Sendable {
             reservations[token] = Reservation(
                 id: reservation, address: reserved, user: request.identity.user,
                 expiresAt: now + configuration.reservationLifetime)
+            perUser[request.identity.user, default: 0] += 1
             attributes.append(.reservationToken(token))
         }
         if let software = configuration.software { attributes.append(.software(software)) }
@@ -616,6 +616,7 @@ public struct TURNServer: Sendable {
         }
         for (token, reservation) in reservations where reservation.expiresAt <= now {
             reservations[token] = nil
+            releaseQuota(reservation.user)
             actions.append(.closeRelay(reservation.id))
         }
         limiter.prune(now: now)

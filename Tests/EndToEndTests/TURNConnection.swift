@@ -18,9 +18,15 @@ final class TURNConnection: Sendable {
         self.messages = messages
     }
 
-    static func open(port: Int) async throws -> TURNConnection {
+    /// `receiveBuffer` sets SO_RCVBUF (a small one keeps the kernel from absorbing much of what the server sends).
+    static func open(port: Int, receiveBuffer: Int? = nil) async throws -> TURNConnection {
         let framer = Framer()
-        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        var bootstrap = ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        if let receiveBuffer {
+            bootstrap = bootstrap.channelOption(.socketOption(.so_rcvbuf), value: SocketOptionValue(receiveBuffer))
+        }
+        let channel =
+            try await bootstrap
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(framer) }
             }

@@ -302,6 +302,48 @@ import Testing
         #expect(third.allocate(on: &server, now: start + .seconds(31))?.isSuccess == true)
     }
 
+    @Test func aReservationCountsInTheUsersQuotaUntilItIsReleased() throws {
+        var server = TURNServer(configuration: configuration(perUser: 2))
+        var rtp = Client(port: 42_300)
+        // A pair needs room for two.
+        var full = Client(port: 42_301)
+        #expect(full.allocate(on: &server)?.isSuccess == true)
+        #expect(
+            rtp.call(.allocate, [.requestedTransport(17), .evenPort(reserveNextHigherPort: true)], on: &server)?.code
+                == 486)
+        #expect(full.call(.refresh, [.lifetime(0)], on: &server)?.isSuccess == true)
+
+        let actions = rtp.send(
+            .allocate, [.requestedTransport(17), .evenPort(reserveNextHigherPort: true)], to: &server)
+        guard case .openRelay(let pending) = actions.first else {
+            Issue.record("no pair asked: \(actions)")
+            return
+        }
+        let response = try #require(
+            Client.reply(
+                server.relayOpened(
+                    pending.id, at: TransportAddress(ip: relayIP, port: 50_020),
+                    reserved: TransportAddress(ip: relayIP, port: 50_021), now: start)))
+        let token = try #require(try response.reservationToken)
+        // Deleting the allocation leaves the reservation counted: no new allocation fits beside it and one more.
+        #expect(rtp.call(.refresh, [.lifetime(0)], on: &server)?.isSuccess == true)
+        var other = Client(port: 42_302)
+        #expect(other.allocate(on: &server)?.isSuccess == true)
+        var third = Client(port: 42_303)
+        #expect(third.allocate(on: &server)?.code == 486)
+        // Claiming it moves the count to the allocation (no second count); expiring it gives the place back.
+        var rtcp = Client(port: 42_304)
+        let claim = rtcp.send(.allocate, [.requestedTransport(17), .reservationToken(token)], to: &server)
+        guard case .openRelay(let claimed) = claim.first else {
+            Issue.record("the token was not honoured: \(claim)")
+            return
+        }
+        _ = server.relayOpened(claimed.id, at: TransportAddress(ip: relayIP, port: 50_021), now: start)
+        #expect(third.allocate(on: &server)?.code == 486)
+        #expect(rtcp.call(.refresh, [.lifetime(0)], on: &server)?.isSuccess == true)
+        #expect(third.allocate(on: &server)?.isSuccess == true)
+    }
+
     @Test func quotasPerUserAndInTotal() throws {
         var server = TURNServer(configuration: configuration(perUser: 2, total: 3))
         var clients = (0..<3).map { Client(port: 43_000 + UInt16($0)) }
