@@ -241,6 +241,15 @@ public final class RelayServer: Service, @unchecked Sendable {
             .bind(host: configuration.host, port: port).get()
     }
 
+    /// A call ended: the allocations made with credentials scoped to it stop relaying now (RFC 8656 has no way to
+    /// tell their clients; their next request gets 437).
+    public func endCall(_ call: String) {
+        eventLoop.execute {
+            for action in self.core.endCall(call, now: .now()) { self.perform(action) }
+            self.readComplete()
+        }
+    }
+
     /// Live allocations, for the admin API.
     public func allocations() async -> [AllocationInfo] {
         (try? await eventLoop.submit { self.core.snapshot(now: .now()) }.get()) ?? []

@@ -45,6 +45,8 @@ struct Identity: Sendable {
     var algorithm: IntegrityAlgorithm
     /// When REST credentials stop being valid; nil for static users.
     var credentialExpiry: RelayTime?
+    /// The call call-scoped credentials are bound to: every allocation made with them ends when it does.
+    var call: String?
 }
 
 /// An allocation waiting for the adapter to bind its relay socket (RFC 8656 §7.2, last step).
@@ -72,6 +74,8 @@ struct Reservation {
     var address: TransportAddress
     /// Only the user who reserved it may claim it.
     var user: String
+    /// The call of the credentials that reserved it, if call-scoped.
+    var call: String?
     var expiresAt: RelayTime
 }
 
@@ -140,6 +144,8 @@ public struct AllocationInfo: Sendable, Hashable {
     public var id: AllocationID
     public var user: String
     public var username: String
+    /// The call its credentials are bound to (call-scoped credentials), or nil.
+    public var call: String?
     public var fiveTuple: FiveTuple
     public var relayedAddress: TransportAddress
     /// Peer IPs with a live permission.

@@ -77,6 +77,9 @@ public struct RelayConfiguration: Sendable {
     /// How long the odd port reserved by an Allocate with EVEN-PORT R = 1 waits for the Allocate that claims it
     /// with its RESERVATION-TOKEN (RFC 8656 §7.2: about 30 seconds).
     public var reservationLifetime: Duration = .seconds(30)
+    /// How long a call that ended stays refused to its call-scoped credentials, and so the longest such a credential
+    /// may live: one that expires later than this from now is refused outright.
+    public var endedCallRetention: Duration = .seconds(86_400)
 
     public init(
         realm: String,

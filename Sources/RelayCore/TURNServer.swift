@@ -75,6 +75,8 @@ public struct TURNServer: Sendable {
     private var pending: [AllocationID: PendingAllocation] = [:]
     private var pendingByFiveTuple: [FiveTuple: AllocationID] = [:]
     private var reservations: [UInt64: Reservation] = [:]
+    /// Calls that ended, and until when their call-scoped credentials are refused.
+    private var endedCalls: [String: RelayTime] = [:]
     private var perUser: [String: Int] = [:]
     private var nextID: UInt64 = 1
     private var limiter: SourceRateLimiter
@@ -199,8 +201,18 @@ public struct TURNServer: Sendable {
         for (password, user, expiry) in passwords(for: username, now: now) {
             let key = LongTermCredential.key(username: username, realm: configuration.realm, password: password)
             if request.verifyIntegrity(key: key, algorithm: algorithm) == .valid {
+                // Call-scoped credentials (REST ones only: a static user's name is just a name).
+                let scope = expiry == nil ? (user: user, call: nil) : EphemeralCredential.scope(of: user)
+                if let call = scope.call {
+                    // A call that ended takes its credentials with it; one that outlives the retention is refused.
+                    guard endedCalls[call] == nil, let expiry, expiry <= now + configuration.endedCallRetention else {
+                        break
+                    }
+                }
                 return .authenticated(
-                    Identity(username: username, user: user, key: key, algorithm: algorithm, credentialExpiry: expiry))
+                    Identity(
+                        username: username, user: scope.user, key: key, algorithm: algorithm, credentialExpiry: expiry,
+                        call: scope.call))
             }
         }
         return .rejected(challenge(request, .unauthorized, fiveTuple, now))
@@ -361,7 +373,7 @@ public struct TURNServer: Sendable {
         if let reservation = request.reservation, let reserved {
             let token = reservationToken(for: reservation)
             reservations[token] = Reservation(
-                id: reservation, address: reserved, user: request.identity.user,
+                id: reservation, address: reserved, user: request.identity.user, call: request.identity.call,
                 expiresAt: now + configuration.reservationLifetime)
             perUser[request.identity.user, default: 0] += 1
             attributes.append(.reservationToken(token))
@@ -619,7 +631,32 @@ public struct TURNServer: Sendable {
             releaseQuota(reservation.user)
             actions.append(.closeRelay(reservation.id))
         }
+        endedCalls = endedCalls.filter { $0.value > now }
         limiter.prune(now: now)
+        return actions
+    }
+
+    /// A call ended: every allocation made with credentials scoped to it ends now, with the ones being made and
+    /// the ports reserved with them, and its credentials are refused from here on (for ``RelayConfiguration/endedCallRetention``).
+    public mutating func endCall(_ call: String, now: RelayTime) -> [RelayAction] {
+        endedCalls[call] = now + configuration.endedCallRetention
+        var actions: [RelayAction] = []
+        for (id, allocation) in allocations where allocation.identity.call == call {
+            remove(id)
+            actions.append(.closeRelay(id))
+        }
+        for (id, request) in pending where request.identity.call == call {
+            pending[id] = nil
+            pendingByFiveTuple[request.fiveTuple] = nil
+            releaseQuota(request.identity.user)
+            actions.append(.closeRelay(id))
+            if let reservation = request.reservation { actions.append(.closeRelay(reservation)) }
+        }
+        for (token, reservation) in reservations where reservation.call == call {
+            reservations[token] = nil
+            releaseQuota(reservation.user)
+            actions.append(.closeRelay(reservation.id))
+        }
         return actions
     }
 
@@ -666,7 +703,8 @@ public struct TURNServer: Sendable {
         allocations.values.sorted { $0.id < $1.id }.map { allocation in
             AllocationInfo(
                 id: allocation.id, user: allocation.identity.user, username: allocation.identity.username,
-                fiveTuple: allocation.fiveTuple, relayedAddress: allocation.relayedAddress,
+                call: allocation.identity.call, fiveTuple: allocation.fiveTuple,
+                relayedAddress: allocation.relayedAddress,
                 permissions: allocation.permissions.filter { $0.value.expiresAt > now }.keys.sorted {
                     $0.description < $1.description
                 },

@@ -54,7 +54,7 @@ struct Routes: Sendable {
             return Response(
                 status: .ok, headers: [.contentType: "text/event-stream; charset=utf-8", .cacheControl: "no-store"])
         }
-        RelayRoutes(settings: configuration.relay, relay: relay).register(on: v1)
+        RelayRoutes(settings: configuration.relay, relay: relay, signaling: signaling).register(on: v1)
 
         v1.post("calls") { request, context in
             let identity = try context.requireIdentity()

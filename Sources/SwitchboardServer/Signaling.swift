@@ -4,6 +4,7 @@ import Logging
 import Media
 import MediaCore
 import NIOCore
+import Relay
 import Store
 import SwitchboardCore
 import Synchronization
@@ -47,15 +48,18 @@ final class Signaling: Sendable {
 
     /// The secure relay's media endpoint, when this server runs one.
     let media: MediaServer?
+    /// The TURN relay in this process, when there is one: a call that ends ends its call-scoped allocations.
+    let relay: RelayServer?
     /// Requests this node carried to another node's media endpoint, waiting for their replies.
     let forwarding = MediaForwarding()
 
     init(
         configuration: ServerConfiguration, metrics: SignalingMetrics, media: MediaServer? = nil,
-        store: any CallStore, clock: @escaping @Sendable () -> Date
+        relay: RelayServer? = nil, store: any CallStore, clock: @escaping @Sendable () -> Date
     ) {
         self.configuration = configuration
         self.media = media
+        self.relay = relay
         self.metrics = metrics
         self.clock = clock
         self.store = store
@@ -344,10 +348,10 @@ final class Signaling: Sendable {
     }
 
     /// Hands events from the store's bus to the streams they address; a call that ended closes its media session
-    /// here (if this node holds it), and messages to this node go to the media forwarding.
+    /// here (if this node holds it) and the relay allocations scoped to it (every node's relay sees every event),
+    /// and messages to this node go to the media forwarding.
     private func deliver(_ events: [StoredEvent]) {
         let own = MediaForwarding.address(of: configuration.nodeID)
-        var ended: [String] = []
         for event in events where event.envelope.user.hasPrefix("@") {
             guard event.envelope.user == own else { continue }
             receive(event.envelope)
@@ -357,7 +361,6 @@ final class Signaling: Sendable {
                 let frame = Self.frame(event)
                 let user = event.envelope.user
                 if user == Envelope.watchers {
-                    if event.envelope.name == "call.ended" { ended.append(event.envelope.callID) }
                     for (serial, stream) in state.watchers where push(frame, id: event.id, to: stream) == false {
                         state.watchers[serial] = nil
                     }
@@ -370,7 +373,9 @@ final class Signaling: Sendable {
                 state.users[user] = streams.isEmpty ? nil : streams
             }
         }
+        let ended = CallScopedRelay.endedCalls(in: events)
         if let media { for id in ended { media.close(id) } }
+        if let relay { for id in ended { relay.endCall(id) } }
     }
 
     // MARK: Media on another node

@@ -68,8 +68,20 @@ public struct SwitchboardServer: Sendable {
                 throw ServerError("cannot reach the PostgreSQL store: \(String(reflecting: error))")
             }
         }
+        let relay = try configuration.relay.map { settings in
+            var server = settings.server
+            if let port = settings.turnsPort {
+                // TURN over TLS presents the HTTPS certificate (browsers check it against the turns: URL's host).
+                var tls = try Self.tlsConfiguration(configuration, logger: logger)
+                tls.applicationProtocols = []
+                server.tls = (port, try NIOSSLContext(configuration: tls))
+            }
+            return RelayServer(
+                configuration: server, metricsFactory: metrics.factory, logger: Logger(label: "switchboard.relay"))
+        }
+        self.relay = relay
         let signaling = Signaling(
-            configuration: configuration, metrics: metrics, media: media, store: store, clock: clock)
+            configuration: configuration, metrics: metrics, media: media, relay: relay, store: store, clock: clock)
         self.signaling = signaling
         media?.setFailureHandler { [weak signaling] callID, failure in signaling?.mediaFailed(callID, failure) }
         do {
@@ -87,17 +99,6 @@ public struct SwitchboardServer: Sendable {
         }
         self.connectionLimiter = ConnectionLimiter(
             capacity: capacity, perAddress: configuration.connections.maxPendingPerAddress)
-        self.relay = try configuration.relay.map { settings in
-            var server = settings.server
-            if let port = settings.turnsPort {
-                // TURN over TLS presents the HTTPS certificate (browsers check it against the turns: URL's host).
-                var tls = try Self.tlsConfiguration(configuration, logger: logger)
-                tls.applicationProtocols = []
-                server.tls = (port, try NIOSSLContext(configuration: tls))
-            }
-            return RelayServer(
-                configuration: server, metricsFactory: metrics.factory, logger: Logger(label: "switchboard.relay"))
-        }
     }
 
     /// The services to run in one `ServiceGroup`, in start order; the group stops them in reverse, so open event

@@ -131,6 +131,12 @@ struct RelayCommand: AsyncParsableCommand {
         @Option(help: "Directory of the dev secrets.") var certsDir: String = "certs"
         @Option(help: "PEM certificate chain for TURN over TLS (with --key; without both, no TLS).") var cert: String?
         @Option(help: "PEM private key for TURN over TLS.") var key: String?
+        @Option(
+            help: ArgumentHelp(
+                "The cluster's PostgreSQL store (postgres://…, or env SWITCHBOARD_DATABASE_URL), to end call-scoped allocations when their call ends.",
+                discussion:
+                    "Without it, call-scoped credentials (/v1/turn-credentials?call=ID) live out their expiry here."))
+        var store: String?
         @Option(help: "Log level.") var logLevel: String = "info"
 
         func run() async throws {
@@ -156,6 +162,20 @@ struct RelayCommand: AsyncParsableCommand {
                     throw CommandFailure("--cert and --key go together")
                 }
                 let server = RelayServer(configuration: configuration, logger: logger)
+                var following: CallScopedRelay.Following?
+                if let url = store ?? ProcessInfo.processInfo.environment["SWITCHBOARD_DATABASE_URL"] {
+                    guard url.hasPrefix("postgres://") || url.hasPrefix("postgresql://") else {
+                        throw CommandFailure("--store must be a postgres:// URL (the cluster's store)")
+                    }
+                    do {
+                        following = try await CallScopedRelay.follow(url: url, relay: server, logger: logger)
+                    } catch {
+                        // The URL may hold a password: never print it.
+                        throw CommandFailure("cannot reach the PostgreSQL store: \(String(reflecting: error))")
+                    }
+                    logger.info("following the cluster store: call-scoped allocations end with their call")
+                }
+                defer { following?.stop() }
                 let group = ServiceGroup(
                     configuration: .init(
                         services: [.init(service: server)], gracefulShutdownSignals: [.sigterm, .sigint],

@@ -305,9 +305,10 @@ func uclient(
 
 /// The relay inside `switchboard serve`: credentials from the signaling plane, the admin's allocation list.
 @Suite(.serialized) struct RelayAPITests {
-    static func withRelay(_ body: (TestServer) async throws -> Void) async throws {
+    static func withRelay(store: StoreLocation? = nil, _ body: (TestServer) async throws -> Void) async throws {
         try await TestServer.with(
             { configuration in
+                if let store { configuration.store = store }
                 let core = RelayConfiguration(
                     realm: "switchboard", sharedSecrets: [Array(RelayInteropTests.secret.utf8)],
                     relayAddresses: [.ipv4: IPAddress("127.0.0.1")!], maximumAllocationsPerUser: 100,
@@ -410,6 +411,77 @@ func uclient(
             #expect(try await other.binding()?.type == .bindingSuccess)
             try await other.close()
             try await stalled.close()
+        }
+    }
+
+    /// `?call=ID` credentials are bound to the call: only its parties get them, and when it ends every allocation
+    /// made with them ends at once and they are refused from then on; plain credentials are untouched.
+    @Test func callScopedCredentialsEndWithTheCall() async throws {
+        try await Self.withRelay { server in
+            let id = try await server.invite("alice", to: "bob").callID
+            let scoped = try await server.request(.GET, "/v1/turn-credentials?call=\(id)", token: server.token("alice"))
+            #expect(scoped.status == 200)
+            let ice = try #require((scoped.json["iceServers"] as? [[String: Any]])?.first)
+            let username = try #require(ice["username"] as? String)
+            let password = try #require(ice["credential"] as? String)
+            #expect(username.hasSuffix(":alice:call=\(id)"))
+            let stranger = try await server.request(
+                .GET, "/v1/turn-credentials?call=\(id)", token: server.token("mallory"))
+            #expect(stranger.status == 404 && stranger.errorCode == "call_not_found")
+
+            let ports = try await #require(server.relay).boundPorts()
+            let tcp = try #require(ports.tcp)
+            let leg = try await TURNConnection.open(port: tcp)
+            _ = try await leg.allocate(username: username, password: password)
+            let plain = EphemeralCredential.make(
+                secret: Array(RelayInteropTests.secret.utf8), user: "alice",
+                expiry: Int64(Date().timeIntervalSince1970) + 600)
+            let other = try await TURNConnection.open(port: tcp)
+            _ = try await other.allocate(username: plain.username, password: plain.password)
+            let listed = try await #require(server.relay).allocations()
+            #expect(listed.filter { $0.call == id }.count == 1 && listed.count == 2)
+
+            try await server.act("hangup", id, as: "alice")
+            try await SecureRelayTests.eventually {
+                await server.relay?.allocations().contains { $0.call == id } == false
+            }
+            #expect(await server.relay?.allocations().count == 1)
+            // The same credentials make nothing any more; the call's credentials are not issued either.
+            let again = try await TURNConnection.open(port: tcp)
+            #expect(try await again.allocateResponse(username: username, password: password)?.code == 401)
+            let ended = try await server.request(.GET, "/v1/turn-credentials?call=\(id)", token: server.token("alice"))
+            #expect(ended.status == 409 && ended.errorCode == "invalid_transition")
+            for connection in [leg, other, again] { try await connection.close() }
+        }
+    }
+
+    /// A relay run apart (`switchboard relay --store postgres://…`) follows the cluster database: a call that ends
+    /// on the signaling server ends the allocations made there with its credentials.
+    @Test(.enabled(if: ClusterDatabase.serverURL != nil, "needs SWITCHBOARD_TEST_DATABASE_URL"))
+    func aStandaloneRelayEndsCallScopedAllocationsFromTheClusterStore() async throws {
+        let database = try await ClusterDatabase.create()
+        defer { database.drop() }
+        try await Self.withRelay(store: .postgres(url: database.url)) { server in
+            try await TestRelay.with { standalone in
+                let following = try await CallScopedRelay.follow(
+                    url: database.url, relay: standalone.server, logger: Logger(label: "relay-test"))
+                defer { following.stop() }
+                let id = try await server.invite("alice", to: "bob").callID
+                let reply = try await server.request(
+                    .GET, "/v1/turn-credentials?call=\(id)", token: server.token("alice"))
+                let ice = try #require((reply.json["iceServers"] as? [[String: Any]])?.first)
+                let username = try #require(ice["username"] as? String)
+                let password = try #require(ice["credential"] as? String)
+                let leg = try await TURNConnection.open(port: standalone.ports.tcp)
+                _ = try await leg.allocate(username: username, password: password)
+                #expect(await standalone.server.allocations().map(\.call) == [id])
+
+                try await server.act("hangup", id, as: "bob")
+                try await SecureRelayTests.eventually { await standalone.server.allocations().isEmpty }
+                let again = try await TURNConnection.open(port: standalone.ports.tcp)
+                #expect(try await again.allocateResponse(username: username, password: password)?.code == 401)
+                for connection in [leg, again] { try await connection.close() }
+            }
         }
     }
 

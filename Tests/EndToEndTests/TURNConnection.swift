@@ -48,6 +48,16 @@ final class TURNConnection: Sendable {
 
     /// Allocates with long-term credentials (the 401 first) and returns the relayed address.
     func allocate(username: String, password: String) async throws -> TransportAddress {
+        guard let response = try await allocateResponse(username: username, password: password),
+            let relayed = try response.xorRelayedAddress
+        else {
+            throw TestFailure("the Allocate did not succeed")
+        }
+        return relayed
+    }
+
+    /// The answer to an authenticated Allocate (after the 401 that gives the nonce), nil if none came.
+    func allocateResponse(username: String, password: String) async throws -> STUNMessage? {
         let type = STUNMessageType(method: .allocate, class: .request)
         try await send(
             STUNMessage(type: type, transactionID: .random(), attributes: [.requestedTransport(17)]).encode())
@@ -58,11 +68,9 @@ final class TURNConnection: Sendable {
             type: type, transactionID: .random(),
             attributes: [.requestedTransport(17), .username(username), .realm(realm), .nonce(nonce)])
         try await send(try request.encode(integrity: key, fingerprint: true))
-        guard let response = try await receive(), let relayed = try response.xorRelayedAddress else {
-            throw TestFailure("the Allocate did not succeed")
-        }
+        let response = try await receive()
         credential.withLock { $0 = (key, [.username(username), .realm(realm), .nonce(nonce)]) }
-        return relayed
+        return response
     }
 
     /// A CreatePermission for `peer` with the Allocate's credential; true when it succeeded.
@@ -111,4 +119,9 @@ final class TURNConnection: Sendable {
 
         func channelInactive(context: ChannelHandlerContext) { continuation.finish() }
     }
+}
+
+extension STUNMessage {
+    /// The ERROR-CODE's number, if the message has one.
+    var code: Int? { (try? errorCode)?.code }
 }

@@ -344,6 +344,40 @@ import Testing
         #expect(third.allocate(on: &server)?.isSuccess == true)
     }
 
+    @Test func callScopedCredentialsEndWithTheirCall() throws {
+        var server = TURNServer(configuration: configuration())
+        let expiry = start.seconds + 3600
+        let scoped = EphemeralCredential.make(secret: sharedSecret, user: "carol", call: "call-1", expiry: expiry)
+        var leg = Client(port: 44_000, username: scoped.username, password: scoped.password)
+        #expect(leg.allocate(on: &server)?.isSuccess == true)
+        let allocation = try #require(server.snapshot(now: start).first)
+        #expect(allocation.user == "carol" && allocation.call == "call-1")
+        let plain = EphemeralCredential.make(secret: sharedSecret, user: "carol", expiry: expiry)
+        var other = Client(port: 44_001, username: plain.username, password: plain.password)
+        #expect(other.allocate(on: &server)?.isSuccess == true)
+        let another = EphemeralCredential.make(secret: sharedSecret, user: "carol", call: "call-2", expiry: expiry)
+        var second = Client(port: 44_002, username: another.username, password: another.password)
+        #expect(second.allocate(on: &server)?.isSuccess == true)
+
+        let ended = server.endCall("call-1", now: start + .seconds(5))
+        #expect(ended.count == 1 && ended.contains { if case .closeRelay(allocation.id) = $0 { true } else { false } })
+        #expect(server.allocationCount == 2 && !server.snapshot(now: start).contains { $0.call == "call-1" })
+        // Its credentials are refused from then on, on any 5-tuple; the plain and the other call's still work.
+        var back = Client(port: 44_003, username: scoped.username, password: scoped.password)
+        #expect(back.allocate(on: &server, now: start + .seconds(6))?.code == 401)
+        var plainAgain = Client(port: 44_004, username: plain.username, password: plain.password)
+        #expect(plainAgain.allocate(on: &server, now: start + .seconds(6))?.isSuccess == true)
+        // A call-scoped credential that would outlive the refusal of its ended call is no credential.
+        let endless = EphemeralCredential.make(
+            secret: sharedSecret, user: "carol", call: "call-3", expiry: start.seconds + 2 * 86_400)
+        var late = Client(port: 44_005, username: endless.username, password: endless.password)
+        #expect(late.allocate(on: &server)?.code == 401)
+        // A static user's name is only a name, whatever it contains.
+        #expect(EphemeralCredential.scope(of: "alice").call == nil)
+        #expect(EphemeralCredential.scope(of: ":call=x").call == nil)
+        #expect(EphemeralCredential.scope(of: "bob:call=").call == nil)
+    }
+
     @Test func quotasPerUserAndInTotal() throws {
         var server = TURNServer(configuration: configuration(perUser: 2, total: 3))
         var clients = (0..<3).map { Client(port: 43_000 + UInt16($0)) }

@@ -13,6 +13,25 @@ public enum EphemeralCredential {
         return (username, password(secret: secret, username: username))
     }
 
+    /// A username for `user` that is good only for the relay legs of call `call` (Switchboard's call-scoped
+    /// credentials): `"<expiry>:<user>:call=<call>"`. The call is inside what the password signs, so it cannot be
+    /// changed; a relay that knows nothing of calls reads it as user `"<user>:call=<call>"`.
+    public static func make(secret: [UInt8], user: String, call: String, expiry: Int64)
+        -> (username: String, password: String)
+    {
+        make(secret: secret, user: "\(user)\(callMarker)\(call)", expiry: expiry)
+    }
+
+    static let callMarker = ":call="
+
+    /// The user and the call of a user part made by ``make(secret:user:call:expiry:)``; nil call for any other.
+    public static func scope(of user: String) -> (user: String, call: String?) {
+        guard let marker = user.range(of: callMarker, options: .backwards), !user[marker.upperBound...].isEmpty,
+            marker.lowerBound > user.startIndex
+        else { return (user, nil) }
+        return (String(user[..<marker.lowerBound]), String(user[marker.upperBound...]))
+    }
+
     /// ``make(secret:user:expiry:)-(Array<UInt8>,_,_)`` with the secret's UTF-8 bytes.
     public static func make(secret: String, user: String, expiry: Int64) -> (username: String, password: String) {
         make(secret: Array(secret.utf8), user: user, expiry: expiry)
