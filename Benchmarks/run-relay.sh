@@ -7,6 +7,8 @@
 #   (ii)  throughput: turnblast -> relay -> sink (../shared/tools/turn-load), flat out and at RATE pkt/s:
 #         relayed pkt/s = sink rx / span, loss = 1 - rx/sent, server CPU
 #   (iii) resident memory per allocation: (VmRSS with ALLOCS allocations held - VmRSS before) / ALLOCS
+#   (iv)  streams: turnutils_uclient over TCP (-t) and over TLS (-t -S, a throwaway self-signed certificate for
+#         both servers), unpaced (-z 0): messages relayed per second, loss, server CPU per message
 # Flat out runs FLAT_RUNS times per server (the best is reported: the figure varies by some 15 % run to run).
 # Each phase gets a fresh server on its own port (uclient leaves allocations behind until they expire).
 # The server runs on core SERVER_CORE, the load tools on TOOLS_CORE (taskset); coturn with --relay-threads=1.
@@ -29,7 +31,7 @@ if [ "${SMOKE:-0}" = 1 ]; then
     SECS="${SECS:-1}" FLAT_RUNS="${FLAT_RUNS:-1}" ALLOCS="${ALLOCS:-5}" RSS_SECS="${RSS_SECS:-1}"
     if [ ! -d "${TURN_LOAD_DIR:-$ROOT/../shared/tools/turn-load}" ]; then
         echo "smoke: no turn-load tools beside the checkout; only the uclient phase" >&2
-        PHASES="${PHASES:-uclient}"
+        PHASES="${PHASES:-uclient streams}"
     fi
 fi
 MESSAGES="${MESSAGES:-1000}"        # uclient -n: messages per client
@@ -48,7 +50,7 @@ SERVER_CORE="${SERVER_CORE:-0}"
 TOOLS_CORE="${TOOLS_CORE:-1}"
 MAX_RUN_SECS="${MAX_RUN_SECS:-900}" # hard limit on the whole run
 CAPTURE="${CAPTURE:-0}"             # 1: tcpdump the uclient phase, summarised by Benchmarks/relay/stun_summary.py
-PHASES="${PHASES:-uclient throughput rss}"  # any of them, in this order
+PHASES="${PHASES:-uclient throughput rss streams}"  # any of them, in this order
 TURN_LOAD_DIR="${TURN_LOAD_DIR:-../shared/tools/turn-load}"
 TOOLS_DIR="${TOOLS_DIR:-$ROOT/Benchmarks/results/tools}"
 # Beyond the relay flags every deployment passes: uclient picks channel numbers from RFC 5766's 0x4000-0x7FFF and
@@ -129,11 +131,12 @@ run_bounded() { # SECONDS OUTFILE COMMAND...: runs it under timeout in the backg
 port_of() { # SERVER WHAT
     local base=$(( BASE_PORT + $( [ "$1" = coturn ] && echo 20 || echo 0 ) ))
     case "$2" in uclient) echo $base ;; throughput) echo $((base + 1)) ;; rss) echo $((base + 2)) ;;
+        streams) echo $((base + 3)) ;; streams_tls) echo $((base + 4)) ;;
         peer) echo $((base + 10)) ;; sink_fixed) echo $((base + 12)) ;; sink_rss) echo $((base + 13)) ;;
         sink_flat*) echo $((base + 13 + ${2#sink_flat})) ;; esac   # sink_flat1..6: base+14..19
 }
 for server in "${SERVERS[@]}"; do
-    for what in uclient throughput rss peer sink_fixed sink_rss $(seq -f 'sink_flat%g' "$FLAT_RUNS"); do
+    for what in uclient throughput rss streams streams_tls peer sink_fixed sink_rss $(seq -f 'sink_flat%g' "$FLAT_RUNS"); do
         p="$(port_of "$server" "$what")"
         if udp_bound "$p" || { [ "$what" = peer ] && udp_bound $((p + 1)); }; then
             echo "UDP port $p (for $server $what) is taken on 127.0.0.1: pick another BASE_PORT" >&2; exit 2
@@ -183,20 +186,25 @@ fi
 
 # ---------------------------------------------------------------- servers
 SERVER_PID=
-start_server() { # SERVER PORT LOGFILE: starts it on SERVER_CORE, waits for a STUN Binding answer, sets SERVER_PID
-    local server="$1" port="$2" logfile="$3" rc=0
+start_server() { # SERVER PORT LOGFILE [TLSPORT]: starts it on SERVER_CORE (TCP on PORT too, TLS on TLSPORT with
+    # $WORK/cert.pem), waits for a STUN Binding answer, sets SERVER_PID
+    local server="$1" port="$2" logfile="$3" tls_port="${4:-}" rc=0
     case "$server" in
     switchboard)
+        local tls=(--no-turns)
+        [ -z "$tls_port" ] || tls=(--turns-port "$tls_port" --cert "$WORK/cert.pem" --key "$WORK/key.pem")
         # shellcheck disable=SC2086
         set -- "$BIN" relay --turn-host 127.0.0.1 --turn-port "$port" --relay-ports 50000-59999 --realm example.org \
-            --turn-user alice:secret --allow-peer 127.0.0.0/8 --turn-secret-file "$WORK/turn-secret" \
+            --turn-user alice:secret --allow-peer 127.0.0.0/8 --turn-secret-file "$WORK/turn-secret" "${tls[@]}" \
             $SWITCHBOARD_EXTRA_ARGS
         env -u SWITCHBOARD_TURN_SECRET taskset -c "$SERVER_CORE" "$@" > "$logfile" 2>&1 &
         ;;
     coturn)
+        local tls=(--no-tls)
+        [ -z "$tls_port" ] || tls=(--tls-listening-port="$tls_port" --cert="$WORK/cert.pem" --pkey="$WORK/key.pem")
         set -- turnserver -n --listening-ip=127.0.0.1 --relay-ip=127.0.0.1 --listening-port="$port" \
             --min-port=40000 --max-port=49999 --lt-cred-mech --user=alice:secret --realm=example.org \
-            --allow-loopback-peers --no-cli --no-tls --no-dtls --fingerprint --relay-threads=1 --log-file=stdout
+            --allow-loopback-peers --no-cli "${tls[@]}" --no-dtls --fingerprint --relay-threads=1 --log-file=stdout
         taskset -c "$SERVER_CORE" "$@" > "$logfile" 2>&1 &
         ;;
     esac
@@ -326,13 +334,42 @@ phase_rss() {
     stop_pid "$sink_pid"; stop_pid "$SERVER_PID"
 }
 
+# ---------------------------------------------------------------- (iv) uclient over TCP and TLS
+phase_streams() {
+    local server="$1" dir="$WORK/$1" port tls_port peer peer_pid mode flags c0 w0
+    port="$(port_of "$server" streams)"; tls_port="$(port_of "$server" streams_tls)"; peer="$(port_of "$server" peer)"
+    taskset -c "$TOOLS_CORE" turnutils_peer -L 127.0.0.1 -p "$peer" > "$dir/peer-streams.log" 2>&1 &
+    peer_pid=$!; PIDS+=("$peer_pid")
+    start_server "$server" "$port" "$dir/server-streams.log" "$tls_port"
+    for _ in $(seq 50); do udp_bound "$peer" && break; sleep 0.1; done
+    for mode in tcp tls; do
+        flags=(-t); local target="$port"
+        [ "$mode" = tcp ] || { flags=(-t -S); target="$tls_port"; }
+        log "$server: uclient ${flags[*]} -c -z 0 -n $MESSAGES -m $UCLIENTS -l $LEN (port $target)"
+        c0="$(cpu_ticks "$SERVER_PID")"; w0="$(now)"
+        run_bounded $(( MESSAGES * 3 / 100 + 30 )) "$dir/uclient_$mode.out" taskset -c "$TOOLS_CORE" \
+            turnutils_uclient "${flags[@]}" -c -z 0 -u alice -w secret -n "$MESSAGES" -m "$UCLIENTS" -l "$LEN" \
+            -e 127.0.0.1 -r "$peer" -p "$target" 127.0.0.1
+        fact "$server" "uclient_${mode}_rc" "$RC"
+        fact "$server" "uclient_${mode}_cpu_ticks" $(( $(cpu_ticks "$SERVER_PID") - c0 ))
+        fact "$server" "uclient_${mode}_wall_s" "$(elapsed "$w0" "$(now)")"
+        [ "$RC" -eq 0 ] || log "$server: uclient over $mode exited $RC: $(grep -m1 -E 'ERROR|error' "$dir/uclient_$mode.out" || true)"
+    done
+    stop_pid "$SERVER_PID"; stop_pid "$peer_pid"
+}
+
+case " $PHASES " in *" streams "*)
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=127.0.0.1 \
+        -keyout "$WORK/key.pem" -out "$WORK/cert.pem" > "$WORK/openssl.log" 2>&1 \
+        || { echo "openssl could not make the TLS certificate: $(cat "$WORK/openssl.log")" >&2; exit 2; } ;;
+esac
 for server in "${SERVERS[@]}"; do
     case "$server" in
     coturn) fact coturn version "coturn $(turnserver --version 2>&1 | head -1)" ;;
     switchboard) fact switchboard version "$BIN $(date -r "$BIN" +%FT%T) sha256:$(sha256sum "$BIN" | cut -c1-12)" ;;
     esac
 done
-for phase in uclient throughput rss; do
+for phase in uclient throughput rss streams; do
     case " $PHASES " in *" $phase "*) ;; *) continue ;; esac
     for server in "${SERVERS[@]}"; do "phase_$phase" "$server"; done
 done

@@ -135,6 +135,17 @@ def collect(work):
         if before is not None and held is not None and n:
             rss["per_allocation_kib"] = (held - before) / n
         s["rss"] = rss
+        for mode in ("tcp", "tls"):
+            u = parse_uclient(read(os.path.join(folder, "uclient_%s.out" % mode)))
+            u["exit_code"] = num(facts.get("uclient_%s_rc" % mode))
+            ticks, wall = num(facts.get("uclient_%s_cpu_ticks" % mode)), num(facts.get("uclient_%s_wall_s" % mode))
+            if ticks is not None and wall:
+                u["server_cpu_s"] = ticks / clk_tck
+                u["server_cpu_pct_of_core"] = 100.0 * ticks / clk_tck / wall
+                if u.get("recv_msgs"):
+                    # Each message crosses the relay twice (to the echo peer and back).
+                    u["server_cpu_us_per_msg"] = 1e6 * ticks / clk_tck / (2 * u["recv_msgs"])
+            s["uclient_" + mode] = u
         servers[name] = s
     return settings, servers
 
@@ -192,6 +203,18 @@ def main():
         ("  RSS with allocations (KiB)", ("rss", "with_kib"), "{:,}", True),
         ("  RSS per allocation (KiB)", ("rss", "per_allocation_kib"), "{:.2f}", True),
     ]
+
+    for mode, title in (("tcp", "TCP (-t)"), ("tls", "TLS (-t -S)")):
+        rows += [
+            ("uclient over %s -c -z 0 -n %s -m %s -l %s via echo peer" % (
+                title, settings.get("MESSAGES"), settings.get("UCLIENTS"), settings.get("LEN")), None, None, False),
+            ("  exit code", ("uclient_" + mode, "exit_code"), "{}", False),
+            ("  messages received", ("uclient_" + mode, "recv_msgs"), "{:,}", True),
+            ("  lost (%)", ("uclient_" + mode, "lost_pct"), "{:.3f}", True),
+            ("  recv throughput (msg/s over transmit time)", ("uclient_" + mode, "recv_msgs_per_s"), "{:,.0f}", True),
+            ("  server CPU (% of one core)", ("uclient_" + mode, "server_cpu_pct_of_core"), "{:.0f}", True),
+            ("  server CPU per relayed message (us)", ("uclient_" + mode, "server_cpu_us_per_msg"), "{:.1f}", True),
+        ]
 
     header = ["metric"] + [LABEL[n] for n in present] + (["Switchboard/coturn"] if both else [])
     table = [header]
