@@ -73,6 +73,25 @@ struct Client {
         return Self.reply(actions)
     }
 
+    /// An Allocate with EVEN-PORT R = 1 whose pair the adapter "binds" at `even` and `even + 1`: the reservation's
+    /// id and RESERVATION-TOKEN, or nil (recorded) when the server did not ask for a pair or gave no token.
+    mutating func reservePair(on server: inout TURNServer, even: UInt16) -> (AllocationID, UInt64)? {
+        let actions = send(.allocate, [.requestedTransport(17), .evenPort(reserveNextHigherPort: true)], to: &server)
+        guard case .openRelay(let pending) = actions.first, let reservation = pending.reservation else {
+            Issue.record("no pair asked: \(actions)")
+            return nil
+        }
+        let reply = Self.reply(
+            server.relayOpened(
+                pending.id, at: TransportAddress(ip: relayIP, port: even),
+                reserved: TransportAddress(ip: relayIP, port: even + 1), now: start))
+        guard let token = try? reply?.reservationToken else {
+            Issue.record("no RESERVATION-TOKEN: \(String(describing: reply))")
+            return nil
+        }
+        return (reservation, token)
+    }
+
     static func reply(_ actions: [RelayAction]) -> STUNMessage? {
         for action in actions {
             if case .sendToClient(let bytes, _) = action { return try? STUNMessage(decoding: bytes) }

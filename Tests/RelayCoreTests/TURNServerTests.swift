@@ -273,18 +273,7 @@ import Testing
     @Test func anUnclaimedReservationIsReleasedAfterThirtySeconds() throws {
         var server = TURNServer(configuration: configuration(total: 3))
         var rtp = Client(port: 42_200)
-        let actions = rtp.send(
-            .allocate, [.requestedTransport(17), .evenPort(reserveNextHigherPort: true)], to: &server)
-        guard case .openRelay(let pending) = actions.first, let reservation = pending.reservation else {
-            Issue.record("no pair asked: \(actions)")
-            return
-        }
-        let response = try #require(
-            Client.reply(
-                server.relayOpened(
-                    pending.id, at: TransportAddress(ip: relayIP, port: 50_010),
-                    reserved: TransportAddress(ip: relayIP, port: 50_011), now: start)))
-        let token = try #require(try response.reservationToken)
+        let (reservation, token) = try #require(rtp.reservePair(on: &server, even: 50_010))
         // The reservation holds a port, so it counts against the total of 3: one more allocation fits, not two.
         var other = Client(port: 42_201)
         #expect(other.allocate(on: &server)?.isSuccess == true)
@@ -313,18 +302,7 @@ import Testing
                 == 486)
         #expect(full.call(.refresh, [.lifetime(0)], on: &server)?.isSuccess == true)
 
-        let actions = rtp.send(
-            .allocate, [.requestedTransport(17), .evenPort(reserveNextHigherPort: true)], to: &server)
-        guard case .openRelay(let pending) = actions.first else {
-            Issue.record("no pair asked: \(actions)")
-            return
-        }
-        let response = try #require(
-            Client.reply(
-                server.relayOpened(
-                    pending.id, at: TransportAddress(ip: relayIP, port: 50_020),
-                    reserved: TransportAddress(ip: relayIP, port: 50_021), now: start)))
-        let token = try #require(try response.reservationToken)
+        let (_, token) = try #require(rtp.reservePair(on: &server, even: 50_020))
         // Deleting the allocation leaves the reservation counted: no new allocation fits beside it and one more.
         #expect(rtp.call(.refresh, [.lifetime(0)], on: &server)?.isSuccess == true)
         var other = Client(port: 42_302)
