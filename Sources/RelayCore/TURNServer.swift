@@ -646,11 +646,7 @@ public struct TURNServer: Sendable {
             actions.append(.closeRelay(id))
         }
         for (id, request) in pending where request.identity.call == call {
-            pending[id] = nil
-            pendingByFiveTuple[request.fiveTuple] = nil
-            releaseQuota(request.identity.user)
-            actions.append(.closeRelay(id))
-            if let reservation = request.reservation { actions.append(.closeRelay(reservation)) }
+            actions += removePending(id, request)
         }
         for (token, reservation) in reservations where reservation.call == call {
             reservations[token] = nil
@@ -666,11 +662,16 @@ public struct TURNServer: Sendable {
             remove(id)
             return [.closeRelay(id)]
         }
-        if let id = pendingByFiveTuple.removeValue(forKey: fiveTuple), let request = pending.removeValue(forKey: id) {
-            releaseQuota(request.identity.user)
-            return [.closeRelay(id)] + (request.reservation.map { [.closeRelay($0)] } ?? [])
-        }
+        if let id = pendingByFiveTuple[fiveTuple], let request = pending[id] { return removePending(id, request) }
         return []
+    }
+
+    /// Forgets an allocation still being made (its quota with it): the adapter closes its socket and its pair's.
+    private mutating func removePending(_ id: AllocationID, _ request: PendingAllocation) -> [RelayAction] {
+        pending[id] = nil
+        pendingByFiveTuple[request.fiveTuple] = nil
+        releaseQuota(request.identity.user)
+        return [.closeRelay(id)] + (request.reservation.map { [.closeRelay($0)] } ?? [])
     }
 
     /// Ends every allocation (shutdown).
