@@ -1,4 +1,4 @@
-internal import CDatagram
+package import CDatagram
 import Foundation
 public import STUN
 
@@ -130,13 +130,12 @@ public final class DatagramPump: @unchecked Sendable {
         let sources = UnsafeMutablePointer<sockaddr_storage>.allocate(capacity: count)
         let lengths = UnsafeMutablePointer<UInt32>.allocate(capacity: count)
         let truncated = UnsafeMutablePointer<Int32>.allocate(capacity: count)
-        let out = OutgoingArrays(count: count)
+        let sender = DatagramSender()
         defer {
             slots.deallocate()
             sources.deallocate()
             lengths.deallocate()
             truncated.deallocate()
-            out.deallocate()
         }
         var lastTick = ContinuousClock.now
         var batch = DatagramBatch(slots: slots)
@@ -157,50 +156,63 @@ public final class DatagramPump: @unchecked Sendable {
                 lastTick = now
                 handler.tick(&batch)
             }
-            flush(&batch, handler: handler, out: out)
+            flush(&batch, handler: handler, sender: sender)
         }
     }
 
-    /// The arrays one `sendmmsg` needs, allocated once per pump.
-    private struct OutgoingArrays {
-        let buffers: UnsafeMutablePointer<UnsafeMutableRawPointer?>
-        let lengths: UnsafeMutablePointer<Int>
-        let destinations: UnsafeMutablePointer<sockaddr_storage>
-        let destinationLengths: UnsafeMutablePointer<UInt32>
-
-        init(count: Int) {
-            buffers = .allocate(capacity: count)
-            lengths = .allocate(capacity: count)
-            destinations = .allocate(capacity: count)
-            destinationLengths = .allocate(capacity: count)
-        }
-
-        func deallocate() {
-            buffers.deallocate()
-            lengths.deallocate()
-            destinations.deallocate()
-            destinationLengths.deallocate()
-        }
-    }
-
-    private func flush(_ batch: inout DatagramBatch, handler: any DatagramHandler, out: OutgoingArrays) {
+    private func flush(_ batch: inout DatagramBatch, handler: any DatagramHandler, sender: DatagramSender) {
         defer {
             for buffer in batch.owned { buffer.deallocate() }
             batch.owned.removeAll(keepingCapacity: true)
             batch.writes.removeAll(keepingCapacity: true)
         }
-        var start = 0
         let writes = batch.writes
-        while start < writes.count {
-            let chunk = min(Self.batchSize, writes.count - start)
+        let dropped = sender.send(from: fd, count: writes.count) { writes[$0] }
+        if dropped > 0 { handler.dropped(writes: dropped) }
+    }
+}
+
+/// Sends datagrams from one socket with `sendmmsg`, up to 64 a call, over arrays allocated once: what a full send
+/// buffer refuses is dropped (never queued without bound), a datagram the kernel refuses is skipped. One per
+/// thread.
+package final class DatagramSender {
+    private let buffers: UnsafeMutablePointer<UnsafeMutableRawPointer?>
+    private let lengths: UnsafeMutablePointer<Int>
+    private let destinations: UnsafeMutablePointer<sockaddr_storage>
+    private let destinationLengths: UnsafeMutablePointer<UInt32>
+    private static let capacity = Int(SB_BATCH_MAX)
+
+    package init() {
+        buffers = .allocate(capacity: Self.capacity)
+        lengths = .allocate(capacity: Self.capacity)
+        destinations = .allocate(capacity: Self.capacity)
+        destinationLengths = .allocate(capacity: Self.capacity)
+    }
+
+    deinit {
+        buffers.deallocate()
+        lengths.deallocate()
+        destinations.deallocate()
+        destinationLengths.deallocate()
+    }
+
+    /// Sends `count` datagrams from `fd`, the `index`-th being `datagram(index)`: its bytes, their length and its
+    /// destination. Returns how many were not sent.
+    package func send(
+        from fd: Int32, count: Int,
+        _ datagram: (Int) -> (pointer: UnsafeRawPointer, length: Int, to: TransportAddress)
+    ) -> Int {
+        var start = 0
+        var dropped = 0
+        while start < count {
+            let chunk = min(Self.capacity, count - start)
             for index in 0..<chunk {
-                let write = writes[start + index]
-                out.destinationLengths[index] = SocketAddressBytes.write(write.to, into: &out.destinations[index])
-                out.buffers[index] = UnsafeMutableRawPointer(mutating: write.pointer)
-                out.lengths[index] = write.length
+                let write = datagram(start + index)
+                destinationLengths[index] = SocketAddressBytes.write(write.to, into: &destinations[index])
+                buffers[index] = UnsafeMutableRawPointer(mutating: write.pointer)
+                lengths[index] = write.length
             }
-            let sent = Int(
-                sb_send_batch(fd, out.buffers, out.lengths, out.destinations, out.destinationLengths, UInt32(chunk)))
+            let sent = Int(sb_send_batch(fd, buffers, lengths, destinations, destinationLengths, UInt32(chunk)))
             if sent > 0 && sent < chunk {
                 // sendmmsg stops at the first datagram it cannot send and reports that error on the next call.
                 start += sent
@@ -209,17 +221,17 @@ public final class DatagramPump: @unchecked Sendable {
             if sent <= 0 {
                 if errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS {
                     // A full send buffer: what it refused is dropped, never queued without bound.
-                    handler.dropped(writes: writes.count - start)
-                    return
+                    return dropped + count - start
                 }
                 if errno == EINTR { continue }
                 // A datagram the kernel refuses (an unreachable destination, say): skip it, send the rest.
-                handler.dropped(writes: 1)
+                dropped += 1
                 start += 1
                 continue
             }
             start += chunk
         }
+        return dropped
     }
 }
 
@@ -237,8 +249,8 @@ private final class StopFlag: @unchecked Sendable {
 }
 
 /// `sockaddr_in`/`sockaddr_in6` to and from ``TransportAddress``, without strings.
-enum SocketAddressBytes {
-    static func write(_ address: TransportAddress, into storage: inout sockaddr_storage) -> socklen_t {
+package enum SocketAddressBytes {
+    package static func write(_ address: TransportAddress, into storage: inout sockaddr_storage) -> socklen_t {
         withUnsafeMutablePointer(to: &storage) { pointer in
             if let v4 = address.ip.ipv4Value {
                 return pointer.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { sin in
@@ -262,7 +274,7 @@ enum SocketAddressBytes {
         }
     }
 
-    static func read(_ storage: UnsafeMutablePointer<sockaddr_storage>) -> TransportAddress? {
+    package static func read(_ storage: UnsafeMutablePointer<sockaddr_storage>) -> TransportAddress? {
         switch Int32(storage.pointee.ss_family) {
         case AF_INET:
             return storage.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { sin in
@@ -287,7 +299,7 @@ enum SocketAddressBytes {
         }
     }
 
-    static func read(_ storage: inout sockaddr_storage) -> TransportAddress? {
+    package static func read(_ storage: inout sockaddr_storage) -> TransportAddress? {
         withUnsafeMutablePointer(to: &storage) { read($0) }
     }
 }

@@ -4,6 +4,7 @@
 #define SWITCHBOARD_CDATAGRAM_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/socket.h>
 
 #define SB_BATCH_MAX 64
@@ -17,5 +18,17 @@ int sb_recv_batch(int fd, void *slots, size_t slot_size, unsigned count, struct 
 /// Sends `count` datagrams without blocking; returns how many the kernel took, or -1 (errno) when it took none.
 int sb_send_batch(int fd, void *const *buffers, const size_t *lengths, const struct sockaddr_storage *destinations,
                   const unsigned *destination_lengths, unsigned count);
+
+/// Like `sb_recv_batch` without blocking (MSG_DONTWAIT), each datagram read `offset` bytes into its slot (room for
+/// a header to be written in front of it) and at most `slot_size - offset` bytes long.
+int sb_recv_batch_at(int fd, void *slots, size_t slot_size, size_t offset, unsigned count,
+                     struct sockaddr_storage *sources, unsigned *lengths, int *truncated);
+
+/// epoll, level-triggered, readable only: a set of sockets each named by a caller's token.
+int sb_poll_create(void);
+int sb_poll_add(int poll_fd, int fd, uint64_t token);
+int sb_poll_remove(int poll_fd, int fd);
+/// Waits up to `timeout_ms` for readable sockets; writes up to `max` tokens; returns how many, or -1 (errno).
+int sb_poll_wait(int poll_fd, uint64_t *tokens, int max, int timeout_ms);
 
 #endif
