@@ -197,10 +197,12 @@ package final class DatagramSender {
     }
 
     /// Sends `count` datagrams from `fd`, the `index`-th being `datagram(index)`: its bytes, their length and its
-    /// destination. Returns how many were not sent.
+    /// destination. Returns how many were not sent, each also named to `dropped`.
+    @discardableResult
     package func send(
         from fd: Int32, count: Int,
-        _ datagram: (Int) -> (pointer: UnsafeRawPointer, length: Int, to: TransportAddress)
+        _ datagram: (Int) -> (pointer: UnsafeRawPointer, length: Int, to: TransportAddress),
+        dropped onDrop: (Int) -> Void = { _ in }
     ) -> Int {
         var start = 0
         var dropped = 0
@@ -221,10 +223,12 @@ package final class DatagramSender {
             if sent <= 0 {
                 if errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS {
                     // A full send buffer: what it refused is dropped, never queued without bound.
+                    for index in start..<count { onDrop(index) }
                     return dropped + count - start
                 }
                 if errno == EINTR { continue }
                 // A datagram the kernel refuses (an unreachable destination, say): skip it, send the rest.
+                onDrop(start)
                 dropped += 1
                 start += 1
                 continue
