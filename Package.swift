@@ -91,6 +91,8 @@ let package = Package(
             dependencies: [
                 "RelayCore",
                 "STUN",
+                "CDatagram",
+                "DatagramPump",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),

@@ -46,7 +46,7 @@ struct RelayMetrics {
             label: "switchboard_relay_connections_total", dimensions: [("outcome", "failed")], factory: factory)
     }
 
-    func record(_ counters: RelayServer.Counters, core: TURNServer, connections open: Int) {
+    func record(_ counters: RelayCounters, core: TURNServer, connections open: Int) {
         if counters.packetsToPeers > 0 {
             packets["to_peer"]?.increment(by: counters.packetsToPeers)
             bytes["to_peer"]?.increment(by: counters.bytesToPeers)

@@ -12,7 +12,8 @@ struct TURNFrameDecoder: ByteToMessageDecoder {
 
     struct NotTURN: Error {}
 
-    static let maximumFrame = RelayServer.datagramSize
+    /// Frames are shorter than this: what one connection can make the relay buffer stays small.
+    static let maximumFrame = 2048
 
     mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
         let start = buffer.readerIndex
@@ -95,5 +96,34 @@ final class StreamClientHandler: ChannelInboundHandler {
         // A frame that is not TURN, a failed TLS handshake, a reset: the connection cannot go on.
         relay.streamFailed(error)
         context.close(promise: nil)
+    }
+}
+
+extension RelayServer {
+    /// A client connected over TCP or TLS: admitted unless its address or the relay is at its connection limit.
+    func streamOpened(_ channel: any Channel, _ fiveTuple: FiveTuple) -> Bool {
+        let limits = (configuration.maximumConnections, configuration.maximumConnectionsPerAddress)
+        return shared.tables.withLock { $0.streamOpened(channel, fiveTuple, limits: limits) }
+    }
+
+    /// One framed message from a TCP or TLS client.
+    func streamRead(_ buffer: ByteBuffer, from fiveTuple: FiveTuple) {
+        locked { tables, outbox in
+            buffer.withUnsafeReadableBytes { bytes in
+                tables.handle(
+                    bytes, from: fiveTuple, replyFD: tables.serverFDs.first ?? -1, now: .now(), into: &outbox)
+            }
+        }
+    }
+
+    /// A TCP or TLS client's connection closed: its allocation ends.
+    func streamClosed(_ fiveTuple: FiveTuple) {
+        locked { tables, outbox in tables.streamClosed(fiveTuple, now: .now(), into: &outbox) }
+    }
+
+    /// A TCP or TLS connection failed (a frame that is not TURN, a TLS error); it is being closed.
+    func streamFailed(_ error: any Error) {
+        shared.tables.withLock { $0.counters.connectionsFailed += 1 }
+        logger.debug("TURN connection failed", metadata: ["error": "\(error)"])
     }
 }
