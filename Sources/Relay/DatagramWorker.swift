@@ -160,7 +160,7 @@ final class DatagramWorker: @unchecked Sendable {
                     let now = RelayTime.now()
                     shared.tables.withLock { tables in
                         if token == 0 {
-                            tables.fromClients(read, replyFD: serverFD, now: now, into: &outbox)
+                            tables.fromClients(read, worker: index, replyFD: serverFD, now: now, into: &outbox)
                         } else {
                             tables.fromPeers(token: token, read, replyFD: serverFD, now: now, into: &outbox)
                         }

@@ -244,6 +244,15 @@ public final class RelayServer: Service, @unchecked Sendable {
         shared.tables.withLock { $0.core.snapshot(now: .now()) }
     }
 
+    /// Per datagram thread: the client datagrams it has read from its server socket, and the relay sockets it owns.
+    package func datagramThreads() -> [(clientDatagrams: Int, relaySockets: Int)] {
+        shared.tables.withLock { tables in
+            tables.clientDatagramsByThread.indices.map { worker in
+                (tables.clientDatagramsByThread[worker], tables.relays.values.count { $0.owner == worker })
+            }
+        }
+    }
+
     // MARK: On the event loop
 
     /// Runs `body` under the tables' lock from the event loop: its datagrams are sent before the lock is released

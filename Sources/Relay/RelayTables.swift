@@ -180,6 +180,8 @@ struct RelayTables: @unchecked Sendable {
     var streams: [FiveTuple: StreamClient] = [:]
     var streamsPerAddress: [IPAddress: Int] = [:]
     var counters = RelayCounters()
+    /// Client datagrams each datagram thread has read from its server socket (the kernel's `SO_REUSEPORT` spread).
+    var clientDatagramsByThread: [Int] = []
     /// Sends for callers that are not datagram threads (the event loop), under the lock.
     let sender = DatagramSender()
     private var nextToken: UInt64 = 1
@@ -203,6 +205,7 @@ struct RelayTables: @unchecked Sendable {
         self.pollFDs = pollFDs
         self.serverAddress = serverAddress
         observed = Array(repeating: 0, count: pollFDs.count)
+        clientDatagramsByThread = Array(repeating: 0, count: pollFDs.count)
     }
 
     // MARK: Datagram threads
@@ -224,7 +227,10 @@ struct RelayTables: @unchecked Sendable {
     }
 
     /// A batch read on a UDP server socket: ChannelData, or STUN (RFC 7983 demultiplexing by first byte).
-    mutating func fromClients(_ read: ReadSlots, replyFD: Int32, now: RelayTime, into outbox: inout Outbox) {
+    mutating func fromClients(
+        _ read: ReadSlots, worker: Int, replyFD: Int32, now: RelayTime, into outbox: inout Outbox
+    ) {
+        clientDatagramsByThread[worker] += read.count
         for index in 0..<read.count {
             let length = Int(read.lengths[index])
             guard read.truncated[index] == 0 else {
