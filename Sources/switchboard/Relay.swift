@@ -22,6 +22,8 @@ struct RelayOptions: ParsableArguments {
     @Option(help: "Address relay sockets bind to when clients must be told another (--relay-ip), e.g. behind 1:1 NAT.")
     var relayBindIP: String?
     @Option(help: "Port range of relayed addresses, LOW-HIGH.") var relayPorts: String = "49152-65535"
+    @Option(help: "UDP relay threads, each with its own socket on the TURN port (default: one per core).")
+    var relayThreads: Int?
     @Option(help: "Long-term credential realm.") var realm: String = "switchboard"
     @Option(help: "TURN REST API shared secret (or env SWITCHBOARD_TURN_SECRET; default: the dev secret file).")
     var turnSecret: String?
@@ -94,11 +96,15 @@ struct RelayOptions: ParsableArguments {
         where !(0...65535).contains(port) {
             throw CommandFailure("\(flag) must be a port number, 0-65535 (got \(port))")
         }
-        let server = RelayServerConfiguration(
+        if let relayThreads, !(1...256).contains(relayThreads) {
+            throw CommandFailure("--relay-threads must be 1-256 (got \(relayThreads))")
+        }
+        var server = RelayServerConfiguration(
             host: turnHost, port: turnPort, relayPorts: bounds[0]...bounds[1], relayBindAddress: bindAddress,
             core: core,
             tcpPort: noTurnTcp ? nil : (turnTcpPort ?? turnPort)
         )
+        if let relayThreads { server.threads = relayThreads }
         return RelaySettings(
             server: server, publicHost: turnPublicHost ?? relayAddress.description, credentialTTL: turnCredentialTtl,
             turnsPort: noTurns ? nil : turnsPort)
