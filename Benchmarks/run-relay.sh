@@ -5,13 +5,16 @@
 #   (i)   interop: turnutils_uclient through an echo peer (turnutils_peer), long-term credentials alice/secret,
 #         realm example.org: messages sent/received, loss, RTT, throughput
 #   (ii)  throughput: turnblast -> relay -> sink (../shared/tools/turn-load), flat out and at RATE pkt/s:
-#         relayed pkt/s = sink rx / span, loss = 1 - rx/sent, server CPU
+#         relayed pkt/s = sink rx / span, loss = 1 - rx/sent, server CPU (and per relayed packet)
+#   (ii') throughput2: flat out again with THREADS2 relay threads each (--relay-threads), the server on every core
+#         (sharing them with the load tools: on two cores that is what "two threads" can show)
 #   (iii) resident memory per allocation: (VmRSS with ALLOCS allocations held - VmRSS before) / ALLOCS
 #   (iv)  streams: turnutils_uclient over TCP (-t) and over TLS (-t -S, a throwaway self-signed certificate for
 #         both servers), unpaced (-z 0): messages relayed per second, loss, server CPU per message
 # Flat out runs FLAT_RUNS times per server (the best is reported: the figure varies by some 15 % run to run).
 # Each phase gets a fresh server on its own port (uclient leaves allocations behind until they expire).
-# The server runs on core SERVER_CORE, the load tools on TOOLS_CORE (taskset); coturn with --relay-threads=1.
+# The server runs on core SERVER_CORE, the load tools on TOOLS_CORE (taskset); both servers with one relay thread
+# (--relay-threads 1, coturn's --relay-threads=1) except in throughput2.
 #
 #   Benchmarks/run-relay.sh                  # both servers; builds switchboard (release) unless SWITCHBOARD_BIN
 #   ONLY=coturn Benchmarks/run-relay.sh      # coturn alone (ONLY=switchboard: Switchboard alone)
@@ -50,7 +53,8 @@ SERVER_CORE="${SERVER_CORE:-0}"
 TOOLS_CORE="${TOOLS_CORE:-1}"
 MAX_RUN_SECS="${MAX_RUN_SECS:-900}" # hard limit on the whole run
 CAPTURE="${CAPTURE:-0}"             # 1: tcpdump the uclient phase, summarised by Benchmarks/relay/stun_summary.py
-PHASES="${PHASES:-uclient throughput rss streams}"  # any of them, in this order
+PHASES="${PHASES:-uclient throughput throughput2 rss streams}"  # any of them, in this order
+THREADS2="${THREADS2:-2}"           # relay threads per server in throughput2
 TURN_LOAD_DIR="${TURN_LOAD_DIR:-../shared/tools/turn-load}"
 TOOLS_DIR="${TOOLS_DIR:-$ROOT/Benchmarks/results/tools}"
 # Beyond the relay flags every deployment passes: uclient picks channel numbers from RFC 5766's 0x4000-0x7FFF and
@@ -131,12 +135,14 @@ run_bounded() { # SECONDS OUTFILE COMMAND...: runs it under timeout in the backg
 port_of() { # SERVER WHAT
     local base=$(( BASE_PORT + $( [ "$1" = coturn ] && echo 20 || echo 0 ) ))
     case "$2" in uclient) echo $base ;; throughput) echo $((base + 1)) ;; rss) echo $((base + 2)) ;;
-        streams) echo $((base + 3)) ;; streams_tls) echo $((base + 4)) ;;
+        streams) echo $((base + 3)) ;; streams_tls) echo $((base + 4)) ;; throughput2) echo $((base + 5)) ;;
         peer) echo $((base + 10)) ;; sink_fixed) echo $((base + 12)) ;; sink_rss) echo $((base + 13)) ;;
-        sink_flat*) echo $((base + 13 + ${2#sink_flat})) ;; esac   # sink_flat1..6: base+14..19
+        sink_flat*) echo $((base + 13 + ${2#sink_flat})) ;;   # sink_flat1..6: base+14..19
+        sink_t2flat*) echo $((base + 13 + ${2#sink_t2flat})) ;; esac   # the same ports, one phase later
 }
 for server in "${SERVERS[@]}"; do
-    for what in uclient throughput rss streams streams_tls peer sink_fixed sink_rss $(seq -f 'sink_flat%g' "$FLAT_RUNS"); do
+    for what in uclient throughput throughput2 rss streams streams_tls peer sink_fixed sink_rss \
+        $(seq -f 'sink_flat%g' "$FLAT_RUNS"); do
         p="$(port_of "$server" "$what")"
         if udp_bound "$p" || { [ "$what" = peer ] && udp_bound $((p + 1)); }; then
             echo "UDP port $p (for $server $what) is taken on 127.0.0.1: pick another BASE_PORT" >&2; exit 2
@@ -145,7 +151,7 @@ for server in "${SERVERS[@]}"; do
 done
 
 # ---------------------------------------------------------------- binaries
-case " $PHASES " in *" throughput "* | *" rss "*) NEEDS_TURN_LOAD=1 ;; *) NEEDS_TURN_LOAD=0 ;; esac
+case " $PHASES " in *" throughput "* | *" throughput2 "* | *" rss "*) NEEDS_TURN_LOAD=1 ;; *) NEEDS_TURN_LOAD=0 ;; esac
 if [ "$NEEDS_TURN_LOAD" = 1 ] && { [ ! -x "$TOOLS_DIR/turnblast" ] || [ ! -x "$TOOLS_DIR/sink" ] ||
     [ -n "$(find "$TURN_LOAD_DIR" -newer "$TOOLS_DIR/turnblast" -name '*.[ch]' 2>/dev/null)" ]; }; then
     log "building turnblast and sink into $TOOLS_DIR"
@@ -171,8 +177,8 @@ printf 'benchmark-turn-secret-%s-0123456789abcdef\n' "$STAMP" > "$WORK/turn-secr
 PIDS+=($!)
 
 {
-    for k in MESSAGES UCLIENTS UCLIENT_FLAGS LEN CLIENTS RATE SECS FLAT_RUNS ALLOCS RSS_SECS ONLY PHASES SERVER_CORE \
-        TOOLS_CORE BASE_PORT SWITCHBOARD_EXTRA_ARGS; do echo "$k=${!k}"; done
+    for k in MESSAGES UCLIENTS UCLIENT_FLAGS LEN CLIENTS RATE SECS FLAT_RUNS THREADS2 ALLOCS RSS_SECS ONLY PHASES \
+        SERVER_CORE TOOLS_CORE BASE_PORT SWITCHBOARD_EXTRA_ARGS; do echo "$k=${!k}"; done
     echo "CLK_TCK=$(getconf CLK_TCK)"
     echo "DATE=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
     echo "CPU=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo) x $(nproc)"
@@ -186,8 +192,11 @@ fi
 
 # ---------------------------------------------------------------- servers
 SERVER_PID=
-start_server() { # SERVER PORT LOGFILE [TLSPORT]: starts it on SERVER_CORE (TCP on PORT too, TLS on TLSPORT with
-    # $WORK/cert.pem), waits for a STUN Binding answer, sets SERVER_PID
+SERVER_CPUS="$SERVER_CORE"   # taskset's CPU list for the server, and its relay threads (throughput2 changes both)
+SERVER_THREADS=1
+TOOLS_CPUS="$TOOLS_CORE"     # the same for turnblast and the sink
+start_server() { # SERVER PORT LOGFILE [TLSPORT]: starts it on SERVER_CPUS with SERVER_THREADS relay threads (TCP on
+    # PORT too, TLS on TLSPORT with $WORK/cert.pem), waits for a STUN Binding answer, sets SERVER_PID
     local server="$1" port="$2" logfile="$3" tls_port="${4:-}" rc=0
     case "$server" in
     switchboard)
@@ -196,21 +205,23 @@ start_server() { # SERVER PORT LOGFILE [TLSPORT]: starts it on SERVER_CORE (TCP 
         # shellcheck disable=SC2086
         set -- "$BIN" relay --turn-host 127.0.0.1 --turn-port "$port" --relay-ports 50000-59999 --realm example.org \
             --turn-user alice:secret --allow-peer 127.0.0.0/8 --turn-secret-file "$WORK/turn-secret" "${tls[@]}" \
-            $SWITCHBOARD_EXTRA_ARGS
-        env -u SWITCHBOARD_TURN_SECRET taskset -c "$SERVER_CORE" "$@" > "$logfile" 2>&1 &
+            --relay-threads "$SERVER_THREADS" $SWITCHBOARD_EXTRA_ARGS
+        env -u SWITCHBOARD_TURN_SECRET taskset -c "$SERVER_CPUS" "$@" > "$logfile" 2>&1 &
         ;;
     coturn)
         local tls=(--no-tls)
         [ -z "$tls_port" ] || tls=(--tls-listening-port="$tls_port" --cert="$WORK/cert.pem" --pkey="$WORK/key.pem")
         set -- turnserver -n --listening-ip=127.0.0.1 --relay-ip=127.0.0.1 --listening-port="$port" \
             --min-port=40000 --max-port=49999 --lt-cred-mech --user=alice:secret --realm=example.org \
-            --allow-loopback-peers --no-cli "${tls[@]}" --no-dtls --fingerprint --relay-threads=1 --log-file=stdout
-        taskset -c "$SERVER_CORE" "$@" > "$logfile" 2>&1 &
+            --allow-loopback-peers --no-cli "${tls[@]}" --no-dtls --fingerprint --relay-threads="$SERVER_THREADS" \
+            --log-file=stdout
+        taskset -c "$SERVER_CPUS" "$@" > "$logfile" 2>&1 &
         ;;
     esac
     SERVER_PID=$!
     PIDS+=("$SERVER_PID")
     grep -q '^command=' "$WORK/$server/facts" || fact "$server" command "$*"
+    [ "$SERVER_THREADS" = 1 ] || grep -q '^command_threads=' "$WORK/$server/facts" || fact "$server" command_threads "$*"
     python3 "$ROOT/Benchmarks/relay/stun_ping.py" "$port" 10 "$SERVER_PID" || rc=$?
     if [ "$rc" -ne 0 ]; then
         echo "$server did not answer a STUN Binding on 127.0.0.1:$port within 10 s (rc=$rc); its log:" >&2
@@ -257,14 +268,14 @@ phase_uclient() {
 }
 
 # ---------------------------------------------------------------- (ii) throughput with turnblast -> sink
-blast_run() { # SERVER RUN RATE
+blast_run() { # SERVER RUN RATE [PHASE]: the server of PHASE (throughput) is running
     local server="$1" run="$2" rate="$3" dir="$WORK/$1" port sinkport sink_pid blast_pid c0 w0 rc=0
-    port="$(port_of "$server" throughput)"; sinkport="$(port_of "$server" "sink_$run")"
-    log "$server: turnblast $run: RATE=$rate CLIENTS=$CLIENTS LEN=$LEN SECS=$SECS"
-    taskset -c "$TOOLS_CORE" "$SINK" "$sinkport" $(( SECS + 30 )) 500 > "$dir/sink_$run.out" 2>&1 &
+    port="$(port_of "$server" "${4:-throughput}")"; sinkport="$(port_of "$server" "sink_$run")"
+    log "$server: turnblast $run: RATE=$rate CLIENTS=$CLIENTS LEN=$LEN SECS=$SECS, $SERVER_THREADS relay thread(s)"
+    taskset -c "$TOOLS_CPUS" "$SINK" "$sinkport" $(( SECS + 30 )) 500 > "$dir/sink_$run.out" 2>&1 &
     sink_pid=$!; PIDS+=("$sink_pid")
     wait_for_line "$dir/sink_$run.out" READY 5 || { echo "sink did not start" >&2; exit 1; }
-    timeout $(( SECS + 60 )) taskset -c "$TOOLS_CORE" "$TURNBLAST" "$port" "$sinkport" "$LEN" "$rate" "$SECS" \
+    timeout $(( SECS + 60 )) taskset -c "$TOOLS_CPUS" "$TURNBLAST" "$port" "$sinkport" "$LEN" "$rate" "$SECS" \
         "$CLIENTS" > "$dir/blast_$run.out" 2>&1 &
     blast_pid=$!; PIDS+=("$blast_pid")
     if wait_for_line "$dir/blast_$run.out" READY 30; then
@@ -295,6 +306,14 @@ phase_throughput() {
     for i in $(seq "$FLAT_RUNS"); do blast_run "$server" "flat$i" 0; done
     blast_run "$server" fixed "$RATE"
     stop_pid "$SERVER_PID"
+}
+phase_throughput2() { # flat out with THREADS2 relay threads, server and tools on every core
+    local server="$1" i all="0-$(( $(nproc) - 1 ))"
+    SERVER_CPUS="$all"; SERVER_THREADS="$THREADS2"; TOOLS_CPUS="$all"
+    start_server "$server" "$(port_of "$server" throughput2)" "$WORK/$server/server-throughput2.log"
+    for i in $(seq "$FLAT_RUNS"); do blast_run "$server" "t2flat$i" 0 throughput2; done
+    stop_pid "$SERVER_PID"
+    SERVER_CPUS="$SERVER_CORE"; SERVER_THREADS=1; TOOLS_CPUS="$TOOLS_CORE"
 }
 
 # ---------------------------------------------------------------- (iii) resident memory per allocation
@@ -369,7 +388,7 @@ for server in "${SERVERS[@]}"; do
     switchboard) fact switchboard version "$BIN $(date -r "$BIN" +%FT%T) sha256:$(sha256sum "$BIN" | cut -c1-12)" ;;
     esac
 done
-for phase in uclient throughput rss streams; do
+for phase in uclient throughput throughput2 rss streams; do
     case " $PHASES " in *" $phase "*) ;; *) continue ;; esac
     for server in "${SERVERS[@]}"; do "phase_$phase" "$server"; done
 done

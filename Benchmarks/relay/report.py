@@ -5,7 +5,8 @@ usage: report.py WORK_DIR JSON_OUT
 WORK_DIR/settings holds KEY=VALUE lines; WORK_DIR/<server>/ (switchboard, coturn) holds, per server:
   facts          KEY=VALUE lines measured by the script (wall and CPU times, RSS samples, exit codes)
   uclient.out    turnutils_uclient's output
-  blast_<run>.out, sink_<run>.out   turnblast's and sink's output for each throughput run (flat1.., fixed)
+  blast_<run>.out, sink_<run>.out   turnblast's and sink's output for each throughput run (flat1.., fixed, and
+                 t2flat1.. with THREADS2 relay threads)
 A server whose folder is missing was skipped (ONLY=...).
 """
 import json
@@ -102,6 +103,8 @@ def throughput(folder, run, facts, clk_tck):
     if ticks is not None and wall:
         r["server_cpu_s"] = ticks / clk_tck
         r["server_cpu_pct_of_core"] = 100.0 * ticks / clk_tck / wall
+        if rx:
+            r["server_cpu_us_per_pkt"] = 1e6 * ticks / clk_tck / rx
     return r
 
 
@@ -122,12 +125,13 @@ def collect(work):
         if ticks is not None:
             u["server_cpu_s"] = ticks / clk_tck
         s["uclient"] = u
-        runs, i = [], 1
-        while os.path.exists(os.path.join(folder, "blast_flat%d.out" % i)):
-            runs.append(throughput(folder, "flat%d" % i, facts, clk_tck))
-            i += 1
-        s["flat_runs"] = runs
-        s["flat"] = max(runs, key=lambda r: r.get("relayed_pps") or 0) if runs else {}
+        for prefix, key in (("flat", "flat"), ("t2flat", "flat_threads")):
+            runs, i = [], 1
+            while os.path.exists(os.path.join(folder, "blast_%s%d.out" % (prefix, i))):
+                runs.append(throughput(folder, "%s%d" % (prefix, i), facts, clk_tck))
+                i += 1
+            s[key + "_runs"] = runs
+            s[key] = max(runs, key=lambda r: r.get("relayed_pps") or 0) if runs else {}
         s["fixed"] = throughput(folder, "fixed", facts, clk_tck)
         before, held, n = num(facts.get("rss_before_kib")), num(facts.get("rss_with_kib")), num(facts.get("rss_allocs"))
         rss = {"before_kib": before, "with_kib": held, "after_kib": num(facts.get("rss_after_kib")),
@@ -186,8 +190,11 @@ def main():
         ("  recv throughput (B/s)", ("uclient", "recv_bytes_per_s"), "{:,.0f}", True),
         ("  server CPU during run (s)", ("uclient", "server_cpu_s"), "{:.2f}", True),
     ]
-    flat_title = "turnblast flat out (RATE=0, best of %s)" % settings.get("FLAT_RUNS", "1")
-    for run, title in (("flat", flat_title), ("fixed", "turnblast at %s pps" % settings.get("RATE"))):
+    flat_title = "turnblast flat out, 1 relay thread, one core (RATE=0, best of %s)" % settings.get("FLAT_RUNS", "1")
+    threads_title = "turnblast flat out, %s relay threads, every core (best of %s)" % (
+        settings.get("THREADS2"), settings.get("FLAT_RUNS", "1"))
+    for run, title in (("flat", flat_title), ("fixed", "turnblast at %s pps, 1 relay thread" % settings.get("RATE")),
+                       ("flat_threads", threads_title)):
         rows += [
             ("%s, %s clients, %s B, %s s" % (title, settings.get("CLIENTS"), settings.get("LEN"), settings.get("SECS")),
              None, None, False),
@@ -195,6 +202,7 @@ def main():
             ("  relayed (pkt/s = sink rx / span)", (run, "relayed_pps"), "{:,.0f}", True),
             ("  loss (%, 1 - rx/sent)", (run, "loss_pct"), "{:.3f}", True),
             ("  server CPU (% of one core)", (run, "server_cpu_pct_of_core"), "{:.0f}", True),
+            ("  server CPU per relayed packet (us)", (run, "server_cpu_us_per_pkt"), "{:.2f}", True),
             ("  sink socket drops", (run, "sink", "drops"), "{:,}", False),
         ]
     rows += [
