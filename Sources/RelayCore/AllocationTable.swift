@@ -1,0 +1,189 @@
+/// The allocation table (RFC 8656 §2.2) and the indexes that must stay in step with it: live allocations by id
+/// and by 5-tuple, allocations whose relay socket is being bound, reserved ports (EVEN-PORT R = 1), and how many of
+/// those each user holds. Every change goes through a method here, so no caller can update one index and forget
+/// another; each removal says which relay sockets the adapter must close.
+///
+/// A user's count (the per-user quota) covers their live and pending allocations and their reservations: a
+/// reservation is counted from the moment it is made until it is claimed (then as the allocation it becomes) or
+/// released.
+struct AllocationTable: Sendable {
+    private(set) var allocations: [AllocationID: Allocation] = [:]
+    private var byFiveTuple: [FiveTuple: AllocationID] = [:]
+    private(set) var pending: [AllocationID: PendingAllocation] = [:]
+    private var pendingByFiveTuple: [FiveTuple: AllocationID] = [:]
+    private(set) var reservations: [UInt64: Reservation] = [:]
+    private var perUser: [String: Int] = [:]
+    private var nextID: UInt64 = 1
+
+    // MARK: Looking up
+
+    var count: Int { allocations.count }
+    var permissionCount: Int { allocations.values.reduce(0) { $0 + $1.permissions.count } }
+    var channelCount: Int { allocations.values.reduce(0) { $0 + $1.channels.count } }
+
+    /// The live allocation of a 5-tuple.
+    func id(for fiveTuple: FiveTuple) -> AllocationID? { byFiveTuple[fiveTuple] }
+
+    /// The allocation of a 5-tuple whose relay socket is being bound.
+    func pendingID(for fiveTuple: FiveTuple) -> AllocationID? { pendingByFiveTuple[fiveTuple] }
+
+    /// A live allocation, read or changed in place through optional chaining (`table[id]?.packetsToPeers += 1`):
+    /// the dictionary's own modify accessor, since a copy out and back would retain all of the allocation, once per
+    /// relayed packet. Never assign a whole allocation or nil here (``update(_:)`` replaces one): one is added by
+    /// ``promote(_:to:)`` and removed by ``remove(_:)``, which keep the indexes (debug builds check the first).
+    subscript(id: AllocationID) -> Allocation? {
+        get { allocations[id] }
+        _modify {
+            yield &allocations[id]
+            assert(allocations[id].map { byFiveTuple[$0.fiveTuple] == id && $0.id == id } ?? true)
+        }
+    }
+
+    /// Replaces a live allocation with a changed copy of it (its id and 5-tuple are constant); one that ended in
+    /// the meantime stays ended.
+    mutating func update(_ allocation: Allocation) {
+        guard allocations[allocation.id] != nil else { return }
+        allocations[allocation.id] = allocation
+    }
+
+    /// How many allocations, pending allocations and reservations `user` holds.
+    func held(by user: String) -> Int { perUser[user, default: 0] }
+
+    /// Relayed ports held in all: live and pending allocations, the reservations pending allocations will make,
+    /// and reservations.
+    var portsHeld: Int {
+        let pendingReservations = pending.values.reduce(0) { $0 + ($1.reservation == nil ? 0 : 1) }
+        return allocations.count + pending.count + pendingReservations + reservations.count
+    }
+
+    /// A fresh id, never given out before in this table.
+    mutating func newID() -> AllocationID {
+        defer { nextID += 1 }
+        return AllocationID(rawValue: nextID)
+    }
+
+    // MARK: Adding
+
+    /// An Allocate waits for its relay socket. `countInQuota` is false when it claims a reservation, which the
+    /// user's count holds already.
+    mutating func addPending(_ request: PendingAllocation, countInQuota: Bool) {
+        pending[request.id] = request
+        pendingByFiveTuple[request.fiveTuple] = request.id
+        if countInQuota { perUser[request.identity.user, default: 0] += 1 }
+    }
+
+    /// The relay socket of a pending allocation is bound: it leaves the pending index (its count stays) so that
+    /// the caller can make it live with ``promote(_:to:)``.
+    mutating func takePending(_ id: AllocationID) -> PendingAllocation? {
+        guard let request = pending.removeValue(forKey: id) else { return nil }
+        pendingByFiveTuple[request.fiveTuple] = nil
+        return request
+    }
+
+    /// A taken pending allocation becomes live.
+    mutating func promote(_ request: PendingAllocation, to allocation: Allocation) {
+        allocations[allocation.id] = allocation
+        byFiveTuple[request.fiveTuple] = allocation.id
+    }
+
+    /// Holds a reserved port under `token`, counted for its user.
+    mutating func addReservation(_ reservation: Reservation, token: UInt64) {
+        reservations[token] = reservation
+        perUser[reservation.user, default: 0] += 1
+    }
+
+    /// The reservation `token` names, claimed by `user`: it leaves the table with its count, which the Allocate
+    /// claiming it takes over. Nil for an unknown or expired token, or another user's.
+    mutating func claimReservation(_ token: UInt64, by user: String, now: RelayTime) -> Reservation? {
+        guard let reservation = reservations[token], reservation.expiresAt > now, reservation.user == user else {
+            return nil
+        }
+        reservations[token] = nil
+        return reservation
+    }
+
+    // MARK: Removing (each returns the relay sockets to close)
+
+    /// Ends a live allocation.
+    @discardableResult
+    mutating func remove(_ id: AllocationID) -> [AllocationID] {
+        guard let allocation = allocations.removeValue(forKey: id) else { return [] }
+        byFiveTuple[allocation.fiveTuple] = nil
+        releaseQuota(allocation.identity.user)
+        return [id]
+    }
+
+    /// Forgets an allocation still being made: its socket closes, and so does the one of the reservation it makes.
+    mutating func removePending(_ id: AllocationID) -> [AllocationID] {
+        guard let request = takePending(id) else { return [] }
+        releaseQuota(request.identity.user)
+        return [id] + (request.reservation.map { [$0] } ?? [])
+    }
+
+    /// Releases the port a reservation holds.
+    private mutating func removeReservation(_ token: UInt64) -> [AllocationID] {
+        guard let reservation = reservations.removeValue(forKey: token) else { return [] }
+        releaseQuota(reservation.user)
+        return [reservation.id]
+    }
+
+    /// The allocation of a 5-tuple ends, live or being made (its client's connection closed).
+    mutating func remove(fiveTuple: FiveTuple) -> [AllocationID] {
+        if let id = byFiveTuple[fiveTuple] { return remove(id) }
+        if let id = pendingByFiveTuple[fiveTuple] { return removePending(id) }
+        return []
+    }
+
+    /// Everything made with credentials scoped to `call`.
+    mutating func remove(call: String) -> [AllocationID] {
+        var closed: [AllocationID] = []
+        for (id, allocation) in allocations where allocation.identity.call == call { closed += remove(id) }
+        for (id, request) in pending where request.identity.call == call { closed += removePending(id) }
+        for (token, reservation) in reservations where reservation.call == call { closed += removeReservation(token) }
+        return closed
+    }
+
+    /// Ends allocations and reservations past their lifetime, forgets expired permissions, and releases channels
+    /// whose reuse delay (after their expiry) has run.
+    mutating func expire(now: RelayTime, channelReuseDelay delay: Duration) -> [AllocationID] {
+        var closed: [AllocationID] = []
+        for (id, allocation) in allocations {
+            if allocation.expiresAt <= now {
+                closed += remove(id)
+                continue
+            }
+            // Most ticks expire nothing: look before rebuilding anything.
+            let stalePermissions = allocation.permissions.values.contains { $0.expiresAt <= now }
+            let staleChannels = allocation.channels.values.contains { $0.expiresAt + delay <= now }
+            guard stalePermissions || staleChannels else { continue }
+            var pruned = allocation
+            if stalePermissions { pruned.permissions = pruned.permissions.filter { $0.value.expiresAt > now } }
+            for (channel, bound) in pruned.channels where bound.expiresAt + delay <= now {
+                pruned.channels[channel] = nil
+                pruned.channelByPeer[bound.peer] = nil
+            }
+            allocations[id] = pruned
+        }
+        for (token, reservation) in reservations where reservation.expiresAt <= now {
+            closed += removeReservation(token)
+        }
+        return closed
+    }
+
+    /// Empties the table (shutdown).
+    mutating func removeAll() -> [AllocationID] {
+        let ids =
+            Array(allocations.keys) + Array(pending.keys) + pending.values.compactMap(\.reservation)
+            + reservations.values.map(\.id)
+        self = AllocationTable(nextID: nextID)
+        return ids
+    }
+
+    private init(nextID: UInt64) { self.nextID = nextID }
+    init() {}
+
+    private mutating func releaseQuota(_ user: String) {
+        let remaining = perUser[user, default: 1] - 1
+        perUser[user] = remaining > 0 ? remaining : nil
+    }
+}

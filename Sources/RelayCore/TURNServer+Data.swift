@@ -1,0 +1,48 @@
+public import STUN
+
+extension TURNServer {
+    // MARK: Data (RFC 8656 §10–12)
+
+    mutating func handleSend(_ indication: STUNMessage, from fiveTuple: FiveTuple, now: RelayTime)
+        -> RelayAction
+    {
+        guard let id = table.id(for: fiveTuple), let expiresAt = table[id]?.expiresAt, expiresAt > now else {
+            return .dropped(.noAllocation)
+        }
+        guard let peers = try? indication.xorPeerAddresses, peers.count == 1, let payload = indication.data,
+            indication.unknownComprehensionRequired.isEmpty, indication.unsupportedAttributes.isEmpty
+        else { return .dropped(.malformed) }
+        let peer = peers[0]
+        guard table[id]?.hasPermission(for: peer.ip, at: now) == true else { return .dropped(.noPermission) }
+        guard reachableOnRelay(peer) else { return .dropped(.forbiddenPeer) }
+        table[id]?.packetsToPeers += 1
+        table[id]?.bytesToPeers += UInt64(payload.count)
+        return .sendToPeer(id, payload: payload, peer: peer)
+    }
+
+    /// ChannelData a client sent to the server socket: where its `length`-byte payload goes.
+    public mutating func channelData(_ channel: UInt16, length: Int, from fiveTuple: FiveTuple, now: RelayTime)
+        -> ClientForward
+    {
+        // In place through the dictionary's modify accessor: reading an Allocation out would copy (and retain) all of
+        // it, once per packet.
+        guard let id = table.id(for: fiveTuple) else { return .drop(.noAllocation) }
+        return table[id]?.forwardFromClient(channel: channel, length: length, now: now) ?? .drop(.noAllocation)
+    }
+
+    /// A datagram of `length` bytes from `peer` arrived on the relay socket of `allocation`.
+    public mutating func fromPeer(_ peer: TransportAddress, length: Int, allocation id: AllocationID, now: RelayTime)
+        -> PeerForward
+    {
+        table[id]?.forwardFromPeer(peer, length: length, now: now) ?? .drop(.noAllocation)
+    }
+
+    /// A Data indication carrying `payload` from `peer` (RFC 8656 §11.4).
+    public static func dataIndication(from peer: TransportAddress, payload: [UInt8]) -> [UInt8] {
+        let transaction = TransactionID.random()
+        let message = STUNMessage(
+            type: STUNMessageType(method: .data, class: .indication), transactionID: transaction,
+            attributes: [.xorPeerAddress(peer, transactionID: transaction), .data(payload)])
+        return (try? message.encode()) ?? []
+    }
+}

@@ -1,0 +1,156 @@
+import STUN
+import Testing
+
+@testable import RelayCore
+
+/// The table on its own: whatever path an allocation takes (pending, live, reserved, claimed, ended by its call or
+/// its connection or the clock), the indexes and the per-user counts stay in step, and each removal names exactly
+/// the relay sockets to close.
+@Suite struct AllocationTableTests {
+    static func tuple(_ port: UInt16) -> FiveTuple {
+        FiveTuple(client: TransportAddress(ip: IPAddress("203.0.113.5")!, port: port), server: serverAddress)
+    }
+
+    static func identity(_ user: String, call: String? = nil) -> Identity {
+        Identity(
+            username: user, user: user, key: [], algorithm: .hmacSHA1, credentialExpiry: nil, call: call)
+    }
+
+    /// A pending allocation of `user` on client port `port`, optionally making a reservation.
+    static func pending(
+        _ table: inout AllocationTable, _ user: String, port: UInt16, reserve: Bool = false, call: String? = nil
+    ) -> PendingAllocation {
+        let id = table.newID()
+        let request = PendingAllocation(
+            id: id, fiveTuple: tuple(port), relayAddress: relayIP, evenPort: reserve,
+            reservation: reserve ? table.newID() : nil, reservedPort: nil, transactionID: .random(),
+            identity: identity(user, call: call), lifetime: .seconds(600))
+        table.addPending(request, countInQuota: true)
+        return request
+    }
+
+    /// Makes `request` live, as ``TURNServer/relayOpened(_:at:reserved:now:)`` does.
+    static func open(_ table: inout AllocationTable, _ request: PendingAllocation, now: RelayTime = start) {
+        let taken = table.takePending(request.id)!
+        table.promote(
+            taken,
+            to: Allocation(
+                id: taken.id, fiveTuple: taken.fiveTuple, identity: taken.identity,
+                relayedAddress: TransportAddress(ip: relayIP, port: 50_000), createdAt: now,
+                expiresAt: now + taken.lifetime, allocateTransaction: taken.transactionID))
+    }
+
+    @Test func anAllocationIsCountedOnceFromPendingToLiveAndReleasedWhenItEnds() {
+        var table = AllocationTable()
+        let request = Self.pending(&table, "alice", port: 1)
+        #expect(table.pendingID(for: Self.tuple(1)) == request.id)
+        #expect(table.id(for: Self.tuple(1)) == nil)
+        #expect(table.held(by: "alice") == 1)
+        #expect(table.portsHeld == 1)
+        Self.open(&table, request)
+        #expect(table.pendingID(for: Self.tuple(1)) == nil)
+        #expect(table.id(for: Self.tuple(1)) == request.id)
+        #expect(table.held(by: "alice") == 1)
+        #expect(table.count == 1)
+        #expect(table.remove(request.id) == [request.id])
+        #expect(table.id(for: Self.tuple(1)) == nil)
+        #expect(table.held(by: "alice") == 0)
+        #expect(table.portsHeld == 0)
+        #expect(table.remove(request.id) == [])
+    }
+
+    @Test func aPendingPairIsTwoPortsAndForgettingItClosesBoth() {
+        var table = AllocationTable()
+        let request = Self.pending(&table, "alice", port: 1, reserve: true)
+        #expect(table.portsHeld == 2)
+        #expect(table.remove(fiveTuple: Self.tuple(1)) == [request.id, request.reservation!])
+        #expect(table.held(by: "alice") == 0)
+        #expect(table.portsHeld == 0)
+        #expect(table.pendingID(for: Self.tuple(1)) == nil)
+    }
+
+    @Test func aReservationIsClaimedOnlyByItsUserAndOnlyOnceWithoutCountingTwice() {
+        var table = AllocationTable()
+        let request = Self.pending(&table, "alice", port: 1, reserve: true)
+        Self.open(&table, request)
+        let reserved = request.reservation!
+        table.addReservation(
+            Reservation(
+                id: reserved, address: TransportAddress(ip: relayIP, port: 50_001), user: "alice", call: nil,
+                expiresAt: start + .seconds(30)),
+            token: 7)
+        #expect(table.held(by: "alice") == 2)
+        #expect(table.claimReservation(7, by: "bob", now: start) == nil)
+        #expect(table.claimReservation(8, by: "alice", now: start) == nil)
+        #expect(table.claimReservation(7, by: "alice", now: start + .seconds(30)) == nil)
+        let claimed = table.claimReservation(7, by: "alice", now: start + .seconds(1))
+        #expect(claimed?.id == reserved)
+        #expect(table.claimReservation(7, by: "alice", now: start + .seconds(1)) == nil)
+        // The count moved to the Allocate that claimed it: still two until that one is made or forgotten.
+        #expect(table.held(by: "alice") == 2)
+    }
+
+    @Test func anUnclaimedReservationIsReleasedAtItsExpiry() {
+        var table = AllocationTable()
+        table.addReservation(
+            Reservation(
+                id: table.newID(), address: TransportAddress(ip: relayIP, port: 50_001), user: "alice", call: nil,
+                expiresAt: start + .seconds(30)),
+            token: 7)
+        #expect(table.expire(now: start + .seconds(29), channelReuseDelay: .seconds(300)) == [])
+        #expect(table.held(by: "alice") == 1)
+        #expect(table.expire(now: start + .seconds(30), channelReuseDelay: .seconds(300)).count == 1)
+        #expect(table.held(by: "alice") == 0)
+        #expect(table.portsHeld == 0)
+    }
+
+    @Test func aCallsEndRemovesItsLiveAndPendingAllocationsAndReservationsAndNothingElse() {
+        var table = AllocationTable()
+        let live = Self.pending(&table, "alice", port: 1, call: "c1")
+        Self.open(&table, live)
+        let waiting = Self.pending(&table, "alice", port: 2, reserve: true, call: "c1")
+        let other = Self.pending(&table, "alice", port: 3, call: "c2")
+        Self.open(&table, other)
+        let plain = Self.pending(&table, "bob", port: 4)
+        Self.open(&table, plain)
+        let reservation = table.newID()
+        table.addReservation(
+            Reservation(
+                id: reservation, address: TransportAddress(ip: relayIP, port: 50_003), user: "alice", call: "c1",
+                expiresAt: start + .seconds(30)),
+            token: 9)
+        let closed = Set(table.remove(call: "c1"))
+        #expect(closed == [live.id, waiting.id, waiting.reservation!, reservation])
+        #expect(table.id(for: Self.tuple(3)) == other.id)
+        #expect(table.id(for: Self.tuple(4)) == plain.id)
+        #expect(table.held(by: "alice") == 1)
+        #expect(table.held(by: "bob") == 1)
+        #expect(table.portsHeld == 2)
+    }
+
+    @Test func inPlaceChangesStickAndAnEndedAllocationStaysEnded() {
+        var table = AllocationTable()
+        let request = Self.pending(&table, "alice", port: 1)
+        Self.open(&table, request)
+        table[request.id]?.packetsToPeers += 3
+        #expect(table[request.id]?.packetsToPeers == 3)
+        var copy = table[request.id]!
+        copy.expiresAt = start + .seconds(1200)
+        table.remove(request.id)
+        table.update(copy)
+        #expect(table[request.id] == nil)
+        #expect(table.count == 0)
+    }
+
+    @Test func removingEverythingNamesEverySocketAndIdsAreNeverReused() {
+        var table = AllocationTable()
+        let live = Self.pending(&table, "alice", port: 1)
+        Self.open(&table, live)
+        let waiting = Self.pending(&table, "bob", port: 2, reserve: true)
+        #expect(Set(table.removeAll()) == [live.id, waiting.id, waiting.reservation!])
+        #expect(table.held(by: "alice") == 0)
+        #expect(table.held(by: "bob") == 0)
+        #expect(table.portsHeld == 0)
+        #expect(table.newID().rawValue > waiting.reservation!.rawValue)
+    }
+}
