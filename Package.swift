@@ -93,6 +93,7 @@ let package = Package(
                 "STUN",
                 "CDatagram",
                 "DatagramPump",
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),

@@ -138,7 +138,7 @@ final class DatagramWorker: @unchecked Sendable {
         while !stopped.load(ordering: .relaxed) {
             let ready = max(0, Int(sb_poll_wait(pollFD, tokens, Int32(count), Self.waitMilliseconds)))
             // A new pass: no descriptor looked up before it is used after it.
-            shared.tables.withLock { tables in
+            shared.withLock { tables in
                 tables.observe(worker: index)
                 tables.counters.merge(counters)
                 for slot in 0..<ready {
@@ -158,7 +158,7 @@ final class DatagramWorker: @unchecked Sendable {
                     let read = ReadSlots(
                         slots: slots, sources: sources, lengths: lengths, truncated: truncated, count: got)
                     let now = RelayTime.now()
-                    shared.tables.withLock { tables in
+                    shared.withLock { tables in
                         if token == 0 {
                             tables.fromClients(read, worker: index, replyFD: serverFD, now: now, into: &outbox)
                         } else {
@@ -174,6 +174,6 @@ final class DatagramWorker: @unchecked Sendable {
                 }
             }
         }
-        shared.tables.withLock { $0.counters.merge(counters) }
+        shared.withLock { $0.counters.merge(counters) }
     }
 }

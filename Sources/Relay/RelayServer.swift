@@ -141,7 +141,7 @@ public final class RelayServer: Service, @unchecked Sendable {
             }
         } catch {
             for channel in streamListeners { try? await channel.close() }
-            shared.tables.withLock { $0.closeAll(now: .now()) }
+            shared.withLock { $0.closeAll(now: .now()) }
             bound.fail(error)
             throw error
         }
@@ -164,7 +164,7 @@ public final class RelayServer: Service, @unchecked Sendable {
         for worker in workers { await worker.waitUntilEnded() }
         for channel in streamListeners { try? await channel.close() }
         try? await eventLoop.submit {
-            let streams = self.shared.tables.withLock { tables in
+            let streams = self.shared.withLock { tables in
                 tables.closeAll(now: .now())
                 return tables.streams.values.map(\.channel)
             }
@@ -198,7 +198,7 @@ public final class RelayServer: Service, @unchecked Sendable {
             for fd in serverFDs + pollFDs { close(fd) }
             throw error
         }
-        shared.tables.withLock { $0.attach(serverFDs: serverFDs, pollFDs: pollFDs, serverAddress: local) }
+        shared.withLock { $0.attach(serverFDs: serverFDs, pollFDs: pollFDs, serverAddress: local) }
         let workers = (0..<count).map { index in
             DatagramWorker(
                 index: index, serverFD: serverFDs[index], pollFD: pollFDs[index], shared: shared,
@@ -241,12 +241,12 @@ public final class RelayServer: Service, @unchecked Sendable {
 
     /// Live allocations, for the admin API.
     public func allocations() async -> [AllocationInfo] {
-        shared.tables.withLock { $0.core.snapshot(now: .now()) }
+        shared.withLock { $0.core.snapshot(now: .now()) }
     }
 
     /// Per datagram thread: the client datagrams it has read from its server socket, and the relay sockets it owns.
     package func datagramThreads() -> [(clientDatagrams: Int, relaySockets: Int)] {
-        shared.tables.withLock { tables in
+        shared.withLock { tables in
             tables.clientDatagramsByThread.indices.map { worker in
                 (tables.clientDatagramsByThread[worker], tables.relays.values.count { $0.owner == worker })
             }
@@ -260,7 +260,7 @@ public final class RelayServer: Service, @unchecked Sendable {
     /// batch).
     func locked<Result: Sendable>(_ body: (inout RelayTables, inout Outbox) -> Result) -> Result {
         var outbox = Outbox()
-        let result = shared.tables.withLock { tables in
+        let result = shared.withLock { tables in
             let result = body(&tables, &outbox)
             outbox.sendDatagrams(with: tables.sender, counters: &tables.counters)
             return result
@@ -316,7 +316,7 @@ public final class RelayServer: Service, @unchecked Sendable {
     }
 
     private func flushCounters() {
-        shared.tables.withLock { tables in
+        shared.withLock { tables in
             metrics.record(tables.counters, core: tables.core, connections: tables.streams.count)
             tables.counters = RelayCounters()
         }

@@ -1,10 +1,10 @@
 internal import CDatagram
 import DatagramPump
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import RelayCore
 import STUN
-import Synchronization
 
 #if canImport(Glibc)
     import Glibc
@@ -268,11 +268,19 @@ struct RelayTables: @unchecked Sendable {
     }
 }
 
-/// The tables, shared by reference between the relay and its datagram threads.
-final class SharedTables: Sendable {
-    let tables: Mutex<RelayTables>
+/// The tables, shared by reference between the relay and its datagram threads, behind a pthread mutex (NIOLock)
+/// rather than Synchronization's `Mutex`: on Linux that one is a futex ThreadSanitizer cannot see, so every access
+/// under it looked like a race, and the data path's threads could not be checked at all.
+final class SharedTables: @unchecked Sendable {
+    private let lock = NIOLock()
+    private var tables: RelayTables
 
-    init(_ tables: consuming sending RelayTables) {
-        self.tables = Mutex(tables)
+    init(_ tables: RelayTables) {
+        self.tables = tables
+    }
+
+    /// Runs `body` on the tables under the lock.
+    func withLock<T>(_ body: (inout RelayTables) throws -> T) rethrows -> T {
+        try lock.withLock { try body(&tables) }
     }
 }

@@ -103,7 +103,7 @@ extension RelayServer {
     /// A client connected over TCP or TLS: admitted unless its address or the relay is at its connection limit.
     func streamOpened(_ channel: any Channel, _ fiveTuple: FiveTuple) -> Bool {
         let limits = (configuration.maximumConnections, configuration.maximumConnectionsPerAddress)
-        return shared.tables.withLock { $0.streamOpened(channel, fiveTuple, limits: limits) }
+        return shared.withLock { $0.streamOpened(channel, fiveTuple, limits: limits) }
     }
 
     /// One framed message from a TCP or TLS client.
@@ -123,7 +123,7 @@ extension RelayServer {
 
     /// A TCP or TLS connection failed (a frame that is not TURN, a TLS error); it is being closed.
     func streamFailed(_ error: any Error) {
-        shared.tables.withLock { $0.counters.connectionsFailed += 1 }
+        shared.withLock { $0.counters.connectionsFailed += 1 }
         logger.debug("TURN connection failed", metadata: ["error": "\(error)"])
     }
 }
