@@ -145,13 +145,10 @@ extension TURNServer {
     // MARK: Refresh (RFC 8656 §7.3)
 
     mutating func handleRefresh(
-        _ request: STUNMessage, _ identity: Identity, _ fiveTuple: FiveTuple, _ now: RelayTime
+        _ request: STUNMessage, _ allocation: Allocation, _ identity: Identity, _ fiveTuple: FiveTuple,
+        _ now: RelayTime
     ) -> [RelayAction] {
-        var allocation: Allocation
-        switch ownAllocation(request, identity, fiveTuple) {
-        case .found(let found): allocation = found
-        case .refused(let code): return reply(error(request, code), identity, fiveTuple)
-        }
+        var allocation = allocation
         let id = allocation.id
         if request.attribute(.requestedAddressFamily) != nil {
             guard let family = try? request.requestedAddressFamily else {

@@ -43,13 +43,10 @@ extension TURNServer {
     }
 
     mutating func handleCreatePermission(
-        _ request: STUNMessage, _ identity: Identity, _ fiveTuple: FiveTuple, _ now: RelayTime
+        _ request: STUNMessage, _ allocation: Allocation, _ identity: Identity, _ fiveTuple: FiveTuple,
+        _ now: RelayTime
     ) -> [RelayAction] {
-        var allocation: Allocation
-        switch ownAllocation(request, identity, fiveTuple) {
-        case .found(let found): allocation = found
-        case .refused(let code): return reply(error(request, code), identity, fiveTuple)
-        }
+        var allocation = allocation
         guard let peers = try? request.xorPeerAddresses, !peers.isEmpty else {
             return reply(error(request, .badRequest), identity, fiveTuple)
         }
@@ -70,13 +67,10 @@ extension TURNServer {
     }
 
     mutating func handleChannelBind(
-        _ request: STUNMessage, _ identity: Identity, _ fiveTuple: FiveTuple, _ now: RelayTime
+        _ request: STUNMessage, _ allocation: Allocation, _ identity: Identity, _ fiveTuple: FiveTuple,
+        _ now: RelayTime
     ) -> [RelayAction] {
-        var allocation: Allocation
-        switch ownAllocation(request, identity, fiveTuple) {
-        case .found(let found): allocation = found
-        case .refused(let code): return reply(error(request, code), identity, fiveTuple)
-        }
+        var allocation = allocation
         guard let channel = try? request.channelNumber, configuration.channelNumbers.contains(channel),
             let peers = try? request.xorPeerAddresses, peers.count == 1
         else {

@@ -94,11 +94,17 @@ public struct TURNServer: Sendable {
     private mutating func dispatch(
         _ request: STUNMessage, _ identity: Identity, _ fiveTuple: FiveTuple, _ now: RelayTime
     ) -> [RelayAction] {
+        if request.type.method == .allocate { return handleAllocate(request, identity, fiveTuple, now) }
+        // The other methods act on the 5-tuple's allocation, made by the same user.
+        let allocation: Allocation
+        switch ownAllocation(request, identity, fiveTuple) {
+        case .found(let found): allocation = found
+        case .refused(let code): return reply(error(request, code), identity, fiveTuple)
+        }
         switch request.type.method {
-        case .allocate: return handleAllocate(request, identity, fiveTuple, now)
-        case .refresh: return handleRefresh(request, identity, fiveTuple, now)
-        case .createPermission: return handleCreatePermission(request, identity, fiveTuple, now)
-        default: return handleChannelBind(request, identity, fiveTuple, now)
+        case .refresh: return handleRefresh(request, allocation, identity, fiveTuple, now)
+        case .createPermission: return handleCreatePermission(request, allocation, identity, fiveTuple, now)
+        default: return handleChannelBind(request, allocation, identity, fiveTuple, now)
         }
     }
 
