@@ -44,6 +44,9 @@ struct Outbox {
 
     var datagrams: [Datagram] = []
     var streams: [(channel: any Channel, buffer: ByteBuffer)] = []
+    /// TCP and TLS connections to close once the lock is released: closing one on its event loop runs its
+    /// `channelInactive` at once, which takes the lock again (a trap in debug builds, a deadlock in release).
+    var closes: [any Channel] = []
     private var owned: [UnsafeMutableRawBufferPointer] = []
     private var order: [Int] = []
 

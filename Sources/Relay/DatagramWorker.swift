@@ -170,6 +170,8 @@ final class DatagramWorker: @unchecked Sendable {
                         deliver(outbox.streams)
                         outbox.streams.removeAll(keepingCapacity: true)
                     }
+                    for channel in outbox.closes { channel.close(promise: nil) }
+                    outbox.closes.removeAll()
                     if got < count { break }
                 }
             }

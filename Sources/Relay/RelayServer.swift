@@ -269,6 +269,7 @@ public final class RelayServer: Service, @unchecked Sendable {
             channel.write(buffer, promise: nil)
             markDirty(stream: channel)
         }
+        for channel in outbox.closes { channel.close(promise: nil) }
         return result
     }
 

@@ -191,7 +191,7 @@ extension RelayTables {
             streams[fiveTuple]?.backlog = backlog
             guard backlog <= Self.maximumReplyBacklog else {
                 counters.connectionsFailed += 1
-                connection.close(promise: nil)
+                outbox.closes.append(connection)
                 return
             }
         }

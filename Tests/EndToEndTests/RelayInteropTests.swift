@@ -419,6 +419,41 @@ func uclient(
         }
     }
 
+    /// A TCP client that sends requests and never reads the replies is cut once its unread replies pass the cap,
+    /// and the relay goes on serving everyone else. (The cut used to close the connection inside the tables' lock,
+    /// whose close handler takes the lock again: this test trapped on the debug build's error-checking mutex.)
+    @Test func aTCPClientThatDoesNotReadItsRepliesIsCut() async throws {
+        try await Self.withRelay { server in
+            let ports = try await #require(server.relay).boundPorts()
+            let stalled = try await TURNConnection.open(port: try #require(ports.tcp), receiveBuffer: 4096)
+            let credential = EphemeralCredential.make(
+                secret: Array(RelayInteropTests.secret.utf8), user: "alice",
+                expiry: Int64(Date().timeIntervalSince1970) + 600)
+            _ = try await stalled.allocate(username: credential.username, password: credential.password)
+            try await stalled.stopReading()
+            let peer = TransportAddress(ip: IPAddress("127.0.0.1")!, port: 9)
+            let batch = Array(repeating: try stalled.createPermissionRequest(peer), count: 500).flatMap { $0 }
+            // Each request gets a reply of some 70 bytes that the client never reads: past the kernel's buffers and
+            // the connection's write buffer they pile up in the relay until the cap cuts the connection, and the
+            // client's next writes fail. Up to 400 batches (200,000 requests, some 14 MB of replies).
+            var cut = false
+            for _ in 0..<400 {
+                do { try await stalled.send(batch) } catch {
+                    cut = true
+                    break
+                }
+            }
+            #expect(cut, "the relay kept a connection whose replies went unread")
+            try await SecureRelayTests.eventually {
+                try await server.metric(#"switchboard_relay_connections_total{outcome="failed"}"#) ?? 0 > 0
+            }
+            let other = try await TURNConnection.open(port: try #require(ports.tcp))
+            #expect(try await other.binding()?.type == .bindingSuccess)
+            try await other.close()
+            try? await stalled.close()
+        }
+    }
+
     /// `?call=ID` credentials are bound to the call: only its parties get them, and when it ends every allocation
     /// made with them ends at once and they are refused from then on; plain credentials are untouched.
     @Test func callScopedCredentialsEndWithTheCall() async throws {

@@ -75,13 +75,18 @@ final class TURNConnection: Sendable {
 
     /// A CreatePermission for `peer` with the Allocate's credential; true when it succeeded.
     func createPermission(_ peer: TransportAddress) async throws -> Bool {
+        try await send(try createPermissionRequest(peer))
+        return try await receive()?.type.messageClass == .successResponse
+    }
+
+    /// The bytes of a CreatePermission for `peer` with the Allocate's credential.
+    func createPermissionRequest(_ peer: TransportAddress) throws -> [UInt8] {
         guard let (key, attributes) = credential.withLock({ $0 }) else { throw TestFailure("no allocation") }
         let transaction = TransactionID.random()
         let request = STUNMessage(
             type: STUNMessageType(method: .createPermission, class: .request), transactionID: transaction,
             attributes: [.xorPeerAddress(peer, transactionID: transaction)] + attributes)
-        try await send(try request.encode(integrity: key, fingerprint: true))
-        return try await receive()?.type.messageClass == .successResponse
+        return try request.encode(integrity: key, fingerprint: true)
     }
 
     /// Stops reading from the socket: what the server sends piles up in the kernel, then in the server.
