@@ -27,16 +27,16 @@ struct AllocationTable: Sendable {
     /// The allocation of a 5-tuple whose relay socket is being bound.
     func pendingID(for fiveTuple: FiveTuple) -> AllocationID? { pendingByFiveTuple[fiveTuple] }
 
-    /// A live allocation, read or changed in place through optional chaining (`table[id]?.packetsToPeers += 1`):
-    /// the dictionary's own modify accessor, since a copy out and back would retain all of the allocation, once per
-    /// relayed packet. Never assign a whole allocation or nil here (``update(_:)`` replaces one): one is added by
-    /// ``promote(_:to:)`` and removed by ``remove(_:)``, which keep the indexes (debug builds check the first).
-    subscript(id: AllocationID) -> Allocation? {
-        get { allocations[id] }
-        _modify {
-            yield &allocations[id]
-            assert(allocations[id].map { byFiveTuple[$0.fiveTuple] == id && $0.id == id } ?? true)
-        }
+    /// A live allocation, to read. One is added by ``promote(_:to:)``, changed by ``modify(_:_:)`` or
+    /// ``update(_:)`` and removed by ``remove(_:)``, which keep the indexes.
+    subscript(id: AllocationID) -> Allocation? { allocations[id] }
+
+    /// Changes a live allocation in place (through the dictionary's own accessor: a copy out and back would
+    /// retain all of the allocation, once per relayed packet); nil when there is none. `body` cannot add or remove
+    /// one, and its id and 5-tuple are constants.
+    @discardableResult
+    mutating func modify<Result>(_ id: AllocationID, _ body: (inout Allocation) -> Result) -> Result? {
+        allocations[id]?.apply(body)
     }
 
     /// Replaces a live allocation with a changed copy of it (its id and 5-tuple are constant); one that ended in
@@ -186,4 +186,9 @@ struct AllocationTable: Sendable {
         let remaining = perUser[user, default: 1] - 1
         perUser[user] = remaining > 0 ? remaining : nil
     }
+}
+
+extension Allocation {
+    /// `body` on this allocation where it is (for ``AllocationTable/modify(_:_:)``'s optional chaining).
+    fileprivate mutating func apply<Result>(_ body: (inout Allocation) -> Result) -> Result { body(&self) }
 }

@@ -15,8 +15,10 @@ extension TURNServer {
         let peer = peers[0]
         guard table[id]?.hasPermission(for: peer.ip, at: now) == true else { return .dropped(.noPermission) }
         guard reachableOnRelay(peer) else { return .dropped(.forbiddenPeer) }
-        table[id]?.packetsToPeers += 1
-        table[id]?.bytesToPeers += UInt64(payload.count)
+        table.modify(id) { allocation in
+            allocation.packetsToPeers += 1
+            allocation.bytesToPeers += UInt64(payload.count)
+        }
         return .sendToPeer(id, payload: payload, peer: peer)
     }
 
@@ -27,14 +29,15 @@ extension TURNServer {
         // In place through the dictionary's modify accessor: reading an Allocation out would copy (and retain) all of
         // it, once per packet.
         guard let id = table.id(for: fiveTuple) else { return .drop(.noAllocation) }
-        return table[id]?.forwardFromClient(channel: channel, length: length, now: now) ?? .drop(.noAllocation)
+        return table.modify(id) { $0.forwardFromClient(channel: channel, length: length, now: now) }
+            ?? .drop(.noAllocation)
     }
 
     /// A datagram of `length` bytes from `peer` arrived on the relay socket of `allocation`.
     public mutating func fromPeer(_ peer: TransportAddress, length: Int, allocation id: AllocationID, now: RelayTime)
         -> PeerForward
     {
-        table[id]?.forwardFromPeer(peer, length: length, now: now) ?? .drop(.noAllocation)
+        table.modify(id) { $0.forwardFromPeer(peer, length: length, now: now) } ?? .drop(.noAllocation)
     }
 
     /// A Data indication carrying `payload` from `peer` (RFC 8656 §11.4).

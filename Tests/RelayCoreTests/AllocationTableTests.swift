@@ -69,7 +69,7 @@ import Testing
         #expect(table.pendingID(for: Self.tuple(1)) == nil)
     }
 
-    @Test func aReservationIsClaimedOnlyByItsUserAndOnlyOnceWithoutCountingTwice() {
+    @Test func aReservationIsClaimedOnlyByItsUserAndOnlyOnceWithoutCountingTwice() throws {
         var table = AllocationTable()
         let request = Self.pending(&table, "alice", port: 1, reserve: true)
         Self.open(&table, request)
@@ -83,23 +83,34 @@ import Testing
         #expect(table.claimReservation(7, by: "bob", now: start) == nil)
         #expect(table.claimReservation(8, by: "alice", now: start) == nil)
         #expect(table.claimReservation(7, by: "alice", now: start + .seconds(30)) == nil)
-        let claimed = table.claimReservation(7, by: "alice", now: start + .seconds(1))
-        #expect(claimed?.id == reserved)
+        let claim7 = table.claimReservation(7, by: "alice", now: start + .seconds(1))
+        let claimed = try #require(claim7)
+        #expect(claimed.id == reserved)
         #expect(table.claimReservation(7, by: "alice", now: start + .seconds(1)) == nil)
-        // The count moved to the Allocate that claimed it: still two until that one is made or forgotten.
+        // The count moves to the Allocate that claims it (not counted again), and leaves with it.
+        let claim = PendingAllocation(
+            id: claimed.id, fiveTuple: Self.tuple(2), relayAddress: relayIP, evenPort: false, reservation: nil,
+            reservedPort: claimed.address.port, transactionID: .random(), identity: Self.identity("alice"),
+            lifetime: .seconds(600))
+        table.addPending(claim, countInQuota: false)
         #expect(table.held(by: "alice") == 2)
+        Self.open(&table, claim)
+        #expect(table.held(by: "alice") == 2)
+        #expect(table.remove(fiveTuple: Self.tuple(2)) == [reserved])
+        #expect(table.held(by: "alice") == 1)
     }
 
     @Test func anUnclaimedReservationIsReleasedAtItsExpiry() {
         var table = AllocationTable()
+        let reserved = table.newID()
         table.addReservation(
             Reservation(
-                id: table.newID(), address: TransportAddress(ip: relayIP, port: 50_001), user: "alice", call: nil,
+                id: reserved, address: TransportAddress(ip: relayIP, port: 50_001), user: "alice", call: nil,
                 expiresAt: start + .seconds(30)),
             token: 7)
         #expect(table.expire(now: start + .seconds(29), channelReuseDelay: .seconds(300)) == [])
         #expect(table.held(by: "alice") == 1)
-        #expect(table.expire(now: start + .seconds(30), channelReuseDelay: .seconds(300)).count == 1)
+        #expect(table.expire(now: start + .seconds(30), channelReuseDelay: .seconds(300)) == [reserved])
         #expect(table.held(by: "alice") == 0)
         #expect(table.portsHeld == 0)
     }
@@ -132,12 +143,13 @@ import Testing
         var table = AllocationTable()
         let request = Self.pending(&table, "alice", port: 1)
         Self.open(&table, request)
-        table[request.id]?.packetsToPeers += 3
+        #expect(table.modify(request.id) { $0.packetsToPeers += 3 } != nil)
         #expect(table[request.id]?.packetsToPeers == 3)
         var copy = table[request.id]!
         copy.expiresAt = start + .seconds(1200)
         table.remove(request.id)
         table.update(copy)
+        #expect(table.modify(request.id) { $0.packetsToPeers += 1 } == nil)
         #expect(table[request.id] == nil)
         #expect(table.count == 0)
     }
@@ -147,10 +159,16 @@ import Testing
         let live = Self.pending(&table, "alice", port: 1)
         Self.open(&table, live)
         let waiting = Self.pending(&table, "bob", port: 2, reserve: true)
-        #expect(Set(table.removeAll()) == [live.id, waiting.id, waiting.reservation!])
+        let reserved = table.newID()
+        table.addReservation(
+            Reservation(
+                id: reserved, address: TransportAddress(ip: relayIP, port: 50_003), user: "alice", call: nil,
+                expiresAt: start + .seconds(30)),
+            token: 9)
+        #expect(Set(table.removeAll()) == [live.id, waiting.id, waiting.reservation!, reserved])
         #expect(table.held(by: "alice") == 0)
         #expect(table.held(by: "bob") == 0)
         #expect(table.portsHeld == 0)
-        #expect(table.newID().rawValue > waiting.reservation!.rawValue)
+        #expect(table.newID().rawValue > reserved.rawValue)
     }
 }
