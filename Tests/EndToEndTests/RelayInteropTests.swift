@@ -378,16 +378,22 @@ func uclient(
         }
     }
 
+    /// A TCP connection to the relay with an allocation of alice's (fresh REST credentials) and its relayed address.
+    static func allocateOverTCP(port: Int, receiveBuffer: Int? = nil) async throws -> (TURNConnection, TransportAddress)
+    {
+        let connection = try await TURNConnection.open(port: port, receiveBuffer: receiveBuffer)
+        let credential = EphemeralCredential.make(
+            secret: Array(RelayInteropTests.secret.utf8), user: "alice",
+            expiry: Int64(Date().timeIntervalSince1970) + 600)
+        return (connection, try await connection.allocate(username: credential.username, password: credential.password))
+    }
+
     /// A TCP client that stops reading costs the relay no more than its connection's write buffer: what a peer
     /// sends past that is dropped and counted (`congested`), and the relay goes on serving everyone else.
     @Test func aTCPClientThatStopsReadingIsBoundedNotBuffered() async throws {
         try await Self.withRelay { server in
             let ports = try await #require(server.relay).boundPorts()
-            let stalled = try await TURNConnection.open(port: try #require(ports.tcp), receiveBuffer: 4096)
-            let credential = EphemeralCredential.make(
-                secret: Array(RelayInteropTests.secret.utf8), user: "alice",
-                expiry: Int64(Date().timeIntervalSince1970) + 600)
-            let relayed = try await stalled.allocate(username: credential.username, password: credential.password)
+            let (stalled, relayed) = try await Self.allocateOverTCP(port: try #require(ports.tcp), receiveBuffer: 4096)
             let peer = try await DatagramBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                 .bind(host: "127.0.0.1", port: 0).get()
             defer { peer.close(promise: nil) }
@@ -425,11 +431,7 @@ func uclient(
     @Test func aTCPClientThatDoesNotReadItsRepliesIsCut() async throws {
         try await Self.withRelay { server in
             let ports = try await #require(server.relay).boundPorts()
-            let stalled = try await TURNConnection.open(port: try #require(ports.tcp), receiveBuffer: 4096)
-            let credential = EphemeralCredential.make(
-                secret: Array(RelayInteropTests.secret.utf8), user: "alice",
-                expiry: Int64(Date().timeIntervalSince1970) + 600)
-            _ = try await stalled.allocate(username: credential.username, password: credential.password)
+            let (stalled, _) = try await Self.allocateOverTCP(port: try #require(ports.tcp), receiveBuffer: 4096)
             try await stalled.stopReading()
             let peer = TransportAddress(ip: IPAddress("127.0.0.1")!, port: 9)
             let batch = Array(repeating: try stalled.createPermissionRequest(peer), count: 500).flatMap { $0 }

@@ -29,6 +29,17 @@ import Testing
         return request
     }
 
+    /// Holds port `port` for alice under `id` (30 s), as ``TURNServer/relayOpened(_:at:reserved:now:)`` does.
+    static func reserve(
+        _ table: inout AllocationTable, _ id: AllocationID, port: UInt16, call: String? = nil, token: UInt64
+    ) {
+        table.addReservation(
+            Reservation(
+                id: id, address: TransportAddress(ip: relayIP, port: port), user: "alice", call: call,
+                expiresAt: start + .seconds(30)),
+            token: token)
+    }
+
     /// Makes `request` live, as ``TURNServer/relayOpened(_:at:reserved:now:)`` does.
     static func open(_ table: inout AllocationTable, _ request: PendingAllocation, now: RelayTime = start) {
         let taken = table.takePending(request.id)!
@@ -74,11 +85,7 @@ import Testing
         let request = Self.pending(&table, "alice", port: 1, reserve: true)
         Self.open(&table, request)
         let reserved = request.reservation!
-        table.addReservation(
-            Reservation(
-                id: reserved, address: TransportAddress(ip: relayIP, port: 50_001), user: "alice", call: nil,
-                expiresAt: start + .seconds(30)),
-            token: 7)
+        Self.reserve(&table, reserved, port: 50_001, token: 7)
         #expect(table.held(by: "alice") == 2)
         #expect(table.claimReservation(7, by: "bob", now: start) == nil)
         #expect(table.claimReservation(8, by: "alice", now: start) == nil)
@@ -103,11 +110,7 @@ import Testing
     @Test func anUnclaimedReservationIsReleasedAtItsExpiry() {
         var table = AllocationTable()
         let reserved = table.newID()
-        table.addReservation(
-            Reservation(
-                id: reserved, address: TransportAddress(ip: relayIP, port: 50_001), user: "alice", call: nil,
-                expiresAt: start + .seconds(30)),
-            token: 7)
+        Self.reserve(&table, reserved, port: 50_001, token: 7)
         #expect(table.expire(now: start + .seconds(29), channelReuseDelay: .seconds(300)) == [])
         #expect(table.held(by: "alice") == 1)
         #expect(table.expire(now: start + .seconds(30), channelReuseDelay: .seconds(300)) == [reserved])
@@ -125,11 +128,7 @@ import Testing
         let plain = Self.pending(&table, "bob", port: 4)
         Self.open(&table, plain)
         let reservation = table.newID()
-        table.addReservation(
-            Reservation(
-                id: reservation, address: TransportAddress(ip: relayIP, port: 50_003), user: "alice", call: "c1",
-                expiresAt: start + .seconds(30)),
-            token: 9)
+        Self.reserve(&table, reservation, port: 50_003, call: "c1", token: 9)
         let closed = Set(table.remove(call: "c1"))
         #expect(closed == [live.id, waiting.id, waiting.reservation!, reservation])
         #expect(table.id(for: Self.tuple(3)) == other.id)
@@ -160,11 +159,7 @@ import Testing
         Self.open(&table, live)
         let waiting = Self.pending(&table, "bob", port: 2, reserve: true)
         let reserved = table.newID()
-        table.addReservation(
-            Reservation(
-                id: reserved, address: TransportAddress(ip: relayIP, port: 50_003), user: "alice", call: nil,
-                expiresAt: start + .seconds(30)),
-            token: 9)
+        Self.reserve(&table, reserved, port: 50_003, token: 9)
         #expect(Set(table.removeAll()) == [live.id, waiting.id, waiting.reservation!, reserved])
         #expect(table.held(by: "alice") == 0)
         #expect(table.held(by: "bob") == 0)
