@@ -175,12 +175,11 @@ struct AllocationTable: Sendable {
         let ids =
             Array(allocations.keys) + Array(pending.keys) + pending.values.compactMap(\.reservation)
             + reservations.values.map(\.id)
-        self = AllocationTable(nextID: nextID)
+        let next = nextID
+        self = AllocationTable()
+        nextID = next
         return ids
     }
-
-    private init(nextID: UInt64) { self.nextID = nextID }
-    init() {}
 
     private mutating func releaseQuota(_ user: String) {
         let remaining = perUser[user, default: 1] - 1

@@ -26,8 +26,6 @@ extension TURNServer {
     public mutating func channelData(_ channel: UInt16, length: Int, from fiveTuple: FiveTuple, now: RelayTime)
         -> ClientForward
     {
-        // In place through the dictionary's modify accessor: reading an Allocation out would copy (and retain) all of
-        // it, once per packet.
         guard let id = table.id(for: fiveTuple) else { return .drop(.noAllocation) }
         return table.modify(id) { $0.forwardFromClient(channel: channel, length: length, now: now) }
             ?? .drop(.noAllocation)
