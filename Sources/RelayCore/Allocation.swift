@@ -62,9 +62,29 @@ public struct PendingAllocation: Sendable {
     public let reservation: AllocationID?
     /// The Allocate claimed a reservation (RESERVATION-TOKEN): the socket of `id` is already bound, at this port.
     public let reservedPort: UInt16?
+    /// A dual allocation (ADDITIONAL-ADDRESS-FAMILY, RFC 8656 §7.2): bind a second relay socket, under its own id, on
+    /// this address of the other family, and report it to ``TURNServer/relayOpened(_:at:reserved:additional:now:)``
+    /// (nil there if it could not be bound: the allocation is made with its first family alone).
+    public let additional: AdditionalRelay?
+    /// Why the additional family the client asked for is not being allocated (ADDRESS-ERROR-CODE), if it is not.
+    let additionalRefusal: (family: AddressFamily, code: STUNErrorCode)?
     let transactionID: TransactionID
     let identity: Identity
     let lifetime: Duration
+}
+
+/// The second relay socket of a dual allocation (RFC 8656 §7.2): its own id (the adapter names relay sockets by id)
+/// and the address of the other family to bind it on.
+public struct AdditionalRelay: Sendable {
+    public let id: AllocationID
+    public let relayAddress: IPAddress
+}
+
+/// One relayed transport address of an allocation and the id of its relay socket: the allocation's own id for the
+/// first, another id for the second of a dual allocation (RFC 8656 §7.2).
+struct RelayedAddress {
+    let socket: AllocationID
+    let address: TransportAddress
 }
 
 /// A relayed port held for the Allocate that names its RESERVATION-TOKEN (RFC 8656 §7.2): the odd port next to an
@@ -96,7 +116,8 @@ struct Allocation {
     let id: AllocationID
     let fiveTuple: FiveTuple
     let identity: Identity
-    let relayedAddress: TransportAddress
+    /// One relayed address, or two of different families (a dual allocation); never none.
+    var relayed: [RelayedAddress]
     let createdAt: RelayTime
     var expiresAt: RelayTime
     var permissions: [IPAddress: Permission] = [:]
@@ -111,6 +132,14 @@ struct Allocation {
     var packetsFromPeers: UInt64 = 0
     var bytesFromPeers: UInt64 = 0
 
+    /// The first relayed address (the IPv4 one of a dual allocation, unless that was deleted).
+    var relayedAddress: TransportAddress { relayed[0].address }
+
+    /// The relay socket that reaches peers of `family`, if the allocation has a relayed address of that family.
+    func socket(for family: AddressFamily) -> AllocationID? {
+        relayed.first { $0.address.ip.family == family }?.socket
+    }
+
     func hasPermission(for ip: IPAddress, at now: RelayTime) -> Bool {
         guard let permission = permissions[ip] else { return false }
         return permission.expiresAt > now
@@ -121,9 +150,11 @@ struct Allocation {
         guard expiresAt > now else { return .drop(.noAllocation) }
         guard let bound = channels[channel], bound.expiresAt > now else { return .drop(.noChannel) }
         guard hasPermission(for: bound.peer.ip, at: now) else { return .drop(.noPermission) }
+        // The relayed address of the peer's family may have been deleted from a dual allocation (RFC 8656 §7.3).
+        guard let socket = socket(for: bound.peer.ip.family) else { return .drop(.noAllocation) }
         packetsToPeers += 1
         bytesToPeers += UInt64(length)
-        return .toPeer(id, bound.peer)
+        return .toPeer(socket, bound.peer)
     }
 
     /// How a datagram from `peer` reaches the client, counting it when relayed.
@@ -147,7 +178,10 @@ public struct AllocationInfo: Sendable, Hashable {
     /// The call its credentials are bound to (call-scoped credentials), or nil.
     public var call: String?
     public var fiveTuple: FiveTuple
+    /// The first relayed address (IPv4 for a dual allocation).
     public var relayedAddress: TransportAddress
+    /// Every relayed address: two, of different families, for a dual allocation (RFC 8656 §7.2).
+    public var relayedAddresses: [TransportAddress]
     /// Peer IPs with a live permission.
     public var permissions: [IPAddress]
     /// Bound channels and their peers.

@@ -1,3 +1,5 @@
+import STUN
+
 /// The allocation table (RFC 8656 §2.2) and the indexes that must stay in step with it: live allocations by id
 /// and by 5-tuple, allocations whose relay socket is being bound, reserved ports (EVEN-PORT R = 1), and how many of
 /// those each user holds. Every change goes through a method here, so no caller can update one index and forget
@@ -9,6 +11,10 @@
 struct AllocationTable: Sendable {
     private(set) var allocations: [AllocationID: Allocation] = [:]
     private var byFiveTuple: [FiveTuple: AllocationID] = [:]
+    /// The allocation of each second relay socket of a dual allocation (a first socket has its allocation's id).
+    private var bySocket: [AllocationID: AllocationID] = [:]
+    /// Relayed addresses of live allocations (two for a dual one until one family is deleted).
+    private var liveRelayedAddresses = 0
     private(set) var pending: [AllocationID: PendingAllocation] = [:]
     private var pendingByFiveTuple: [FiveTuple: AllocationID] = [:]
     private(set) var reservations: [UInt64: Reservation] = [:]
@@ -23,6 +29,9 @@ struct AllocationTable: Sendable {
 
     /// The live allocation of a 5-tuple.
     func id(for fiveTuple: FiveTuple) -> AllocationID? { byFiveTuple[fiveTuple] }
+
+    /// The live allocation whose relay socket is `socket`.
+    func id(forSocket socket: AllocationID) -> AllocationID { bySocket[socket] ?? socket }
 
     /// The allocation of a 5-tuple whose relay socket is being bound.
     func pendingID(for fiveTuple: FiveTuple) -> AllocationID? { pendingByFiveTuple[fiveTuple] }
@@ -49,11 +58,13 @@ struct AllocationTable: Sendable {
     /// How many allocations, pending allocations and reservations `user` holds.
     func held(by user: String) -> Int { perUser[user, default: 0] }
 
-    /// Relayed ports held in all: live and pending allocations, the reservations pending allocations will make,
-    /// and reservations.
+    /// Relayed ports held in all: live allocations' relayed addresses (two for a dual one), pending allocations
+    /// and the second sockets and reservations they will make, and reservations.
     var portsHeld: Int {
-        let pendingReservations = pending.values.reduce(0) { $0 + ($1.reservation == nil ? 0 : 1) }
-        return allocations.count + pending.count + pendingReservations + reservations.count
+        let pendingExtra = pending.values.reduce(0) {
+            $0 + ($1.reservation == nil ? 0 : 1) + ($1.additional == nil ? 0 : 1)
+        }
+        return liveRelayedAddresses + pending.count + pendingExtra + reservations.count
     }
 
     /// A fresh id, never given out before in this table.
@@ -84,6 +95,10 @@ struct AllocationTable: Sendable {
     mutating func promote(_ request: PendingAllocation, to allocation: Allocation) {
         allocations[allocation.id] = allocation
         byFiveTuple[request.fiveTuple] = allocation.id
+        for relayed in allocation.relayed where relayed.socket != allocation.id {
+            bySocket[relayed.socket] = allocation.id
+        }
+        liveRelayedAddresses += allocation.relayed.count
     }
 
     /// Holds a reserved port under `token`, counted for its user.
@@ -109,15 +124,29 @@ struct AllocationTable: Sendable {
     mutating func remove(_ id: AllocationID) -> [AllocationID] {
         guard let allocation = allocations.removeValue(forKey: id) else { return [] }
         byFiveTuple[allocation.fiveTuple] = nil
+        for relayed in allocation.relayed { bySocket[relayed.socket] = nil }
+        liveRelayedAddresses -= allocation.relayed.count
         releaseQuota(allocation.identity.user)
-        return [id]
+        return allocation.relayed.map(\.socket)
+    }
+
+    /// Deletes the relayed address of `family` from a dual allocation (RFC 8656 §7.3), or the allocation if that
+    /// was its only one.
+    mutating func remove(_ id: AllocationID, family: AddressFamily) -> [AllocationID] {
+        guard let allocation = allocations[id] else { return [] }
+        guard allocation.relayed.count > 1 else { return remove(id) }
+        guard let socket = allocation.socket(for: family) else { return [] }
+        allocations[id]?.relayed.removeAll { $0.socket == socket }
+        bySocket[socket] = nil
+        liveRelayedAddresses -= 1
+        return [socket]
     }
 
     /// Forgets an allocation still being made: its socket closes, and so does the one of the reservation it makes.
     mutating func removePending(_ id: AllocationID) -> [AllocationID] {
         guard let request = takePending(id) else { return [] }
         releaseQuota(request.identity.user)
-        return [id] + (request.reservation.map { [$0] } ?? [])
+        return [id] + (request.reservation.map { [$0] } ?? []) + (request.additional.map { [$0.id] } ?? [])
     }
 
     /// Releases the port a reservation holds.
@@ -173,7 +202,8 @@ struct AllocationTable: Sendable {
     /// Empties the table (shutdown).
     mutating func removeAll() -> [AllocationID] {
         let ids =
-            Array(allocations.keys) + Array(pending.keys) + pending.values.compactMap(\.reservation)
+            allocations.values.flatMap { $0.relayed.map(\.socket) } + Array(pending.keys)
+            + pending.values.compactMap(\.reservation) + pending.values.compactMap(\.additional?.id)
             + reservations.values.map(\.id)
         let next = nextID
         self = AllocationTable()

@@ -4,12 +4,14 @@ public import STUN
 public enum RelayAction: Sendable {
     /// Send `bytes` from the server socket `to.server` to the client `to.client`.
     case sendToClient([UInt8], to: FiveTuple)
-    /// Bind a relay socket for this allocation, then call ``TURNServer/relayOpened(_:at:now:)`` or
-    /// ``TURNServer/relayFailed(_:)``.
+    /// Bind a relay socket for this allocation (and those of its reservation or its second family), then call
+    /// ``TURNServer/relayOpened(_:at:reserved:additional:now:)`` or ``TURNServer/relayFailed(_:)``.
     case openRelay(PendingAllocation)
-    /// The allocation ended: close its relay socket.
+    /// The relay socket of this id is done with (its allocation or reservation ended, or the relayed address of one
+    /// family was deleted from a dual allocation): close it.
     case closeRelay(AllocationID)
-    /// Send `payload` from the allocation's relay socket to `peer` (a Send indication).
+    /// Send `payload` from the relay socket of this id (the allocation's, or its second of a dual allocation) to
+    /// `peer` (a Send indication).
     case sendToPeer(AllocationID, payload: [UInt8], peer: TransportAddress)
     /// A datagram was dropped; count it.
     case dropped(RelayDropReason)
@@ -43,6 +45,7 @@ public enum RelayDropReason: String, Sendable, Hashable, CaseIterable {
 
 /// Where the payload of a client's ChannelData goes.
 public enum ClientForward: Sendable, Equatable {
+    /// Send from the relay socket of this id (the one of the peer's family) to the peer.
     case toPeer(AllocationID, TransportAddress)
     case drop(RelayDropReason)
 }

@@ -31,13 +31,18 @@ extension TURNServer {
         } catch {
             return reply(self.error(request, .badRequest), identity, fiveTuple)
         }
-        // A reservation names its port and family already (RFC 8656 §7.2 step 4).
-        if token != nil && (evenPort != nil || request.attribute(.requestedAddressFamily) != nil) {
+        let requestsFamily = request.attribute(.requestedAddressFamily) != nil
+        let requestsAdditional = request.attribute(.additionalAddressFamily) != nil
+        // A reservation names its port and family already (RFC 8656 §7.2 step 7); a family is either requested or
+        // added, not both (step 4).
+        if token != nil && (evenPort != nil || requestsFamily || requestsAdditional)
+            || requestsFamily && requestsAdditional
+        {
             return reply(error(request, .badRequest), identity, fiveTuple)
         }
         if let token { return claimReservation(token, request, identity, fiveTuple, now) }
         var family = AddressFamily.ipv4
-        if request.attribute(.requestedAddressFamily) != nil {
+        if requestsFamily {
             guard let requested = try? request.requestedAddressFamily else {
                 return reply(error(request, .badRequest), identity, fiveTuple)
             }
@@ -46,20 +51,40 @@ extension TURNServer {
         guard let relayAddress = configuration.relayAddresses[family] else {
             return reply(error(request, .addressFamilyNotSupported), identity, fiveTuple)
         }
+        // ADDITIONAL-ADDRESS-FAMILY may only add IPv6 to the IPv4 address (§18.11). A relay without IPv6 still
+        // allocates the IPv4 one and says why not the other in ADDRESS-ERROR-CODE (§7.2 step 8).
+        var additional: AdditionalRelay?
+        var additionalRefusal: (family: AddressFamily, code: STUNErrorCode)?
+        if requestsAdditional {
+            guard (try? request.additionalAddressFamily) == .ipv6 else {
+                return reply(error(request, .badRequest), identity, fiveTuple)
+            }
+            if let address = configuration.relayAddresses[.ipv6] {
+                additional = AdditionalRelay(id: AllocationID(rawValue: 0), relayAddress: address)
+            } else {
+                additionalRefusal = (.ipv6, .addressFamilyNotSupported)
+            }
+        }
         // A reservation holds a port as an allocation does, so it counts against the user's quota and the total,
-        // from the request that makes it until it is claimed (then as the allocation) or released.
+        // from the request that makes it until it is claimed (then as the allocation) or released. A dual
+        // allocation is one allocation of the user's, holding two ports.
         let reserve = evenPort == true
         guard table.held(by: identity.user) + (reserve ? 2 : 1) <= configuration.maximumAllocationsPerUser else {
             return reply(error(request, .allocationQuotaReached), identity, fiveTuple)
         }
-        guard table.portsHeld + (reserve ? 1 : 0) < configuration.maximumAllocations else {
+        let extraPorts = (reserve ? 1 : 0) + (additional == nil ? 0 : 1)
+        guard table.portsHeld + extraPorts < configuration.maximumAllocations else {
             return reply(error(request, .insufficientCapacity), identity, fiveTuple)
         }
         let id = table.newID()
         let reservation = reserve ? table.newID() : nil
+        if let address = additional?.relayAddress {
+            additional = AdditionalRelay(id: table.newID(), relayAddress: address)
+        }
         let allocation = PendingAllocation(
             id: id, fiveTuple: fiveTuple, relayAddress: relayAddress, evenPort: evenPort != nil,
-            reservation: reservation, reservedPort: nil, transactionID: request.transactionID, identity: identity,
+            reservation: reservation, reservedPort: nil, additional: additional, additionalRefusal: additionalRefusal,
+            transactionID: request.transactionID, identity: identity,
             lifetime: grantedLifetime(requested: try? request.lifetime, identity, now))
         table.addPending(allocation, countInQuota: true)
         return [.openRelay(allocation)]
@@ -75,27 +100,42 @@ extension TURNServer {
         }
         let allocation = PendingAllocation(
             id: reservation.id, fiveTuple: fiveTuple, relayAddress: reservation.address.ip, evenPort: false,
-            reservation: nil, reservedPort: reservation.address.port, transactionID: request.transactionID,
-            identity: identity, lifetime: grantedLifetime(requested: try? request.lifetime, identity, now))
+            reservation: nil, reservedPort: reservation.address.port, additional: nil, additionalRefusal: nil,
+            transactionID: request.transactionID, identity: identity,
+            lifetime: grantedLifetime(requested: try? request.lifetime, identity, now))
         // The reservation was counted in the user's quota already: the allocation takes its place.
         table.addPending(allocation, countInQuota: false)
         return [.openRelay(allocation)]
     }
 
     /// The adapter bound the relay socket of a pending allocation at `relayedAddress` (and, for EVEN-PORT R = 1,
-    /// the socket of its reservation at `reserved`, the next-higher port).
+    /// the socket of its reservation at `reserved`, the next-higher port; for a dual allocation, the socket of its
+    /// other family at `additional`, or nil if that one could not be bound).
     public mutating func relayOpened(
-        _ id: AllocationID, at relayedAddress: TransportAddress, reserved: TransportAddress? = nil, now: RelayTime
+        _ id: AllocationID, at relayedAddress: TransportAddress, reserved: TransportAddress? = nil,
+        additional: TransportAddress? = nil, now: RelayTime
     ) -> [RelayAction] {
+        // An allocation that ended while its socket was being bound (its call ended, its connection closed): the
+        // adapter closes the socket, and the second one of a dual allocation, which it has not registered yet.
         guard let request = table.takePending(id) else { return [.closeRelay(id)] }
+        var relayed = [RelayedAddress(socket: id, address: relayedAddress)]
+        var refusal = request.additionalRefusal
+        if let second = request.additional {
+            if let additional {
+                relayed.append(RelayedAddress(socket: second.id, address: additional))
+            } else {
+                refusal = (second.relayAddress.family, .insufficientCapacity)
+            }
+        }
         var allocation = Allocation(
-            id: id, fiveTuple: request.fiveTuple, identity: request.identity, relayedAddress: relayedAddress,
+            id: id, fiveTuple: request.fiveTuple, identity: request.identity, relayed: relayed,
             createdAt: now, expiresAt: now + request.lifetime, allocateTransaction: request.transactionID)
-        var attributes: [STUNAttribute] = [
-            .xorRelayedAddress(relayedAddress, transactionID: request.transactionID),
-            .lifetime(UInt32(request.lifetime.relayMilliseconds / 1000)),
-            .xorMappedAddress(request.fiveTuple.client, transactionID: request.transactionID),
-        ]
+        var attributes: [STUNAttribute] =
+            relayed.map { .xorRelayedAddress($0.address, transactionID: request.transactionID) } + [
+                .lifetime(UInt32(request.lifetime.relayMilliseconds / 1000)),
+                .xorMappedAddress(request.fiveTuple.client, transactionID: request.transactionID),
+            ]
+        if let refusal { attributes.append(.addressErrorCode(family: refusal.family, refusal.code)) }
         if let reservation = request.reservation, let reserved {
             let token = reservationToken(for: reservation)
             table.addReservation(
@@ -150,17 +190,22 @@ extension TURNServer {
     ) -> [RelayAction] {
         var allocation = allocation
         let id = allocation.id
+        var family: AddressFamily?
         if request.attribute(.requestedAddressFamily) != nil {
-            guard let family = try? request.requestedAddressFamily else {
+            guard let requested = try? request.requestedAddressFamily else {
                 return reply(error(request, .badRequest), identity, fiveTuple)
             }
-            if family != allocation.relayedAddress.ip.family {
+            if allocation.socket(for: requested) == nil {
                 return reply(error(request, .peerAddressFamilyMismatch), identity, fiveTuple)
             }
+            family = requested
         }
         let requested = try? request.lifetime
         if requested == 0 {
-            let closed = table.remove(id).map { RelayAction.closeRelay($0) }
+            // With REQUESTED-ADDRESS-FAMILY, only that family's relayed address of a dual allocation is deleted.
+            let closed = (family.map { table.remove(id, family: $0) } ?? table.remove(id)).map {
+                RelayAction.closeRelay($0)
+            }
             return reply(response(request, attributes: [.lifetime(0)]), identity, fiveTuple) + closed
         }
         let lifetime = grantedLifetime(requested: requested, identity, now)

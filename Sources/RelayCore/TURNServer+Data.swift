@@ -15,11 +15,12 @@ extension TURNServer {
         let peer = peers[0]
         guard table[id]?.hasPermission(for: peer.ip, at: now) == true else { return .dropped(.noPermission) }
         guard reachableOnRelay(peer) else { return .dropped(.forbiddenPeer) }
+        guard let socket = table[id]?.socket(for: peer.ip.family) else { return .dropped(.noAllocation) }
         table.modify(id) { allocation in
             allocation.packetsToPeers += 1
             allocation.bytesToPeers += UInt64(payload.count)
         }
-        return .sendToPeer(id, payload: payload, peer: peer)
+        return .sendToPeer(socket, payload: payload, peer: peer)
     }
 
     /// ChannelData a client sent to the server socket: where its `length`-byte payload goes.
@@ -31,11 +32,15 @@ extension TURNServer {
             ?? .drop(.noAllocation)
     }
 
-    /// A datagram of `length` bytes from `peer` arrived on the relay socket of `allocation`.
-    public mutating func fromPeer(_ peer: TransportAddress, length: Int, allocation id: AllocationID, now: RelayTime)
+    /// A datagram of `length` bytes from `peer` arrived on the relay socket `socket` (an allocation's own id, or the
+    /// second socket of a dual allocation).
+    public mutating func fromPeer(
+        _ peer: TransportAddress, length: Int, allocation socket: AllocationID, now: RelayTime
+    )
         -> PeerForward
     {
-        table.modify(id) { $0.forwardFromPeer(peer, length: length, now: now) } ?? .drop(.noAllocation)
+        table.modify(table.id(forSocket: socket)) { $0.forwardFromPeer(peer, length: length, now: now) }
+            ?? .drop(.noAllocation)
     }
 
     /// A Data indication carrying `payload` from `peer` (RFC 8656 §11.4).

@@ -27,7 +27,8 @@ extension TURNServer {
     private func checkPeer(_ peer: TransportAddress, for allocation: Allocation, port: Bool) -> STUNErrorCode? {
         if !configuration.peerPolicy.permits(peer.ip) { return .forbidden }
         if port && !reachableOnRelay(peer) { return .forbidden }
-        if peer.ip.family != allocation.relayedAddress.ip.family {
+        // A peer is reached from the relayed address of its family: a dual allocation reaches both (RFC 8656 §9.1).
+        if allocation.socket(for: peer.ip.family) == nil {
             return .peerAddressFamilyMismatch
         }
         return nil

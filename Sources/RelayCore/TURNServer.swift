@@ -150,7 +150,7 @@ public struct TURNServer: Sendable {
             AllocationInfo(
                 id: allocation.id, user: allocation.identity.user, username: allocation.identity.username,
                 call: allocation.identity.call, fiveTuple: allocation.fiveTuple,
-                relayedAddress: allocation.relayedAddress,
+                relayedAddress: allocation.relayedAddress, relayedAddresses: allocation.relayed.map(\.address),
                 permissions: allocation.permissions.filter { $0.value.expiresAt > now }.keys.sorted {
                     $0.description < $1.description
                 },

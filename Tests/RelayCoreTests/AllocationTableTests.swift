@@ -18,13 +18,16 @@ import Testing
 
     /// A pending allocation of `user` on client port `port`, optionally making a reservation.
     static func pending(
-        _ table: inout AllocationTable, _ user: String, port: UInt16, reserve: Bool = false, call: String? = nil
+        _ table: inout AllocationTable, _ user: String, port: UInt16, reserve: Bool = false, call: String? = nil,
+        dual: Bool = false
     ) -> PendingAllocation {
         let id = table.newID()
         let request = PendingAllocation(
             id: id, fiveTuple: tuple(port), relayAddress: relayIP, evenPort: reserve,
-            reservation: reserve ? table.newID() : nil, reservedPort: nil, transactionID: .random(),
-            identity: identity(user, call: call), lifetime: .seconds(600))
+            reservation: reserve ? table.newID() : nil, reservedPort: nil,
+            additional: dual ? AdditionalRelay(id: table.newID(), relayAddress: IPAddress("2001:db8::10")!) : nil,
+            additionalRefusal: nil, transactionID: .random(), identity: identity(user, call: call),
+            lifetime: .seconds(600))
         table.addPending(request, countInQuota: true)
         return request
     }
@@ -43,12 +46,42 @@ import Testing
     /// Makes `request` live, as ``TURNServer/relayOpened(_:at:reserved:now:)`` does.
     static func open(_ table: inout AllocationTable, _ request: PendingAllocation, now: RelayTime = start) {
         let taken = table.takePending(request.id)!
+        let second = taken.additional.map {
+            RelayedAddress(socket: $0.id, address: TransportAddress(ip: $0.relayAddress, port: 50_001))
+        }
         table.promote(
             taken,
             to: Allocation(
                 id: taken.id, fiveTuple: taken.fiveTuple, identity: taken.identity,
-                relayedAddress: TransportAddress(ip: relayIP, port: 50_000), createdAt: now,
-                expiresAt: now + taken.lifetime, allocateTransaction: taken.transactionID))
+                relayed: [RelayedAddress(socket: taken.id, address: TransportAddress(ip: relayIP, port: 50_000))]
+                    + (second.map { [$0] } ?? []),
+                createdAt: now, expiresAt: now + taken.lifetime, allocateTransaction: taken.transactionID))
+    }
+
+    @Test func aDualAllocationHoldsTwoPortsUnderOnePlaceAndClosesBothSockets() throws {
+        var table = AllocationTable()
+        let request = Self.pending(&table, "alice", port: 1, dual: true)
+        let second = try #require(request.additional?.id)
+        #expect(table.held(by: "alice") == 1 && table.portsHeld == 2)
+        #expect(table.removePending(request.id) == [request.id, second])
+        #expect(table.held(by: "alice") == 0 && table.portsHeld == 0)
+
+        let live = Self.pending(&table, "alice", port: 2, dual: true)
+        let liveSecond = try #require(live.additional?.id)
+        Self.open(&table, live)
+        #expect(table.held(by: "alice") == 1 && table.portsHeld == 2)
+        #expect(table.id(forSocket: liveSecond) == live.id && table.id(forSocket: live.id) == live.id)
+        #expect(Set(table.removeAll()) == [live.id, liveSecond])
+
+        // Deleting one family keeps the allocation on the other; deleting the last ends it.
+        let third = Self.pending(&table, "alice", port: 3, dual: true)
+        let thirdSecond = try #require(third.additional?.id)
+        Self.open(&table, third)
+        #expect(table.remove(third.id, family: .ipv4) == [third.id])
+        #expect(table[third.id]?.relayed.map(\.socket) == [thirdSecond])
+        #expect(table.id(forSocket: thirdSecond) == third.id && table.portsHeld == 1)
+        #expect(table.remove(third.id, family: .ipv6) == [thirdSecond])
+        #expect(table[third.id] == nil && table.held(by: "alice") == 0 && table.portsHeld == 0)
     }
 
     @Test func anAllocationIsCountedOnceFromPendingToLiveAndReleasedWhenItEnds() {
@@ -97,7 +130,8 @@ import Testing
         // The count moves to the Allocate that claims it (not counted again), and leaves with it.
         let claim = PendingAllocation(
             id: claimed.id, fiveTuple: Self.tuple(2), relayAddress: relayIP, evenPort: false, reservation: nil,
-            reservedPort: claimed.address.port, transactionID: .random(), identity: Self.identity("alice"),
+            reservedPort: claimed.address.port, additional: nil, additionalRefusal: nil, transactionID: .random(),
+            identity: Self.identity("alice"),
             lifetime: .seconds(600))
         table.addPending(claim, countInQuota: false)
         #expect(table.held(by: "alice") == 2)

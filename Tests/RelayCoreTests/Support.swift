@@ -66,8 +66,11 @@ struct Client {
     ) -> STUNMessage? {
         var actions = send(method, attributes, peers: peers, to: &server, now: now, transaction: transaction)
         if case .openRelay(let pending) = actions.first {
+            // A dual allocation's second socket takes the port above the first.
+            let additional = pending.additional.map { TransportAddress(ip: $0.relayAddress, port: nextRelayPort + 1) }
             actions = server.relayOpened(
-                pending.id, at: TransportAddress(ip: pending.relayAddress, port: nextRelayPort), now: now)
+                pending.id, at: TransportAddress(ip: pending.relayAddress, port: nextRelayPort), additional: additional,
+                now: now)
             nextRelayPort += 2
         }
         return Self.reply(actions)

@@ -74,6 +74,8 @@ public struct IPAddress: Sendable, Hashable, CustomStringConvertible, LosslessSt
 
     public var isIPv4: Bool { family == .ipv4 }
     public var isIPv6: Bool { family == .ipv6 }
+    /// `0.0.0.0` or `::`: a socket bound to it listens on every address of its family.
+    public var isUnspecified: Bool { high == 0 && low == 0 }
 
     /// The 32-bit value of an IPv4 address; nil for IPv6.
     public var ipv4Value: UInt32? { family == .ipv4 ? UInt32(truncatingIfNeeded: low) : nil }
