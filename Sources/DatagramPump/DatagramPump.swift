@@ -180,6 +180,7 @@ package final class DatagramSender {
     private let lengths: UnsafeMutablePointer<Int>
     private let destinations: UnsafeMutablePointer<sockaddr_storage>
     private let destinationLengths: UnsafeMutablePointer<UInt32>
+    private let sources: UnsafeMutablePointer<sockaddr_storage>
     private static let capacity = Int(SB_BATCH_MAX)
 
     package init() {
@@ -187,6 +188,7 @@ package final class DatagramSender {
         lengths = .allocate(capacity: Self.capacity)
         destinations = .allocate(capacity: Self.capacity)
         destinationLengths = .allocate(capacity: Self.capacity)
+        sources = .allocate(capacity: Self.capacity)
     }
 
     deinit {
@@ -194,14 +196,18 @@ package final class DatagramSender {
         lengths.deallocate()
         destinations.deallocate()
         destinationLengths.deallocate()
+        sources.deallocate()
     }
 
     /// Sends `count` datagrams from `fd`, the `index`-th being `datagram(index)`: its bytes, their length and its
-    /// destination. Returns how many were not sent, each also named to `dropped`.
+    /// destination; with `source`, each leaves from the local address `source(index)` names (IP_PKTINFO: a socket
+    /// bound to a wildcard address answers from the address a request came to), or as the kernel picks for nil.
+    /// Returns how many were not sent, each also named to `dropped`.
     @discardableResult
     package func send(
         from fd: Int32, count: Int,
         _ datagram: (Int) -> (pointer: UnsafeRawPointer, length: Int, to: TransportAddress),
+        source: ((Int) -> IPAddress?)? = nil,
         dropped onDrop: (Int) -> Void = { _ in }
     ) -> Int {
         var start = 0
@@ -213,8 +219,18 @@ package final class DatagramSender {
                 destinationLengths[index] = SocketAddressBytes.write(write.to, into: &destinations[index])
                 buffers[index] = UnsafeMutableRawPointer(mutating: write.pointer)
                 lengths[index] = write.length
+                if let source {
+                    if let ip = source(start + index) {
+                        _ = SocketAddressBytes.write(TransportAddress(ip: ip, port: 0), into: &sources[index])
+                    } else {
+                        sources[index].ss_family = sa_family_t(AF_UNSPEC)
+                    }
+                }
             }
-            let sent = Int(sb_send_batch(fd, buffers, lengths, destinations, destinationLengths, UInt32(chunk)))
+            let sent = Int(
+                sb_send_batch(
+                    fd, buffers, lengths, destinations, destinationLengths, source == nil ? nil : sources,
+                    UInt32(chunk)))
             if sent > 0 && sent < chunk {
                 // sendmmsg stops at the first datagram it cannot send and reports that error on the next call.
                 start += sent

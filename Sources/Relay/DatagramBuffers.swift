@@ -13,6 +13,8 @@ import STUN
 struct ReadSlots {
     let slots: UnsafeMutableRawPointer
     let sources: UnsafeMutablePointer<sockaddr_storage>
+    /// Each datagram's local address (IP_PKTINFO), read on a server socket bound to a wildcard address only.
+    let locals: UnsafeMutablePointer<sockaddr_storage>?
     let lengths: UnsafeMutablePointer<UInt32>
     let truncated: UnsafeMutablePointer<Int32>
     let count: Int
@@ -39,6 +41,8 @@ struct Outbox {
         var pointer: UnsafeRawPointer
         var length: Int
         var to: TransportAddress
+        /// The local address to send from (IP_PKTINFO), or nil for the socket's own.
+        var from: IPAddress?
         var kind: Kind
     }
 
@@ -49,17 +53,24 @@ struct Outbox {
     var closes: [any Channel] = []
     private var owned: [UnsafeMutableRawBufferPointer] = []
     private var order: [Int] = []
+    /// Some datagram names its source address.
+    private var sourced = false
 
-    mutating func append(_ pointer: UnsafeRawPointer, length: Int, fd: Int32, to: TransportAddress, kind: Kind) {
-        datagrams.append(Datagram(fd: fd, pointer: pointer, length: length, to: to, kind: kind))
+    mutating func append(
+        _ pointer: UnsafeRawPointer, length: Int, fd: Int32, to: TransportAddress, from: IPAddress? = nil, kind: Kind
+    ) {
+        datagrams.append(Datagram(fd: fd, pointer: pointer, length: length, to: to, from: from, kind: kind))
+        if from != nil { sourced = true }
     }
 
     /// Queues a copy of `bytes`.
-    mutating func append(copying bytes: UnsafeRawBufferPointer, fd: Int32, to: TransportAddress, kind: Kind) {
+    mutating func append(
+        copying bytes: UnsafeRawBufferPointer, fd: Int32, to: TransportAddress, from: IPAddress? = nil, kind: Kind
+    ) {
         let copy = UnsafeMutableRawBufferPointer.allocate(byteCount: max(bytes.count, 1), alignment: 8)
         if let base = bytes.baseAddress { copy.baseAddress!.copyMemory(from: base, byteCount: bytes.count) }
         owned.append(copy)
-        append(UnsafeRawPointer(copy.baseAddress!), length: bytes.count, fd: fd, to: to, kind: kind)
+        append(UnsafeRawPointer(copy.baseAddress!), length: bytes.count, fd: fd, to: to, from: from, kind: kind)
     }
 
     /// Forgets the datagrams unsent.
@@ -67,6 +78,7 @@ struct Outbox {
         for buffer in owned { buffer.deallocate() }
         owned.removeAll(keepingCapacity: true)
         datagrams.removeAll(keepingCapacity: true)
+        sourced = false
     }
 
     /// Sends the datagrams, in order within each socket and one `sendmmsg` run per socket, and tallies what went
@@ -87,13 +99,18 @@ struct Outbox {
             var end = start + 1
             while end < order.count && datagrams[order[end]].fd == fd { end += 1 }
             for index in order[start..<end] { counters.count(datagrams[index].kind, by: 1) }
-            _ = sender.send(from: fd, count: end - start) { offset in
-                let datagram = datagrams[order[start + offset]]
-                return (datagram.pointer, datagram.length, datagram.to)
-            } dropped: { offset in
-                counters.count(datagrams[order[start + offset]].kind, by: -1)
-                counters.drops[.congested, default: 0] += 1
-            }
+            let first = start
+            let source: ((Int) -> IPAddress?)? = sourced ? { datagrams[order[first + $0]].from } : nil
+            _ = sender.send(
+                from: fd, count: end - start,
+                { offset in
+                    let datagram = datagrams[order[first + offset]]
+                    return (datagram.pointer, datagram.length, datagram.to)
+                }, source: source,
+                dropped: { offset in
+                    counters.count(datagrams[order[first + offset]].kind, by: -1)
+                    counters.drops[.congested, default: 0] += 1
+                })
             start = end
         }
     }

@@ -73,6 +73,8 @@ final class DatagramWorker: @unchecked Sendable {
     let index: Int
     let serverFD: Int32
     let pollFD: Int32
+    /// The server socket is bound to a wildcard address: read each client datagram's local address (IP_PKTINFO).
+    let readsLocalAddress: Bool
     private let shared: SharedTables
     private let deliver: @Sendable ([(channel: any Channel, buffer: ByteBuffer)]) -> Void
     private let stopped = Atomic<Bool>(false)
@@ -85,12 +87,13 @@ final class DatagramWorker: @unchecked Sendable {
     static let waitMilliseconds: Int32 = 100
 
     init(
-        index: Int, serverFD: Int32, pollFD: Int32, shared: SharedTables,
+        index: Int, serverFD: Int32, pollFD: Int32, readsLocalAddress: Bool = false, shared: SharedTables,
         deliver: @escaping @Sendable ([(channel: any Channel, buffer: ByteBuffer)]) -> Void
     ) {
         self.index = index
         self.serverFD = serverFD
         self.pollFD = pollFD
+        self.readsLocalAddress = readsLocalAddress
         self.shared = shared
         self.deliver = deliver
     }
@@ -120,6 +123,7 @@ final class DatagramWorker: @unchecked Sendable {
         let count = Self.batch
         let slots = UnsafeMutableRawPointer.allocate(byteCount: count * ReadSlots.slotSize, alignment: 16)
         let sources = UnsafeMutablePointer<sockaddr_storage>.allocate(capacity: count)
+        let locals = UnsafeMutablePointer<sockaddr_storage>.allocate(capacity: count)
         let lengths = UnsafeMutablePointer<UInt32>.allocate(capacity: count)
         let truncated = UnsafeMutablePointer<Int32>.allocate(capacity: count)
         let tokens = UnsafeMutablePointer<UInt64>.allocate(capacity: count)
@@ -127,6 +131,7 @@ final class DatagramWorker: @unchecked Sendable {
         defer {
             slots.deallocate()
             sources.deallocate()
+            locals.deallocate()
             lengths.deallocate()
             truncated.deallocate()
             tokens.deallocate()
@@ -148,15 +153,18 @@ final class DatagramWorker: @unchecked Sendable {
             counters = RelayCounters()
             for slot in 0..<ready where fds[slot] >= 0 {
                 let token = tokens[slot]
+                // Local addresses only where they tell something: client datagrams on a wildcard server socket.
+                let localsWanted = token == 0 && readsLocalAddress ? locals : nil
                 for _ in 0..<Self.batchesPerSocket {
                     let got = Int(
                         sb_recv_batch_at(
-                            fds[slot], slots, ReadSlots.slotSize, ReadSlots.headroom, UInt32(count), sources, lengths,
-                            truncated))
+                            fds[slot], slots, ReadSlots.slotSize, ReadSlots.headroom, UInt32(count), sources,
+                            localsWanted, lengths, truncated))
                     // Nothing queued, or an error (an ICMP error reported on a relay socket): next socket.
                     guard got > 0 else { break }
                     let read = ReadSlots(
-                        slots: slots, sources: sources, lengths: lengths, truncated: truncated, count: got)
+                        slots: slots, sources: sources, locals: localsWanted, lengths: lengths, truncated: truncated,
+                        count: got)
                     let now = RelayTime.now()
                     shared.withLock { tables in
                         if token == 0 {

@@ -187,6 +187,10 @@ public final class RelayServer: Service, @unchecked Sendable {
             for _ in 0..<count {
                 let (fd, address) = try UDPSocket.bind(local, reusePort: count > 1, bufferBytes: 4 << 20)
                 serverFDs.append(fd)
+                // On a wildcard address, each datagram's local address (IP_PKTINFO) is what answers leave from.
+                if ip.isUnspecified && sb_enable_pktinfo(fd, ip.isIPv4 ? AF_INET : AF_INET6) != 0 {
+                    throw SocketError("setsockopt IP_PKTINFO")
+                }
                 // Port 0 picked a free port: the other sockets join it.
                 local = address
                 let poll = sb_poll_create()
@@ -201,7 +205,8 @@ public final class RelayServer: Service, @unchecked Sendable {
         shared.withLock { $0.attach(serverFDs: serverFDs, pollFDs: pollFDs, serverAddress: local) }
         let workers = (0..<count).map { index in
             DatagramWorker(
-                index: index, serverFD: serverFDs[index], pollFD: pollFDs[index], shared: shared,
+                index: index, serverFD: serverFDs[index], pollFD: pollFDs[index], readsLocalAddress: ip.isUnspecified,
+                shared: shared,
                 deliver: { [self] writes in eventLoop.execute { self.write(writes) } })
         }
         return (workers, local)

@@ -35,10 +35,13 @@ extension RelayTables {
                 counters.drops[.malformed, default: 0] += 1
                 continue
             }
+            // On a wildcard socket, the address the client sent to (IP_PKTINFO) is the 5-tuple's server address.
+            var server = serverAddress
+            if serverIsWildcard, let locals = read.locals, let local = SocketAddressBytes.read(locals + index) {
+                server = TransportAddress(ip: local.ip, port: serverAddress.port)
+            }
             let bytes = UnsafeRawBufferPointer(start: read.datagram(index), count: length)
-            handle(
-                bytes, from: FiveTuple(client: client, server: serverAddress), replyFD: replyFD, now: now,
-                into: &outbox)
+            handle(bytes, from: FiveTuple(client: client, server: server), replyFD: replyFD, now: now, into: &outbox)
         }
     }
 
@@ -67,13 +70,13 @@ extension RelayTables {
             switch core.fromPeer(peer, length: length, allocation: id, now: now) {
             case .channelData(let channel, _):
                 switch client {
-                case .datagram(let address):
+                case .datagram(let address, let source):
                     // The ChannelData header goes in the slot's headroom, in front of the payload: no copy.
                     let header = payload - 4
                     header.storeBytes(of: channel.bigEndian, as: UInt16.self)
                     (header + 2).storeBytes(of: UInt16(truncatingIfNeeded: length).bigEndian, as: UInt16.self)
                     outbox.append(
-                        UnsafeRawPointer(header), length: length + 4, fd: replyFD, to: address,
+                        UnsafeRawPointer(header), length: length + 4, fd: replyFD, to: address, from: source,
                         kind: .toClient(payload: length))
                 case .stream(let connection):
                     // Over TCP and TLS, ChannelData is padded to a multiple of 4 bytes (RFC 8656 §12.5).
@@ -89,9 +92,10 @@ extension RelayTables {
                 let message = TURNServer.dataIndication(
                     from: peer, payload: Array(UnsafeRawBufferPointer(start: payload, count: length)))
                 switch client {
-                case .datagram(let address):
+                case .datagram(let address, let source):
                     message.withUnsafeBytes {
-                        outbox.append(copying: $0, fd: replyFD, to: address, kind: .toClient(payload: length))
+                        outbox.append(
+                            copying: $0, fd: replyFD, to: address, from: source, kind: .toClient(payload: length))
                     }
                 case .stream(let connection):
                     queue(connection.allocator.buffer(bytes: message), to: connection, relayed: length, into: &outbox)
@@ -161,7 +165,10 @@ extension RelayTables {
             if fiveTuple.transport.isStream {
                 sendReply(bytes, over: fiveTuple, into: &outbox)
             } else {
-                bytes.withUnsafeBytes { outbox.append(copying: $0, fd: replyFD, to: fiveTuple.client, kind: .reply) }
+                bytes.withUnsafeBytes {
+                    outbox.append(
+                        copying: $0, fd: replyFD, to: fiveTuple.client, from: replySource(fiveTuple), kind: .reply)
+                }
             }
         case .openRelay(let pending):
             openRelay(pending, replyFD: replyFD, now: now, into: &outbox)

@@ -10,9 +10,10 @@ import STUN
     import Glibc
 #endif
 
-/// How the relay reaches a client: from a UDP server socket, or down its TCP or TLS connection.
+/// How the relay reaches a client: from a UDP server socket (from the local address `from` when the socket is bound
+/// to a wildcard address, the one the client sent to), or down its TCP or TLS connection.
 enum ClientRoute {
-    case datagram(TransportAddress)
+    case datagram(TransportAddress, from: IPAddress?)
     case stream(any Channel)
 }
 
@@ -68,6 +69,9 @@ struct RelayTables: @unchecked Sendable {
     let relayBindAddress: IPAddress?
     let logger: Logger
     var serverAddress = TransportAddress(ip: IPAddress(ipv4: 0), port: 0)
+    /// The server sockets are bound to a wildcard address: each datagram's local address comes from IP_PKTINFO, is
+    /// its 5-tuple's server address, and is the source of everything sent to that client.
+    var serverIsWildcard = false
     /// Each datagram thread's UDP server socket and epoll set.
     var serverFDs: [Int32] = []
     var pollFDs: [Int32] = []
@@ -101,6 +105,7 @@ struct RelayTables: @unchecked Sendable {
         self.serverFDs = serverFDs
         self.pollFDs = pollFDs
         self.serverAddress = serverAddress
+        serverIsWildcard = serverAddress.ip.isUnspecified
         observed = Array(repeating: 0, count: pollFDs.count)
         clientDatagramsByThread = Array(repeating: 0, count: pollFDs.count)
     }
@@ -185,11 +190,25 @@ struct RelayTables: @unchecked Sendable {
             register(fd, as: id, owner: owner)
             clients[id] = route(to: pending.fiveTuple)
             let reserved = reservedFD.map { _ in TransportAddress(ip: pending.relayAddress, port: UInt16(port + 1)) }
+            // A dual allocation's second family: any free port of the range; without one, the allocation is made
+            // with its first family alone (the core tells the client why in ADDRESS-ERROR-CODE).
+            let second = pending.additional.flatMap { additional in
+                bindAdditional(on: additional.relayAddress).map { (id: additional.id, address: $0.address, fd: $0.fd) }
+            }
             actions = core.relayOpened(
-                id, at: TransportAddress(ip: pending.relayAddress, port: UInt16(port)), reserved: reserved, now: now)
-            // The reservation lives only if its allocation does.
+                id, at: TransportAddress(ip: pending.relayAddress, port: UInt16(port)), reserved: reserved,
+                additional: second?.address, now: now)
+            // The reservation and the second family live only if their allocation does.
             if let reservedFD, let pair = pending.reservation {
                 if relays[id] != nil { register(reservedFD, as: pair, owner: owner) } else { close(reservedFD) }
+            }
+            if let second {
+                if relays[id] != nil {
+                    register(second.fd, as: second.id, owner: owner)
+                    clients[second.id] = clients[id]
+                } else {
+                    close(second.fd)
+                }
             }
         } else {
             actions = core.relayFailed(id)
@@ -229,6 +248,26 @@ struct RelayTables: @unchecked Sendable {
         return nil
     }
 
+    /// A socket bound on a port of the range on `address` (the second family of a dual allocation), or nil.
+    private func bindAdditional(on address: IPAddress) -> (address: TransportAddress, fd: Int32)? {
+        let bind = relayBindAddress.flatMap { $0.family == address.family ? $0 : nil } ?? address
+        for _ in 0..<16 {
+            guard let port = RelayServer.relayPort(in: relayPorts, even: false, pair: false) else { return nil }
+            do throws(SocketError) {
+                let fd = try UDPSocket.bind(TransportAddress(ip: bind, port: UInt16(port))).fd
+                return (TransportAddress(ip: address, port: UInt16(port)), fd)
+            } catch {
+                // Only a port in use is worth another port.
+                guard error.code == EADDRINUSE else {
+                    logger.warning(
+                        "no relay port could be bound", metadata: ["error": "\(error)", "family": "\(address.family)"])
+                    return nil
+                }
+            }
+        }
+        return nil
+    }
+
     private mutating func register(_ fd: Int32, as id: AllocationID, owner: Int) {
         let token = nextToken
         nextToken += 1
@@ -246,9 +285,15 @@ struct RelayTables: @unchecked Sendable {
         epoch += 1
     }
 
+    /// The local address UDP datagrams to this client leave from: the one it sent to, when the server sockets are
+    /// bound to a wildcard address (nil: the kernel's choice, which is the bound address).
+    func replySource(_ fiveTuple: FiveTuple) -> IPAddress? {
+        serverIsWildcard && !fiveTuple.server.ip.isUnspecified ? fiveTuple.server.ip : nil
+    }
+
     /// Where relayed data for a client goes: its UDP address, or its connection (if it is still open).
     func route(to fiveTuple: FiveTuple) -> ClientRoute? {
-        guard fiveTuple.transport.isStream else { return .datagram(fiveTuple.client) }
+        guard fiveTuple.transport.isStream else { return .datagram(fiveTuple.client, from: replySource(fiveTuple)) }
         return streams[fiveTuple].map { .stream($0.channel) }
     }
 

@@ -103,6 +103,8 @@ public struct AllocationJSON: Codable, Sendable {
     public var client: String
     public var server: String
     public var relayed: String
+    /// Every relayed address: the IPv4 and the IPv6 one of a dual allocation.
+    public var relayedAddresses: [String]?
     public var permissions: [String]
     public var channels: [ChannelJSON]
     public var createdAt: String
@@ -122,6 +124,7 @@ public struct AllocationJSON: Codable, Sendable {
         client = info.fiveTuple.client.description
         server = info.fiveTuple.server.description
         relayed = info.relayedAddress.description
+        relayedAddresses = info.relayedAddresses.map(\.description)
         permissions = info.permissions.map(\.description)
         channels = info.channels.sorted { $0.key < $1.key }.map {
             ChannelJSON(number: Int($0.key), peer: $0.value.description)

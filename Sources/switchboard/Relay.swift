@@ -17,8 +17,10 @@ struct RelayOptions: ParsableArguments {
     @Option(help: "TLS port of the TURN server on --turn-host (turns:; 443 is what restrictive networks let through).")
     var turnsPort: Int = 5349
     @Flag(help: "No TURN over TLS.") var noTurns = false
-    @Option(help: "Address relay sockets bind to and that clients are told (default: --turn-host).") var relayIP:
-        String?
+    @Option(
+        help:
+            "Address relay sockets bind to and that clients are told (default: --turn-host); one IPv4 and one IPv6 address (repeat the flag) offer IPv6 and dual-stack allocations."
+    ) var relayIP: [String] = []
     @Option(help: "Address relay sockets bind to when clients must be told another (--relay-ip), e.g. behind 1:1 NAT.")
     var relayBindIP: String?
     @Option(help: "Port range of relayed addresses, LOW-HIGH.") var relayPorts: String = "49152-65535"
@@ -44,12 +46,22 @@ struct RelayOptions: ParsableArguments {
     /// - Parameter requireSecret: refuse to fall back to the dev secret file (a production server whose relays run
     ///   elsewhere must be given the shared secret, not make one up).
     func settings(certsDir: String, requireSecret: Bool = false) throws -> RelaySettings {
-        let relayText = relayIP ?? turnHost
-        guard let relayAddress = IPAddress(relayText) else {
-            throw CommandFailure("--relay-ip must be an IP address (got '\(relayText)')")
+        var relayAddresses: [AddressFamily: IPAddress] = [:]
+        for relayText in relayIP.isEmpty ? [turnHost] : relayIP {
+            guard let address = IPAddress(relayText) else {
+                throw CommandFailure("--relay-ip must be an IP address (got '\(relayText)')")
+            }
+            guard !address.isUnspecified else {
+                throw CommandFailure(
+                    "the relay listens on all addresses: give the address clients reach with --relay-ip")
+            }
+            guard relayAddresses.updateValue(address, forKey: address.family) == nil else {
+                throw CommandFailure("--relay-ip takes at most one IPv4 and one IPv6 address")
+            }
         }
-        guard !(relayAddress.isIPv4 ? relayAddress.ipv4Value == 0 : relayAddress == IPAddress("::")!) else {
-            throw CommandFailure("the relay listens on all addresses: give the address clients reach with --relay-ip")
+        // The first one given names the relay in turn: URLs.
+        guard let relayAddress = (relayIP.first.flatMap { IPAddress($0) } ?? IPAddress(turnHost)) else {
+            throw CommandFailure("--relay-ip must be an IP address")
         }
         let bounds = relayPorts.split(separator: "-").compactMap { Int($0) }
         guard bounds.count == 2, bounds[0] >= 1024, bounds[0] <= bounds[1], bounds[1] <= 65535 else {
@@ -75,15 +87,15 @@ struct RelayOptions: ParsableArguments {
         }
         var bindAddress: IPAddress?
         if let relayBindIP {
-            guard let parsed = IPAddress(relayBindIP), parsed.family == relayAddress.family else {
-                throw CommandFailure("--relay-bind-ip must be an IP address of the --relay-ip family")
+            guard let parsed = IPAddress(relayBindIP), relayAddresses[parsed.family] != nil else {
+                throw CommandFailure("--relay-bind-ip must be an IP address of a --relay-ip family")
             }
             bindAddress = parsed
         }
         var core = RelayConfiguration(
             realm: realm, staticUsers: users,
             sharedSecrets: [try secret(certsDir: certsDir, requireSecret: requireSecret)],
-            relayAddresses: [relayAddress.family: relayAddress], maximumLifetime: .seconds(maxLifetime),
+            relayAddresses: relayAddresses, maximumLifetime: .seconds(maxLifetime),
             maximumAllocationsPerUser: maxAllocationsPerUser, maximumAllocations: maxAllocations,
             peerPolicy: PeerPolicy(
                 allowed: try ranges(allowPeer, "--allow-peer"), denied: try ranges(denyPeer, "--deny-peer")),

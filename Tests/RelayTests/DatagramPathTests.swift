@@ -1,3 +1,4 @@
+import DatagramPump
 import Foundation
 import Logging
 import Relay
@@ -95,17 +96,77 @@ import Testing
         }
     }
 
-    static func canBind(_ address: TransportAddress) -> Bool {
-        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
-        defer { close(fd) }
-        var sin = sockaddr_in()
-        sin.sin_family = sa_family_t(AF_INET)
-        sin.sin_port = address.port.bigEndian
-        sin.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
-        return withUnsafePointer(to: &sin) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
+    /// A dual allocation over real sockets: an IPv4 client gets an IPv4 and an IPv6 relayed address, reaches an IPv4
+    /// and an IPv6 peer each from the relayed address of its family, and gets their answers on its channels; deleting
+    /// the IPv6 address closes its socket and keeps the IPv4 side relaying.
+    @Test func aDualAllocationRelaysToPeersOfBothFamilies() async throws {
+        try await TestRelay.with(threads: 2, dualStack: true) { relay in
+            let client = try TURNTestClient(server: relay.address)
+            let answer = try client.allocateAnswer(attributes: [.additionalAddressFamily(.ipv6)])
+            let relayed = try answer.xorRelayedAddresses
+            try #require(relayed.count == 2, "\(relayed)")
+            #expect(relayed[0].ip == IPAddress("127.0.0.1")! && relayed[1].ip == IPAddress("::1")!)
+            #expect(try answer.addressErrorCode == nil)
+            #expect(await relay.server.allocations().map(\.relayedAddresses) == [relayed])
+
+            let peer4 = try UDPTestSocket()
+            let peer6 = try UDPTestSocket(on: IPAddress("::1")!)
+            #expect(try client.channelBind(0x4000, to: peer4.address))
+            #expect(try client.channelBind(0x4001, to: peer6.address))
+            for (channel, peer) in [(UInt16(0x4000), peer4), (0x4001, peer6)] {
+                try client.sendChannelData(channel, Array("to \(channel)".utf8))
+                let (bytes, from) = try #require(try peer.receive(), "nothing reached the peer on \(channel)")
+                #expect(bytes == Array("to \(channel)".utf8))
+                #expect(from == relayed[channel == 0x4000 ? 0 : 1])
+                try peer.send(Array("back \(channel)".utf8), to: from)
+                let echo = try #require(try client.receiveChannelData(), "no answer on \(channel)")
+                #expect(echo.channel == channel && echo.payload == Array("back \(channel)".utf8))
             }
+
+            // The IPv6 relayed address alone is deleted: its port is freed, the IPv4 side still relays.
+            let deleted = try client.request(
+                STUNMessageType(method: .refresh, class: .request), [.lifetime(0), .requestedAddressFamily(.ipv6)])
+            #expect(deleted.type.messageClass == .successResponse)
+            #expect(await relay.server.allocations().map(\.relayedAddresses) == [[relayed[0]]])
+            try await eventually { Self.canBind(relayed[1]) }
+            try client.sendChannelData(0x4000, Array("still".utf8))
+            #expect(try peer4.receive()?.bytes == Array("still".utf8))
+        }
+    }
+
+    /// Server sockets on 0.0.0.0 answer from the address a client sent to (IP_PKTINFO), not the one the kernel would
+    /// pick: a client that sends to 127.0.0.2 gets its replies and its relayed data from 127.0.0.2 (without it they
+    /// come from 127.0.0.1, and a client behind a NAT or a connected socket drops them), and that address is its
+    /// 5-tuple's server address.
+    @Test func aWildcardServerAnswersFromTheAddressItWasSentTo() async throws {
+        try await TestRelay.with(threads: 2, host: "0.0.0.0") { relay in
+            let target = TransportAddress(ip: IPAddress("127.0.0.2")!, port: relay.address.port)
+            let client = try TURNTestClient(server: target)
+            let binding = STUNMessage(type: .bindingRequest, transactionID: .random())
+            try client.socket.send(try binding.encode(), to: target)
+            let (_, from) = try #require(try client.socket.receive(), "no Binding answer")
+            #expect(from == target)
+
+            _ = try client.allocate()
+            let peer = try UDPTestSocket()
+            #expect(try client.channelBind(0x4000, to: peer.address))
+            #expect(await relay.server.allocations().map(\.fiveTuple.server) == [target])
+            try client.sendChannelData(0x4000, Array("ping".utf8))
+            let (_, relayed) = try #require(try peer.receive(), "nothing reached the peer")
+            try peer.send(Array("pong".utf8), to: relayed)
+            let (bytes, source) = try #require(try client.socket.receive(), "no relayed answer")
+            #expect(source == target)
+            #expect(bytes == [0x40, 0x00, 0x00, 0x04] + Array("pong".utf8))
+        }
+    }
+
+    static func canBind(_ address: TransportAddress) -> Bool {
+        let fd = socket(address.ip.isIPv4 ? AF_INET : AF_INET6, Int32(SOCK_DGRAM.rawValue), 0)
+        defer { close(fd) }
+        var storage = sockaddr_storage()
+        let length = SocketAddressBytes.write(address, into: &storage)
+        return withUnsafePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 }
         }
     }
 }
@@ -125,14 +186,21 @@ struct TestRelay {
     let server: RelayServer
     let address: TransportAddress
 
-    static func with(threads: Int, _ body: (TestRelay) async throws -> Void) async throws {
-        let core = RelayConfiguration(
+    /// - Parameters:
+    ///   - dualStack: offer an IPv6 relayed address (on ::1) besides the IPv4 one.
+    ///   - host: the server sockets' address (relay sockets stay on 127.0.0.1).
+    static func with(
+        threads: Int, dualStack: Bool = false, host: String = "127.0.0.1",
+        _ body: (TestRelay) async throws -> Void
+    ) async throws {
+        var core = RelayConfiguration(
             realm: "example.org", staticUsers: ["alice": "secret"], sharedSecrets: [],
             relayAddresses: [.ipv4: IPAddress("127.0.0.1")!], maximumAllocationsPerUser: 100,
-            peerPolicy: PeerPolicy(allowed: [CIDR("127.0.0.0/8")!]), unauthenticatedRate: 1000,
+            peerPolicy: PeerPolicy(allowed: [CIDR("127.0.0.0/8")!, CIDR("::1/128")!]), unauthenticatedRate: 1000,
             unauthenticatedBurst: 1000)
+        if dualStack { core.relayAddresses[.ipv6] = IPAddress("::1")! }
         var configuration = RelayServerConfiguration(
-            host: "127.0.0.1", port: 0, relayPorts: 40_000...59_999, core: core)
+            host: host, port: 0, relayPorts: 40_000...59_999, core: core)
         configuration.threads = threads
         let server = RelayServer(configuration: configuration)
         let group = ServiceGroup(

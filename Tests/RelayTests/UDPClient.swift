@@ -11,17 +11,19 @@ struct TestFailure: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-/// A non-blocking UDP socket on 127.0.0.1 with a receive that waits (with `poll`) up to a deadline for a datagram.
+/// A non-blocking UDP socket on a loopback address (127.0.0.1 unless told) with a receive that waits (with `poll`)
+/// up to a deadline for a datagram.
 final class UDPTestSocket {
     let fd: Int32
     let address: TransportAddress
 
-    init() throws {
-        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+    init(on ip: IPAddress = IPAddress("127.0.0.1")!) throws {
+        let fd = socket(
+            ip.isIPv4 ? AF_INET : AF_INET6, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
         self.fd = fd
         guard fd >= 0 else { throw TestFailure("socket: \(errno)") }
         var storage = sockaddr_storage()
-        let length = SocketAddressBytes.write(TransportAddress(ip: IPAddress("127.0.0.1")!, port: 0), into: &storage)
+        let length = SocketAddressBytes.write(TransportAddress(ip: ip, port: 0), into: &storage)
         let bound = withUnsafePointer(to: &storage) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
         }
@@ -117,6 +119,16 @@ final class TURNTestClient {
     func allocate(username: String = "alice", password: String = "secret", lifetime: UInt32? = nil) throws
         -> TransportAddress
     {
+        let answer = try allocateAnswer(username: username, password: password, lifetime: lifetime)
+        guard let relayed = try answer.xorRelayedAddress else { throw TestFailure("no XOR-RELAYED-ADDRESS") }
+        return relayed
+    }
+
+    /// Allocates (401 first, then with credentials, and `attributes`) and returns the success response.
+    func allocateAnswer(
+        username: String = "alice", password: String = "secret", lifetime: UInt32? = nil,
+        attributes: [STUNAttribute] = []
+    ) throws -> STUNMessage {
         let type = STUNMessageType(method: .allocate, class: .request)
         credential = nil
         let challenge = try request(type, [.requestedTransport(17)])
@@ -127,11 +139,12 @@ final class TURNTestClient {
             LongTermCredential.key(username: username, realm: realm, password: password),
             [.username(username), .realm(realm), .nonce(nonce)]
         )
-        let answer = try request(type, [.requestedTransport(17)] + (lifetime.map { [.lifetime($0)] } ?? []))
-        guard answer.type.messageClass == .successResponse, let relayed = try answer.xorRelayedAddress else {
+        let answer = try request(
+            type, [.requestedTransport(17)] + (lifetime.map { [.lifetime($0)] } ?? []) + attributes)
+        guard answer.type.messageClass == .successResponse else {
             throw TestFailure("Allocate failed: \(String(describing: try? answer.errorCode))")
         }
-        return relayed
+        return answer
     }
 
     func refresh(lifetime: UInt32) throws -> Bool {

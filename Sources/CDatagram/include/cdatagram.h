@@ -16,13 +16,21 @@ int sb_recv_batch(int fd, void *slots, size_t slot_size, unsigned count, struct 
                   unsigned *lengths, int *truncated);
 
 /// Sends `count` datagrams without blocking; returns how many the kernel took, or -1 (errno) when it took none.
+/// With `sources` (may be NULL), datagram `i` leaves from the local address `sources[i]` (IP_PKTINFO /
+/// IPV6_PKTINFO; the port is the socket's) unless its family is AF_UNSPEC: a socket bound to a wildcard address
+/// then answers from the address a request came to.
 int sb_send_batch(int fd, void *const *buffers, const size_t *lengths, const struct sockaddr_storage *destinations,
-                  const unsigned *destination_lengths, unsigned count);
+                  const unsigned *destination_lengths, const struct sockaddr_storage *sources, unsigned count);
 
 /// Like `sb_recv_batch` without blocking (MSG_DONTWAIT), each datagram read `offset` bytes into its slot (room for
-/// a header to be written in front of it) and at most `slot_size - offset` bytes long.
+/// a header to be written in front of it) and at most `slot_size - offset` bytes long. With `locals` (may be NULL),
+/// the local address each datagram was sent to, port 0 (AF_UNSPEC unless `sb_enable_pktinfo` was called).
 int sb_recv_batch_at(int fd, void *slots, size_t slot_size, size_t offset, unsigned count,
-                     struct sockaddr_storage *sources, unsigned *lengths, int *truncated);
+                     struct sockaddr_storage *sources, struct sockaddr_storage *locals, unsigned *lengths,
+                     int *truncated);
+
+/// Has the kernel report each datagram's local address (IP_PKTINFO, or IPV6_RECVPKTINFO for AF_INET6).
+int sb_enable_pktinfo(int fd, int family);
 
 /// epoll, level-triggered, readable only: a set of sockets each named by a caller's token.
 int sb_poll_create(void);
