@@ -9,7 +9,8 @@
 #
 # Environment (all optional): SWITCHBOARD_BIN (default .build/release/switchboard), SETUP_SECONDS (15),
 # CONCURRENCY (12, split over the nodes), RATE (1000 signals/s, split), LATENCY_SECONDS (15), PAIRS (24, split),
-# PORT (first port, 18600), DB_CORES (cores of the projected database host, 8).
+# PORT (first port, 18600), DB_CORES (cores of the projected database host, 8), STORES (the stores to compare
+# with memory: "sqlite postgres").
 # The PostgreSQL cluster is a throwaway one (scripts/pg-cluster) with the production durability settings
 # (fsync and synchronous_commit on) and pg_stat_statements. Results: a table on stdout and
 # Benchmarks/results/store-DATE.json.
@@ -162,15 +163,19 @@ print(json.dumps({
 PY
 }
 
+# STORES picks the phases (memory always runs: it is the reference), e.g. STORES="sqlite" while tuning one store.
+STORES="${STORES:-sqlite postgres}"
 run memory memory 1
-run sqlite "sqlite:$WORK/switchboard.sqlite" 1
-for nodes in 1 2 3; do
-  db="sbbench$nodes"
-  pg "$PG_URL" "CREATE DATABASE $db"
-  url="${PG_URL/\/postgres\?/\/$db?}"
-  pg "$url" "CREATE EXTENSION pg_stat_statements"
-  run "postgres-x$nodes" "$url" "$nodes" "$url"
-done
+if [[ " $STORES " == *" sqlite "* ]]; then run sqlite "sqlite:$WORK/switchboard.sqlite" 1; fi
+if [[ " $STORES " == *" postgres "* ]]; then
+  for nodes in 1 2 3; do
+    db="sbbench$nodes"
+    pg "$PG_URL" "CREATE DATABASE $db"
+    url="${PG_URL/\/postgres\?/\/$db?}"
+    pg "$url" "CREATE EXTENSION pg_stat_statements"
+    run "postgres-x$nodes" "$url" "$nodes" "$url"
+  done
+fi
 
 mkdir -p Benchmarks/results
 OUT="Benchmarks/results/store-$(date -u +%Y%m%dT%H%M%SZ).json"

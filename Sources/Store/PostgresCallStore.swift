@@ -29,7 +29,7 @@ public final class PostgresCallStore: CallStore {
     private let logger: Logger
     private let listener: PostgresListener
     private let tasks: Mutex<[Task<Void, Never>]> = Mutex([])
-    private let queue = Mutex(Queue())
+    private let batches = GroupCommit()
 
     /// Connects to `url` (`postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?sslmode=disable|prefer|require]`),
     /// runs the migrations and starts listening.
@@ -115,52 +115,8 @@ public final class PostgresCallStore: CallStore {
     // MARK: CallStore
 
     public func apply(_ input: CallInput, now: Date) async throws(CallError) -> Applied {
-        let result = await withCheckedContinuation { continuation in
-            let drains = queue.withLock { queue -> Bool in
-                queue.jobs.append(Job(input: input, now: now, continuation: continuation))
-                defer { queue.draining = true }
-                return !queue.draining
-            }
-            if drains { Task { await self.drain() } }
-        }
-        return try result.get()
-    }
-
-    /// A transition waiting for its batch.
-    private struct Job: Sendable {
-        let input: CallInput
-        let now: Date
-        let continuation: CheckedContinuation<Result<Applied, CallError>, Never>
-    }
-
-    private struct Queue {
-        var jobs: [Job] = []
-        var draining = false
-    }
-
-    /// Transitions committed together at most.
-    static let maxBatch = 32
-
-    /// Runs the queued transitions, a batch per transaction, until none is left (group commit). One batch runs
-    /// at a time on a node: transitions that arrive while one commits wait for the next, so under load one lock
-    /// round, one commit and one WAL flush serve many, and when idle a transition starts at once.
-    private func drain() async {
-        while true {
-            let jobs = queue.withLock { queue -> [Job] in
-                let batch = Array(queue.jobs.prefix(Self.maxBatch))
-                queue.jobs.removeFirst(batch.count)
-                if batch.isEmpty { queue.draining = false }
-                return batch
-            }
-            guard !jobs.isEmpty else { return }
-            let results: [Result<Applied, CallError>]
-            do throws(CallError) {
-                results = try await commitBatch(jobs.map { ($0.input, $0.now) })
-            } catch {
-                results = jobs.map { _ in .failure(error) }
-            }
-            for (job, result) in zip(jobs, results) { job.continuation.resume(returning: result) }
-        }
+        // The closure lives only while its batches drain: no cycle.
+        try await batches.apply(input, now: now) { inputs throws(CallError) in try await self.commitBatch(inputs) }
     }
 
     /// One transaction for `inputs`, in order: each decides on what the ones before it changed. A refusal of the
@@ -189,40 +145,17 @@ public final class PostgresCallStore: CallStore {
                 do {
                     _ = try await begin.get()
                     let calls = try await load.get().rows.map { try PostgresRows.call(try $0.decode(String.self)) }
-                    var registry = CallRegistry(configuration: configuration, calls: calls)
-                    var decided: [Result<(call: Call?, events: [CallEvent], envelopes: [Envelope]), CallError>] = []
-                    for (input, now) in inputs {
-                        var attempt = registry
-                        do throws(CallError) {
-                            let events = try attempt.apply(input, now: now)
-                            registry = attempt
-                            decided.append(
-                                .success(
-                                    (input.callID.flatMap { attempt.calls[$0] }, events, events.flatMap(encode))))
-                        } catch {
-                            decided.append(.failure(error))
-                        }
-                    }
-                    let accepted = decided.compactMap { try? $0.get() }
-                    let events = accepted.flatMap(\.events)
+                    let decision = BatchDecision(inputs, calls: calls, configuration: configuration, encode: encode)
+                    let events = decision.events
                     guard !events.isEmpty else {
                         _ = try await connection.query("ROLLBACK", logger: logger)
-                        return decided.map { result in
-                            result.map { Applied(call: $0.call, events: $0.events, stored: []) }
-                        }
+                        return decision.applied(stored: [])
                     }
                     // One batch, one time: the latest of its inputs' (they are moments apart).
                     let at = inputs.map(\.now).max()!
-                    var stored = try await Self.commit(
-                        events: events, envelopes: accepted.flatMap(\.envelopes), at: at, connection, logger: logger
-                    )[...]
-                    return decided.map { result in
-                        result.map { applied in
-                            let mine = Array(stored.prefix(applied.envelopes.count))
-                            stored = stored.dropFirst(applied.envelopes.count)
-                            return Applied(call: applied.call, events: applied.events, stored: mine)
-                        }
-                    }
+                    let stored = try await Self.commit(
+                        events: events, envelopes: decision.envelopes, at: at, connection, logger: logger)
+                    return decision.applied(stored: stored)
                 } catch {
                     await Self.rollBack(connection, logger: logger)
                     throw error

@@ -5,9 +5,10 @@ public import SwitchboardCore
 /// Calls and events in one SQLite file (`--store sqlite:PATH`, the default): a restart, even after `kill -9`,
 /// loses nothing that was answered to a client.
 ///
-/// One writer (GRDB's pool: a serialized writer, readers beside it on the WAL) runs each transition as an immediate
-/// transaction and publishes its events right after the commit, still on the writer, so the bus sees batches in id
-/// order; reads (history, resumption, deadlines) never wait behind it. The journal is WAL with
+/// One writer (GRDB's pool: a serialized writer, readers beside it on the WAL) commits transitions in batches (group
+/// commit: those that arrive while one batch commits form the next), each batch one immediate transaction, and
+/// publishes their events right after the commit, still on the writer, so the bus sees batches in id order; reads
+/// (history, resumption, deadlines) never wait behind it. The journal is WAL with
 /// `synchronous = NORMAL`: durable across a crash of the process; a power loss may lose the last transactions.
 public final class SQLiteCallStore: CallStore {
     public let bus: any EventBus
@@ -17,6 +18,7 @@ public final class SQLiteCallStore: CallStore {
     private let database: DatabasePool
     private let configuration: CallRegistry.Configuration
     private let encode: EnvelopeEncoder
+    private let batches = GroupCommit()
 
     /// Opens (and creates, with its directory) the file at `path` and runs the schema migrations.
     public init(
@@ -38,25 +40,40 @@ public final class SQLiteCallStore: CallStore {
     }
 
     public func apply(_ input: CallInput, now: Date) async throws(CallError) -> Applied {
+        // The closure lives only while its batches drain: no cycle.
+        try await batches.apply(input, now: now) { inputs throws(CallError) in try await self.commitBatch(inputs) }
+    }
+
+    /// One immediate transaction for a batch of transitions (group commit): the calls all of them need are loaded
+    /// first, the inputs decided in order on one registry, and what the accepted ones changed written with their
+    /// events, which reach the bus right after the commit, still on the writer, so batches reach it in id order.
+    private func commitBatch(_ inputs: [(input: CallInput, now: Date)]) async throws(CallError)
+        -> [Result<Applied, CallError>]
+    {
         let configuration = configuration
         let encode = encode
         let bus = bus
         return try await run {
             try await self.database.writeWithoutTransaction { db in
-                var applied: Applied?
+                var results: [Result<Applied, CallError>] = []
+                var stored: [StoredEvent] = []
                 try db.inTransaction(.immediate) {
-                    var registry = CallRegistry(
-                        configuration: configuration, calls: try SQLiteRows.load(for: input, now: now, db))
-                    let events = try registry.apply(input, now: now)
-                    try SQLiteRows.write(events, db)
-                    let stored = try SQLiteRows.insert(events.flatMap(encode), at: now, db)
-                    applied = Applied(
-                        call: input.callID.flatMap { registry.calls[$0] }, events: events, stored: stored)
+                    var calls: [String: Call] = [:]
+                    for (input, now) in inputs {
+                        for call in try SQLiteRows.load(for: input, now: now, db) where calls[call.id] == nil {
+                            calls[call.id] = call
+                        }
+                    }
+                    let decision = BatchDecision(
+                        inputs, calls: Array(calls.values), configuration: configuration, encode: encode)
+                    try SQLiteRows.write(decision.events, db)
+                    // One batch, one time: the latest of its inputs' (they are moments apart).
+                    stored = try SQLiteRows.insert(decision.envelopes, at: inputs.map(\.now).max()!, db)
+                    results = decision.applied(stored: stored)
                     return .commit
                 }
-                // Still on the writer's queue: batches reach the bus in commit order.
-                bus.publish(applied!.stored)
-                return applied!
+                if !stored.isEmpty { bus.publish(stored) }
+                return results
             }
         }
     }
