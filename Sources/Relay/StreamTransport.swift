@@ -51,12 +51,15 @@ struct TURNFrameDecoder: ByteToMessageDecoder {
 }
 
 /// One client's TCP or TLS connection to the server port: framed messages go to the relay under the connection's
-/// 5-tuple; its end ends the allocation made over it.
+/// 5-tuple, a read's worth at a time (one lock, one `sendmmsg` for all they relay, as a datagram thread's batch);
+/// its end ends the allocation made over it.
 final class StreamClientHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     let relay: RelayServer
     let transport: ClientTransport
     private var fiveTuple: FiveTuple?
+    /// The frames of the read under way (bounded by what one read of the channel brings).
+    private var frames: [ByteBuffer] = []
 
     init(relay: RelayServer, transport: ClientTransport) {
         self.relay = relay
@@ -80,13 +83,29 @@ final class StreamClientHandler: ChannelInboundHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard let fiveTuple else { return }
-        relay.streamRead(unwrapInboundIn(data), from: fiveTuple)
+        guard fiveTuple != nil else { return }
+        frames.append(unwrapInboundIn(data))
+        // A full batch goes at once: reading and relaying interleave instead of a whole read waiting behind its sends.
+        if frames.count >= Self.batch { flushFrames() }
     }
 
-    func channelReadComplete(context: ChannelHandlerContext) { relay.readComplete() }
+    /// Frames relayed under one lock at most: one `sendmmsg` batch.
+    static let batch = 64
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        flushFrames()
+        relay.readComplete()
+    }
+
+    private func flushFrames() {
+        guard let fiveTuple, !frames.isEmpty else { return }
+        relay.streamRead(frames, from: fiveTuple)
+        frames.removeAll(keepingCapacity: true)
+    }
 
     func channelInactive(context: ChannelHandlerContext) {
+        // Frames read before the end still count (a Refresh deleting the allocation, the last data).
+        flushFrames()
         if let fiveTuple { relay.streamClosed(fiveTuple) }
         fiveTuple = nil
         context.fireChannelInactive()
@@ -106,12 +125,16 @@ extension RelayServer {
         return shared.withLock { $0.streamOpened(channel, fiveTuple, limits: limits) }
     }
 
-    /// One framed message from a TCP or TLS client.
-    func streamRead(_ buffer: ByteBuffer, from fiveTuple: FiveTuple) {
+    /// Framed messages from a TCP or TLS client, in order, under one lock. Datagrams they relay point into
+    /// `frames`, which outlive the sends (``locked(_:)`` sends before it returns).
+    func streamRead(_ frames: [ByteBuffer], from fiveTuple: FiveTuple) {
         locked { tables, outbox in
-            buffer.withUnsafeReadableBytes { bytes in
-                tables.handle(
-                    bytes, from: fiveTuple, replyFD: tables.serverFDs.first ?? -1, now: .now(), into: &outbox)
+            let now = RelayTime.now()
+            let replyFD = tables.serverFDs.first ?? -1
+            for frame in frames {
+                frame.withUnsafeReadableBytes { bytes in
+                    tables.handle(bytes, from: fiveTuple, replyFD: replyFD, now: now, into: &outbox)
+                }
             }
         }
     }
