@@ -11,6 +11,8 @@
 #   (iii) resident memory per allocation: (VmRSS with ALLOCS allocations held - VmRSS before) / ALLOCS
 #   (iv)  streams: turnutils_uclient over TCP (-t) and over TLS (-t -S, a throwaway self-signed certificate for
 #         both servers), unpaced (-z 0): messages relayed per second, loss, server CPU per message
+#   (v)   streamblast: Benchmarks/relay/streamblast -> relay over TCP and over TLS (1.2 for both: coturn 4.6.1 has no
+#         1.3) -> sink, ChannelData flat out with 1 and CLIENTS clients: relayed pkt/s, server CPU per packet
 # Flat out runs FLAT_RUNS times per server (the best is reported: the figure varies by some 15 % run to run).
 # Each phase gets a fresh server on its own port (uclient leaves allocations behind until they expire).
 # The server runs on core SERVER_CORE, the load tools on TOOLS_CORE (taskset); both servers with one relay thread
@@ -53,7 +55,7 @@ SERVER_CORE="${SERVER_CORE:-0}"
 TOOLS_CORE="${TOOLS_CORE:-1}"
 MAX_RUN_SECS="${MAX_RUN_SECS:-900}" # hard limit on the whole run
 CAPTURE="${CAPTURE:-0}"             # 1: tcpdump the uclient phase, summarised by Benchmarks/relay/stun_summary.py
-PHASES="${PHASES:-uclient throughput throughput2 rss streams}"  # any of them, in this order
+PHASES="${PHASES:-uclient throughput throughput2 rss streams streamblast}"  # any of them, in this order
 THREADS2="${THREADS2:-2}"           # relay threads per server in throughput2
 TURN_LOAD_DIR="${TURN_LOAD_DIR:-../shared/tools/turn-load}"
 TOOLS_DIR="${TOOLS_DIR:-$ROOT/Benchmarks/results/tools}"
@@ -114,7 +116,8 @@ cpu_ticks() { # utime + stime of PID in clock ticks
 }
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 udp_bound() { # PORT: true when something has 127.0.0.1:PORT or 0.0.0.0:PORT
-    awk -v p="$(printf '%04X' "$1")" 'NR > 1 { split($2, a, ":"); if (a[2] == p && (a[1] == "0100007F" || a[1] == "00000000")) f = 1 }
+    # The ports compared as strings: awk reads "0E74" as a number (0e74 = 0), which made 3700 look like 3620.
+    awk -v p="$(printf '%04X' "$1")" 'NR > 1 { split($2, a, ":"); if ((a[2] "") == (p "") && (a[1] == "0100007F" || a[1] == "00000000")) f = 1 }
         END { exit !f }' /proc/net/udp
 }
 wait_for_line() { # FILE WORD SECONDS: true once FILE has a line starting with WORD
@@ -151,7 +154,8 @@ for server in "${SERVERS[@]}"; do
 done
 
 # ---------------------------------------------------------------- binaries
-case " $PHASES " in *" throughput "* | *" throughput2 "* | *" rss "*) NEEDS_TURN_LOAD=1 ;; *) NEEDS_TURN_LOAD=0 ;; esac
+case " $PHASES " in *" throughput "* | *" throughput2 "* | *" rss "* | *" streamblast "*) NEEDS_TURN_LOAD=1 ;;
+*) NEEDS_TURN_LOAD=0 ;; esac
 if [ "$NEEDS_TURN_LOAD" = 1 ] && { [ ! -x "$TOOLS_DIR/turnblast" ] || [ ! -x "$TOOLS_DIR/sink" ] ||
     [ -n "$(find "$TURN_LOAD_DIR" -newer "$TOOLS_DIR/turnblast" -name '*.[ch]' 2>/dev/null)" ]; }; then
     log "building turnblast and sink into $TOOLS_DIR"
@@ -377,7 +381,40 @@ phase_streams() {
     stop_pid "$SERVER_PID"; stop_pid "$peer_pid"
 }
 
-case " $PHASES " in *" streams "*)
+# ---------------------------------------------------------------- (v) streamblast: ChannelData flat out over TCP, TLS
+STREAM_CLIENTS="${STREAM_CLIENTS:-$([ "$CLIENTS" = 1 ] && echo 1 || echo "1 $CLIENTS")}"  # SMOKE (CLIENTS=1): "1"
+phase_streamblast() { # SERVER: streamblast tcp|tls -> relay -> sink flat out, FLAT_RUNS runs per mode and client count
+    local server="$1" dir="$WORK/$1" sb="$TOOLS_DIR/streamblast" mode m i run port sinkport sink_pid blast_pid c0 w0 rc
+    [ -x "$sb" ] && [ ! "$ROOT/Benchmarks/relay/streamblast.c" -nt "$sb" ] ||
+        TURN_LOAD_DIR="$TURN_LOAD_DIR" bash "$ROOT/Benchmarks/relay/build-streamblast.sh" "$TOOLS_DIR" >&2
+    [ -x "$SINK" ] || bash "$TURN_LOAD_DIR/build.sh" "$TOOLS_DIR" >&2
+    start_server "$server" "$(port_of "$server" streams)" "$dir/server-streamblast.log" "$(port_of "$server" streams_tls)"
+    for mode in tcp tls; do for m in $STREAM_CLIENTS; do for i in $(seq "$FLAT_RUNS"); do
+        run="sb_$mode${m}_$i"; sinkport="$(port_of "$server" "sink_flat$i")"; port="$(port_of "$server" streams)"
+        [ "$mode" = tcp ] || port="$(port_of "$server" streams_tls)"
+        log "$server: streamblast $mode flat out, $m client(s), LEN=$LEN SECS=$SECS, run $i (port $port)"
+        taskset -c "$TOOLS_CORE" "$SINK" "$sinkport" $(( SECS + 30 )) 500 > "$dir/sink_$run.out" 2>&1 &
+        sink_pid=$!; PIDS+=("$sink_pid")
+        wait_for_line "$dir/sink_$run.out" READY 5 || { echo "sink did not start" >&2; exit 1; }
+        timeout $(( SECS + 60 )) taskset -c "$TOOLS_CORE" "$sb" "$mode" "$port" "$sinkport" "$LEN" 0 "$SECS" "$m" \
+            > "$dir/blast_$run.out" 2>&1 &
+        blast_pid=$!; PIDS+=("$blast_pid"); c0=; rc=0
+        if wait_for_line "$dir/blast_$run.out" READY 30; then c0="$(cpu_ticks "$SERVER_PID")"; w0="$(now)"; fi
+        wait "$blast_pid" || rc=$?
+        forget_pid "$blast_pid"
+        if [ -n "$c0" ]; then
+            fact "$server" "${run}_cpu_ticks" $(( $(cpu_ticks "$SERVER_PID") - c0 ))
+            fact "$server" "${run}_wall_s" "$(elapsed "$w0" "$(now)")"
+        fi
+        fact "$server" "${run}_rc" "$rc"
+        [ "$rc" -eq 0 ] || log "$server: streamblast exited $rc: $(head -c 300 "$dir/blast_$run.out")"
+        for _ in $(seq 50); do kill -0 "$sink_pid" 2>/dev/null || break; sleep 0.1; done  # exits 500 ms after the last
+        stop_pid "$sink_pid"
+    done; done; done
+    stop_pid "$SERVER_PID"
+}
+
+case " $PHASES " in *" streams "* | *" streamblast "*)
     openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=127.0.0.1 \
         -keyout "$WORK/key.pem" -out "$WORK/cert.pem" > "$WORK/openssl.log" 2>&1 \
         || { echo "openssl could not make the TLS certificate: $(cat "$WORK/openssl.log")" >&2; exit 2; } ;;
@@ -388,7 +425,7 @@ for server in "${SERVERS[@]}"; do
     switchboard) fact switchboard version "$BIN $(date -r "$BIN" +%FT%T) sha256:$(sha256sum "$BIN" | cut -c1-12)" ;;
     esac
 done
-for phase in uclient throughput throughput2 rss streams; do
+for phase in uclient throughput throughput2 rss streams streamblast; do
     case " $PHASES " in *" $phase "*) ;; *) continue ;; esac
     for server in "${SERVERS[@]}"; do "phase_$phase" "$server"; done
 done
@@ -397,4 +434,5 @@ echo
 echo "TURN relay, 127.0.0.1, server on core $SERVER_CORE, tools on core $TOOLS_CORE ($(nproc) cores," \
     "load average at start $LOAD_AT_START)"
 python3 "$ROOT/Benchmarks/relay/report.py" "$WORK" "$JSON"
+python3 "$ROOT/Benchmarks/relay/streamblast_report.py" "$WORK" "${JSON%.json}-streams.json"
 echo "raw logs: $WORK"
