@@ -195,21 +195,25 @@ struct RelayTables: @unchecked Sendable {
             let second = pending.additional.flatMap { additional in
                 bindAdditional(on: additional.relayAddress).map { (id: additional.id, address: $0.address, fd: $0.fd) }
             }
-            actions = core.relayOpened(
+            let opened = core.relayOpened(
                 id, at: TransportAddress(ip: pending.relayAddress, port: UInt16(port)), reserved: reserved,
                 additional: second?.address, now: now)
-            // The reservation and the second family live only if their allocation does.
+            for action in opened { perform(action, replyFD: replyFD, now: now, into: &outbox) }
+            // The reservation and the second family live only if their allocation does (an allocation that ended
+            // while its socket was bound gets its socket closed by the actions just performed).
+            let lives = relays[id] != nil
             if let reservedFD, let pair = pending.reservation {
-                if relays[id] != nil { register(reservedFD, as: pair, owner: owner) } else { close(reservedFD) }
+                if lives { register(reservedFD, as: pair, owner: owner) } else { close(reservedFD) }
             }
             if let second {
-                if relays[id] != nil {
+                if lives {
                     register(second.fd, as: second.id, owner: owner)
                     clients[second.id] = clients[id]
                 } else {
                     close(second.fd)
                 }
             }
+            actions = []
         } else {
             actions = core.relayFailed(id)
         }

@@ -99,8 +99,11 @@ final class StreamClientHandler: ChannelInboundHandler {
 
     private func flushFrames() {
         guard let fiveTuple, !frames.isEmpty else { return }
-        relay.streamRead(frames, from: fiveTuple)
+        // Taken before they are relayed: relaying may close this connection (a client not reading its replies),
+        // which runs channelInactive, and so this, at once.
+        let batch = frames
         frames.removeAll(keepingCapacity: true)
+        relay.streamRead(batch, from: fiveTuple)
     }
 
     func channelInactive(context: ChannelHandlerContext) {

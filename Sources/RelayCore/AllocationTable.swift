@@ -137,6 +137,10 @@ struct AllocationTable: Sendable {
         guard allocation.relayed.count > 1 else { return remove(id) }
         guard let socket = allocation.socket(for: family) else { return [] }
         allocations[id]?.relayed.removeAll { $0.socket == socket }
+        // Its peers are gone with it: their permissions and channels would only hold places and numbers.
+        allocations[id]?.permissions = allocation.permissions.filter { $0.key.family != family }
+        allocations[id]?.channels = allocation.channels.filter { $0.value.peer.ip.family != family }
+        allocations[id]?.channelByPeer = allocation.channelByPeer.filter { $0.key.ip.family != family }
         bySocket[socket] = nil
         liveRelayedAddresses -= 1
         return [socket]

@@ -34,9 +34,9 @@ extension TURNServer {
         let requestsFamily = request.attribute(.requestedAddressFamily) != nil
         let requestsAdditional = request.attribute(.additionalAddressFamily) != nil
         // A reservation names its port and family already (RFC 8656 §7.2 step 7); a family is either requested or
-        // added, not both (step 4).
+        // added, not both (step 4); a port pair is reserved in one family, so not for a dual allocation.
         if token != nil && (evenPort != nil || requestsFamily || requestsAdditional)
-            || requestsFamily && requestsAdditional
+            || requestsFamily && requestsAdditional || evenPort == true && requestsAdditional
         {
             return reply(error(request, .badRequest), identity, fiveTuple)
         }
@@ -72,9 +72,14 @@ extension TURNServer {
         guard table.held(by: identity.user) + (reserve ? 2 : 1) <= configuration.maximumAllocationsPerUser else {
             return reply(error(request, .allocationQuotaReached), identity, fiveTuple)
         }
-        let extraPorts = (reserve ? 1 : 0) + (additional == nil ? 0 : 1)
-        guard table.portsHeld + extraPorts < configuration.maximumAllocations else {
+        guard table.portsHeld + (reserve ? 1 : 0) < configuration.maximumAllocations else {
             return reply(error(request, .insufficientCapacity), identity, fiveTuple)
+        }
+        // Room for the first family but not the second: the allocation is made with the first (§7.2: 508 in
+        // ADDRESS-ERROR-CODE), not refused.
+        if additional != nil && table.portsHeld + 1 >= configuration.maximumAllocations {
+            additional = nil
+            additionalRefusal = (.ipv6, .insufficientCapacity)
         }
         let id = table.newID()
         let reservation = reserve ? table.newID() : nil

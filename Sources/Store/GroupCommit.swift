@@ -59,6 +59,9 @@ final class GroupCommit: Sendable {
             } catch {
                 results = jobs.map { _ in .failure(error) }
             }
+            // One result per input, or a caller would wait for ever.
+            precondition(
+                results.count == jobs.count, "a batch of \(jobs.count) came back with \(results.count) results")
             for (job, result) in zip(jobs, results) { job.continuation.resume(returning: result) }
         }
     }

@@ -96,6 +96,8 @@ import Testing
         #expect(closed.count == 1 && !closed.contains(id))
         #expect(server.snapshot(now: start).map(\.relayedAddresses) == [[TransportAddress(ip: relayIP, port: 50_000)]])
         #expect(!server.snapshot(now: start)[0].relayedAddresses.contains(v6))
+        // Its peers' permissions went with it.
+        #expect(server.snapshot(now: start)[0].permissions.isEmpty)
         // The IPv6 side is gone: its peers are of a family the allocation no longer has.
         #expect(client.call(.createPermission, [], peers: [peer6], on: &server)?.code == 443)
         #expect(client.call(.refresh, [.requestedAddressFamily(.ipv6)], on: &server)?.code == 443)
@@ -147,19 +149,29 @@ import Testing
             .requestedTransport(17), .reservationToken(42), .additionalAddressFamily(.ipv6),
         ]
         #expect(client.call(.allocate, withToken, on: &server)?.code == 400)
+        // A reserved port pair is of one family: not for a dual allocation.
+        let pairAndDual: [STUNAttribute] = [
+            .requestedTransport(17), .evenPort(reserveNextHigherPort: true), .additionalAddressFamily(.ipv6),
+        ]
+        #expect(client.call(.allocate, pairAndDual, on: &server)?.code == 400)
         #expect(server.allocationCount == 0)
     }
 
     @Test func aDualAllocationIsOneOfTheUsersButHoldsTwoPorts() throws {
-        // Per user: one place. In all: two ports, so a relay with room for two more ports takes one dual allocation.
+        // Per user: one place. In all: two ports, so a relay with room for one more port makes bob's dual request
+        // an IPv4 allocation, with 508 for IPv6 in ADDRESS-ERROR-CODE (RFC 8656 §7.2).
         var server = Self.dualStack(perUser: 1, total: 3)
         var alice = Client()
         let dual: [STUNAttribute] = [.requestedTransport(17), .additionalAddressFamily(.ipv6)]
-        #expect(alice.call(.allocate, dual, on: &server)?.isSuccess == true)
+        #expect(try alice.call(.allocate, dual, on: &server)?.xorRelayedAddresses.count == 2)
         var bob = Client(port: 41_000, username: "bob", password: "hunter2")
-        #expect(bob.call(.allocate, dual, on: &server)?.code == 508)
-        #expect(bob.allocate(on: &server)?.isSuccess == true)
-        // Expiry closes both of alice's sockets.
+        let bobs = try #require(bob.call(.allocate, dual, on: &server))
+        #expect(bobs.isSuccess)
+        #expect(try bobs.xorRelayedAddresses.count == 1)
+        #expect(try bobs.addressErrorCode?.code == 508)
+        var carol = Client(port: 42_000, username: "alice", password: "secret")
+        #expect(carol.allocate(on: &server)?.code == 486)
+        // Expiry closes both of alice's sockets and bob's one.
         let expired = server.expire(now: start + .seconds(3600))
         #expect(Self.closed(expired).count == 3)
     }

@@ -98,7 +98,7 @@ import Testing
 
     /// A dual allocation over real sockets: an IPv4 client gets an IPv4 and an IPv6 relayed address, reaches an IPv4
     /// and an IPv6 peer each from the relayed address of its family, and gets their answers on its channels; deleting
-    /// the IPv6 address closes its socket and keeps the IPv4 side relaying.
+    /// the IPv4 address closes its socket and keeps the IPv6 side relaying.
     @Test func aDualAllocationRelaysToPeersOfBothFamilies() async throws {
         try await TestRelay.with(threads: 2, dualStack: true) { relay in
             let client = try TURNTestClient(server: relay.address)
@@ -123,14 +123,18 @@ import Testing
                 #expect(echo.channel == channel && echo.payload == Array("back \(channel)".utf8))
             }
 
-            // The IPv6 relayed address alone is deleted: its port is freed, the IPv4 side still relays.
+            // The IPv4 relayed address alone is deleted (the socket under the allocation's own id): its port is
+            // freed, the IPv6 side still relays both ways.
             let deleted = try client.request(
-                STUNMessageType(method: .refresh, class: .request), [.lifetime(0), .requestedAddressFamily(.ipv6)])
+                STUNMessageType(method: .refresh, class: .request), [.lifetime(0), .requestedAddressFamily(.ipv4)])
             #expect(deleted.type.messageClass == .successResponse)
-            #expect(await relay.server.allocations().map(\.relayedAddresses) == [[relayed[0]]])
-            try await eventually { Self.canBind(relayed[1]) }
-            try client.sendChannelData(0x4000, Array("still".utf8))
-            #expect(try peer4.receive()?.bytes == Array("still".utf8))
+            #expect(await relay.server.allocations().map(\.relayedAddresses) == [[relayed[1]]])
+            try await eventually { Self.canBind(relayed[0]) }
+            try client.sendChannelData(0x4001, Array("still".utf8))
+            let (still, from) = try #require(try peer6.receive(), "the IPv6 side stopped relaying")
+            #expect(still == Array("still".utf8) && from == relayed[1])
+            try peer6.send(Array("and back".utf8), to: from)
+            #expect(try client.receiveChannelData()?.payload == Array("and back".utf8))
         }
     }
 
