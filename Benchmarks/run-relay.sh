@@ -134,6 +134,18 @@ run_bounded() { # SECONDS OUTFILE COMMAND...: runs it under timeout in the backg
     forget_pid "$pid"
 }
 
+finish_blast() { # SERVER RUN PID C0 W0: waits for a load tool, records the server's CPU ticks and the wall time since
+    # C0/W0 (when the tool got ready) and its exit code; sets RC
+    local server="$1" run="$2" pid="$3" c0="$4" w0="$5"
+    RC=0; wait "$pid" || RC=$?
+    forget_pid "$pid"
+    if [ -n "$c0" ]; then
+        fact "$server" "${run}_cpu_ticks" $(( $(cpu_ticks "$SERVER_PID") - c0 ))
+        fact "$server" "${run}_wall_s" "$(elapsed "$w0" "$(now)")"
+    fi
+    fact "$server" "${run}_rc" "$RC"
+}
+
 # ---------------------------------------------------------------- ports
 port_of() { # SERVER WHAT
     local base=$(( BASE_PORT + $( [ "$1" = coturn ] && echo 20 || echo 0 ) ))
@@ -287,13 +299,7 @@ blast_run() { # SERVER RUN RATE [PHASE]: the server of PHASE (throughput) is run
     else
         c0=; w0=
     fi
-    wait "$blast_pid" || rc=$?
-    forget_pid "$blast_pid"
-    if [ -n "$c0" ]; then
-        fact "$server" "${run}_cpu_ticks" $(( $(cpu_ticks "$SERVER_PID") - c0 ))
-        fact "$server" "${run}_wall_s" "$(elapsed "$w0" "$(now)")"
-    fi
-    fact "$server" "${run}_rc" "$rc"
+    finish_blast "$server" "$run" "$blast_pid" "$c0" "${w0:-}"; rc=$RC
     if [ "$rc" -ne 0 ]; then
         log "$server: turnblast exited $rc: $(head -c 300 "$dir/blast_$run.out")"
         stop_pid "$sink_pid"   # prints its SINK line on TERM
@@ -400,13 +406,7 @@ phase_streamblast() { # SERVER: streamblast tcp|tls -> relay -> sink flat out, F
             > "$dir/blast_$run.out" 2>&1 &
         blast_pid=$!; PIDS+=("$blast_pid"); c0=; rc=0
         if wait_for_line "$dir/blast_$run.out" READY 30; then c0="$(cpu_ticks "$SERVER_PID")"; w0="$(now)"; fi
-        wait "$blast_pid" || rc=$?
-        forget_pid "$blast_pid"
-        if [ -n "$c0" ]; then
-            fact "$server" "${run}_cpu_ticks" $(( $(cpu_ticks "$SERVER_PID") - c0 ))
-            fact "$server" "${run}_wall_s" "$(elapsed "$w0" "$(now)")"
-        fi
-        fact "$server" "${run}_rc" "$rc"
+        finish_blast "$server" "$run" "$blast_pid" "$c0" "${w0:-}"; rc=$RC
         [ "$rc" -eq 0 ] || log "$server: streamblast exited $rc: $(head -c 300 "$dir/blast_$run.out")"
         for _ in $(seq 50); do kill -0 "$sink_pid" 2>/dev/null || break; sleep 0.1; done  # exits 500 ms after the last
         stop_pid "$sink_pid"

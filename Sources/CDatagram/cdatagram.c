@@ -80,6 +80,18 @@ int sb_recv_batch_at(int fd, void *slots, size_t slot_size, size_t offset, unsig
     return recv_batch(fd, slots, slot_size, offset, count, sources, locals, lengths, truncated, MSG_DONTWAIT);
 }
 
+/// Gives `header` one control message of `size` bytes of `data` in `buffer` (SB_PKTINFO_SPACE bytes, aligned).
+static void put_control(struct msghdr *header, char *buffer, int level, int type, const void *data, size_t size) {
+    memset(buffer, 0, SB_PKTINFO_SPACE);
+    header->msg_control = buffer;
+    header->msg_controllen = CMSG_SPACE(size);
+    struct cmsghdr *cmsg = CMSG_FIRSTHDR(header);
+    cmsg->cmsg_level = level;
+    cmsg->cmsg_type = type;
+    cmsg->cmsg_len = CMSG_LEN(size);
+    memcpy(CMSG_DATA(cmsg), data, size);
+}
+
 int sb_send_batch(int fd, void *const *buffers, const size_t *lengths, const struct sockaddr_storage *destinations,
                   const unsigned *destination_lengths, const struct sockaddr_storage *sources, unsigned count) {
     struct mmsghdr messages[SB_BATCH_MAX];
@@ -100,29 +112,15 @@ int sb_send_batch(int fd, void *const *buffers, const size_t *lengths, const str
         if (sources == NULL) continue;
         // The source address a reply leaves from (IP_PKTINFO's ipi_spec_dst, IPV6_PKTINFO's ipi6_addr).
         if (sources[i].ss_family == AF_INET) {
-            memset(controls[i].bytes, 0, sizeof(controls[i].bytes));
-            messages[i].msg_hdr.msg_control = controls[i].bytes;
-            messages[i].msg_hdr.msg_controllen = CMSG_SPACE(sizeof(struct in_pktinfo));
-            struct cmsghdr *cmsg = CMSG_FIRSTHDR(&messages[i].msg_hdr);
-            cmsg->cmsg_level = IPPROTO_IP;
-            cmsg->cmsg_type = IP_PKTINFO;
-            cmsg->cmsg_len = CMSG_LEN(sizeof(struct in_pktinfo));
             struct in_pktinfo info;
             memset(&info, 0, sizeof(info));
             info.ipi_spec_dst = ((const struct sockaddr_in *)&sources[i])->sin_addr;
-            memcpy(CMSG_DATA(cmsg), &info, sizeof(info));
+            put_control(&messages[i].msg_hdr, controls[i].bytes, IPPROTO_IP, IP_PKTINFO, &info, sizeof(info));
         } else if (sources[i].ss_family == AF_INET6) {
-            memset(controls[i].bytes, 0, sizeof(controls[i].bytes));
-            messages[i].msg_hdr.msg_control = controls[i].bytes;
-            messages[i].msg_hdr.msg_controllen = CMSG_SPACE(sizeof(struct in6_pktinfo));
-            struct cmsghdr *cmsg = CMSG_FIRSTHDR(&messages[i].msg_hdr);
-            cmsg->cmsg_level = IPPROTO_IPV6;
-            cmsg->cmsg_type = IPV6_PKTINFO;
-            cmsg->cmsg_len = CMSG_LEN(sizeof(struct in6_pktinfo));
             struct in6_pktinfo info;
             memset(&info, 0, sizeof(info));
             info.ipi6_addr = ((const struct sockaddr_in6 *)&sources[i])->sin6_addr;
-            memcpy(CMSG_DATA(cmsg), &info, sizeof(info));
+            put_control(&messages[i].msg_hdr, controls[i].bytes, IPPROTO_IPV6, IPV6_PKTINFO, &info, sizeof(info));
         }
     }
     return sendmmsg(fd, messages, count, MSG_DONTWAIT);
