@@ -301,7 +301,12 @@ final class EventStreamClient: Sendable {
             var parser = SSEParser()
             do {
                 for try await chunk in response.body {
-                    for event in parser.feed(chunk.readableBytesView) { continuation.yield(event) }
+                    for event in parser.feed(chunk.readableBytesView) {
+                        // The id is recorded before the event is handed out: a test that reads `lastEventID` right
+                        // after an event must see that event's id, not the one before it.
+                        if let id = event.id { state.withLock { $0.lastID = id } }
+                        continuation.yield(event)
+                    }
                     let snapshot = parser
                     state.withLock { $0 = (snapshot.lastEventID, snapshot.retry, snapshot.comments, false) }
                 }
