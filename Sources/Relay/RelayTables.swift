@@ -184,7 +184,9 @@ struct RelayTables: @unchecked Sendable {
             } else {
                 actions = core.relayFailed(id)
             }
-        } else if let (port, fd, reservedFD) = bindRelay(for: pending) {
+        } else if let (port, fd, reservedFD) = bindRelay(
+            on: pending.relayAddress, even: pending.evenPort, pair: pending.reservation != nil)
+        {
             let owner = nextOwner
             nextOwner = (nextOwner + 1) % max(pollFDs.count, 1)
             register(fd, as: id, owner: owner)
@@ -193,7 +195,13 @@ struct RelayTables: @unchecked Sendable {
             // A dual allocation's second family: any free port of the range; without one, the allocation is made
             // with its first family alone (the core tells the client why in ADDRESS-ERROR-CODE).
             let second = pending.additional.flatMap { additional in
-                bindAdditional(on: additional.relayAddress).map { (id: additional.id, address: $0.address, fd: $0.fd) }
+                bindRelay(on: additional.relayAddress, even: false, pair: false).map {
+                    (
+                        id: additional.id,
+                        address: TransportAddress(ip: additional.relayAddress, port: UInt16($0.port)),
+                        fd: $0.fd
+                    )
+                }
             }
             let opened = core.relayOpened(
                 id, at: TransportAddress(ip: pending.relayAddress, port: UInt16(port)), reserved: reserved,
@@ -220,17 +228,12 @@ struct RelayTables: @unchecked Sendable {
         for action in actions { perform(action, replyFD: replyFD, now: now, into: &outbox) }
     }
 
-    /// A bound port of the range for `pending` (and the one above it for a reservation), or nil.
-    private func bindRelay(for pending: PendingAllocation) -> (port: Int, fd: Int32, reserved: Int32?)? {
-        let bind =
-            if let address = relayBindAddress, address.family == pending.relayAddress.family { address } else {
-                pending.relayAddress
-            }
-        let pair = pending.reservation != nil
+    /// A bound port of the range on `address` (or the bind address of its family), even when asked, and the one
+    /// above it too for a pair, or nil.
+    private func bindRelay(on address: IPAddress, even: Bool, pair: Bool) -> (port: Int, fd: Int32, reserved: Int32?)? {
+        let bind = relayBindAddress.flatMap { $0.family == address.family ? $0 : nil } ?? address
         for _ in 0..<16 {
-            guard let port = RelayServer.relayPort(in: relayPorts, even: pending.evenPort, pair: pair) else {
-                return nil
-            }
+            guard let port = RelayServer.relayPort(in: relayPorts, even: even, pair: pair) else { return nil }
             do {
                 let fd = try UDPSocket.bind(TransportAddress(ip: bind, port: UInt16(port))).fd
                 guard pair else { return (port, fd, nil) }
@@ -244,31 +247,13 @@ struct RelayTables: @unchecked Sendable {
                 // Only a port in use is worth another port; any other error would fail again.
                 continue
             } catch {
-                logger.warning("no relay port could be bound", metadata: ["error": "\(error)"])
+                logger.warning(
+                    "no relay port could be bound", metadata: ["error": "\(error)", "family": "\(address.family)"])
                 return nil
             }
         }
-        logger.warning("no relay port could be bound", metadata: ["error": "16 ports in use"])
-        return nil
-    }
-
-    /// A socket bound on a port of the range on `address` (the second family of a dual allocation), or nil.
-    private func bindAdditional(on address: IPAddress) -> (address: TransportAddress, fd: Int32)? {
-        let bind = relayBindAddress.flatMap { $0.family == address.family ? $0 : nil } ?? address
-        for _ in 0..<16 {
-            guard let port = RelayServer.relayPort(in: relayPorts, even: false, pair: false) else { return nil }
-            do throws(SocketError) {
-                let fd = try UDPSocket.bind(TransportAddress(ip: bind, port: UInt16(port))).fd
-                return (TransportAddress(ip: address, port: UInt16(port)), fd)
-            } catch {
-                // Only a port in use is worth another port.
-                guard error.code == EADDRINUSE else {
-                    logger.warning(
-                        "no relay port could be bound", metadata: ["error": "\(error)", "family": "\(address.family)"])
-                    return nil
-                }
-            }
-        }
+        logger.warning(
+            "no relay port could be bound", metadata: ["error": "16 ports in use", "family": "\(address.family)"])
         return nil
     }
 

@@ -47,6 +47,8 @@ struct RelayOptions: ParsableArguments {
     ///   elsewhere must be given the shared secret, not make one up).
     func settings(certsDir: String, requireSecret: Bool = false) throws -> RelaySettings {
         var relayAddresses: [AddressFamily: IPAddress] = [:]
+        // The first one given names the relay in turn: URLs.
+        var firstAddress: IPAddress?
         for relayText in relayIP.isEmpty ? [turnHost] : relayIP {
             guard let address = IPAddress(relayText) else {
                 throw CommandFailure("--relay-ip must be an IP address (got '\(relayText)')")
@@ -58,11 +60,9 @@ struct RelayOptions: ParsableArguments {
             guard relayAddresses.updateValue(address, forKey: address.family) == nil else {
                 throw CommandFailure("--relay-ip takes at most one IPv4 and one IPv6 address")
             }
+            if firstAddress == nil { firstAddress = address }
         }
-        // The first one given names the relay in turn: URLs.
-        guard let relayAddress = (relayIP.first.flatMap { IPAddress($0) } ?? IPAddress(turnHost)) else {
-            throw CommandFailure("--relay-ip must be an IP address")
-        }
+        guard let relayAddress = firstAddress else { throw CommandFailure("--relay-ip must be an IP address") }
         let bounds = relayPorts.split(separator: "-").compactMap { Int($0) }
         guard bounds.count == 2, bounds[0] >= 1024, bounds[0] <= bounds[1], bounds[1] <= 65535 else {
             throw CommandFailure("--relay-ports must be LOW-HIGH within 1024-65535 (got '\(relayPorts)')")
