@@ -85,7 +85,7 @@ struct ObservabilityMiddleware: RouterMiddleware {
         if let header = request.headers[.authorization] {
             let prefix = "Bearer "
             guard header.count > prefix.count, header.prefix(prefix.count).lowercased() == prefix.lowercased(),
-                case .success(let identity) = authority.verify(
+                case .success(let identity) = await authority.verify(
                     String(header.dropFirst(prefix.count)), now: signaling.clock())
             else { throw APIError.unauthorized }
             return identity

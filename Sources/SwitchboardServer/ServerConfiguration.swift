@@ -17,6 +17,12 @@ public struct ServerConfiguration: Sendable {
     public var certificatesDirectory: String = "certs"
     /// HS256 secret for bearer tokens.
     public var tokenSecret: [UInt8]
+    /// An identity provider's published keys (`--jwks-file`, `--jwks-url`): its tokens are accepted too.
+    public var jwks: JWKSSource?
+    /// A PEM file of the CAs a `--jwks-url` certificate must chain to (`--jwks-ca-file`); nil for the system's.
+    public var jwksTrustRoots: String?
+    /// What a token's claims must say, and which claims name the user and the admin role.
+    public var tokenPolicy = TokenPolicy()
     /// How long an unanswered call rings.
     public var ringTimeout: TimeInterval = 30
     /// Interval between SSE heartbeat comments.

@@ -24,6 +24,10 @@ public struct SwitchboardServer: Sendable {
     public let media: MediaServer?
     /// The connection caps every listener shares.
     let connectionLimiter: ConnectionLimiter
+    /// The certificate and key every TLS listener presents, reloaded on SIGHUP.
+    let identity: ServerIdentity
+    /// Verifies bearer tokens (and issues the web client's dev tokens).
+    let authority: TokenAuthority
 
     /// TLS 1.2+ with forward-secret AEAD suites only (Mozilla "intermediate"); TLS 1.3 suites are always on.
     static let cipherSuites = [
@@ -68,11 +72,32 @@ public struct SwitchboardServer: Sendable {
                 throw ServerError("cannot reach the PostgreSQL store: \(String(reflecting: error))")
             }
         }
+        let identity = try Self.identity(configuration, logger: logger)
+        self.identity = identity
+        var identityProvider: KeySetFetcher?
+        if let source = configuration.jwks {
+            do {
+                let fetcher = try KeySetFetcher(
+                    source: source, trustRoots: configuration.jwksTrustRoots,
+                    logger: Logger(label: "switchboard.auth"))
+                identityProvider = fetcher
+                do {
+                    try await fetcher.load()
+                } catch {
+                    await fetcher.shutdown()
+                    throw error
+                }
+            } catch {
+                throw ServerError("cannot load the identity provider's keys from \(source): \(error)")
+            }
+        }
+        self.authority = TokenAuthority(
+            secret: configuration.tokenSecret, policy: configuration.tokenPolicy, identityProvider: identityProvider)
         let relay = try configuration.relay.map { settings in
             var server = settings.server
             if let port = settings.turnsPort {
                 // TURN over TLS presents the HTTPS certificate (browsers check it against the turns: URL's host).
-                var tls = try Self.tlsConfiguration(configuration, logger: logger)
+                var tls = identity.tlsConfiguration(cipherSuites: Self.cipherSuites)
                 tls.applicationProtocols = []
                 server.tls = (port, try NIOSSLContext(configuration: tls))
             }
@@ -112,14 +137,14 @@ public struct SwitchboardServer: Sendable {
             middleware: SecurityHeadersMiddleware(strictTransportSecurity: configuration.certificatePath != nil))
         router.add(
             middleware: ObservabilityMiddleware(
-                metrics: metrics, authority: TokenAuthority(secret: configuration.tokenSecret), signaling: signaling,
+                metrics: metrics, authority: authority, signaling: signaling,
                 rateLimiter: RateLimiter(ratePerSecond: configuration.rateLimitPerSecond),
                 addressLimiter: RateLimiter(ratePerSecond: configuration.unauthenticatedRateLimitPerSecond)))
         Routes(signaling: signaling, metrics: metrics, configuration: configuration, relay: relay).register(on: router)
         var webClient = configuration.webClient
         webClient.mediaPolicy = media == nil ? MediaPolicy.direct.rawValue : configuration.mediaPolicy.rawValue
         WebClientRoutes(
-            settings: webClient, authority: TokenAuthority(secret: configuration.tokenSecret),
+            settings: webClient, authority: authority,
             assets: StaticAssets.load()
         ).register(on: router)
 
@@ -127,7 +152,7 @@ public struct SwitchboardServer: Sendable {
         if let relay { services.append(relay) }
         if let media { services.append(media) }
         let boundPort = BoundPort(configuration.port)
-        let tls = try tlsConfiguration()
+        let tls = tlsConfiguration()
         let limits = configuration.connections
         let limiter = connectionLimiter
         let connectionMetrics = ConnectionMetrics(factory: metrics.factory)
@@ -152,6 +177,7 @@ public struct SwitchboardServer: Sendable {
                     port: redirectPort, httpsPort: boundPort, limiter: limiter, metrics: connectionMetrics))
         }
         services.append(SignalingService(signaling: signaling))
+        services.append(ReloadService(identity: identity, identityProvider: authority.identityProvider, logger: logger))
         services.append(
             MemoryTrimService(trimmer: MemoryTrimmer(factory: metrics.factory), limiter: connectionLimiter))
         return services
@@ -167,41 +193,25 @@ public struct SwitchboardServer: Sendable {
         try await group.run()
     }
 
-    func tlsConfiguration() throws -> TLSConfiguration { try Self.tlsConfiguration(configuration, logger: logger) }
+    /// The HTTPS listener's TLS: the server identity, HTTP/1.1 by ALPN.
+    func tlsConfiguration() -> TLSConfiguration {
+        var tls = identity.tlsConfiguration(cipherSuites: Self.cipherSuites)
+        tls.applicationProtocols = ["http/1.1"]
+        return tls
+    }
 
-    static func tlsConfiguration(_ configuration: ServerConfiguration, logger: Logger) throws -> TLSConfiguration {
-        let certificatePath: String
-        let keyPath: String
+    /// The operator's certificate and key (`--cert`, `--key`), or the dev certificate, made on first run.
+    static func identity(_ configuration: ServerConfiguration, logger: Logger) throws -> ServerIdentity {
         switch (configuration.certificatePath, configuration.privateKeyPath) {
         case (let certificate?, let key?):
-            certificatePath = certificate
-            keyPath = key
+            return try ServerIdentity(certificatePath: certificate, keyPath: key)
         case (nil, nil):
             let dev = DevCertificates(directory: configuration.certificatesDirectory)
             if try dev.ensure() { logger.notice("generated a dev certificate", metadata: ["ca": .string(dev.caPath)]) }
-            certificatePath = dev.certificatePath
-            keyPath = dev.privateKeyPath
+            return try ServerIdentity(certificatePath: dev.certificatePath, keyPath: dev.privateKeyPath)
         default:
             throw ServerError("--cert and --key go together")
         }
-        let chain: [NIOSSLCertificate]
-        let key: NIOSSLPrivateKey
-        do {
-            chain = try NIOSSLCertificate.fromPEMFile(certificatePath)
-            key = try NIOSSLPrivateKey(file: keyPath, format: .pem)
-        } catch {
-            throw ServerError("cannot load the TLS certificate \(certificatePath) or key \(keyPath): \(error)")
-        }
-        guard !chain.isEmpty else { throw ServerError("no certificate in \(certificatePath)") }
-        var tls = TLSConfiguration.makeServerConfiguration(
-            certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
-        tls.minimumTLSVersion = .tlsv12
-        tls.cipherSuites = Self.cipherSuites
-        tls.applicationProtocols = ["http/1.1"]
-        // How long a closing connection waits for the peer's close_notify: a hostile client never sends one, so
-        // every connection a deadline cuts would otherwise hold its descriptor 5 s more (NIOSSL's default).
-        tls.shutdownTimeout = .seconds(1)
-        return tls
     }
 
     /// Plain HTTP that serves nothing but a redirect to HTTPS, behind the same connection caps.

@@ -87,7 +87,7 @@ struct WebClientRoutes: Sendable {
                 throw APIError.badRequest("send {\"user\": NAME}")
             }
             guard users.contains(body.user) else { throw APIError.forbidden("not a demo user") }
-            let token = authority.issue(Identity(user: body.user), ttl: settings.devTokenTTL)
+            let token = await authority.issue(Identity(user: body.user), ttl: settings.devTokenTTL)
             return Routes.json(.created, DevTokenJSON(token: token, expiresIn: Int(settings.devTokenTTL)))
         }
     }

@@ -15,6 +15,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "PEM certificate chain file.") var cert: String?
     @Option(help: "PEM private key file.") var key: String?
     @OptionGroup var secret: SecretOptions
+    @OptionGroup(title: "Identity provider tokens") var identityProvider: IdentityProviderOptions
     @Option(help: "Seconds an unanswered call rings.") var ringTimeout: Double = 30
     @Option(help: "Seconds between SSE heartbeat comments.") var heartbeat: Double = 15
     @Option(help: "Frames an SSE stream may queue before a slow reader is cut.") var streamBuffer: Int = 256
@@ -72,6 +73,7 @@ struct Serve: AsyncParsableCommand {
             configuration.certificatePath = cert
             configuration.privateKeyPath = key
             configuration.certificatesDirectory = secret.certsDir
+            try identityProvider.apply(to: &configuration)
             configuration.ringTimeout = ringTimeout
             configuration.heartbeatInterval = heartbeat
             configuration.streamBufferFrames = streamBuffer
@@ -186,10 +188,11 @@ struct Serve: AsyncParsableCommand {
                         "Dev certificate authority: \(certsDir)/dev-ca.pem (curl --cacert \(certsDir)/dev-ca.pem)")
                     lines.append("Dev tokens (valid 24 h; mint more with `switchboard token issue --user NAME`):")
                     for user in users {
-                        lines.append("  \(user): \(authority.issue(Identity(user: user), ttl: 86_400))")
+                        let token = await authority.issue(Identity(user: user), ttl: 86_400)
+                        lines.append("  \(user): \(token)")
                     }
-                    lines.append(
-                        "  admin (role admin): \(authority.issue(Identity(user: "admin", isAdmin: true), ttl: 86_400))")
+                    let admin = await authority.issue(Identity(user: "admin", isAdmin: true), ttl: 86_400)
+                    lines.append("  admin (role admin): \(admin)")
                 }
                 print(lines.joined(separator: "\n"))
                 fflush(nil)

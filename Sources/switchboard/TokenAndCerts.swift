@@ -22,7 +22,8 @@ struct Token: AsyncParsableCommand {
                 if let device, !Identifier.isValid(device) { throw CommandFailure("invalid device id '\(device)'") }
                 guard ttl > 0 else { throw CommandFailure("--ttl must be positive") }
                 let authority = TokenAuthority(secret: try secret.resolve().secret)
-                print(authority.issue(Identity(user: user, isAdmin: admin, device: device), ttl: TimeInterval(ttl)))
+                print(
+                    await authority.issue(Identity(user: user, isAdmin: admin, device: device), ttl: TimeInterval(ttl)))
             }
         }
     }

@@ -25,23 +25,24 @@ import Testing
     @Test func everyRouteNeedsAValidToken() async throws {
         try await TestServer.with { server in
             let id = try await server.invite("alice", to: "bob").callID
-            let other = TokenAuthority(secret: Array("another secret".utf8)).issue(Identity(user: "alice"), ttl: 600)
-            let expired = server.authority.issue(Identity(user: "alice"), ttl: -10)
-            let bad: [String?] = [nil, "garbage", other, expired, server.token("alice") + "x"]
+            let other = await TokenAuthority(secret: Array("another secret of at least 32 bytes".utf8)).issue(
+                Identity(user: "alice"), ttl: 600)
+            let expired = await server.authority.issue(Identity(user: "alice"), ttl: -120)
+            let bad: [String?] = [nil, "garbage", other, expired, await server.token("alice") + "x"]
             for (method, path, body) in Self.allRoutes {
                 for token in bad {
                     let reply = try await server.request(
                         method, path.replacingOccurrences(of: "ID", with: id), token: token, body: body)
-                    #expect(reply.status == 401, "\(method) \(path)")
+                    #expect(reply.status == 401, "\(method) \(path) \(token ?? "none")")
                     #expect(reply.errorCode == "unauthorized")
                     #expect(reply.header("WWW-Authenticate") == "Bearer")
                 }
             }
             // A token with another algorithm in its header is refused even if its MAC would verify.
-            let parts = server.token("alice").split(separator: ".")
+            let parts = await server.token("alice").split(separator: ".")
             let none = "eyJhbGciOiJub25lIn0." + parts[1] + "."
             #expect(try await server.request(.GET, "/v1/calls", token: none).status == 401)
-            let stored = try await server.request(.GET, "/v1/calls/\(id)", token: server.token("alice"))
+            let stored = try await server.request(.GET, "/v1/calls/\(id)", token: await server.token("alice"))
             #expect(stored.call["state"] as? String == "inviting")
         }
     }
@@ -51,21 +52,23 @@ import Testing
             let id = try await server.invite("alice", to: "bob").callID
             for (method, path, body) in Self.callRoutes {
                 let reply = try await server.request(
-                    method, path.replacingOccurrences(of: "ID", with: id), token: server.token("mallory"), body: body)
+                    method, path.replacingOccurrences(of: "ID", with: id), token: await server.token("mallory"),
+                    body: body)
                 #expect(reply.status == 404, "\(method) \(path)")
                 #expect(reply.errorCode == "call_not_found")
                 #expect(!reply.body.contains("alice"))
                 // Admins may read any call, but not act on it.
                 let admin = try await server.request(
-                    method, path.replacingOccurrences(of: "ID", with: id), token: server.token("root", admin: true),
+                    method, path.replacingOccurrences(of: "ID", with: id),
+                    token: await server.token("root", admin: true),
                     body: body)
                 #expect(admin.status == (method == .GET ? 200 : 404), "admin \(method) \(path)")
             }
-            let list = try await server.request(.GET, "/v1/calls", token: server.token("mallory"))
+            let list = try await server.request(.GET, "/v1/calls", token: await server.token("mallory"))
             #expect((list.json["calls"] as? [Any])?.isEmpty == true)
-            let all = try await server.request(.GET, "/v1/calls", token: server.token("root", admin: true))
+            let all = try await server.request(.GET, "/v1/calls", token: await server.token("root", admin: true))
             #expect((all.json["calls"] as? [[String: Any]])?.map { $0["id"] as? String } == [id])
-            let stored = try await server.request(.GET, "/v1/calls/\(id)", token: server.token("bob"))
+            let stored = try await server.request(.GET, "/v1/calls/\(id)", token: await server.token("bob"))
             #expect(stored.call["state"] as? String == "inviting")
         }
     }
@@ -95,7 +98,7 @@ import Testing
                 #expect(reply.status == 403, "caller \(action)")
                 #expect(reply.errorCode == "forbidden")
             }
-            let bound = server.token("bob", device: "phone")
+            let bound = await server.token("bob", device: "phone")
             let wrongDevice = try await server.request(
                 .POST, "/v1/calls/\(id)/accept", token: bound, body: #"{"device":"laptop"}"#)
             #expect(wrongDevice.status == 403)
@@ -104,10 +107,11 @@ import Testing
             #expect(implied.call["answeredBy"] as? String == "phone")
             let stream = try await server.request(.GET, "/v1/events?device=laptop", token: bound)
             #expect(stream.status == 403)
-            let watchAll = try await server.request(.GET, "/v1/events?scope=all", token: server.token("alice"))
+            let watchAll = try await server.request(.GET, "/v1/events?scope=all", token: await server.token("alice"))
             #expect(watchAll.status == 403)
             #expect(
-                try await server.request(.GET, "/v1/calls/\(id)", token: server.token("bob")).call["state"] as? String
+                try await server.request(.GET, "/v1/calls/\(id)", token: await server.token("bob")).call["state"]
+                    as? String
                     == "active")
         }
     }
@@ -115,7 +119,7 @@ import Testing
     @Test func adminsCanWatchEveryCall() async throws {
         try await TestServer.with { server in
             let watcher = try await server.stream(
-                "root", device: "ops", token: server.token("root", admin: true), query: "scope=all")
+                "root", device: "ops", token: await server.token("root", admin: true), query: "scope=all")
             defer { watcher.close() }
             try await watcher.expect("hello")
             let id = try await server.invite("alice", to: "bob", offer: try Fixture.sdp("chrome-offer-av")).callID
@@ -131,7 +135,7 @@ import Testing
 
     @Test func tokensAndTicketsNeverReachTheLogs() async throws {
         try await TestServer.with { server in
-            let token = server.token("alice")
+            let token = await server.token("alice")
             let id = try await server.invite("alice", to: "bob").callID
             try await server.request(.GET, "/v1/calls/\(id)", token: token)
             try await server.request(.GET, "/v1/calls", token: "not-a-valid-token-\(token)")
@@ -153,7 +157,7 @@ import Testing
         try await TestServer.with({ $0.rateLimitPerSecond = 2 }, clock: { now }) { server in
             var statuses: [Int] = []
             for _ in 0..<12 {
-                let reply = try await server.request(.GET, "/v1/calls", token: server.token("alice"))
+                let reply = try await server.request(.GET, "/v1/calls", token: await server.token("alice"))
                 statuses.append(reply.status)
                 if reply.status == 429 {
                     #expect(reply.errorCode == "rate_limited")
@@ -163,7 +167,7 @@ import Testing
             // A burst of 4 (twice the rate), then every request waits.
             #expect(statuses == Array(repeating: 200, count: 4) + Array(repeating: 429, count: 8))
             // Another user has a bucket of their own.
-            #expect(try await server.request(.GET, "/v1/calls", token: server.token("bob")).status == 200)
+            #expect(try await server.request(.GET, "/v1/calls", token: await server.token("bob")).status == 200)
         }
     }
 }

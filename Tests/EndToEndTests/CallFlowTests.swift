@@ -10,7 +10,7 @@ import Testing
             let alice = try await server.stream("alice", device: "a1")
             let bob = try CurlStream(
                 url: server.baseURL + "/v1/events?device=b1", caPath: server.caPath,
-                headers: ["Authorization: Bearer \(server.token("bob"))"])
+                headers: ["Authorization: Bearer \(await server.token("bob"))"])
             defer {
                 bob.stop()
                 alice.close()
@@ -75,7 +75,7 @@ import Testing
             #expect(
                 (try await alice.expect("call.ended")["call"] as? [String: Any])?["endReason"] as? String == "hangup")
 
-            let shown = try await server.request(.GET, "/v1/calls/\(id)", token: server.token("bob"))
+            let shown = try await server.request(.GET, "/v1/calls/\(id)", token: await server.token("bob"))
             let timeline = (shown.call["timeline"] as? [[String: Any]] ?? []).compactMap { $0["event"] as? String }
             #expect(
                 timeline == [
@@ -144,7 +144,7 @@ import Testing
             #expect(busy.call["endReason"] as? String == "busy")
             #expect(try await server.metric(#"switchboard_calls_ended_total{reason="busy"}"#) == 1)
             for user in ["bob", "carol"] {
-                let list = try await server.request(.GET, "/v1/calls?state=ended", token: server.token(user))
+                let list = try await server.request(.GET, "/v1/calls?state=ended", token: await server.token(user))
                 #expect((list.json["calls"] as? [[String: Any]])?.map { $0["id"] as? String } == [busy.callID])
             }
         }
@@ -161,7 +161,7 @@ import Testing
             let (winner, loser) =
                 first.callID < second.callID ? (first.callID, second.callID) : (second.callID, first.callID)
             let states = try await [first.callID, second.callID].asyncMap { id in
-                try await server.request(.GET, "/v1/calls/\(id)", token: server.token("alice")).call
+                try await server.request(.GET, "/v1/calls/\(id)", token: await server.token("alice")).call
             }
             let byID = Dictionary(uniqueKeysWithValues: states.map { ($0["id"] as! String, $0) })
             #expect(byID[winner]?["state"] as? String == "inviting")
@@ -224,7 +224,7 @@ import Testing
             #expect(
                 (try await winnerStream.expect("call.ended")["call"] as? [String: Any])?["endReason"] as? String
                     == "hangup")
-            let stored = try await server.request(.GET, "/v1/calls/\(id)", token: server.token("bob")).call
+            let stored = try await server.request(.GET, "/v1/calls/\(id)", token: await server.token("bob")).call
             #expect(stored["answeredBy"] as? String == winner)
         }
     }

@@ -62,7 +62,7 @@ struct ClusterTests {
             async let one = a.invite("alice", device: "a1", to: "bob")
             async let two = b.invite("bob", device: "b1", to: "alice")
             let ids = [try await one.callID, try await two.callID]
-            let admin = c.token("root", admin: true)
+            let admin = await c.token("root", admin: true)
             let states = try await ids.asyncMap { try await c.request(.GET, "/v1/calls/\($0)", token: admin).call }
             let pending = states.filter { $0["state"] as? String == "inviting" }
             #expect(pending.count == 1, "round \(round)")
@@ -76,7 +76,7 @@ struct ClusterTests {
         for stream in [b1, b2, alice] { stream.close() }
 
         // A stream ticket asked for on one node opens a stream on another, once.
-        let issued = try await a.post("/v1/stream-tickets", token: a.token("bob"), json: ["device": "tab1"])
+        let issued = try await a.post("/v1/stream-tickets", token: await a.token("bob"), json: ["device": "tab1"])
         #expect(issued.status == 201)
         let ticket = try #require(issued.json["ticket"] as? String)
         let curl = try CurlStream(url: b.baseURL + "/v1/events?ticket=\(ticket)", caPath: b.caPath)
@@ -116,7 +116,7 @@ struct ClusterTests {
         let unanswered = try await b.invite("erin", device: "e1", to: "frank").callID
         let timedOut = try await erin.expect("call.ended", timeout: 20)
         #expect((timedOut["call"] as? [String: Any])?["endReason"] as? String == "unavailable")
-        let call = try await b.request(.GET, "/v1/calls/\(unanswered)", token: b.token("erin")).call
+        let call = try await b.request(.GET, "/v1/calls/\(unanswered)", token: await b.token("erin")).call
         let lines = (call["timeline"] as? [[String: Any]])?.compactMap { $0["event"] as? String }
         #expect(lines == ["invite", "timeout"])
         var fired = 0.0
@@ -177,7 +177,7 @@ extension ClusterTests {
             try await peer.handshake(transport)
         }
         func legs(on node: TestServer) async throws -> [[String: Any]] {
-            let shown = try await node.request(.GET, "/v1/calls/\(id)", token: node.token("bob"))
+            let shown = try await node.request(.GET, "/v1/calls/\(id)", token: await node.token("bob"))
             return shown.call["mediaLegs"] as? [[String: Any]] ?? []
         }
         try await SecureRelayTests.eventually {
@@ -225,7 +225,7 @@ extension ClusterTests {
             extra: ["sdp": ["type": "answer", "sdp": bob.sdp(setup: "active")]])
         #expect(refused.status == 503, "\(refused.body)")
         #expect(refused.errorCode == "media_unavailable")
-        let after = try await c.request(.GET, "/v1/calls/\(stranded.callID)", token: c.token("carol")).call
+        let after = try await c.request(.GET, "/v1/calls/\(stranded.callID)", token: await c.token("carol")).call
         #expect(after["state"] as? String == "inviting")
         #expect(try await b.metric("switchboard_media_forwarding_timeouts_total") == 1)
         for node in [b, c] { await node.stop() }

@@ -75,7 +75,7 @@ import Testing
         try await TestServer.with({ $0.connections.bodyTimeout = 1 }) { server in
             let connection = try await RawConnection.open(port: server.port, from: "127.0.0.4", tls: true)
             try await connection.send(
-                "POST /v1/calls HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer \(server.token("bob"))\r\n"
+                "POST /v1/calls HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer \(await server.token("bob"))\r\n"
                     + "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{")
             let drip = Task {
                 while !Task.isCancelled, connection.channel.isActive {

@@ -23,7 +23,7 @@ import Testing
         try await TestServer.with { server in
             let connection = try await RawConnection.open(port: server.port, tls: true)
             try await connection.send(
-                "POST /v1/calls HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer \(server.token("bob"))\r\n"
+                "POST /v1/calls HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer \(await server.token("bob"))\r\n"
                     + "Content-Type: application/json\r\n" + framing)
             let reply = await connection.receive(until: "\r\n\r\n")
             #expect(reply.hasPrefix("HTTP/1.1 400"), "\(name): \(reply.prefix(80))")
@@ -36,7 +36,7 @@ import Testing
         try await TestServer.with { server in
             let connection = try await RawConnection.open(port: server.port, tls: true)
             try await connection.send(
-                "POST /v1/calls HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer \(server.token("bob"))\r\n"
+                "POST /v1/calls HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer \(await server.token("bob"))\r\n"
                     + "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"to\":")
             connection.close()
             #expect(await connection.closes(within: 5))
@@ -73,7 +73,7 @@ import Testing
 
     @Test func headAnswersWhereverGetDoes() async throws {
         try await TestServer.with { server in
-            let token = server.token("alice")
+            let token = await server.token("alice")
             for path in ["/healthz", "/", "/client-config", "/metrics", "/v1/calls", "/v1/events?device=d1"] {
                 let get = path == "/v1/events?device=d1" ? nil : try await server.request(.GET, path, token: token)
                 let head = try await server.request(.HEAD, path, token: token)
@@ -105,7 +105,7 @@ import Testing
             let badToken = try await server.request(.GET, "/v1/calls", token: "not-a-token")
             #expect(badToken.status == 429)
             // A signed-in user from the same address is limited per user, not per address.
-            #expect(try await server.request(.GET, "/v1/calls", token: server.token("alice")).status == 200)
+            #expect(try await server.request(.GET, "/v1/calls", token: await server.token("alice")).status == 200)
         }
     }
 }

@@ -120,8 +120,8 @@ final class TestServer: Sendable {
         self.task = task
     }
 
-    func token(_ user: String, admin: Bool = false, device: String? = nil, ttl: TimeInterval = 600) -> String {
-        authority.issue(Identity(user: user, isAdmin: admin, device: device), ttl: ttl)
+    func token(_ user: String, admin: Bool = false, device: String? = nil, ttl: TimeInterval = 600) async -> String {
+        await authority.issue(Identity(user: user, isAdmin: admin, device: device), ttl: ttl)
     }
 
     /// Graceful shutdown, as SIGTERM would trigger it.
@@ -253,7 +253,9 @@ final class TestServer: Sendable {
         if !query.isEmpty { items.append(query) }
         if !items.isEmpty { path += "?" + items.joined(separator: "&") }
         var request = HTTPClientRequest(url: baseURL + path)
-        request.headers.add(name: "Authorization", value: "Bearer \(token ?? self.token(user))")
+        let bearer: String
+        if let token { bearer = token } else { bearer = await self.token(user) }
+        request.headers.add(name: "Authorization", value: "Bearer \(bearer)")
         request.headers.add(name: "Accept", value: "text/event-stream")
         if let lastEventID { request.headers.add(name: "Last-Event-ID", value: lastEventID) }
         let response = try await client.execute(request, deadline: .distantFuture)
@@ -401,6 +403,7 @@ final class StreamingProcess<Element: Sendable>: Sendable {
         _ path: String,
         _ arguments: [String],
         state: State,
+        mergeStandardError: Bool = false,
         feed: @escaping @Sendable (inout State, Data) -> [Element]
     ) throws {
         let process = Process()
@@ -408,7 +411,7 @@ final class StreamingProcess<Element: Sendable>: Sendable {
         process.arguments = arguments
         let pipe = Pipe()
         process.standardOutput = pipe
-        process.standardError = FileHandle.nullDevice
+        process.standardError = mergeStandardError ? pipe : FileHandle.nullDevice
         let (elements, continuation) = AsyncStream<Element>.makeStream()
         self.elements = elements
         try process.run()

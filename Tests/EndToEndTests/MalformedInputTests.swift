@@ -22,30 +22,30 @@ import Testing
             let user = action == "hangup" || action == "signals" ? "alice" : "bob"
             for (body, code) in Self.bodies {
                 let reply = try await server.request(
-                    .POST, "/v1/calls/\(id)/\(action)", token: server.token(user), body: body)
+                    .POST, "/v1/calls/\(id)/\(action)", token: await server.token(user), body: body)
                 #expect(reply.status == 400, "\(action) \(body)")
                 #expect(reply.errorCode == code)
                 #expect((reply.json["error"] as? [String: Any])?["message"] as? String != nil)
                 #expect(reply.header("Content-Type")?.hasPrefix("application/json") == true)
             }
             let missing = try await server.request(
-                .POST, "/v1/calls/\(id)/\(action)", token: server.token(user), body: "{}")
+                .POST, "/v1/calls/\(id)/\(action)", token: await server.token(user), body: "{}")
             #expect(missing.status == 400)
             #expect(
                 (missing.json["error"] as? [String: Any])?["message"] as? String
                     == (action == "signals" ? "missing field 'type'" : "missing field 'device'"))
             let huge = #"{"device":"d1","sdp":""# + String(repeating: "a", count: 70_000) + "\"}"
             let tooLarge = try await server.request(
-                .POST, "/v1/calls/\(id)/\(action)", token: server.token(user), body: huge)
+                .POST, "/v1/calls/\(id)/\(action)", token: await server.token(user), body: huge)
             #expect(tooLarge.status == 413)
             #expect(tooLarge.errorCode == "body_too_large")
             let unknown = try await server.request(
-                .POST, "/v1/calls/cnothere/\(action)", token: server.token(user),
+                .POST, "/v1/calls/cnothere/\(action)", token: await server.token(user),
                 body: #"{"device":"d1","type":"end-of-candidates"}"#.replacingOccurrences(
                     of: action == "signals" ? "" : #","type":"end-of-candidates""#, with: ""))
             #expect(unknown.status == 404)
             #expect(unknown.errorCode == "call_not_found")
-            let stored = try await server.request(.GET, "/v1/calls/\(id)", token: server.token("alice"))
+            let stored = try await server.request(.GET, "/v1/calls/\(id)", token: await server.token("alice"))
             #expect(stored.call["state"] as? String == "inviting")
             #expect((stored.call["timeline"] as? [Any])?.count == 1)
         }
@@ -68,11 +68,11 @@ import Testing
                 (#"{"to":"bob","device":"d1","sdp":{"type":"offer","sdp":"v=0","SDP":"v=0"}}"#, 400, "bad_request"),
             ]
             for (body, status, code) in cases {
-                let reply = try await server.request(.POST, "/v1/calls", token: server.token("alice"), body: body)
+                let reply = try await server.request(.POST, "/v1/calls", token: await server.token("alice"), body: body)
                 #expect(reply.status == status, "\(body)")
                 #expect(reply.errorCode == code, "\(body)")
             }
-            let list = try await server.request(.GET, "/v1/calls", token: server.token("alice"))
+            let list = try await server.request(.GET, "/v1/calls", token: await server.token("alice"))
             #expect((list.json["calls"] as? [Any])?.isEmpty == true)
         }
     }
@@ -81,12 +81,12 @@ import Testing
         try await TestServer.with { server in
             let id = try await server.invite("alice", to: "bob").callID
             let candidate = try await server.request(
-                .POST, "/v1/calls/\(id)/signals", token: server.token("alice"),
+                .POST, "/v1/calls/\(id)/signals", token: await server.token("alice"),
                 body: #"{"device":"d1","type":"candidate","candidate":{"candidate":"candidate:1","sdpMid":"0","x":1}}"#)
             #expect(candidate.status == 400)
             #expect(candidate.json.description.contains("candidate.x"))
             let accept = try await server.request(
-                .POST, "/v1/calls/\(id)/accept", token: server.token("bob"),
+                .POST, "/v1/calls/\(id)/accept", token: await server.token("bob"),
                 body: #"{"device":"d1","sdp":{"type":"answer","sdp":"v=0","keys":[]}}"#)
             #expect(accept.status == 400)
             #expect(accept.errorCode == "bad_request")
@@ -103,14 +103,14 @@ import Testing
                     of: "a=rtcp-mux\r\n", with: "a=rtcp-mux\(separator)\(crypto)\r\n")
                 #expect(smuggled != offer)
                 let invite = try await server.post(
-                    "/v1/calls", token: server.token("alice"),
+                    "/v1/calls", token: await server.token("alice"),
                     json: ["to": "bob", "device": "a1", "sdp": ["type": "offer", "sdp": smuggled]])
                 #expect(invite.status == 400, "\(separator.debugDescription)")
                 #expect(invite.errorCode == "insecure_sdp", "\(separator.debugDescription)")
             }
             // The honest offer still passes.
             let honest = try await server.post(
-                "/v1/calls", token: server.token("alice"),
+                "/v1/calls", token: await server.token("alice"),
                 json: ["to": "bob", "device": "a1", "sdp": ["type": "offer", "sdp": offer]])
             #expect(honest.status == 201)
         }
@@ -124,7 +124,7 @@ import Testing
         try await TestServer.with { server in
             let sdp = try Fixture.sdp(fixture)
             let invite = try await server.post(
-                "/v1/calls", token: server.token("alice"),
+                "/v1/calls", token: await server.token("alice"),
                 json: ["to": "bob", "device": "a1", "sdp": ["type": "offer", "sdp": sdp]])
             #expect(invite.status == 400)
             #expect(invite.errorCode == "insecure_sdp")
@@ -136,14 +136,15 @@ import Testing
             #expect(answer.status == 400)
             #expect(answer.errorCode == "insecure_sdp")
             #expect(
-                try await server.request(.GET, "/v1/calls/\(id)", token: server.token("bob")).call["state"] as? String
+                try await server.request(.GET, "/v1/calls/\(id)", token: await server.token("bob")).call["state"]
+                    as? String
                     == "inviting")
         }
     }
 
     @Test func otherRoutesAnswerJSONErrors() async throws {
         try await TestServer.with { server in
-            let token = server.token("alice")
+            let token = await server.token("alice")
             let badState = try await server.request(.GET, "/v1/calls?state=sleeping", token: token)
             #expect(badState.status == 400)
             #expect(badState.errorCode == "bad_request")

@@ -46,7 +46,7 @@ import Testing
                 CLI.executable.path,
                 [
                     "calls", "watch", "--all", "--server", server.baseURL, "--ca", server.caPath, "--token",
-                    server.token("ops", admin: true),
+                    await server.token("ops", admin: true),
                 ])
             defer { watch.stop() }
             #expect(try await watch.next()?.hasPrefix("TIME") == true)
@@ -88,7 +88,7 @@ import Testing
         try await TestServer.with { server in
             let id = try await server.invite("alice", to: "bob").callID
             try await server.act("decline", id, as: "bob")
-            let common = ["--server", server.baseURL, "--ca", server.caPath, "--token", server.token("alice")]
+            let common = ["--server", server.baseURL, "--ca", server.caPath, "--token", await server.token("alice")]
             let list = try await CLI.run(["calls", "list"] + common)
             #expect(list.status == 0)
             #expect(list.output.contains(id))
@@ -104,13 +104,14 @@ import Testing
             #expect((decoded?["call"] as? [String: Any])?["id"] as? String == id)
 
             let notMine = try await CLI.run([
-                "calls", "show", id, "--server", server.baseURL, "--ca", server.caPath, "--token", server.token("eve"),
+                "calls", "show", id, "--server", server.baseURL, "--ca", server.caPath, "--token",
+                await server.token("eve"),
             ])
             #expect(notMine.status != 0)
             #expect(notMine.error.contains("call_not_found"))
             #expect(notMine.error.split(separator: "\n").count == 1)
             let untrusted = try await CLI.run([
-                "calls", "list", "--server", server.baseURL, "--token", server.token("alice"), "--ca",
+                "calls", "list", "--server", server.baseURL, "--token", await server.token("alice"), "--ca",
                 "/etc/ssl/certs/ca-certificates.crt",
             ])
             #expect(untrusted.status != 0)
@@ -144,7 +145,7 @@ import Testing
         #expect(token.split(separator: ".").count == 3)
         let secret = try String(contentsOfFile: directory + "/dev-token-secret", encoding: .utf8)
         let authority = TokenAuthority(secret: Array(secret.trimmingCharacters(in: .whitespacesAndNewlines).utf8))
-        #expect(try authority.verify(token).get() == Identity(user: "dora", isAdmin: true))
+        #expect(try await authority.verify(token).get() == Identity(user: "dora", isAdmin: true))
         let invalid = try await CLI.run(["token", "issue", "--user", "no spaces", "--certs-dir", directory])
         #expect(invalid.status != 0)
         let weak = try await CLI.run(["token", "issue", "--user", "dora", "--token-secret", "short"])
@@ -228,8 +229,10 @@ func freePort(socketType: Int32) throws -> Int {
 }
 
 /// A long-running program whose stdout is read line by line as it comes.
-func lineStream(_ path: String, _ arguments: [String]) throws -> StreamingProcess<String> {
-    try StreamingProcess(path, arguments, state: Data()) { pending, data in
+func lineStream(_ path: String, _ arguments: [String], mergeStandardError: Bool = false) throws
+    -> StreamingProcess<String>
+{
+    try StreamingProcess(path, arguments, state: Data(), mergeStandardError: mergeStandardError) { pending, data in
         pending.append(data)
         var lines: [String] = []
         while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {

@@ -329,7 +329,7 @@ func uclient(
     @Test func issuedCredentialsWorkOnTheRelayAndAllocationsAreListedForAdminsOnly() async throws {
         try await Self.withRelay { server in
             #expect(try await server.request(.GET, "/v1/turn-credentials").status == 401)
-            let reply = try await server.request(.GET, "/v1/turn-credentials", token: server.token("alice"))
+            let reply = try await server.request(.GET, "/v1/turn-credentials", token: await server.token("alice"))
             #expect(reply.status == 200)
             let ice = try #require((reply.json["iceServers"] as? [[String: Any]])?.first)
             let urls = try #require(ice["urls"] as? [String])
@@ -358,9 +358,11 @@ func uclient(
             let run = try await uclient(["-c", "-u", username, "-w", credential], port: port, peer: peer, clients: 2)
             try RelayInteropTests.expectNoLoss(run, messages: 200)
 
-            #expect(try await server.request(.GET, "/v1/relay/allocations", token: server.token("alice")).status == 403)
+            #expect(
+                try await server.request(.GET, "/v1/relay/allocations", token: await server.token("alice")).status
+                    == 403)
             let list = try await server.request(
-                .GET, "/v1/relay/allocations", token: server.token("admin", admin: true))
+                .GET, "/v1/relay/allocations", token: await server.token("admin", admin: true))
             #expect(list.status == 200)
             let allocations = try #require(list.json["allocations"] as? [[String: Any]])
             #expect(!allocations.isEmpty && allocations.allSatisfy { $0["user"] as? String == "alice" })
@@ -369,7 +371,7 @@ func uclient(
 
             let cli = try await CLI.run([
                 "relay", "allocations", "--server", server.baseURL, "--ca", server.caPath, "--token",
-                server.token("admin", admin: true),
+                await server.token("admin", admin: true),
             ])
             #expect(cli.status == 0, "\(cli.error)")
             #expect(cli.output.contains("alice") && cli.output.contains("RELAYED"))
@@ -461,14 +463,15 @@ func uclient(
     @Test func callScopedCredentialsEndWithTheCall() async throws {
         try await Self.withRelay { server in
             let id = try await server.invite("alice", to: "bob").callID
-            let scoped = try await server.request(.GET, "/v1/turn-credentials?call=\(id)", token: server.token("alice"))
+            let scoped = try await server.request(
+                .GET, "/v1/turn-credentials?call=\(id)", token: await server.token("alice"))
             #expect(scoped.status == 200)
             let ice = try #require((scoped.json["iceServers"] as? [[String: Any]])?.first)
             let username = try #require(ice["username"] as? String)
             let password = try #require(ice["credential"] as? String)
             #expect(username.hasSuffix(":alice:call=\(id)"))
             let stranger = try await server.request(
-                .GET, "/v1/turn-credentials?call=\(id)", token: server.token("mallory"))
+                .GET, "/v1/turn-credentials?call=\(id)", token: await server.token("mallory"))
             #expect(stranger.status == 404 && stranger.errorCode == "call_not_found")
 
             let ports = try await #require(server.relay).boundPorts()
@@ -491,7 +494,8 @@ func uclient(
             // The same credentials make nothing any more; the call's credentials are not issued either.
             let again = try await TURNConnection.open(port: tcp)
             #expect(try await again.allocateResponse(username: username, password: password)?.code == 401)
-            let ended = try await server.request(.GET, "/v1/turn-credentials?call=\(id)", token: server.token("alice"))
+            let ended = try await server.request(
+                .GET, "/v1/turn-credentials?call=\(id)", token: await server.token("alice"))
             #expect(ended.status == 409 && ended.errorCode == "invalid_transition")
             for connection in [leg, other, again] { try await connection.close() }
         }
@@ -510,7 +514,7 @@ func uclient(
                 defer { following.stop() }
                 let id = try await server.invite("alice", to: "bob").callID
                 let reply = try await server.request(
-                    .GET, "/v1/turn-credentials?call=\(id)", token: server.token("alice"))
+                    .GET, "/v1/turn-credentials?call=\(id)", token: await server.token("alice"))
                 let ice = try #require((reply.json["iceServers"] as? [[String: Any]])?.first)
                 let username = try #require(ice["username"] as? String)
                 let password = try #require(ice["credential"] as? String)
@@ -529,7 +533,7 @@ func uclient(
 
     @Test func aServerWithoutARelaySays404() async throws {
         try await TestServer.with { server in
-            let reply = try await server.request(.GET, "/v1/turn-credentials", token: server.token("alice"))
+            let reply = try await server.request(.GET, "/v1/turn-credentials", token: await server.token("alice"))
             #expect(reply.status == 404 && reply.errorCode == "not_found")
         }
     }

@@ -44,7 +44,8 @@ import Testing
             "candidate": ["candidate": "candidate:1 1 udp 2122194687 192.0.2.7 4000 typ host", "sdpMid": "0"],
         ]
         #expect(
-            try await client.post("/v1/calls/\(ringing)/signals", token: client.token("alice"), json: candidate).status
+            try await client.post("/v1/calls/\(ringing)/signals", token: await client.token("alice"), json: candidate)
+                .status
                 == 202)
         let deadline = Date().addingTimeInterval(ringTimeout)
 
@@ -66,7 +67,7 @@ import Testing
         #expect((ended["call"] as? [String: Any])?["endReason"] as? String == "no_answer")
         #expect(Int64(resumed.lastEventID ?? "") ?? 0 > Int64(seenID)!)
 
-        let admin = client.token("root", admin: true)
+        let admin = await client.token("root", admin: true)
         func call(_ id: String) async throws -> [String: Any] {
             try await client.request(.GET, "/v1/calls/\(id)", token: admin).call
         }
@@ -128,10 +129,12 @@ struct ServeProcess {
     let output: StreamingProcess<String>
     let client: TestServer
 
-    /// With `media`, the node runs the secure relay's media endpoint on a free UDP port.
-    static func start(_ files: Files, ringTimeout: Double, store: String? = nil, media: Bool = false) async throws
-        -> ServeProcess
-    {
+    /// With `media`, the node runs the secure relay's media endpoint on a free UDP port; `extra` arguments go
+    /// last; with `logs`, the process's log lines (stderr) come out of ``output`` too.
+    static func start(
+        _ files: Files, ringTimeout: Double, store: String? = nil, media: Bool = false, extra: [String] = [],
+        logs: Bool = false
+    ) async throws -> ServeProcess {
         let output = try lineStream(
             CLI.executable.path,
             [
@@ -140,7 +143,7 @@ struct ServeProcess {
                 "--rate-limit", "0", "--unauthenticated-rate-limit", "0", "--ring-timeout", String(ringTimeout),
                 "--store", store ?? "sqlite:" + files.path("data/switchboard.sqlite"), "--certs-dir",
                 files.path("certs"),
-            ] + (media ? ["--media-port", "0"] : ["--no-media"]))
+            ] + (media ? ["--media-port", "0"] : ["--no-media"]) + extra, mergeStandardError: logs)
         while let line = try await output.next(timeout: 60) {
             guard let range = line.range(of: "listening on https://127.0.0.1:") else { continue }
             let port = try #require(Int(line[range.upperBound...]))

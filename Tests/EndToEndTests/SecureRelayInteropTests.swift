@@ -13,7 +13,8 @@ import Testing
             let run = try await Subprocess.run(
                 "/usr/bin/env",
                 [
-                    "python3", Self.script, server.baseURL, server.caPath, server.token("alice"), server.token("bob"),
+                    "python3", Self.script, server.baseURL, server.caPath, await server.token("alice"),
+                    await server.token("bob"),
                     "bob", "--media", "secure-relay", "--timeout", "40",
                 ])
             #expect(run.status == 0, "\(run.output) \(run.error.suffix(1500))")
@@ -44,7 +45,7 @@ import Testing
                 #expect(packets >= 40, "\(direction)")
             }
             let id = try #require(result["callId"] as? String)
-            let shown = try await server.request(.GET, "/v1/calls/\(id)", token: server.token("alice"))
+            let shown = try await server.request(.GET, "/v1/calls/\(id)", token: await server.token("alice"))
             #expect(shown.call["media"] as? String == "secure-relay")
             #expect(shown.call["endReason"] as? String == "hangup")
         }

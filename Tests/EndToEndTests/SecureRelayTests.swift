@@ -42,7 +42,7 @@ import Testing
         let streams = try await server.helloStreams([("alice", "a1"), ("bob", "b1")])
         let offer = alice.sdp(setup: "actpass", fingerprint: aliceSignals)
         let created = try await server.post(
-            "/v1/calls", token: server.token("alice"),
+            "/v1/calls", token: await server.token("alice"),
             json: ["to": "bob", "device": "a1", "sdp": ["type": "offer", "sdp": offer], "media": "secure-relay"])
         #expect(created.status == 201, "\(created.body)")
         #expect(created.call["media"] as? String == "secure-relay")
@@ -87,7 +87,7 @@ import Testing
     static func legs(_ server: TestServer, _ id: String, as user: String = "alice") async throws
         -> [String: [String: Any]]
     {
-        let shown = try await server.request(.GET, "/v1/calls/\(id)", token: server.token(user))
+        let shown = try await server.request(.GET, "/v1/calls/\(id)", token: await server.token(user))
         let legs = shown.call["mediaLegs"] as? [[String: Any]] ?? []
         return Dictionary(uniqueKeysWithValues: legs.compactMap { leg in (leg["party"] as? String).map { ($0, leg) } })
     }
@@ -188,7 +188,7 @@ import Testing
             let show = try await CLI.run(
                 [
                     "calls", "show", call.id, "--server", server.baseURL, "--ca", server.caPath, "--token",
-                    server.token("bob"),
+                    await server.token("bob"),
                 ])
             #expect(show.status == 0)
             #expect(show.output.contains("secure relay"))
@@ -220,7 +220,7 @@ import Testing
             #expect((ended["call"] as? [String: Any])?["endReason"] as? String == "failed")
             #expect((ended["call"] as? [String: Any])?["failure"] as? String == "fingerprint_mismatch")
             try await call.bobStream.expect("call.ended")
-            let shown = try await server.request(.GET, "/v1/calls/\(call.id)", token: server.token("bob"))
+            let shown = try await server.request(.GET, "/v1/calls/\(call.id)", token: await server.token("bob"))
             #expect(shown.call["state"] as? String == "ended")
             #expect(shown.call["failure"] as? String == "fingerprint_mismatch")
         }
@@ -299,7 +299,7 @@ import Testing
                 return (drops[.unknownSource] ?? 0) > 0 && (drops[.malformed] ?? 0) > 0
                     && dropped.values.reduce(0, +) > 0
             }
-            let shown = try await server.request(.GET, "/v1/calls/\(call.id)", token: server.token("alice"))
+            let shown = try await server.request(.GET, "/v1/calls/\(call.id)", token: await server.token("alice"))
             #expect(shown.call["state"] as? String == "active")
         }
     }
@@ -366,7 +366,7 @@ import Testing
             let streams = try await server.helloStreams([("carol", "c1"), ("dave", "d1")])
             defer { streams.forEach { $0.close() } }
             let created = try await server.post(
-                "/v1/calls", token: server.token("carol"),
+                "/v1/calls", token: await server.token("carol"),
                 json: [
                     "to": "dave", "device": "c1", "sdp": ["type": "offer", "sdp": first.alice.sdp(setup: "actpass")],
                     "media": "secure-relay",
@@ -441,7 +441,7 @@ import Testing
             let packet = MediaPeer.rtp(sequence: 1, payload: Array(repeating: 4, count: 50))
             call.alice.send(try call.alice.protect(packet), to: call.toAlice.address)
             #expect(try await call.bob.receiveMedia() == packet)
-            let shown = try await server.request(.GET, "/v1/calls/\(call.id)", token: server.token("bob"))
+            let shown = try await server.request(.GET, "/v1/calls/\(call.id)", token: await server.token("bob"))
             #expect(shown.call["state"] as? String == "active")
         }
     }

@@ -35,7 +35,7 @@ struct StoreOutageTests {
             let down = try await server.request(.GET, "/healthz")
             #expect(down.status == 503)
             #expect((down.json["error"] as? [String: Any])?["code"] as? String == "store_unavailable")
-            #expect(try await server.request(.GET, "/v1/calls", token: server.token("alice")).status == 503)
+            #expect(try await server.request(.GET, "/v1/calls", token: await server.token("alice")).status == 503)
 
             proxy.restore()
             // The pool reconnects on the next request: the first that succeeds proves it.

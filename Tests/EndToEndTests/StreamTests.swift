@@ -28,7 +28,7 @@ extension TestServer {
 
             let curl = try CurlStream(
                 url: server.baseURL + "/v1/events?device=b1", caPath: server.caPath,
-                headers: ["Authorization: Bearer \(server.token("bob"))", "Last-Event-ID: \(resumeFrom)"])
+                headers: ["Authorization: Bearer \(await server.token("bob"))", "Last-Event-ID: \(resumeFrom)"])
             defer { curl.stop() }
             try await curl.expect("hello")
             let ended = try await curl.expect("call.ended")
@@ -85,7 +85,7 @@ extension TestServer {
             let (id, resumeFrom) = try await server.inviteBobAndDisconnect()
             try await server.act("hangup", id, as: "alice")
             // A browser whose ticket was spent opens a new EventSource: no header, so the id rides in the query.
-            let issued = try await server.request(.POST, "/v1/stream-tickets", token: server.token("bob"))
+            let issued = try await server.request(.POST, "/v1/stream-tickets", token: await server.token("bob"))
             #expect(issued.status == 201)
             let ticket = try #require(issued.json["ticket"] as? String)
             let curl = try CurlStream(
@@ -108,7 +108,7 @@ extension TestServer {
             }
             try await first.expect("hello")
             try await second.expect("hello")
-            let third = try await server.request(.GET, "/v1/events?device=b3", token: server.token("bob"))
+            let third = try await server.request(.GET, "/v1/events?device=b3", token: await server.token("bob"))
             #expect(third.status == 429)
             #expect(third.errorCode == "too_many_streams")
             // Reopening a device that already has a stream replaces it rather than counting twice.
@@ -121,7 +121,7 @@ extension TestServer {
     @Test func ticketWorksOnceWithoutAnAuthorizationHeader() async throws {
         try await TestServer.with { server in
             let issued = try await server.post(
-                "/v1/stream-tickets", token: server.token("bob"), json: ["device": "tab1"])
+                "/v1/stream-tickets", token: await server.token("bob"), json: ["device": "tab1"])
             #expect(issued.status == 201)
             #expect(issued.json["expiresIn"] as? Int == 30)
             let ticket = try #require(issued.json["ticket"] as? String)
@@ -145,7 +145,7 @@ extension TestServer {
         try await TestServer.with({ $0.heartbeatInterval = 0.1 }) { server in
             let curl = try CurlStream(
                 url: server.baseURL + "/v1/events?device=b1", caPath: server.caPath,
-                headers: ["Authorization: Bearer \(server.token("bob"))"])
+                headers: ["Authorization: Bearer \(await server.token("bob"))"])
             defer { curl.stop() }
             try await curl.expect("hello")
             let stream = try await server.stream("alice", device: "a1")
@@ -166,7 +166,7 @@ extension TestServer {
         try await TestServer.with { server in
             let curl = try CurlStream(
                 url: server.baseURL + "/v1/events?device=b1", caPath: server.caPath,
-                headers: ["Authorization: Bearer \(server.token("bob"))"])
+                headers: ["Authorization: Bearer \(await server.token("bob"))"])
             try await curl.expect("hello")
             #expect(try await server.metric("switchboard_sse_streams_open") == 1)
             curl.stop()
@@ -196,7 +196,7 @@ extension TestServer {
         let server = try await TestServer.start()
         let curl = try CurlStream(
             url: server.baseURL + "/v1/events?device=b1", caPath: server.caPath,
-            headers: ["Authorization: Bearer \(server.token("bob"))"])
+            headers: ["Authorization: Bearer \(await server.token("bob"))"])
         defer { curl.stop() }
         let stream = try await server.stream("alice", device: "a1")
         try await curl.expect("hello")
@@ -229,7 +229,7 @@ extension TestServer {
                 }
                 .connect(host: "127.0.0.1", port: server.port).get()
             let request =
-                "GET /v1/events?device=slow HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer \(server.token("bob"))\r\n\r\n"
+                "GET /v1/events?device=slow HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer \(await server.token("bob"))\r\n\r\n"
             try await channel.writeAndFlush(ByteBuffer(string: request))
             try await channel.setOption(.autoRead, value: false).get()
 
