@@ -19,6 +19,14 @@ struct Routes: Sendable {
         router.get("/healthz") { _, _ in
             do {
                 try await signaling.store.check()
+                // A draining node tells its balancer to send new connections elsewhere.
+                if signaling.isDraining {
+                    return Self.json(
+                        .serviceUnavailable,
+                        HealthJSON(
+                            status: "draining", store: .init(kind: signaling.store.kind, ok: true),
+                            error: .init(code: "draining", message: "this node is draining")))
+                }
                 return Self.json(.ok, HealthJSON(status: "ok", store: .init(kind: signaling.store.kind, ok: true)))
             } catch {
                 return Self.json(
@@ -58,6 +66,9 @@ struct Routes: Sendable {
 
         v1.post("calls") { request, context in
             let identity = try context.requireIdentity()
+            guard !signaling.isDraining else {
+                throw APIError(.serviceUnavailable, "draining", "this node is draining: place the call on another")
+            }
             let body = try await decode(InviteBody.self, request)
             let device = try requiredDevice(body.device, identity)
             guard Identifier.isValid(body.to) else { throw APIError.badRequest("'to' must be a user id") }

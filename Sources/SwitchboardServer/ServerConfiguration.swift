@@ -62,6 +62,9 @@ public struct ServerConfiguration: Sendable {
     public var historyRetention: TimeInterval = 90 * 86_400
     /// How often old events and calls are pruned from the store.
     public var pruneInterval: TimeInterval = 10
+    /// Seconds a graceful shutdown (SIGTERM) drains for first (`--drain-timeout`): new calls are refused with 503
+    /// `draining`, every stream hears `reconnect`, and the calls under way may end; 0 stops at once.
+    public var drainTimeout: TimeInterval = 0
     /// Optional plain-HTTP port that only redirects to HTTPS.
     public var httpRedirectPort: Int?
     /// The host name clients reach the server by, for the redirect's `Location`; nil for ``host`` (or `localhost`

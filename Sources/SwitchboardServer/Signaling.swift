@@ -38,6 +38,7 @@ final class Signaling: Sendable {
         var nextHeartbeat: Date
         var nextPrune: Date
         var shuttingDown = false
+        var draining = false
     }
 
     let configuration: ServerConfiguration
@@ -640,17 +641,7 @@ final class Signaling: Sendable {
         let prune = state.withLock { state -> Bool in
             if now >= state.nextHeartbeat {
                 state.nextHeartbeat = now.addingTimeInterval(configuration.heartbeatInterval)
-                let frame = SSE.comment("heartbeat")
-                for (name, var streams) in state.users {
-                    for (device, stream) in streams where stream.enqueue(frame) != .queued {
-                        if stream.ending == .slowReader { metrics.sseSlowReadersDropped.increment() }
-                        streams[device] = nil
-                    }
-                    state.users[name] = streams.isEmpty ? nil : streams
-                }
-                for (serial, stream) in state.watchers where stream.enqueue(frame) != .queued {
-                    state.watchers[serial] = nil
-                }
+                broadcast(SSE.comment("heartbeat"), &state)
             }
             guard now >= state.nextPrune else { return false }
             state.nextPrune = now.addingTimeInterval(configuration.pruneInterval)
@@ -665,6 +656,47 @@ final class Signaling: Sendable {
         var next = state.withLock { min($0.nextHeartbeat, $0.nextPrune) }
         if let deadline { next = min(next, deadline) }
         return next
+    }
+
+    /// Queues `frame` on every open stream; a stream that cannot take it is cut and forgotten.
+    private func broadcast(_ frame: ByteBuffer, _ state: inout State) {
+        for (name, var streams) in state.users {
+            for (device, stream) in streams where stream.enqueue(frame) != .queued {
+                if stream.ending == .slowReader { metrics.sseSlowReadersDropped.increment() }
+                streams[device] = nil
+            }
+            state.users[name] = streams.isEmpty ? nil : streams
+        }
+        for (serial, stream) in state.watchers where stream.enqueue(frame) != .queued {
+            state.watchers[serial] = nil
+        }
+    }
+
+    /// Whether this node is draining (`--drain-timeout`): it places no new call.
+    var isDraining: Bool { state.withLock { $0.draining } }
+
+    /// Starts a drain: new calls are refused from now on, and every open stream hears `reconnect` (a client behind
+    /// a balancer reconnects to another node; one that stays keeps its stream until the drain ends).
+    func beginDrain() {
+        state.withLock { state in
+            state.draining = true
+            broadcast(SSE.event(id: nil, name: "reconnect", data: ReconnectJSON()), &state)
+        }
+    }
+
+    /// Whether calls this node carries are still under way: with a store of its own (memory, SQLite), any call
+    /// not ended; with a shared one, a call whose secure-relay legs are here or a party of which has a stream
+    /// here. A store that cannot answer has nothing to wait for.
+    func callsInProgress() async -> Bool {
+        guard
+            let unended = try? await store.calls(
+                of: nil, states: [.inviting, .ringing, .active], before: nil, limit: 10_000)
+        else { return false }
+        guard case .postgres = configuration.store else { return !unended.isEmpty }
+        let local = state.withLock { Set($0.users.keys) }
+        return unended.contains {
+            $0.mediaNode == configuration.nodeID || local.contains($0.caller) || local.contains($0.callee)
+        }
     }
 
     /// Sends every open stream a final `shutdown` event and ends it; new streams are refused from now on.
@@ -697,6 +729,11 @@ struct EmptyJSON: Encodable {}
 struct SupersededJSON: Encodable {
     let reason = "another stream opened for this device"
     let reconnect = false
+}
+
+struct ReconnectJSON: Encodable {
+    let reason = "server draining"
+    let reconnect = true
 }
 
 struct ShutdownJSON: Encodable {

@@ -176,7 +176,8 @@ public struct SwitchboardServer: Sendable {
                 redirectApplication(
                     port: redirectPort, httpsPort: boundPort, limiter: limiter, metrics: connectionMetrics))
         }
-        services.append(SignalingService(signaling: signaling))
+        services.append(
+            SignalingService(signaling: signaling, drainTimeout: configuration.drainTimeout, logger: logger))
         services.append(ReloadService(identity: identity, identityProvider: authority.identityProvider, logger: logger))
         services.append(
             MemoryTrimService(trimmer: MemoryTrimmer(factory: metrics.factory), limiter: connectionLimiter))
@@ -265,18 +266,39 @@ struct RedirectToHTTPSMiddleware<Context: RequestContext>: RouterMiddleware {
     }
 }
 
-/// Runs the signaling timers and, on graceful shutdown, ends every event stream with a final event.
+/// Runs the signaling timers and, on graceful shutdown, drains (with a drain timeout: new calls refused, streams
+/// told to reconnect, the timers still running while the calls under way end) and then ends every event stream
+/// with a final event. The HTTPS server starts after this service, so it stops after it: it serves the drain.
 struct SignalingService: Service {
     let signaling: Signaling
+    let drainTimeout: TimeInterval
+    let logger: Logger
 
     func run() async throws {
         try? await cancelWhenGracefulShutdown {
-            while !Task.isCancelled {
-                let next = await signaling.tick()
-                let wait = min(max(next.timeIntervalSince(signaling.clock()), 0.005), 0.25)
-                try await Task.sleep(for: .milliseconds(Int(wait * 1000)))
+            while !Task.isCancelled { try await tick() }
+        }
+        if drainTimeout > 0 {
+            signaling.beginDrain()
+            logger.notice("draining", metadata: ["timeout": "\(drainTimeout)"])
+            let deadline = ContinuousClock.now + .milliseconds(Int(drainTimeout * 1000))
+            var drained = false
+            while !Task.isCancelled, ContinuousClock.now < deadline {
+                guard await signaling.callsInProgress() else {
+                    drained = true
+                    break
+                }
+                try? await tick()
             }
+            logger.notice(drained ? "drained: no call under way" : "drain timeout: stopping with calls under way")
         }
         signaling.shutdown()
+    }
+
+    /// Runs the timers once and waits until they are next due (at most 250 ms).
+    private func tick() async throws {
+        let next = await signaling.tick()
+        let wait = min(max(next.timeIntervalSince(signaling.clock()), 0.005), 0.25)
+        try await Task.sleep(for: .milliseconds(Int(wait * 1000)))
     }
 }

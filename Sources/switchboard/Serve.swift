@@ -59,6 +59,13 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Days ended calls stay in the history before they are pruned.") var historyDays: Double = 90
     @Option(
         help: ArgumentHelp(
+            "Seconds SIGTERM drains for before it stops (0: stop at once).",
+            discussion:
+                "While draining, new calls get 503 draining, /healthz answers 503, every event stream gets a reconnect event, and the node stops as soon as no call it carries is under way."
+        ))
+    var drainTimeout: Double = 0
+    @Option(
+        help: ArgumentHelp(
             "This node's name in a cluster (1-64 of A-Z a-z 0-9 . _ ~ -), unique per node and kept across restarts.",
             discussion: "Default HOSTNAME-PORT (a random name with --port 0); SWITCHBOARD_NODE_ID sets it too."))
     var nodeID: String?
@@ -148,6 +155,10 @@ struct Serve: AsyncParsableCommand {
                 throw CommandFailure("--history-days must be a positive number of days, at most 36500")
             }
             configuration.historyRetention = historyDays * 86_400
+            guard drainTimeout >= 0, drainTimeout <= 86_400 else {
+                throw CommandFailure("--drain-timeout must be 0 to 86400 seconds")
+            }
+            configuration.drainTimeout = drainTimeout
             if let nodeID = nodeID ?? environment["SWITCHBOARD_NODE_ID"] {
                 guard Identifier.isValid(nodeID) else {
                     throw CommandFailure("--node-id must be 1-64 characters of A-Z a-z 0-9 . _ ~ -")

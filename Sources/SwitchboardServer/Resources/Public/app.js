@@ -187,6 +187,7 @@ async function connect() {
     setPresence("offline", "replaced by another tab of this device");
   });
   on("shutdown", () => { log("server shutting down"); scheduleReconnect("server shutdown"); });
+  on("reconnect", () => { log("server draining"); scheduleReconnect("server draining"); });
   source.onerror = () => {
     if (source !== app.source) return;
     scheduleReconnect("stream dropped");
