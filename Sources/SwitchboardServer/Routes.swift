@@ -36,6 +36,13 @@ struct Routes: Sendable {
                         error: .init(code: "store_unavailable", message: "the call store is unavailable")))
             }
         }
+        // The OpenAPI 3.1 document of this API (docs/openapi.yaml), read once.
+        let openAPI = Self.openAPIDocument
+        router.get("/openapi.yaml") { _, _ in
+            Response(
+                status: .ok, headers: [.contentType: "application/yaml; charset=utf-8"],
+                body: .init(byteBuffer: ByteBuffer(bytes: openAPI)))
+        }
         router.get("/metrics") { _, _ in
             if let counts = try? await signaling.callCounts() { metrics.setCallCounts(counts) }
             return Response(
@@ -293,6 +300,16 @@ struct Routes: Sendable {
             headers: [.contentType: "application/json; charset=utf-8", .cacheControl: "no-store"],
             body: .init(byteBuffer: JSON.buffer(value)))
     }
+}
+
+extension Routes {
+    /// The bundled `openapi.yaml` (empty if the bundle lacks it, which a test catches).
+    static let openAPIDocument: [UInt8] = {
+        guard let url = Bundle.module.url(forResource: "openapi", withExtension: "yaml"),
+            let data = try? Data(contentsOf: url)
+        else { return [] }
+        return Array(data)
+    }()
 }
 
 struct HealthJSON: Encodable {
