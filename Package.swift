@@ -12,6 +12,7 @@ let package = Package(
     products: [
         .executable(name: "switchboard", targets: ["switchboard"]),
         .library(name: "SwitchboardCore", targets: ["SwitchboardCore"]),
+        .library(name: "SwitchboardAPI", targets: ["SwitchboardAPI"]),
         .library(name: "SwitchboardServer", targets: ["SwitchboardServer"]),
         .library(name: "Store", targets: ["Store"]),
         .library(name: "DTLSSRTP", targets: ["DTLSSRTP"]),
@@ -70,6 +71,13 @@ let package = Package(
         .target(
             name: "SwitchboardCore",
             dependencies: ["CertificateFingerprint"],
+            swiftSettings: swiftSettings
+        ),
+        // The API's wire models and the SSE parser: what the server sends, and what its clients (the CLI, the
+        // tests) read, without the server.
+        .target(
+            name: "SwitchboardAPI",
+            dependencies: ["SwitchboardCore"],
             swiftSettings: swiftSettings
         ),
         .target(
@@ -149,6 +157,7 @@ let package = Package(
             name: "SwitchboardServer",
             dependencies: [
                 "SwitchboardCore",
+                "SwitchboardAPI",
                 "Store",
                 "CAllocator",
                 "Media",
@@ -185,6 +194,7 @@ let package = Package(
             dependencies: [
                 "SwitchboardCore",
                 "SwitchboardServer",
+                "SwitchboardAPI",
                 "Media",
                 "STUN",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -201,6 +211,7 @@ let package = Package(
                 "STUN",
                 "SwitchboardCore",
                 "SwitchboardServer",
+                "SwitchboardAPI",
                 "MediaCore",
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
@@ -273,6 +284,7 @@ let package = Package(
             dependencies: [
                 "CertificateFingerprint",
                 "SwitchboardServer",
+                "SwitchboardAPI",
                 "Media",
                 "MediaCore",
                 "DTLSSRTP",

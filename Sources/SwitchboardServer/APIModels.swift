@@ -1,7 +1,8 @@
 import Foundation
 import Media
 package import NIOCore
-public import SwitchboardCore
+import SwitchboardAPI
+import SwitchboardCore
 
 /// JSON encoding and strict decoding for the API (package-wide, for the fuzz targets).
 package enum JSON {
@@ -114,130 +115,46 @@ package struct TicketBody: RequestBody {
     let device: String?
 }
 
-/// `Call` as the API shows it; the server encodes it and clients (the CLI) decode it.
-public struct CallJSON: Codable, Sendable {
-    public let id: String
-    public let caller: String
-    public let callee: String
-    public let state: CallState
-    public let endReason: EndReason?
-    public let createdAt: String
-    public let answeredAt: String?
-    public let endedAt: String?
-    public let answeredBy: String?
-    /// `direct` or `secure-relay`.
-    public let media: MediaPath?
-    /// Why a `failed` call failed (`fingerprint_mismatch`, `ice_timeout`, `dtls_failed`, `consent_lost`).
-    public let failure: String?
-    public let timeline: [TimelineJSON]?
-    /// Each secure-relay leg's media state (`GET /v1/calls/{id}` of a call whose legs are up).
-    public let mediaLegs: [MediaLegJSON]?
-
+extension CallJSON {
     init(_ call: Call, timeline: Bool = false, legs: [MediaLegJSON]? = nil) {
-        id = call.id
-        caller = call.caller
-        callee = call.callee
-        state = call.state
-        endReason = call.endReason
-        createdAt = RFC3339.format(call.createdAt)
-        answeredAt = call.answeredAt.map(RFC3339.format)
-        endedAt = call.endedAt.map(RFC3339.format)
-        answeredBy = call.answeredBy
-        media = call.media
-        failure = call.failure
-        self.timeline = timeline ? call.timeline.map(TimelineJSON.init) : nil
-        mediaLegs = legs
+        self.init(
+            id: call.id, caller: call.caller, callee: call.callee, state: call.state, endReason: call.endReason,
+            createdAt: RFC3339.format(call.createdAt), answeredAt: call.answeredAt.map(RFC3339.format),
+            endedAt: call.endedAt.map(RFC3339.format), answeredBy: call.answeredBy, media: call.media,
+            failure: call.failure, timeline: timeline ? call.timeline.map(TimelineJSON.init) : nil, mediaLegs: legs)
     }
 }
 
-/// One leg of a secure-relay call as the API shows it: Switchboard's ICE and DTLS state with that party, the
-/// SRTP profile, whether the party's certificate matched its fingerprint, and what flowed and was dropped.
-public struct MediaLegJSON: Codable, Sendable {
-    /// `caller` or `callee`.
-    public let party: String
-    /// `new`, `checking` or `connected`.
-    public let ice: String
-    /// `new`, `handshaking`, `established` or `failed`.
-    public let dtls: String
-    public let srtpProfile: String?
-    public let fingerprintVerified: Bool
-    /// From the party to Switchboard.
-    public let packetsIn: Int
-    public let bytesIn: Int
-    /// From Switchboard to the party.
-    public let packetsOut: Int
-    public let bytesOut: Int
-    /// Drops by cause: `authentication`, `replay`, `unknown_source`, `not_ready`, ...
-    public let dropped: [String: Int]
-
+extension MediaLegJSON {
     init(_ leg: MediaLegSnapshot) {
-        party = leg.party.rawValue
-        ice = leg.ice.rawValue
-        dtls = leg.dtls.rawValue
-        srtpProfile = leg.srtpProfile
-        fingerprintVerified = leg.fingerprintVerified
-        packetsIn = leg.counters.packetsIn
-        bytesIn = leg.counters.bytesIn
-        packetsOut = leg.counters.packetsOut
-        bytesOut = leg.counters.bytesOut
-        dropped = Dictionary(uniqueKeysWithValues: leg.counters.drops.map { ($0.key.rawValue, $0.value) })
+        self.init(
+            party: leg.party.rawValue, ice: leg.ice.rawValue, dtls: leg.dtls.rawValue, srtpProfile: leg.srtpProfile,
+            fingerprintVerified: leg.fingerprintVerified, packetsIn: leg.counters.packetsIn,
+            bytesIn: leg.counters.bytesIn, packetsOut: leg.counters.packetsOut, bytesOut: leg.counters.bytesOut,
+            dropped: Dictionary(uniqueKeysWithValues: leg.counters.drops.map { ($0.key.rawValue, $0.value) }))
     }
 }
 
-/// One timeline entry as the API shows it.
-public struct TimelineJSON: Codable, Sendable {
-    public let at: String
-    public let event: String
-    public let user: String
-    public let device: String?
-    public let reason: String?
-
+extension TimelineJSON {
     init(_ entry: TimelineEntry) {
-        at = RFC3339.format(entry.at)
-        event = entry.event
-        user = entry.user
-        device = entry.device
-        reason = entry.reason
+        self.init(
+            at: RFC3339.format(entry.at), event: entry.event, user: entry.user, device: entry.device,
+            reason: entry.reason)
     }
 }
 
-/// `{"call": Call}`: the answer of the call routes, and the data of lifecycle events without SDP.
-public struct CallResponse: Codable, Sendable {
-    public let call: CallJSON
-}
-
-/// `{"calls": [Call]}`.
-public struct CallListResponse: Codable, Sendable {
-    public let calls: [CallJSON]
-    /// The `before` cursor of the next page; absent on the last page.
-    public let next: String?
+extension SignalEventJSON {
+    init(_ signal: Signal) {
+        self.init(
+            callId: signal.callID, from: From(user: signal.fromUser, device: signal.fromDevice), type: signal.kind,
+            sdp: signal.sdp, candidate: signal.candidate)
+    }
 }
 
 /// The data of `call.invite`, `call.ringing`, `call.accepted` and `call.ended` events.
 struct CallEventJSON: Encodable {
     let call: CallJSON
     let sdp: SessionDescription?
-}
-
-/// The data of a `call.signal` event.
-public struct SignalEventJSON: Codable, Sendable {
-    public struct From: Codable, Sendable {
-        public let user: String
-        public let device: String
-    }
-    public let callId: String
-    public let from: From
-    public let type: Signal.Kind
-    public let sdp: String?
-    public let candidate: ICECandidate?
-
-    init(_ signal: Signal) {
-        callId = signal.callID
-        from = From(user: signal.fromUser, device: signal.fromDevice)
-        type = signal.kind
-        sdp = signal.sdp
-        candidate = signal.candidate
-    }
 }
 
 /// RFC 3339 timestamps in UTC with milliseconds, e.g. `2026-11-25T15:06:28.123Z`.

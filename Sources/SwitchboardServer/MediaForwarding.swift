@@ -1,5 +1,6 @@
 import Foundation
 import Store
+import SwitchboardAPI
 import Synchronization
 
 /// What one node asks of the node whose media endpoint holds a secure-relay call's legs: an answer or a

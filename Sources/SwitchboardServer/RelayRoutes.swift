@@ -3,6 +3,7 @@ import Hummingbird
 import Relay
 import RelayCore
 import STUN
+import SwitchboardAPI
 import SwitchboardCore
 
 /// `GET /v1/turn-credentials` in RTCIceServer shape (TURN REST API credentials signed with the relay's shared
@@ -72,70 +73,22 @@ struct RelayRoutes: Sendable {
     }
 }
 
-public struct TURNCredentialsJSON: Codable, Sendable {
-    public struct IceServer: Codable, Sendable {
-        public var urls: [String]
-        public var username: String
-        public var credential: String
-    }
-    public var iceServers: [IceServer]
-    public var ttl: Int
-}
-
-public struct AllocationListJSON: Codable, Sendable {
-    public var allocations: [AllocationJSON]
-}
-
-/// One live relay allocation as `GET /v1/relay/allocations` lists it.
-public struct AllocationJSON: Codable, Sendable {
-    public struct ChannelJSON: Codable, Sendable {
-        public var number: Int
-        public var peer: String
-    }
-    public var id: String
-    public var user: String
-    /// The TURN username (`EXPIRY:USER` for REST credentials).
-    public var username: String
-    /// The call its credentials are bound to (`?call=` credentials), or nil.
-    public var call: String?
-    /// How the client reaches the relay: `udp`, `tcp` or `tls`.
-    public var transport: String?
-    public var client: String
-    public var server: String
-    public var relayed: String
-    /// Every relayed address: the IPv4 and the IPv6 one of a dual allocation.
-    public var relayedAddresses: [String]?
-    public var permissions: [String]
-    public var channels: [ChannelJSON]
-    public var createdAt: String
-    public var expiresAt: String
-    public var ageSeconds: Int
-    public var packetsToPeers: UInt64
-    public var bytesToPeers: UInt64
-    public var packetsFromPeers: UInt64
-    public var bytesFromPeers: UInt64
-
+extension AllocationJSON {
     init(_ info: AllocationInfo, now: Date) {
-        id = info.id.description
-        user = info.user
-        username = info.username
-        call = info.call
-        transport = info.fiveTuple.transport.rawValue
-        client = info.fiveTuple.client.description
-        server = info.fiveTuple.server.description
-        relayed = info.relayedAddress.description
-        relayedAddresses = info.relayedAddresses.map(\.description)
-        permissions = info.permissions.map(\.description)
-        channels = info.channels.sorted { $0.key < $1.key }.map {
-            ChannelJSON(number: Int($0.key), peer: $0.value.description)
-        }
         let created = Date(timeIntervalSince1970: Double(info.createdAt.milliseconds) / 1000)
-        createdAt = RFC3339.format(created)
-        expiresAt = RFC3339.format(Date(timeIntervalSince1970: Double(info.expiresAt.milliseconds) / 1000))
-        ageSeconds = max(0, Int(now.timeIntervalSince(created)))
-        packetsToPeers = info.packetsToPeers
-        bytesToPeers = info.bytesToPeers
-        packetsFromPeers = info.packetsFromPeers
-        bytesFromPeers = info.bytesFromPeers
+        self.init(
+            id: info.id.description, user: info.user, username: info.username, call: info.call,
+            transport: info.fiveTuple.transport.rawValue, client: info.fiveTuple.client.description,
+            server: info.fiveTuple.server.description, relayed: info.relayedAddress.description,
+            relayedAddresses: info.relayedAddresses.map(\.description),
+            permissions: info.permissions.map(\.description),
+            channels: info.channels.sorted { $0.key < $1.key }.map {
+                ChannelJSON(number: Int($0.key), peer: $0.value.description)
+            },
+            createdAt: RFC3339.format(created),
+            expiresAt: RFC3339.format(Date(timeIntervalSince1970: Double(info.expiresAt.milliseconds) / 1000)),
+            ageSeconds: max(0, Int(now.timeIntervalSince(created))), packetsToPeers: info.packetsToPeers,
+            bytesToPeers: info.bytesToPeers, packetsFromPeers: info.packetsFromPeers,
+            bytesFromPeers: info.bytesFromPeers)
     }
 }

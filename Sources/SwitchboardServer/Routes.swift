@@ -5,6 +5,7 @@ import NIOCore
 import NIOSSL
 import Relay
 import Store
+import SwitchboardAPI
 import SwitchboardCore
 
 /// The REST API v1 and the event stream, as `API.md` fixes them.

@@ -6,6 +6,7 @@ import MediaCore
 import NIOCore
 import Relay
 import Store
+import SwitchboardAPI
 import SwitchboardCore
 import Synchronization
 

@@ -3,7 +3,7 @@ import AsyncHTTPClient
 import Foundation
 import NIOCore
 import NIOSSL
-import SwitchboardServer
+import SwitchboardAPI
 
 /// How the CLI reaches a running server.
 struct ClientOptions: ParsableArguments {

@@ -5,6 +5,7 @@ import Relay
 import RelayCore
 import STUN
 import ServiceLifecycle
+import SwitchboardAPI
 import SwitchboardServer
 
 /// The TURN relay's flags, shared by `serve` and `relay run`.

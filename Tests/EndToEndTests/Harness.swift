@@ -7,6 +7,7 @@ import NIOHTTP1
 import NIOSSL
 import Relay
 import ServiceLifecycle
+import SwitchboardAPI
 import SwitchboardServer
 import Synchronization
 import Testing

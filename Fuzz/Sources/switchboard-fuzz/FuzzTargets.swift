@@ -3,6 +3,7 @@ import MediaCore
 import NIOCore
 import STUN
 import SwitchboardCore
+import SwitchboardAPI
 import SwitchboardServer
 
 /// libFuzzer targets for the parsers hostile input reaches first: the STUN decoder (and everything that reads a
