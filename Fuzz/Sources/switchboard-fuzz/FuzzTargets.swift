@@ -2,8 +2,8 @@ import Foundation
 import MediaCore
 import NIOCore
 import STUN
-import SwitchboardCore
 import SwitchboardAPI
+import SwitchboardCore
 import SwitchboardServer
 
 /// libFuzzer targets for the parsers hostile input reaches first: the STUN decoder (and everything that reads a
