@@ -1,5 +1,6 @@
 public import Hummingbird
 public import NIOCore
+import Synchronization
 
 /// The request context of every route: Hummingbird's core storage, the connection's channel (so a slow SSE
 /// reader's connection can be closed) and, once authenticated, who is asking.
@@ -7,10 +8,23 @@ public struct SwitchboardContext: RequestContext {
     public var coreContext: CoreRequestContextStorage
     public let channel: any Channel
     public var identity: Identity?
+    /// What the middleware outside authentication learns from it (a context is a value: the copy a middleware
+    /// hands on is not the one it holds).
+    let requester = Requester()
 
     public init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)
         self.channel = source.channel
         self.identity = nil
+    }
+}
+
+/// The authenticated user of one request, for its log line and the address rate limit.
+final class Requester: Sendable {
+    private let state = Mutex<String?>(nil)
+
+    var user: String? {
+        get { state.withLock { $0 } }
+        set { state.withLock { $0 = newValue } }
     }
 }

@@ -1,5 +1,5 @@
 public import Foundation
-import Hummingbird
+public import Hummingbird
 import HummingbirdCore
 import HummingbirdTLS
 public import Logging
@@ -128,18 +128,27 @@ public struct SwitchboardServer: Sendable {
 
     /// The services to run in one `ServiceGroup`, in start order; the group stops them in reverse, so open event
     /// streams get their final event before the HTTPS server stops. `onReady` gets the bound HTTPS port.
-    public func services(onReady: @escaping @Sendable (Int) async -> Void = { _ in }) throws -> [any Service] {
+    /// Every route behind its middleware: the responder of the HTTPS listener, and of in-process router tests.
+    public func makeRouter() -> Router<SwitchboardContext> {
         // HEAD answers wherever GET does, with GET's headers and no body.
         let router = Router(context: SwitchboardContext.self, options: .autoGenerateHeadEndpoints)
         // Outermost, so error responses carry the headers too. HSTS only with an operator's certificate: the dev
         // certificate is for localhost, where HSTS would stick to every other local port.
         router.add(
             middleware: SecurityHeadersMiddleware(strictTransportSecurity: configuration.certificatePath != nil))
+        // One concern each, outermost first: the log line and latency of every request, whatever came of it; every
+        // error as the API's JSON body; the per-address limit on what carries no valid credentials (outside
+        // authentication, to charge its refusals); authentication of the /v1/ routes; the per-user limit.
+        router.add(middleware: ObservabilityMiddleware(metrics: metrics))
+        router.add(middleware: ErrorMiddleware())
         router.add(
-            middleware: ObservabilityMiddleware(
-                metrics: metrics, authority: authority, signaling: signaling,
-                rateLimiter: RateLimiter(ratePerSecond: configuration.rateLimitPerSecond),
-                addressLimiter: RateLimiter(ratePerSecond: configuration.unauthenticatedRateLimitPerSecond)))
+            middleware: AddressRateLimitMiddleware(
+                limiter: RateLimiter(ratePerSecond: configuration.unauthenticatedRateLimitPerSecond),
+                signaling: signaling))
+        router.add(middleware: AuthenticationMiddleware(authority: authority, signaling: signaling))
+        router.add(
+            middleware: UserRateLimitMiddleware(
+                limiter: RateLimiter(ratePerSecond: configuration.rateLimitPerSecond), signaling: signaling))
         Routes(signaling: signaling, metrics: metrics, configuration: configuration, relay: relay).register(on: router)
         var webClient = configuration.webClient
         webClient.mediaPolicy = media == nil ? MediaPolicy.direct.rawValue : configuration.mediaPolicy.rawValue
@@ -147,7 +156,11 @@ public struct SwitchboardServer: Sendable {
             settings: webClient, authority: authority,
             assets: StaticAssets.load()
         ).register(on: router)
+        return router
+    }
 
+    public func services(onReady: @escaping @Sendable (Int) async -> Void = { _ in }) throws -> [any Service] {
+        let router = makeRouter()
         var services: [any Service] = []
         if let relay { services.append(relay) }
         if let media { services.append(media) }
