@@ -1,13 +1,29 @@
 /// Why a fingerprint value was refused: a struct with an extensible code, equal by code.
 public struct FingerprintError: Error, Sendable, Hashable, CustomStringConvertible {
-    public struct Code: RawRepresentable, Sendable, Hashable {
-        public let rawValue: String
-        public init(rawValue: String) { self.rawValue = rawValue }
+    /// What went wrong (the raw value is the snake_case name, the API's `error.code` for calls). The codes are this
+    /// module's own: a private enum backs them (as swift-certificates does), so
+    /// adding one breaks no client, and no other module can make one up.
+    public struct Code: RawRepresentable, Sendable, Hashable, CustomStringConvertible {
+        fileprivate enum Backing: String, Sendable, Hashable {
+            case weakHash = "weak_fingerprint"
+            case malformed = "malformed_fingerprint"
+        }
 
-        /// A hash function weaker than SHA-256 (sha-1, md5, ...), or one not known.
-        public static let weakHash = Code(rawValue: "weak_fingerprint")
-        /// Not `HASH HEX:HEX:...`, or a digest of the wrong length.
-        public static let malformed = Code(rawValue: "malformed_fingerprint")
+        fileprivate let backing: Backing
+
+        fileprivate init(_ backing: Backing) { self.backing = backing }
+
+        /// The code named `rawValue` (its snake_case wire name), if this module has one.
+        public init?(rawValue: String) {
+            guard let backing = Backing(rawValue: rawValue) else { return nil }
+            self.backing = backing
+        }
+
+        public var rawValue: String { backing.rawValue }
+        public var description: String { backing.rawValue }
+
+        public static let weakHash = Code(.weakHash)
+        public static let malformed = Code(.malformed)
     }
 
     public let code: Code

@@ -1,26 +1,41 @@
 /// Why a DTLS operation failed. Equal by code; `details` carries OpenSSL's error queue text when it came from there.
 public struct DTLSError: Error, Sendable, Hashable, CustomStringConvertible {
-    /// An extensible set of failure codes.
-    public struct Code: RawRepresentable, Sendable, Hashable {
-        public let rawValue: String
-        public init(rawValue: String) { self.rawValue = rawValue }
+    /// What went wrong (the raw value is the snake_case name, the API's `error.code` for calls). The codes are this
+    /// module's own: a private enum backs them (as swift-certificates does), so
+    /// adding one breaks no client, and no other module can make one up.
+    public struct Code: RawRepresentable, Sendable, Hashable, CustomStringConvertible {
+        fileprivate enum Backing: String, Sendable, Hashable {
+            case fingerprintMismatch = "fingerprint_mismatch"
+            case missingCertificate = "missing_certificate"
+            case noSRTPProfile = "no_srtp_profile"
+            case weakFingerprint = "weak_fingerprint"
+            case handshakeTimeout = "handshake_timeout"
+            case handshakeFailed = "handshake_failed"
+            case badIdentity = "bad_identity"
+            case libraryFailure = "library_failure"
+        }
 
-        /// The peer's certificate does not match the fingerprint signalled in SDP.
-        public static let fingerprintMismatch = Code(rawValue: "fingerprint_mismatch")
-        /// The peer presented no certificate.
-        public static let missingCertificate = Code(rawValue: "missing_certificate")
-        /// The handshake completed without an SRTP protection profile (no `use_srtp` agreement).
-        public static let noSRTPProfile = Code(rawValue: "no_srtp_profile")
-        /// The signalled fingerprint uses a hash weaker than SHA-256, or is malformed.
-        public static let weakFingerprint = Code(rawValue: "weak_fingerprint")
-        /// The handshake did not complete within the configured time.
-        public static let handshakeTimeout = Code(rawValue: "handshake_timeout")
-        /// The handshake failed (alert, protocol error, too many retransmissions).
-        public static let handshakeFailed = Code(rawValue: "handshake_failed")
-        /// Certificate or key could not be made or loaded.
-        public static let badIdentity = Code(rawValue: "bad_identity")
-        /// OpenSSL failed otherwise.
-        public static let libraryFailure = Code(rawValue: "library_failure")
+        fileprivate let backing: Backing
+
+        fileprivate init(_ backing: Backing) { self.backing = backing }
+
+        /// The code named `rawValue` (its snake_case wire name), if this module has one.
+        public init?(rawValue: String) {
+            guard let backing = Backing(rawValue: rawValue) else { return nil }
+            self.backing = backing
+        }
+
+        public var rawValue: String { backing.rawValue }
+        public var description: String { backing.rawValue }
+
+        public static let fingerprintMismatch = Code(.fingerprintMismatch)
+        public static let missingCertificate = Code(.missingCertificate)
+        public static let noSRTPProfile = Code(.noSRTPProfile)
+        public static let weakFingerprint = Code(.weakFingerprint)
+        public static let handshakeTimeout = Code(.handshakeTimeout)
+        public static let handshakeFailed = Code(.handshakeFailed)
+        public static let badIdentity = Code(.badIdentity)
+        public static let libraryFailure = Code(.libraryFailure)
     }
 
     public let code: Code

@@ -1,20 +1,35 @@
 /// Why an SRTP operation failed. Equal by code; `status` is libsrtp's `srtp_err_status_t` when it came from there.
 public struct SRTPError: Error, Sendable, Hashable, CustomStringConvertible {
-    /// An extensible set of failure codes.
-    public struct Code: RawRepresentable, Sendable, Hashable {
-        public let rawValue: String
-        public init(rawValue: String) { self.rawValue = rawValue }
+    /// What went wrong (the raw value is the snake_case name, the API's `error.code` for calls). The codes are this
+    /// module's own: a private enum backs them (as swift-certificates does), so
+    /// adding one breaks no client, and no other module can make one up.
+    public struct Code: RawRepresentable, Sendable, Hashable, CustomStringConvertible {
+        fileprivate enum Backing: String, Sendable, Hashable {
+            case authenticationFailed = "authentication_failed"
+            case replayed = "replayed"
+            case malformedPacket = "malformed_packet"
+            case badKey = "bad_key"
+            case libraryFailure = "library_failure"
+        }
 
-        /// The packet's authentication tag did not verify: it was forged or damaged.
-        public static let authenticationFailed = Code(rawValue: "authentication_failed")
-        /// The packet's index was already seen (replay) or is too old for the replay window.
-        public static let replayed = Code(rawValue: "replayed")
-        /// The packet is too short to be RTP/RTCP, or the buffer leaves no room for the tag.
-        public static let malformedPacket = Code(rawValue: "malformed_packet")
-        /// Key or salt of the wrong length, or a key already used by another outbound session.
-        public static let badKey = Code(rawValue: "bad_key")
-        /// libsrtp failed otherwise.
-        public static let libraryFailure = Code(rawValue: "library_failure")
+        fileprivate let backing: Backing
+
+        fileprivate init(_ backing: Backing) { self.backing = backing }
+
+        /// The code named `rawValue` (its snake_case wire name), if this module has one.
+        public init?(rawValue: String) {
+            guard let backing = Backing(rawValue: rawValue) else { return nil }
+            self.backing = backing
+        }
+
+        public var rawValue: String { backing.rawValue }
+        public var description: String { backing.rawValue }
+
+        public static let authenticationFailed = Code(.authenticationFailed)
+        public static let replayed = Code(.replayed)
+        public static let malformedPacket = Code(.malformedPacket)
+        public static let badKey = Code(.badKey)
+        public static let libraryFailure = Code(.libraryFailure)
     }
 
     public let code: Code

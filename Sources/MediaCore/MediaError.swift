@@ -1,18 +1,33 @@
 /// Why the secure relay refused an SDP or an operation: a struct with an extensible code, equal by code.
 public struct MediaError: Error, Sendable, Hashable, CustomStringConvertible {
-    public struct Code: RawRepresentable, Sendable, Hashable {
-        public let rawValue: String
-        public init(rawValue: String) { self.rawValue = rawValue }
+    /// What went wrong (the raw value is the snake_case name, the API's `error.code` for calls). The codes are this
+    /// module's own: a private enum backs them (as swift-certificates does), so
+    /// adding one breaks no client, and no other module can make one up.
+    public struct Code: RawRepresentable, Sendable, Hashable, CustomStringConvertible {
+        fileprivate enum Backing: String, Sendable, Hashable {
+            case unsupportedSDP = "unsupported_sdp"
+            case noSession = "no_session"
+            case conflict = "conflict"
+            case unavailable = "media_unavailable"
+        }
 
-        /// The SDP cannot be relayed by the secure relay (no ICE credentials, no BUNDLE, a TCP transport, ...).
-        public static let unsupportedSDP = Code(rawValue: "unsupported_sdp")
-        /// The call has no media session (it ended, or it is not a secure-relay call).
-        public static let noSession = Code(rawValue: "no_session")
-        /// The offer or answer does not fit where the negotiation stands (an offer already pending, an answer
-        /// without an offer).
-        public static let conflict = Code(rawValue: "conflict")
-        /// The media endpoint is not running.
-        public static let unavailable = Code(rawValue: "media_unavailable")
+        fileprivate let backing: Backing
+
+        fileprivate init(_ backing: Backing) { self.backing = backing }
+
+        /// The code named `rawValue` (its snake_case wire name), if this module has one.
+        public init?(rawValue: String) {
+            guard let backing = Backing(rawValue: rawValue) else { return nil }
+            self.backing = backing
+        }
+
+        public var rawValue: String { backing.rawValue }
+        public var description: String { backing.rawValue }
+
+        public static let unsupportedSDP = Code(.unsupportedSDP)
+        public static let noSession = Code(.noSession)
+        public static let conflict = Code(.conflict)
+        public static let unavailable = Code(.unavailable)
     }
 
     public let code: Code

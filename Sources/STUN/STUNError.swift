@@ -4,46 +4,60 @@
 /// `CertificateError`: an extensible ``Code`` rather than a closed enum, so new failures can be added without breaking
 /// callers.
 public struct STUNError: Error, Sendable, Hashable, CustomStringConvertible {
-    /// An extensible set of failure codes.
+    /// What went wrong (the raw value is the snake_case name, the API's `error.code` for calls). The codes are this
+    /// module's own: a private enum backs them (as swift-certificates does), so
+    /// adding one breaks no client, and no other module can make one up.
     public struct Code: RawRepresentable, Sendable, Hashable, CustomStringConvertible {
-        public let rawValue: String
-        public init(rawValue: String) { self.rawValue = rawValue }
-        public var description: String { rawValue }
+        fileprivate enum Backing: String, Sendable, Hashable {
+            case truncatedHeader = "truncated_header"
+            case notSTUN = "not_stun"
+            case invalidMagicCookie = "invalid_magic_cookie"
+            case invalidMessageLength = "invalid_message_length"
+            case lengthMismatch = "length_mismatch"
+            case truncatedAttribute = "truncated_attribute"
+            case attributeAfterFingerprint = "attribute_after_fingerprint"
+            case invalidAttributeLength = "invalid_attribute_length"
+            case invalidAttributeValue = "invalid_attribute_value"
+            case unknownAddressFamily = "unknown_address_family"
+            case invalidErrorCode = "invalid_error_code"
+            case invalidUTF8 = "invalid_utf8"
+            case messageTooLarge = "message_too_large"
+            case invalidArgument = "invalid_argument"
+            case invalidChannelNumber = "invalid_channel_number"
+            case truncatedChannelData = "truncated_channel_data"
+            case bufferTooSmall = "buffer_too_small"
+        }
 
-        /// Fewer than 20 bytes: not even a STUN header (RFC 8489 §5).
-        public static let truncatedHeader = Code(rawValue: "truncated_header")
-        /// The two most significant bits of the message type are not zero (RFC 8489 §5).
-        public static let notSTUN = Code(rawValue: "not_stun")
-        /// Bytes 4..<8 are not 0x2112A442 (RFC 8489 §5).
-        public static let invalidMagicCookie = Code(rawValue: "invalid_magic_cookie")
-        /// The header's message length is not a multiple of 4 (RFC 8489 §5).
-        public static let invalidMessageLength = Code(rawValue: "invalid_message_length")
-        /// The header's message length differs from the number of bytes that follow the header.
-        public static let lengthMismatch = Code(rawValue: "length_mismatch")
-        /// An attribute (or its padding) runs past the end of the message (RFC 8489 §14).
-        public static let truncatedAttribute = Code(rawValue: "truncated_attribute")
-        /// An attribute follows FINGERPRINT, which must be last (RFC 8489 §14.7).
-        public static let attributeAfterFingerprint = Code(rawValue: "attribute_after_fingerprint")
-        /// An attribute's value has a size its type does not allow.
-        public static let invalidAttributeLength = Code(rawValue: "invalid_attribute_length")
-        /// An attribute's value is the right size but not a valid value.
-        public static let invalidAttributeValue = Code(rawValue: "invalid_attribute_value")
-        /// An address attribute names a family other than IPv4 (0x01) or IPv6 (0x02) (RFC 8489 §14.1).
-        public static let unknownAddressFamily = Code(rawValue: "unknown_address_family")
-        /// ERROR-CODE's class is not 3–6 or its number exceeds 99 (RFC 8489 §14.8).
-        public static let invalidErrorCode = Code(rawValue: "invalid_error_code")
-        /// A text attribute is not valid UTF-8.
-        public static let invalidUTF8 = Code(rawValue: "invalid_utf8")
-        /// The message would not fit the 16-bit length field (encoding).
-        public static let messageTooLarge = Code(rawValue: "message_too_large")
-        /// A caller-supplied parameter is out of range (encoding).
-        public static let invalidArgument = Code(rawValue: "invalid_argument")
-        /// A ChannelData channel number is outside 0x4000–0x4FFF (RFC 8656 §12).
-        public static let invalidChannelNumber = Code(rawValue: "invalid_channel_number")
-        /// A ChannelData message is shorter than its header says (RFC 8656 §12.4).
-        public static let truncatedChannelData = Code(rawValue: "truncated_channel_data")
-        /// A buffer handed to an in-place writer is too small.
-        public static let bufferTooSmall = Code(rawValue: "buffer_too_small")
+        fileprivate let backing: Backing
+
+        fileprivate init(_ backing: Backing) { self.backing = backing }
+
+        /// The code named `rawValue` (its snake_case wire name), if this module has one.
+        public init?(rawValue: String) {
+            guard let backing = Backing(rawValue: rawValue) else { return nil }
+            self.backing = backing
+        }
+
+        public var rawValue: String { backing.rawValue }
+        public var description: String { backing.rawValue }
+
+        public static let truncatedHeader = Code(.truncatedHeader)
+        public static let notSTUN = Code(.notSTUN)
+        public static let invalidMagicCookie = Code(.invalidMagicCookie)
+        public static let invalidMessageLength = Code(.invalidMessageLength)
+        public static let lengthMismatch = Code(.lengthMismatch)
+        public static let truncatedAttribute = Code(.truncatedAttribute)
+        public static let attributeAfterFingerprint = Code(.attributeAfterFingerprint)
+        public static let invalidAttributeLength = Code(.invalidAttributeLength)
+        public static let invalidAttributeValue = Code(.invalidAttributeValue)
+        public static let unknownAddressFamily = Code(.unknownAddressFamily)
+        public static let invalidErrorCode = Code(.invalidErrorCode)
+        public static let invalidUTF8 = Code(.invalidUTF8)
+        public static let messageTooLarge = Code(.messageTooLarge)
+        public static let invalidArgument = Code(.invalidArgument)
+        public static let invalidChannelNumber = Code(.invalidChannelNumber)
+        public static let truncatedChannelData = Code(.truncatedChannelData)
+        public static let bufferTooSmall = Code(.bufferTooSmall)
     }
 
     public let code: Code

@@ -1,29 +1,43 @@
 /// Why the registry refused an input. Equal by code; the message is for people.
 public struct CallError: Error, Sendable, Hashable, CustomStringConvertible {
-    /// An extensible set of error codes; raw values are the API's `error.code`.
-    public struct Code: RawRepresentable, Sendable, Hashable {
-        public let rawValue: String
-        public init(rawValue: String) { self.rawValue = rawValue }
+    /// What went wrong (the raw value is the snake_case name, the API's `error.code` for calls). The codes are this
+    /// module's own: a private enum backs them (as swift-certificates does), so
+    /// adding one breaks no client, and no other module can make one up.
+    public struct Code: RawRepresentable, Sendable, Hashable, CustomStringConvertible {
+        fileprivate enum Backing: String, Sendable, Hashable {
+            case callNotFound = "call_not_found"
+            case invalidTransition = "invalid_transition"
+            case forbidden = "forbidden"
+            case badRequest = "bad_request"
+            case insecureSDP = "insecure_sdp"
+            case unsupportedSDP = "unsupported_sdp"
+            case mediaUnavailable = "media_unavailable"
+            case storeUnavailable = "store_unavailable"
+            case needsMediaRelay = "needs_media_relay"
+        }
 
-        /// No such call, or the user is not a party to it (the two are indistinguishable on purpose).
-        public static let callNotFound = Code(rawValue: "call_not_found")
-        /// The call's state does not allow the input.
-        public static let invalidTransition = Code(rawValue: "invalid_transition")
-        /// A party tried something only the other party may do.
-        public static let forbidden = Code(rawValue: "forbidden")
-        /// The input itself is malformed.
-        public static let badRequest = Code(rawValue: "bad_request")
-        /// The SDP's keying material is unsafe.
-        public static let insecureSDP = Code(rawValue: "insecure_sdp")
-        /// SDP the secure relay cannot carry (no BUNDLE, TCP transport, a DTLS role it cannot take, ...).
-        public static let unsupportedSDP = Code(rawValue: "unsupported_sdp")
-        /// The secure relay is not running on this server.
-        public static let mediaUnavailable = Code(rawValue: "media_unavailable")
-        /// The call store (its database) cannot be reached; nothing was changed.
-        public static let storeUnavailable = Code(rawValue: "store_unavailable")
-        /// SDP of a secure-relay call that did not pass through the media endpoint: the adapter's cue to send it
-        /// there first (never an API answer).
-        public static let needsMediaRelay = Code(rawValue: "needs_media_relay")
+        fileprivate let backing: Backing
+
+        fileprivate init(_ backing: Backing) { self.backing = backing }
+
+        /// The code named `rawValue` (its snake_case wire name), if this module has one.
+        public init?(rawValue: String) {
+            guard let backing = Backing(rawValue: rawValue) else { return nil }
+            self.backing = backing
+        }
+
+        public var rawValue: String { backing.rawValue }
+        public var description: String { backing.rawValue }
+
+        public static let callNotFound = Code(.callNotFound)
+        public static let invalidTransition = Code(.invalidTransition)
+        public static let forbidden = Code(.forbidden)
+        public static let badRequest = Code(.badRequest)
+        public static let insecureSDP = Code(.insecureSDP)
+        public static let unsupportedSDP = Code(.unsupportedSDP)
+        public static let mediaUnavailable = Code(.mediaUnavailable)
+        public static let storeUnavailable = Code(.storeUnavailable)
+        public static let needsMediaRelay = Code(.needsMediaRelay)
     }
 
     public let code: Code

@@ -400,7 +400,10 @@ final class Signaling: Sendable {
             metrics.mediaForwardingTimeouts.increment()
             throw CallError(.mediaUnavailable, "node \(node), which holds this call's media, did not answer")
         }
-        if let failure = reply.failure { throw CallError(CallError.Code(rawValue: failure.code), failure.message) }
+        if let failure = reply.failure {
+            // A code this node does not know (a newer node's) reads as the media being unavailable.
+            throw CallError(CallError.Code(rawValue: failure.code) ?? .mediaUnavailable, failure.message)
+        }
         return reply
     }
 
