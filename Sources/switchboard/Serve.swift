@@ -59,7 +59,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Days ended calls stay in the history before they are pruned.") var historyDays: Double = 90
     @Option(
         help: ArgumentHelp(
-            "Seconds SIGTERM drains for before it stops (0: stop at once).",
+            "Seconds SIGTERM (or SIGINT) drains for before it stops (0: stop at once).",
             discussion:
                 "While draining, new calls get 503 draining, /healthz answers 503, every event stream gets a reconnect event, and the node stops as soon as no call it carries is under way."
         ))
@@ -189,6 +189,7 @@ struct Serve: AsyncParsableCommand {
             let server = try await SwitchboardServer(configuration: configuration, logger: Logger(label: "switchboard"))
             let certsDir = secret.certsDir
             let host = self.host
+            let ttl = min(86_400, configuration.tokenPolicy.maxLifetime)
             try await server.run { port in
                 let display =
                     host == "0.0.0.0" || host == "::" ? "localhost" : (host.contains(":") ? "[\(host)]" : host)
@@ -197,12 +198,13 @@ struct Serve: AsyncParsableCommand {
                     let authority = TokenAuthority(secret: secretBytes)
                     lines.append(
                         "Dev certificate authority: \(certsDir)/dev-ca.pem (curl --cacert \(certsDir)/dev-ca.pem)")
-                    lines.append("Dev tokens (valid 24 h; mint more with `switchboard token issue --user NAME`):")
+                    lines.append(
+                        "Dev tokens (valid \(Int(ttl)) s; mint more with `switchboard token issue --user NAME`):")
                     for user in users {
-                        let token = await authority.issue(Identity(user: user), ttl: 86_400)
+                        let token = await authority.issue(Identity(user: user), ttl: ttl)
                         lines.append("  \(user): \(token)")
                     }
-                    let admin = await authority.issue(Identity(user: "admin", isAdmin: true), ttl: 86_400)
+                    let admin = await authority.issue(Identity(user: "admin", isAdmin: true), ttl: ttl)
                     lines.append("  admin (role admin): \(admin)")
                 }
                 print(lines.joined(separator: "\n"))

@@ -13,7 +13,8 @@ struct Token: AsyncParsableCommand {
         @Option(help: "User id (1-64 of [A-Za-z0-9._~-]).") var user: String
         @Flag(help: "Give the token the admin role.") var admin = false
         @Option(help: "Bind the token to one device id.") var device: String?
-        @Option(help: "Lifetime in seconds.") var ttl: Int = 3600
+        @Option(help: "Lifetime in seconds (servers refuse tokens living longer than their --jwt-max-lifetime).")
+        var ttl: Int = 3600
         @OptionGroup var secret: SecretOptions
 
         func run() async throws {
@@ -21,6 +22,12 @@ struct Token: AsyncParsableCommand {
                 guard Identifier.isValid(user) else { throw CommandFailure("invalid user id '\(user)'") }
                 if let device, !Identifier.isValid(device) { throw CommandFailure("invalid device id '\(device)'") }
                 guard ttl > 0 else { throw CommandFailure("--ttl must be positive") }
+                if ttl > Int(TokenPolicy().maxLifetime) {
+                    FileHandle.standardError.write(
+                        Data(
+                            "warning: a server with the default --jwt-max-lifetime (\(Int(TokenPolicy().maxLifetime)) s) refuses this token\n"
+                                .utf8))
+                }
                 let authority = TokenAuthority(secret: try secret.resolve().secret)
                 print(
                     await authority.issue(Identity(user: user, isAdmin: admin, device: device), ttl: TimeInterval(ttl)))

@@ -79,7 +79,7 @@ struct TestIdentityProvider: Sendable {
 
     /// Writes the JWKS publishing `kids` (to a new temporary file unless `path` is given) and returns its path.
     @discardableResult
-    func writeJWKS(kids: [String], to path: String? = nil) throws -> String {
+    func writeJWKS(kids: [String], to path: String? = nil, withAlgorithms: Bool = true) throws -> String {
         var published: [[String: String]] = []
         for kid in kids {
             switch kid {
@@ -104,6 +104,7 @@ struct TestIdentityProvider: Sendable {
                 throw TestFailure("no key \(kid)")
             }
         }
+        if !withAlgorithms { published = published.map { $0.filter { $0.key != "alg" } } }
         // An encryption key beside them, as real providers publish: skipped, not fatal.
         published.append(["kty": "RSA", "kid": "enc-1", "use": "enc", "n": "AQAB", "e": "AQAB"])
         let path = path ?? FileManager.default.temporaryDirectory.appendingPathComponent("jwks-\(UUID()).json").path

@@ -154,6 +154,8 @@ import Testing
         try await TestServer.with({
             $0.jwks = .url(URL(string: "https://127.0.0.1:\(site.port)/jwks.json")!)
             $0.jwksTrustRoots = site.caPath
+            $0.tokenPolicy.issuer = TestIdentityProvider.issuer
+            $0.tokenPolicy.audience = "switchboard"
         }) { server in
             let user: [String: TestClaim] = ["sub": .string("carol")]
             #expect(try await Self.listCalls(server, try await provider.token(kid: "rsa-1", user)).status == 200)
@@ -166,6 +168,38 @@ import Testing
             // A kid never published: refused, and the URL is not read again within 30 s of the last read.
             #expect(try await Self.listCalls(server, try await provider.token(kid: "ed-1", user)).status == 401)
             #expect(site.requests == 2)
+        }
+    }
+
+    @Test func aKeyWithoutAlgCannotBeLockedToAnotherAlgorithmByAForgedHeader() async throws {
+        let provider = try await TestIdentityProvider()
+        // As some providers publish them: no `alg` on the keys.
+        let jwks = try provider.writeJWKS(kids: ["rsa-1", "ec-1"], withAlgorithms: false)
+        try await TestServer.with({
+            $0.jwks = .file(path: jwks)
+            $0.tokenPolicy.issuer = TestIdentityProvider.issuer
+            $0.tokenPolicy.audience = "switchboard"
+        }) { server in
+            let user: [String: TestClaim] = ["sub": .string("carol")]
+            // Forged headers naming the RSA key with other RSA algorithms, and the EC key with another curve's.
+            let payload = try TestIdentityProvider.encode(provider.claims(user))
+            for header in [
+                #"{"alg":"PS256","kid":"rsa-1"}"#, #"{"alg":"RS512","kid":"rsa-1"}"#, #"{"alg":"ES384","kid":"ec-1"}"#,
+            ] {
+                let forged = TestIdentityProvider.b64(header) + "." + payload + ".c2lnbmF0dXJl"
+                #expect(try await Self.listCalls(server, forged).status == 401, "\(header)")
+            }
+            // The provider's real tokens still verify.
+            #expect(try await Self.listCalls(server, try await provider.token(kid: "rsa-1", user)).status == 200)
+            #expect(try await Self.listCalls(server, try await provider.token(kid: "ec-1", user)).status == 200)
+        }
+    }
+
+    @Test func aJWKSNeedsAnIssuerAndAnAudience() async throws {
+        let provider = try await TestIdentityProvider()
+        let jwks = try provider.writeJWKS(kids: ["rsa-1"])
+        await #expect(throws: ServerError.self) {
+            try await TestServer.with({ $0.jwks = .file(path: jwks) }) { _ in }
         }
     }
 }

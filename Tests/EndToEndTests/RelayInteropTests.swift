@@ -31,7 +31,8 @@ import Testing
     @Test func uclientInItsDefaultModeGetsEvenAndOddPortPairs() async throws {
         try await TestRelay.with { relay in
             let run = try await relay.uclient(["-v", "-u", "alice", "-w", "secret"])
-            // 100 RTP messages and 20 RTCP ones per client.
+            // uclient rounds its 5 clients up to 3 RTP/RTCP session pairs of 100 messages each: 600, RTP to the
+            // peer's port and RTCP to the one above it.
             try Self.expectNoLoss(run, messages: 600)
             // RTP allocations got an even port, and their RTCP ones the odd port above it (uclient's log names
             // most of them; a pair by chance among 20,000 ports is unlikely).
@@ -230,24 +231,90 @@ import Testing
     }
 }
 
-/// coturn's `turnutils_peer` echoing UDP on a free loopback port.
+/// coturn's `turnutils_peer` echoing UDP on a free loopback port pair: uclient sends RTP to `port` and RTCP to
+/// `port + 1`. The peer ignores a port it cannot bind, so both are checked free first, and both must echo before
+/// the peer is used (else it is started again on another pair); they are picked below the kernel's ephemeral range,
+/// where no test's relay, server or client socket lands.
 final class EchoPeer: Sendable {
     let port: Int
     private let process: Process
 
     init() throws {
-        port = try freeUDPPort()
-        process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/turnutils_peer")
-        process.arguments = ["-L", "127.0.0.1", "-p", String(port)]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
+        for _ in 0..<10 {
+            let port = 2 * Int.random(in: 10_000...15_999)
+            guard Self.bothFree(port) else { continue }
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/turnutils_peer")
+            process.arguments = ["-L", "127.0.0.1", "-p", String(port)]
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            if Self.echoes(port) && Self.echoes(port + 1) {
+                self.port = port
+                self.process = process
+                return
+            }
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+        throw TestFailure("turnutils_peer did not echo on a free port pair")
     }
 
     func stop() {
         kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
+    }
+
+    /// Whether UDP ports `port` and `port + 1` of 127.0.0.1 can both be bound.
+    private static func bothFree(_ port: Int) -> Bool {
+        let sockets = [port, port + 1].map { port -> Int32 in
+            let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+            var address = Self.loopback(port)
+            let bound = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
+                }
+            }
+            if !bound {
+                close(fd)
+                return -1
+            }
+            return fd
+        }
+        for fd in sockets where fd >= 0 { close(fd) }
+        return sockets.allSatisfy { $0 >= 0 }
+    }
+
+    /// Whether a datagram to `port` comes back within a second or so (three tries: the peer may still be
+    /// starting).
+    private static func echoes(_ port: Int) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        defer { close(fd) }
+        var timeout = timeval(tv_sec: 0, tv_usec: 400_000)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var address = Self.loopback(port)
+        let probe: [UInt8] = Array("echo?".utf8)
+        var reply = [UInt8](repeating: 0, count: 64)
+        for _ in 0..<3 {
+            let sent = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    sendto(fd, probe, probe.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                }
+            }
+            guard sent == probe.count else { continue }
+            if recv(fd, &reply, reply.count, 0) == probe.count, Array(reply.prefix(probe.count)) == probe {
+                return true
+            }
+        }
+        return false
+    }
+
+    private static func loopback(_ port: Int) -> sockaddr_in {
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = UInt16(port).bigEndian
+        return address
     }
 }
 

@@ -26,7 +26,11 @@ import Testing
         let provider = try await TestIdentityProvider()
         let jwks = files.path("jwks.json")
         try provider.writeJWKS(kids: ["rsa-1"], to: jwks)
-        let server = try await ServeProcess.start(files, ringTimeout: 30, extra: ["--jwks-file", jwks], logs: true)
+        let server = try await ServeProcess.start(
+            files, ringTimeout: 30,
+            extra: [
+                "--jwks-file", jwks, "--jwt-issuer", TestIdentityProvider.issuer, "--jwt-audience", "switchboard",
+            ], logs: true)
         defer { server.kill() }
         // A failed expectation that throws must still shut the clients down (AsyncHTTPClient traps otherwise).
         let renewedClient = LockedBox<TestServer?>(nil)

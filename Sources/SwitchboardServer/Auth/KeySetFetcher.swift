@@ -19,6 +19,10 @@ final class KeySetFetcher: Sendable {
         var refreshAt: ContinuousClock.Instant = .now
         /// The last fetch asked for by a token with an unknown `kid`: at most one per ``unknownKeyInterval``.
         var lastUnknownKeyFetch: ContinuousClock.Instant?
+        /// Loads started, and the one whose keys are held: loads overlap (the refresh timer, SIGHUP, an unknown
+        /// `kid`), and one that started earlier must not replace the keys of one that started later.
+        var started = 0
+        var held = 0
     }
 
     /// Bounds on the refresh interval a provider's cache headers may ask for, and the one used without them.
@@ -52,14 +56,22 @@ final class KeySetFetcher: Sendable {
 
     /// Reads the keys now; throws (keeping the keys held) when that fails.
     func load() async throws {
+        let generation = state.withLock { state in
+            state.started += 1
+            return state.started
+        }
         let (data, maxAge) = try await read()
         let keys = try await IdentityProviderKeys(jwks: data)
         let refresh = min(
             max(maxAge ?? Self.defaultRefresh, Self.refreshBounds.lowerBound), Self.refreshBounds.upperBound)
-        state.withLock {
-            $0.keys = keys
-            $0.refreshAt = .now + refresh
+        let current = state.withLock { state in
+            guard generation > state.held else { return false }
+            state.held = generation
+            state.keys = keys
+            state.refreshAt = .now + refresh
+            return true
         }
+        guard current else { return }
         logger.info(
             "identity provider keys loaded",
             metadata: ["source": "\(source)", "keys": "\(keys.count)", "skipped": "\(keys.skipped)"])

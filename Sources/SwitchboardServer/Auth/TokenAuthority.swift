@@ -101,13 +101,18 @@ public final class TokenAuthority: Sendable {
         } else if Self.asymmetricAlgorithms.contains(algorithm), let identityProvider {
             guard header["kid"] == nil || header["kid"] is String else { return .failure(.malformed) }
             let kid = header["kid"] as? String
-            var found = identityProvider.keys?.collection(kid: kid)
-            if found == nil, kid != nil, await identityProvider.refreshForUnknownKey() {
-                found = identityProvider.keys?.collection(kid: kid)
+            var found = identityProvider.keys?.collection(kid: kid, algorithm: algorithm)
+            // A kid the set lacks: the provider may have rotated its keys.
+            if found == nil, let kid, identityProvider.keys?.contains(kid: kid) != true,
+                await identityProvider.refreshForUnknownKey()
+            {
+                found = identityProvider.keys?.collection(kid: kid, algorithm: algorithm)
             }
-            guard let found else { return .failure(.unknownKey) }
-            // The key must be of the token's algorithm: an RSA key checks RS256 tokens, not PS512 ones unless its
-            // JWK says so (jwt-kit makes a key without `alg` into a signer of the first algorithm it is asked for).
+            guard let found else {
+                let known = kid.map { identityProvider.keys?.contains(kid: $0) == true } ?? false
+                return .failure(known ? .unsupportedAlgorithm : .unknownKey)
+            }
+            // Each collection holds one key pinned to one algorithm; checked again all the same.
             guard (try? await found.getKey(alg: algorithm))?.name == algorithm else {
                 return .failure(.unsupportedAlgorithm)
             }

@@ -3,6 +3,7 @@ import Logging
 import NIOCore
 import NIOSSL
 import ServiceLifecycle
+import SwiftASN1
 import Synchronization
 import UnixSignals
 import X509
@@ -63,19 +64,26 @@ final class ServerIdentity: Sendable {
         let chain: [NIOSSLCertificate]
         let key: NIOSSLPrivateKey
         let leaf: Certificate
-        let privateKey: Certificate.PrivateKey
+        let keyPEM: String
         do {
             chain = try NIOSSLCertificate.fromPEMFile(certificatePath)
-            key = try NIOSSLPrivateKey(file: keyPath, format: .pem)
+            // Read once: what is served and what is checked against the certificate are the same bytes, even if
+            // the file is replaced meanwhile.
+            keyPEM = try String(contentsOfFile: keyPath, encoding: .utf8)
+            key = try NIOSSLPrivateKey(bytes: Array(keyPEM.utf8), format: .pem)
             guard let first = chain.first else { throw ServerError("no certificate in \(certificatePath)") }
             leaf = try Certificate(derEncoded: try first.toDERBytes())
-            privateKey = try Certificate.PrivateKey(pemEncoded: String(contentsOfFile: keyPath, encoding: .utf8))
         } catch let error as ServerError {
             throw error
         } catch {
             throw ServerError("cannot load the TLS certificate \(certificatePath) or key \(keyPath): \(error)")
         }
-        guard privateKey.publicKey == leaf.publicKey else {
+        // The key file may hold other blocks (`openssl ecparam -genkey` writes EC PARAMETERS first): the private key
+        // is the block swift-certificates reads. One it cannot read (that NIOSSL could) is served unchecked.
+        let documents = (try? PEMDocument.parseMultiple(pemString: keyPEM)) ?? []
+        if let privateKey = documents.lazy.compactMap({ try? Certificate.PrivateKey(pemDocument: $0) }).first,
+            privateKey.publicKey != leaf.publicKey
+        {
             throw ServerError("the key \(keyPath) is not the key of the certificate \(certificatePath)")
         }
         return Loaded(chain: chain, key: key, serial: leaf.serialNumber.description)

@@ -74,25 +74,6 @@ public struct SwitchboardServer: Sendable {
         }
         let identity = try Self.identity(configuration, logger: logger)
         self.identity = identity
-        var identityProvider: KeySetFetcher?
-        if let source = configuration.jwks {
-            do {
-                let fetcher = try KeySetFetcher(
-                    source: source, trustRoots: configuration.jwksTrustRoots,
-                    logger: Logger(label: "switchboard.auth"))
-                identityProvider = fetcher
-                do {
-                    try await fetcher.load()
-                } catch {
-                    await fetcher.shutdown()
-                    throw error
-                }
-            } catch {
-                throw ServerError("cannot load the identity provider's keys from \(source): \(error)")
-            }
-        }
-        self.authority = TokenAuthority(
-            secret: configuration.tokenSecret, policy: configuration.tokenPolicy, identityProvider: identityProvider)
         let relay = try configuration.relay.map { settings in
             var server = settings.server
             if let port = settings.turnsPort {
@@ -124,6 +105,32 @@ public struct SwitchboardServer: Sendable {
         }
         self.connectionLimiter = ConnectionLimiter(
             capacity: capacity, perAddress: configuration.connections.maxPendingPerAddress)
+        // Last: nothing after it throws, so the fetcher's HTTP client is always shut down (by ReloadService, or here).
+        var identityProvider: KeySetFetcher?
+        if let source = configuration.jwks {
+            // Without them any token the provider signed, for any application or tenant, would be accepted.
+            guard configuration.tokenPolicy.issuer != nil, configuration.tokenPolicy.audience != nil else {
+                throw ServerError(
+                    "--jwks-file and --jwks-url need --jwt-issuer and --jwt-audience: without them any token the provider signed for any application would be accepted"
+                )
+            }
+            do {
+                let fetcher = try KeySetFetcher(
+                    source: source, trustRoots: configuration.jwksTrustRoots,
+                    logger: Logger(label: "switchboard.auth"))
+                identityProvider = fetcher
+                do {
+                    try await fetcher.load()
+                } catch {
+                    await fetcher.shutdown()
+                    throw error
+                }
+            } catch {
+                throw ServerError("cannot load the identity provider's keys from \(source): \(error)")
+            }
+        }
+        self.authority = TokenAuthority(
+            secret: configuration.tokenSecret, policy: configuration.tokenPolicy, identityProvider: identityProvider)
     }
 
     /// The services to run in one `ServiceGroup`, in start order; the group stops them in reverse, so open event
@@ -189,9 +196,11 @@ public struct SwitchboardServer: Sendable {
                 redirectApplication(
                     port: redirectPort, httpsPort: boundPort, limiter: limiter, metrics: connectionMetrics))
         }
+        // Before the signaling service, so that it stops after it: SIGHUP and key refreshes still work while the
+        // node drains.
+        services.append(ReloadService(identity: identity, identityProvider: authority.identityProvider, logger: logger))
         services.append(
             SignalingService(signaling: signaling, drainTimeout: configuration.drainTimeout, logger: logger))
-        services.append(ReloadService(identity: identity, identityProvider: authority.identityProvider, logger: logger))
         services.append(
             MemoryTrimService(trimmer: MemoryTrimmer(factory: metrics.factory), limiter: connectionLimiter))
         return services
@@ -296,10 +305,15 @@ struct SignalingService: Service {
             logger.notice("draining", metadata: ["timeout": "\(drainTimeout)"])
             let deadline = ContinuousClock.now + .milliseconds(Int(drainTimeout * 1000))
             var drained = false
+            var nextCheck = ContinuousClock.now
             while !Task.isCancelled, ContinuousClock.now < deadline {
-                guard await signaling.callsInProgress() else {
-                    drained = true
-                    break
+                // The store is asked at most once a second; the timers run meanwhile (a ring timeout ends a call).
+                if ContinuousClock.now >= nextCheck {
+                    guard await signaling.callsInProgress() else {
+                        drained = true
+                        break
+                    }
+                    nextCheck = ContinuousClock.now + .seconds(1)
                 }
                 try? await tick()
             }

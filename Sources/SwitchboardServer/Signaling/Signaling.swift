@@ -690,16 +690,27 @@ final class Signaling: Sendable {
 
     /// Whether calls this node carries are still under way: with a store of its own (memory, SQLite), any call
     /// not ended; with a shared one, a call whose secure-relay legs are here or a party of which has a stream
-    /// here. A store that cannot answer has nothing to wait for.
+    /// here (read a page at a time, newest first, until one is found). A store that cannot answer counts as calls
+    /// under way: the drain waits for it, up to its timeout.
     func callsInProgress() async -> Bool {
-        guard
-            let unended = try? await store.calls(
-                of: nil, states: [.inviting, .ringing, .active], before: nil, limit: 10_000)
-        else { return false }
-        guard case .postgres = configuration.store else { return !unended.isEmpty }
+        let states: Set<CallState> = [.inviting, .ringing, .active]
+        guard case .postgres = configuration.store else {
+            guard let page = try? await store.calls(of: nil, states: states, before: nil, limit: 1) else { return true }
+            return !page.isEmpty
+        }
         let local = state.withLock { Set($0.users.keys) }
-        return unended.contains {
-            $0.mediaNode == configuration.nodeID || local.contains($0.caller) || local.contains($0.callee)
+        var before: HistoryCursor?
+        while true {
+            guard let page = try? await store.calls(of: nil, states: states, before: before, limit: 500) else {
+                return true
+            }
+            if page.contains(where: {
+                $0.mediaNode == configuration.nodeID || local.contains($0.caller) || local.contains($0.callee)
+            }) {
+                return true
+            }
+            guard page.count == 500, let last = page.last else { return false }
+            before = HistoryCursor(last)
         }
     }
 
