@@ -22,10 +22,11 @@ struct Token: AsyncParsableCommand {
                 guard Identifier.isValid(user) else { throw CommandFailure("invalid user id '\(user)'") }
                 if let device, !Identifier.isValid(device) { throw CommandFailure("invalid device id '\(device)'") }
                 guard ttl > 0 else { throw CommandFailure("--ttl must be positive") }
-                if ttl > Int(TokenPolicy().maxLifetime) {
+                let maximum = Int(TokenPolicy().maxLifetime)
+                if ttl > maximum {
                     FileHandle.standardError.write(
                         Data(
-                            "warning: a server with the default --jwt-max-lifetime (\(Int(TokenPolicy().maxLifetime)) s) refuses this token\n"
+                            "warning: a server with the default --jwt-max-lifetime (\(maximum) s) refuses this token\n"
                                 .utf8))
                 }
                 let authority = TokenAuthority(secret: try secret.resolve().secret)

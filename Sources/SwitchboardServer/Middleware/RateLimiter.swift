@@ -18,9 +18,6 @@ final class RateLimiter: Sendable {
         self.burst = max(1, ratePerSecond * 2)
     }
 
-    /// Whether `key` may make a request now; takes a token when it may.
-    func allow(_ key: String, now: Date) -> Bool { take(key, now: now) == nil }
-
     /// Takes `cost` tokens from `key`'s bucket when it holds them and returns nil; otherwise takes nothing and
     /// returns the whole seconds until it will hold them (for `Retry-After`).
     func take(_ key: String, now: Date, cost: Double = 1) -> Int? {

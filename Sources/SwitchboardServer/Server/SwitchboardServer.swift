@@ -133,8 +133,6 @@ public struct SwitchboardServer: Sendable {
             secret: configuration.tokenSecret, policy: configuration.tokenPolicy, identityProvider: identityProvider)
     }
 
-    /// The services to run in one `ServiceGroup`, in start order; the group stops them in reverse, so open event
-    /// streams get their final event before the HTTPS server stops. `onReady` gets the bound HTTPS port.
     /// Every route behind its middleware: the responder of the HTTPS listener, and of in-process router tests.
     public func makeRouter() -> Router<SwitchboardContext> {
         // HEAD answers wherever GET does, with GET's headers and no body.
@@ -166,6 +164,8 @@ public struct SwitchboardServer: Sendable {
         return router
     }
 
+    /// The services to run in one `ServiceGroup`, in start order; the group stops them in reverse, so open event
+    /// streams get their final event before the HTTPS server stops. `onReady` gets the bound HTTPS port.
     public func services(onReady: @escaping @Sendable (Int) async -> Void = { _ in }) throws -> [any Service] {
         let router = makeRouter()
         var services: [any Service] = []
@@ -290,7 +290,7 @@ struct RedirectToHTTPSMiddleware<Context: RequestContext>: RouterMiddleware {
 
 /// Runs the signaling timers and, on graceful shutdown, drains (with a drain timeout: new calls refused, streams
 /// told to reconnect, the timers still running while the calls under way end) and then ends every event stream
-/// with a final event. The HTTPS server starts after this service, so it stops after it: it serves the drain.
+/// with a final event. The HTTPS server starts before this service, so it stops after it: it serves the drain.
 struct SignalingService: Service {
     let signaling: Signaling
     let drainTimeout: TimeInterval

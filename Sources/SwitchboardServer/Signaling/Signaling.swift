@@ -520,7 +520,8 @@ final class Signaling: Sendable {
                 return stream
             }
             if let previous = streams[device] {
-                previous.finish(.superseded, final: SSE.event(id: nil, name: "superseded", data: SupersededJSON()))
+                previous.finish(
+                    .superseded, final: SSE.event(id: nil, name: "superseded", data: StreamNoticeJSON.superseded))
             }
             streams[device] = stream
             state.users[identity.user] = streams
@@ -684,7 +685,7 @@ final class Signaling: Sendable {
     func beginDrain() {
         state.withLock { state in
             state.draining = true
-            broadcast(SSE.event(id: nil, name: "reconnect", data: ReconnectJSON()), &state)
+            broadcast(SSE.event(id: nil, name: "reconnect", data: StreamNoticeJSON.draining), &state)
         }
     }
 
@@ -693,23 +694,23 @@ final class Signaling: Sendable {
     /// here (read a page at a time, newest first, until one is found). A store that cannot answer counts as calls
     /// under way: the drain waits for it, up to its timeout.
     func callsInProgress() async -> Bool {
-        let states: Set<CallState> = [.inviting, .ringing, .active]
-        guard case .postgres = configuration.store else {
-            guard let page = try? await store.calls(of: nil, states: states, before: nil, limit: 1) else { return true }
-            return !page.isEmpty
-        }
-        let local = state.withLock { Set($0.users.keys) }
+        let shared = if case .postgres = configuration.store { true } else { false }
+        let local = shared ? state.withLock { Set($0.users.keys) } : []
+        // A store of its own answers with its first call; a shared one a page at a time.
+        let pageSize = shared ? 500 : 1
         var before: HistoryCursor?
         while true {
-            guard let page = try? await store.calls(of: nil, states: states, before: before, limit: 500) else {
-                return true
-            }
+            guard
+                let page = try? await store.calls(
+                    of: nil, states: [.inviting, .ringing, .active], before: before, limit: pageSize)
+            else { return true }
             if page.contains(where: {
-                $0.mediaNode == configuration.nodeID || local.contains($0.caller) || local.contains($0.callee)
+                !shared || $0.mediaNode == configuration.nodeID || local.contains($0.caller)
+                    || local.contains($0.callee)
             }) {
                 return true
             }
-            guard page.count == 500, let last = page.last else { return false }
+            guard page.count == pageSize, let last = page.last else { return false }
             before = HistoryCursor(last)
         }
     }
@@ -718,7 +719,7 @@ final class Signaling: Sendable {
     func shutdown() {
         state.withLock { state in
             state.shuttingDown = true
-            let frame = SSE.event(id: nil, name: "shutdown", data: ShutdownJSON())
+            let frame = SSE.event(id: nil, name: "shutdown", data: StreamNoticeJSON.shutdown)
             for streams in state.users.values {
                 for stream in streams.values { stream.finish(.finished, final: frame) }
             }
@@ -741,19 +742,15 @@ struct HelloJSON: Encodable {
 
 struct EmptyJSON: Encodable {}
 
-struct SupersededJSON: Encodable {
-    let reason = "another stream opened for this device"
-    let reconnect = false
-}
+/// The data of the events that tell a stream it ends or should move: `superseded`, `reconnect` and `shutdown`.
+struct StreamNoticeJSON: Encodable {
+    let reason: String
+    /// Whether the client should open a new stream.
+    let reconnect: Bool
 
-struct ReconnectJSON: Encodable {
-    let reason = "server draining"
-    let reconnect = true
-}
-
-struct ShutdownJSON: Encodable {
-    let reason = "server shutting down"
-    let reconnect = true
+    static let superseded = StreamNoticeJSON(reason: "another stream opened for this device", reconnect: false)
+    static let draining = StreamNoticeJSON(reason: "server draining", reconnect: true)
+    static let shutdown = StreamNoticeJSON(reason: "server shutting down", reconnect: true)
 }
 
 /// Server-Sent Events framing (HTML Living Standard §9.2).
