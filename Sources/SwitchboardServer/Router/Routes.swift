@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import NIOCore
+import NIOHTTP2
 import NIOSSL
 import Relay
 import Store
@@ -195,8 +196,16 @@ struct Routes: Sendable {
         // While it streams, the server reads nothing from the connection, and the listener allows half-closure, so a
         // client that goes away would only be noticed at the next heartbeat write. Watch for the peer's FIN instead
         // and end the stream as soon as its connection closes.
-        context.channel.pipeline.addHandler(PeerClosedHandler(), position: .first).whenFailure { _ in
-            stream.finish(.finished, final: nil)
+        // Over HTTP/2 the request's END_STREAM closes the stream's input at once, and a peer gone resets the stream
+        // (closing its channel): no FIN to watch there.
+        // (An HTTP/2 stream's parent is its connection, which holds the HTTP/2 handler; an HTTP/1 connection's parent
+        // is the listening socket. getOption of an option a channel lacks traps, so it cannot tell them apart.)
+        let isHTTP2Stream =
+            (try? await context.channel.parent?.pipeline.containsHandler(type: NIOHTTP2Handler.self).get()) != nil
+        if !isHTTP2Stream {
+            context.channel.pipeline.addHandler(PeerClosedHandler(), position: .first).whenFailure { _ in
+                stream.finish(.finished, final: nil)
+            }
         }
         let signaling = self.signaling
         context.channel.closeFuture.whenComplete { _ in

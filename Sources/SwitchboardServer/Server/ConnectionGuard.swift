@@ -1,8 +1,10 @@
 import CoreMetrics
 public import Foundation
 import HummingbirdCore
+import HummingbirdHTTP2
 import Logging
 package import NIOCore
+import NIOHTTP2
 import NIOHTTPTypes
 import NIOSSL
 import NIOTLS
@@ -343,5 +345,201 @@ enum DescriptorLimit {
     /// Connections that fit below `descriptors`: a quarter of them, at most 1,024, stay in reserve.
     static func connectionCapacity(descriptors: Int) -> Int {
         max(16, descriptors - min(1024, descriptors / 4))
+    }
+}
+
+/// The HTTPS listener's child channel: TLS with ALPN (`h2`, then `http/1.1`), behind the same caps and deadlines as
+/// ``GuardedChannel``. Until ALPN has chosen, a ``HandshakeGuardHandler`` holds the connection's slot and its
+/// handshake deadline; then HTTP/1.1 gets the ``ConnectionGuardHandler`` of every HTTP/1 connection, and HTTP/2 a
+/// ``SlotHandler`` (its idle connections are closed by the HTTP/2 connection manager, and its streams are capped
+/// per connection by the SETTINGS it sends).
+struct GuardedUpgradeChannel: HTTPChannelHandler {
+    struct Value: ServerChildChannelValue {
+        let negotiated: EventLoopFuture<NIONegotiatedHTTPVersion<HTTP1Channel.Value, HTTP2Channel.Value>>
+        let channel: any Channel
+    }
+
+    let sslContext: NIOSSLContext
+    let http1: HTTP1Channel
+    let http2: HTTP2Channel
+    let limiter: ConnectionLimiter
+    let limits: ConnectionLimits
+    let metrics: ConnectionMetrics
+
+    var responder: HTTPChannelHandler.Responder { http1.responder }
+
+    func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
+        let address = ClientAddress.key(channel.remoteAddress)
+        if let refusal = limiter.admit(address) {
+            metrics.refused[refusal]?.increment()
+            if refusal == .capacity, limiter.shouldNoticeCapacity() {
+                logger.notice(
+                    "connection cap reached: refusing new connections", metadata: ["cap": "\(limiter.capacity)"])
+            }
+            channel.close(promise: nil)
+            return channel.eventLoop.makeFailedFuture(refusal)
+        }
+        metrics.open.record(limiter.open)
+        let (limiter, limits, metrics, http1, http2) = (limiter, limits, metrics, http1, http2)
+        let guardHandler = HandshakeGuardHandler(address: address, limiter: limiter, limits: limits, metrics: metrics)
+        do {
+            let operations = channel.pipeline.syncOperations
+            try operations.addHandler(NIOSSLServerHandler(context: sslContext))
+            try operations.addHandler(guardHandler)
+        } catch {
+            limiter.release(address, pending: true)
+            metrics.open.record(limiter.open)
+            channel.close(promise: nil)
+            return channel.eventLoop.makeFailedFuture(error)
+        }
+        let handshake = NIOLoopBound(guardHandler, eventLoop: channel.eventLoop)
+        return channel.configureHTTP2AsyncSecureUpgrade { channel in
+            http1.setup(channel: channel, logger: logger).flatMapThrowing { value in
+                let operations = channel.pipeline.syncOperations
+                let state = try operations.handler(type: HTTPConnectionStateHandler.self)
+                handshake.value.handOver()
+                try operations.addHandler(
+                    ConnectionGuardHandler(
+                        address: address, limiter: limiter, limits: limits, metrics: metrics, handshaken: true),
+                    position: .before(state))
+                return value
+            }
+        } http2ConnectionInitializer: { channel in
+            http2.setup(channel: channel, logger: logger).flatMapThrowing { value in
+                handshake.value.handOver()
+                limiter.requestRead(address)
+                try channel.pipeline.syncOperations.addHandler(
+                    SlotHandler(address: address, limiter: limiter, metrics: metrics))
+                return value
+            }
+        }.map { Value(negotiated: $0, channel: channel) }
+    }
+
+    func handle(value: Value, logger: Logger) async {
+        do {
+            switch try await value.negotiated.get() {
+            case .http1_1(let connection): await http1.handle(value: connection, logger: logger)
+            case .http2(let connection): await http2.handle(value: connection, logger: logger)
+            }
+        } catch {
+            logger.debug("TLS or ALPN negotiation failed: \(error)")
+        }
+    }
+}
+
+/// Until ALPN has chosen a protocol: the TLS handshake deadline, and the connection's slot (given back if the
+/// connection closes before; handed over to the protocol's handler after).
+final class HandshakeGuardHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = NIOAny
+    private let address: String
+    private let limiter: ConnectionLimiter
+    private let limits: ConnectionLimits
+    private let metrics: ConnectionMetrics
+    private var ownsSlot = true
+    private var deadline: Scheduled<Void>?
+
+    init(address: String, limiter: ConnectionLimiter, limits: ConnectionLimits, metrics: ConnectionMetrics) {
+        self.address = address
+        self.limiter = limiter
+        self.limits = limits
+        self.metrics = metrics
+    }
+
+    /// The protocol's handler holds the slot from now on.
+    func handOver() {
+        ownsSlot = false
+        deadline?.cancel()
+        deadline = nil
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        guard limits.handshakeTimeout > 0 else { return }
+        let metrics = metrics
+        deadline = context.eventLoop.assumeIsolated().scheduleTask(
+            in: .nanoseconds(Int64(min(limits.handshakeTimeout, 86_400) * 1e9))
+        ) {
+            metrics.timedOut[.handshake]?.increment()
+            context.close(promise: nil)
+        }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        deadline?.cancel()
+        deadline = nil
+        if ownsSlot {
+            ownsSlot = false
+            limiter.release(address, pending: true)
+            metrics.open.record(limiter.open)
+        }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if ownsSlot, case ChannelEvent.inputClosed = event {
+            // A client that connected and left before the handshake ended (the listener allows half-closure).
+            context.close(promise: nil)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+}
+
+/// An HTTP/2 connection's slot, given back when it closes.
+final class SlotHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = NIOAny
+    private let address: String
+    private let limiter: ConnectionLimiter
+    private let metrics: ConnectionMetrics
+
+    init(address: String, limiter: ConnectionLimiter, metrics: ConnectionMetrics) {
+        self.address = address
+        self.limiter = limiter
+        self.metrics = metrics
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        limiter.release(address, pending: false)
+        metrics.open.record(limiter.open)
+    }
+}
+
+/// An HTTP/2 stream's deadline: its request's body must be whole within ``ConnectionLimits/bodyTimeout`` of its
+/// header (the stream is reset otherwise, and the connection's other streams go on). The header deadline has no
+/// HTTP/2 counterpart (a stream begins with a whole header block), and the idle deadline is the connection's.
+final class StreamGuardHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPRequestPart
+    typealias InboundOut = HTTPRequestPart
+
+    private let limits: ConnectionLimits
+    private let metrics: ConnectionMetrics
+    private var deadline: Scheduled<Void>?
+
+    init(limits: ConnectionLimits, metrics: ConnectionMetrics) {
+        self.limits = limits
+        self.metrics = metrics
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        deadline?.cancel()
+        deadline = nil
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head:
+            guard limits.bodyTimeout > 0 else { break }
+            let metrics = metrics
+            deadline = context.eventLoop.assumeIsolated().scheduleTask(
+                in: .nanoseconds(Int64(min(limits.bodyTimeout, 86_400) * 1e9))
+            ) {
+                metrics.timedOut[.body]?.increment()
+                context.close(promise: nil)
+            }
+        case .body:
+            break
+        case .end:
+            deadline?.cancel()
+            deadline = nil
+        }
+        context.fireChannelRead(data)
     }
 }

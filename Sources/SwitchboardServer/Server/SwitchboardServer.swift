@@ -1,6 +1,7 @@
 public import Foundation
 public import Hummingbird
 import HummingbirdCore
+import HummingbirdHTTP2
 import HummingbirdTLS
 public import Logging
 public import Media
@@ -137,7 +138,9 @@ public struct SwitchboardServer: Sendable {
     public func makeRouter() -> Router<SwitchboardContext> {
         // HEAD answers wherever GET does, with GET's headers and no body.
         let router = Router(context: SwitchboardContext.self, options: .autoGenerateHeadEndpoints)
-        // Outermost, so error responses carry the headers too. HSTS only with an operator's certificate: the dev
+        // Outermost: no response to a HEAD carries a body, an error's included.
+        router.add(middleware: HeadMiddleware())
+        // Next, so error responses carry the headers too. HSTS only with an operator's certificate: the dev
         // certificate is for localhost, where HSTS would stick to every other local port.
         router.add(
             middleware: SecurityHeadersMiddleware(strictTransportSecurity: configuration.certificatePath != nil))
@@ -179,9 +182,17 @@ public struct SwitchboardServer: Sendable {
         let app = Application(
             router: router,
             server: HTTPServerBuilder { responder in
-                GuardedChannel(
-                    base: try TLSChannel(HTTP1Channel(responder: responder), tlsConfiguration: tls), limiter: limiter,
-                    limits: limits, metrics: connectionMetrics, tls: true)
+                GuardedUpgradeChannel(
+                    sslContext: try NIOSSLContext(configuration: tls), http1: HTTP1Channel(responder: responder),
+                    http2: HTTP2Channel(
+                        responder: responder,
+                        configuration: .init(
+                            idleTimeout: limits.idleTimeout > 0
+                                ? .milliseconds(Int64(min(limits.idleTimeout, 86_400) * 1000)) : nil,
+                            streamConfiguration: .init(additionalChannelHandlers: [
+                                StreamGuardHandler(limits: limits, metrics: connectionMetrics)
+                            ]))),
+                    limiter: limiter, limits: limits, metrics: connectionMetrics)
             },
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),
             onServerRunning: { channel in
@@ -219,7 +230,8 @@ public struct SwitchboardServer: Sendable {
     /// The HTTPS listener's TLS: the server identity, HTTP/1.1 by ALPN.
     func tlsConfiguration() -> TLSConfiguration {
         var tls = identity.tlsConfiguration(cipherSuites: Self.cipherSuites)
-        tls.applicationProtocols = ["http/1.1"]
+        // HTTP/2 first: a browser multiplexes its tabs' event streams and requests over one connection.
+        tls.applicationProtocols = ["h2", "http/1.1"]
         return tls
     }
 
