@@ -389,9 +389,13 @@ struct CollectingLogHandler: LogHandler {
 /// Real browser SDP captured for the core tests (Tests/SwitchboardCoreTests/Fixtures/sdp).
 enum Fixture {
     static func sdp(_ name: String) throws -> String {
-        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("SwitchboardCoreTests/Fixtures/sdp/\(name).sdp")
-        return try String(contentsOf: url, encoding: .utf8)
+        try String(contentsOfFile: path(name), encoding: .utf8)
+    }
+
+    /// The file of the SDP fixture `name`.
+    static func path(_ name: String) -> String {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("SwitchboardCoreTests/Fixtures/sdp/\(name).sdp").path
     }
 }
 
