@@ -430,6 +430,48 @@ def test_credentials_renewed_before_they_expire(ctx):
     b.wait_reason("hangup")
 
 
+
+def test_ten_tabs_over_http2(ctx):
+    """Bob has the page open in ten tabs of one Chromium, one device each. Over HTTP/1.1 Chromium holds at most six
+    connections per origin and each tab's event stream keeps one, so the seventh tab and every request behind it
+    would stall; over HTTP/2 all ten streams and the API calls share one connection. Every tab rings; the accept in
+    one ends the nine others `answered_elsewhere`."""
+    a, b = signed_in_pair(ctx)
+    tabs = [b.driver.current_window_handle]
+    for _ in range(9):
+        b.driver.switch_to.new_window("tab")
+        tabs.append(b.driver.current_window_handle)
+        b.open(ctx.server.url + "/")
+        b.sign_in(ctx.server.tokens["bob"])
+    devices = set()
+    for tab in tabs:
+        b.driver.switch_to.window(tab)
+        protocol = b.driver.execute_script("return performance.getEntriesByType('navigation')[0].nextHopProtocol")
+        assert protocol == "h2", protocol
+        devices.add(b.text("me-device"))
+    assert len(devices) == 10, devices
+    # Fewer connections than event streams: Bob's ten tabs share his browser's (Chromium keeps separate HTTP/2
+    # connections for credentialed and uncredentialed requests, so two), not one per tab.
+    connections = ctx.server.metric("switchboard_connections_open")
+    print("    connections open with eleven event streams: %d" % connections)
+    assert connections <= 6, connections
+    a.call("bob")
+    for tab in tabs:
+        b.driver.switch_to.window(tab)
+        b.wait(lambda d: b.visible("incoming"), "incoming-call panel in every tab")
+    ctx.shot("ringing-in-ten-tabs")
+    b.driver.switch_to.window(tabs[4])
+    b.click("accept-button")
+    b.wait_state("connected")
+    a.wait_state("connected")
+    for tab in tabs[:4] + tabs[5:]:
+        b.driver.switch_to.window(tab)
+        b.wait_reason("answered_elsewhere")
+    ctx.shot("answered-elsewhere")
+    b.driver.switch_to.window(tabs[4])
+    b.click("hangup-button")
+    a.wait_reason("hangup")
+
 # The address of this suite's own test host: a veth in the private network namespace scripts/test-browser runs the
 # suite in (lo + 198.51.100.10/24, RFC 5737 TEST-NET-2, nothing behind it). Firefox pairs no loopback candidate, so
 # its servers are reached there.
@@ -443,6 +485,7 @@ TESTS = [
     ("decline", test_decline, {"extra": ("--dev-login",)}),
     ("no_answer", test_no_answer, {"ring_timeout": 3}),
     ("two_tabs_answered_elsewhere", test_two_tabs_answered_elsewhere, {"extra": ("--web-relay-only",)}),
+    ("ten_tabs_over_http2", test_ten_tabs_over_http2, {}),
     ("reconnect_keeps_call", test_reconnect_keeps_call, {}),
     ("secure_relay_call", test_secure_relay_call, {}),
     ("firefox_calls_chromium_through_the_secure_relay", test_firefox_calls_chromium_through_the_secure_relay,

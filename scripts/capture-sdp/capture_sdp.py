@@ -146,6 +146,15 @@ def setup_netns() -> None:
     run(["ip", "link", "set", "sbv0", "up"])
     run(["ip", "route", "add", "default", "via", NETNS_V4_GW, "dev", "sbv0"])
     run(["ip", "-6", "route", "add", "default", "via", NETNS_V6_GW, "dev", "sbv0"])
+    # The kernel gives sbv0 a link-local address after duplicate address detection, a second or two after it comes
+    # up: a browser started before that sees the network change and fails its first page's requests
+    # (net::ERR_NETWORK_CHANGED). Wait until no address is tentative.
+    deadline = time.monotonic() + 10
+    while subprocess.run(["ip", "-6", "addr", "show", "tentative"], capture_output=True, text=True).stdout.strip():
+        if time.monotonic() > deadline:
+            log("warning: an IPv6 address is still tentative after 10 s")
+            break
+        time.sleep(0.1)
     out = subprocess.run(["ip", "-br", "addr"], capture_output=True, text=True).stdout
     log("network namespace:\n" + out.rstrip())
 
