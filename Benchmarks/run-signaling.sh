@@ -9,6 +9,8 @@
 #   SWITCHBOARD_BIN   server binary (default .build/release/switchboard, relative to the repository root)
 #   STREAMS           concurrent SSE streams for the `streams` workload (default 10000)
 #   STREAM_USERS      distinct users those streams belong to (default: $STREAMS, one device each)
+#   H2_CONNECTIONS    HTTP/2 connections for the `h2streams` workload (default 100)
+#   H2_PER_CONNECTION SSE streams multiplexed on each (default 100; Switchboard allows 100 per connection)
 #   RATE              ICE candidates per second for `latency` (default 1000)
 #   LATENCY_SECONDS   duration of `latency` (default 20)
 #   PAIRS             answered calls carrying the `latency` traffic (default 50)
@@ -29,13 +31,15 @@ cd "$ROOT"
 if [[ "${SMOKE:-0}" == 1 ]]; then
   # A tiny run on the debug build, as CI runs it so the script cannot rot (figures mean nothing).
   SWITCHBOARD_BIN="${SWITCHBOARD_BIN:-$(swift build --show-bin-path)/switchboard}"
-  STREAMS="${STREAMS:-50}" RATE="${RATE:-50}" LATENCY_SECONDS="${LATENCY_SECONDS:-2}" PAIRS="${PAIRS:-2}"
+  STREAMS="${STREAMS:-50}" H2_CONNECTIONS="${H2_CONNECTIONS:-2}" H2_PER_CONNECTION="${H2_PER_CONNECTION:-10}" RATE="${RATE:-50}" LATENCY_SECONDS="${LATENCY_SECONDS:-2}" PAIRS="${PAIRS:-2}"
   SETUP_SECONDS="${SETUP_SECONDS:-2}" CONCURRENCY="${CONCURRENCY:-2}"
   STORM_COUNT="${STORM_COUNT:-100}" STORM_ROUNDS="${STORM_ROUNDS:-1}" STORM_CAP="${STORM_CAP:-50}"
 fi
 BIN="${SWITCHBOARD_BIN:-.build/release/switchboard}"
 STREAMS="${STREAMS:-10000}"
 STREAM_USERS="${STREAM_USERS:-$STREAMS}"
+H2_CONNECTIONS="${H2_CONNECTIONS:-100}"
+H2_PER_CONNECTION="${H2_PER_CONNECTION:-100}"
 RATE="${RATE:-1000}"
 LATENCY_SECONDS="${LATENCY_SECONDS:-20}"
 PAIRS="${PAIRS:-50}"
@@ -159,6 +163,17 @@ run "switchboard setups (${SETUP_SECONDS}s x $CONCURRENCY)" "$WORK/sb-setups.jso
 kill -0 "$SERVER_PID" 2>/dev/null || { echo "switchboard died during the run; its log:" >&2; tail -n 40 "$WORK/switchboard.log" >&2; }
 stop_server
 
+# Streams over HTTP/2 against a fresh server (the RSS a process has grown to does not come back: a second workload
+# on the same process would look cheaper than it is).
+"$BIN" serve --host "$HOST" --port "$PORT" --cert "$CERT" --key "$KEY" --token-secret "$SECRET" \
+  --rate-limit 0 --log-level warning --no-relay --no-media --max-pending-per-address 1000000 \
+  --store "sqlite:$WORK/switchboard-h2.sqlite" >"$WORK/switchboard-h2.log" 2>&1 &
+SERVER_PID=$!
+wait_ready "$SB_URL" "$WORK/switchboard-h2.log"
+run "switchboard h2streams ($H2_CONNECTIONS x $H2_PER_CONNECTION)" "$WORK/sb-h2streams.json" h2streams --url "$SB_URL" \
+  --connections "$H2_CONNECTIONS" --per-connection "$H2_PER_CONNECTION" --pid "$SERVER_PID"
+stop_server
+
 # A connection storm against a fresh server whose connection cap is below the storm: accepted and refused per second,
 # and RSS before, at the peak and after (does the memory come back?).
 echo "== starting switchboard for the storm (--max-connections $STORM_CAP)" >&2
@@ -185,6 +200,14 @@ sleep 2
 run "baseline latency ($RATE/s, ${LATENCY_SECONDS}s)" "$WORK/base-latency.json" latency --url "$BASE_URL" \
   --rate "$RATE" --seconds "$LATENCY_SECONDS" --pairs "$PAIRS"
 stop_server
+# Node's HTTP/2 server with the same handler.
+node "$BASELINE" --host "$HOST" --port "$BASELINE_PORT" --cert "$CERT" --key "$KEY" --secret "$SECRET" --http2 \
+  >"$WORK/baseline-h2.log" 2>&1 &
+SERVER_PID=$!
+wait_ready "$BASE_URL" "$WORK/baseline-h2.log"
+run "baseline h2streams ($H2_CONNECTIONS x $H2_PER_CONNECTION)" "$WORK/base-h2streams.json" h2streams \
+  --url "$BASE_URL" --connections "$H2_CONNECTIONS" --per-connection "$H2_PER_CONNECTION" --pid "$SERVER_PID"
+stop_server
 # The baseline has no cap: every connection of the storm is accepted.
 node "$BASELINE" --host "$HOST" --port "$BASELINE_PORT" --cert "$CERT" --key "$KEY" --secret "$SECRET" \
   >"$WORK/baseline-storm.log" 2>&1 &
@@ -198,7 +221,7 @@ stop_server
 mkdir -p "$ROOT/Benchmarks/results"
 DATE="$(date -u +%Y%m%dT%H%M%SZ)"
 OUT="$ROOT/Benchmarks/results/signaling-$DATE.json"
-export WORK OUT STREAMS STREAM_USERS RATE LATENCY_SECONDS PAIRS SETUP_SECONDS CONCURRENCY BIN DATE STORM_COUNT STORM_ROUNDS \
+export WORK OUT STREAMS STREAM_USERS H2_CONNECTIONS H2_PER_CONNECTION RATE LATENCY_SECONDS PAIRS SETUP_SECONDS CONCURRENCY BIN DATE STORM_COUNT STORM_ROUNDS \
   STORM_CAP
 node --input-type=module -e '
 import fs from "node:fs";
@@ -209,12 +232,14 @@ const result = {
   date: e.DATE,
   machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, memGiB: +(os.totalmem() / 2 ** 30).toFixed(1),
              kernel: os.release(), node: process.version },
-  config: { streams: +e.STREAMS, streamUsers: +e.STREAM_USERS, rate: +e.RATE, latencySeconds: +e.LATENCY_SECONDS,
+  config: { streams: +e.STREAMS, streamUsers: +e.STREAM_USERS, h2Connections: +e.H2_CONNECTIONS,
+            h2PerConnection: +e.H2_PER_CONNECTION, rate: +e.RATE, latencySeconds: +e.LATENCY_SECONDS,
             pairs: +e.PAIRS, setupSeconds: +e.SETUP_SECONDS, concurrency: +e.CONCURRENCY, switchboardBin: e.BIN,
             stormCount: +e.STORM_COUNT, stormRounds: +e.STORM_ROUNDS, stormCap: +e.STORM_CAP },
-  switchboard: { streams: read("sb-streams"), latency: read("sb-latency"), setups: read("sb-setups"),
+  switchboard: { streams: read("sb-streams"), h2streams: read("sb-h2streams"), latency: read("sb-latency"), setups: read("sb-setups"),
                  storm: read("sb-storm") },
-  baseline: { name: "node-sse-server.mjs (seed design)", streams: read("base-streams"), latency: read("base-latency"),
+  baseline: { name: "node-sse-server.mjs (seed design; --http2 for h2streams)", streams: read("base-streams"),
+              h2streams: read("base-h2streams"), latency: read("base-latency"),
               storm: read("base-storm") },
 };
 fs.writeFileSync(e.OUT, JSON.stringify(result, null, 2) + "\n");
@@ -228,6 +253,10 @@ const rows = [
   ["streams failed", get(S.streams, "failed"), get(B.streams, "failed")],
   ["RSS per stream (KiB)", get(S.streams, "rssPerStreamKiB"), get(B.streams, "rssPerStreamKiB")],
   ["RSS with streams (MiB)", get(S.streams, "rssMiB"), get(B.streams, "rssMiB")],
+  ["HTTP/2 streams held (" + e.H2_CONNECTIONS + " conn x " + e.H2_PER_CONNECTION + ")", get(S.h2streams, "held"),
+   get(B.h2streams, "held")],
+  ["HTTP/2 RSS per stream (KiB)", get(S.h2streams, "rssPerStreamKiB"), get(B.h2streams, "rssPerStreamKiB")],
+  ["HTTP/2 RSS with streams (MiB)", get(S.h2streams, "rssMiB"), get(B.h2streams, "rssMiB")],
   ["signal latency p50 (ms) @" + e.RATE + "/s", get(S.latency, "p50ms"), get(B.latency, "p50ms")],
   ["signal latency p99 (ms)", get(S.latency, "p99ms"), get(B.latency, "p99ms")],
   ["signals delivered / sent", S.latency && `${S.latency.received}/${S.latency.sent}`,

@@ -5,11 +5,12 @@
 // GET /v1/calls, GET /healthz. No backlog/replay, no state-machine checks, no validation beyond JSON parse,
 // no backpressure (writes are never awaited), ended calls are forgotten.
 //
-//   node node-sse-server.mjs --port 18444 --cert server.pem --key server.key --secret S [--host 127.0.0.1]
+//   node node-sse-server.mjs --port 18444 --cert server.pem --key server.key --secret S [--host 127.0.0.1] [--http2]
 //
 // Prints `listening PORT` on stdout when ready.
 
 import https from 'node:https';
+import http2 from 'node:http2';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 
@@ -222,7 +223,10 @@ function handle(req, res) {
   fail(res, 404, 'not_found', 'no such route');
 }
 
-const server = https.createServer({ cert, key, minVersion: 'TLSv1.2' }, handle);
+// --http2: the same handler on Node's HTTP/2 server (ALPN h2, HTTP/1.1 allowed), through its compatibility API.
+const server = process.argv.includes('--http2')
+  ? http2.createSecureServer({ cert, key, minVersion: 'TLSv1.2', allowHTTP1: true }, handle)
+  : https.createServer({ cert, key, minVersion: 'TLSv1.2' }, handle);
 server.keepAliveTimeout = 65000;
 server.headersTimeout = 66000;
 server.requestTimeout = 0;

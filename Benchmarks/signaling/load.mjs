@@ -7,6 +7,8 @@
 //   streams --count N [--users U] [--pid PID] [--concurrency 200] [--hold 3] [--open-timeout 30]
 //       Open N concurrent SSE streams (one TLS connection each), count those that receive `event: hello`,
 //       wait --hold seconds, sample the server's VmRSS from /proc/PID/status, print JSON, close everything.
+//   h2streams --connections C --per-connection P [--users U] [--pid PID] [--hold 3] [--open-timeout 30]
+//       The same over HTTP/2: C TLS connections (ALPN h2), P SSE streams multiplexed on each (C x P in all).
 //   latency --rate R --seconds S --pairs P [--post-sockets 16] [--grace 5] [--prefix P]
 //       P answered calls (la{i} -> lb{i}, device d1, both parties streaming); ICE candidates posted by the
 //       callers at a fixed total rate R/s (clock-scheduled); delivery latency measured on the callees' streams.
@@ -25,6 +27,7 @@
 // Results go to stdout as one JSON object; progress and errors go to stderr.
 
 import https from 'node:https';
+import http2 from 'node:http2';
 import tls from 'node:tls';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -403,6 +406,103 @@ async function cmdStreams(o) {
 // Calls helpers
 
 // End any call the users were left in by an interrupted earlier run (a caller still "active" would be busy).
+// ---------------------------------------------------------------------------------------------------------------
+// h2streams: the streams workload over HTTP/2, many streams per connection
+
+function openH2Stream(session, token, device, { onClose, timeoutMs }) {
+  return new Promise((resolve) => {
+    let settled = false;
+    const stream = { req: null, alive: false, device };
+    const settle = (v) => { if (!settled) { settled = true; clearTimeout(timer); resolve(v); } };
+    const req = session.request({
+      ':method': 'GET', ':path': `/v1/events?device=${encodeURIComponent(device)}`,
+      authorization: `Bearer ${token}`, accept: 'text/event-stream',
+    });
+    stream.req = req;
+    const timer = setTimeout(() => {
+      settle({ ok: false, detail: { code: 'timeout', message: `no hello within ${timeoutMs} ms` } });
+      req.close();
+    }, timeoutMs);
+    req.on('response', (headers) => {
+      const status = headers[':status'];
+      if (status !== 200) { settle({ ok: false, detail: { status, code: 'status' } }); req.close(); return; }
+      req.setEncoding('utf8');
+      const parser = new SSEParser((ev) => {
+        if (!stream.alive && ev.event === 'hello') { stream.alive = true; settle({ ok: true, stream }); }
+      });
+      req.on('data', (chunk) => parser.push(chunk, nowNs()));
+    });
+    const ended = () => {
+      if (stream.alive) { stream.alive = false; onClose?.(stream); }
+      settle({ ok: false, detail: { code: 'closed', message: 'stream ended before hello' } });
+    };
+    req.on('close', ended);
+    req.on('error', (e) => { ended(); settle({ ok: false, detail: { code: e.code ?? 'h2', message: e.message } }); });
+    req.end();
+  });
+}
+
+async function cmdH2Streams(o) {
+  const tgt = target(o);
+  const token = makeTokens(o);
+  const connections = num(o, 'connections');
+  const perConnection = num(o, 'per-connection');
+  const count = connections * perConnection;
+  const users = Math.max(1, num(o, 'users', count));
+  const holdMs = num(o, 'hold', 3) * 1000;
+  const timeoutMs = num(o, 'open-timeout', 30) * 1000;
+  const pid = o.pid ? Number(o.pid) : null;
+
+  const baselineKiB = readRssKiB(pid);
+  const sessions = [];
+  const streams = [];
+  let held = 0;
+  let failed = 0;
+  let dropped = 0;
+  let protocolMismatch = 0;
+  const onClose = () => { dropped++; };
+  const t0 = nowNs();
+  const progress = setInterval(() => log(`h2streams: held ${held} failed ${failed} of ${count}`), 2000);
+  // A few connections at a time; each opens its streams all at once (as a browser's tabs would).
+  await pool(connections, 8, async (c) => {
+    const session = http2.connect(`https://${tgt.host}:${tgt.port}`, { ...tgt.tls, servername: undefined });
+    session.on('error', (e) => reportError('h2 session', { code: e.code ?? 'h2', message: e.message }));
+    sessions.push(session);
+    await new Promise((resolve) => { session.once('connect', resolve); session.once('error', resolve); });
+    if (session.alpnProtocol !== 'h2') protocolMismatch++;
+    const results = await Promise.all(Array.from({ length: perConnection }, (_, i) => {
+      const k = c * perConnection + i;
+      const device = `d${k}`;
+      return openH2Stream(session, token(`u${k % users}`, device), device, { onClose, timeoutMs });
+    }));
+    for (const r of results) {
+      if (r.ok) { held++; streams.push(r.stream); } else { failed++; reportError('h2 stream', r.detail); }
+    }
+  });
+  clearInterval(progress);
+  const openSeconds = Number(nowNs() - t0) / 1e9;
+  log(`h2streams: held ${held} failed ${failed} in ${openSeconds.toFixed(1)} s; holding ${holdMs / 1000} s`);
+  await sleep(holdMs);
+  const rssKiB = readRssKiB(pid);
+  const result = {
+    held,
+    failed,
+    connections,
+    perConnection,
+    protocolMismatch,
+    rssMiB: rssKiB === null ? null : round3(rssKiB / 1024),
+    rssPerStreamKiB: rssKiB === null || baselineKiB === null || held === 0 ? null : round3((rssKiB - baselineKiB) / held),
+    baselineRssMiB: baselineKiB === null ? null : round3(baselineKiB / 1024),
+    stillOpen: streams.filter((s) => s.alive).length,
+    droppedAfterHello: dropped,
+    openSeconds: round3(openSeconds),
+  };
+  for (const s of streams) { s.alive = false; s.req.close(); }
+  for (const session of sessions) session.destroy();
+  errorSummary();
+  process.stdout.write(`${JSON.stringify(result)}\n`);
+}
+
 async function cleanupStaleCalls(tgt, ag, token, user, device) {
   const r = await request(tgt, ag, 'GET', '/v1/calls?state=inviting,ringing,active', token(user, device));
   const calls = r.status === 200 && Array.isArray(r.json?.calls) ? r.json.calls : [];
@@ -777,6 +877,7 @@ async function cmdWait(o) {
 
 const USAGE = `usage: load.mjs <streams|latency|setups|storm|wait> --url https://127.0.0.1:PORT (--ca PATH | --insecure) --secret S ...
   streams --count N [--users U] [--pid PID] [--concurrency 200] [--hold 3] [--open-timeout 30]
+  h2streams --connections C --per-connection P [--users U] [--pid PID] [--hold 3] [--open-timeout 30]
   latency --rate R --seconds S [--pairs 20] [--post-sockets 16] [--grace 5]
   setups  --seconds S [--concurrency 16] [--no-streams]
   storm   --count N [--rounds R] [--pid PID] [--concurrency 256] [--sources A,B,...] [--settle 15]
@@ -787,7 +888,7 @@ const isMain = import.meta.url === `file://${process.argv[1]}` || process.argv[1
 if (isMain) {
   const o = parseArgs(process.argv.slice(2));
   const cmd = o._[0];
-  const commands = { streams: cmdStreams, latency: cmdLatency, setups: cmdSetups, storm: cmdStorm, wait: cmdWait };
+  const commands = { streams: cmdStreams, h2streams: cmdH2Streams, latency: cmdLatency, setups: cmdSetups, storm: cmdStorm, wait: cmdWait };
   if (o.help || !commands[cmd]) { process.stderr.write(USAGE); process.exit(o.help ? 0 : 2); }
   commands[cmd](o).then(
     () => process.exit(0),
