@@ -138,7 +138,9 @@ public struct SwitchboardServer: Sendable {
     public func makeRouter() -> Router<SwitchboardContext> {
         // HEAD answers wherever GET does, with GET's headers and no body.
         let router = Router(context: SwitchboardContext.self, options: .autoGenerateHeadEndpoints)
-        // Outermost: no response to a HEAD carries a body, an error's included.
+        // Outermost: the chain runs in a child task, so that a long response (an event stream) does not keep its
+        // frames' stack memory; no response to a HEAD carries a body, an error's included.
+        router.add(middleware: ChildTaskMiddleware())
         router.add(middleware: HeadMiddleware())
         // Next, so error responses carry the headers too. HSTS only with an operator's certificate: the dev
         // certificate is for localhost, where HSTS would stick to every other local port.
