@@ -222,7 +222,6 @@ let package = Package(
             dependencies: [
                 "STUN",
                 "SwitchboardCore",
-                "SwitchboardServer",
                 "SwitchboardAPI",
                 "MediaCore",
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -4,7 +4,6 @@ import NIOCore
 import STUN
 import SwitchboardAPI
 import SwitchboardCore
-import SwitchboardServer
 
 /// libFuzzer targets for the parsers hostile input reaches first: the STUN decoder (and everything that reads a
 /// decoded message), the SDP keying check, the SSE parser and the API's request-body decoders. Each target also
@@ -103,12 +102,12 @@ enum FuzzTarget: String, CaseIterable {
 
     /// Every request-body decoder refuses or decodes; none traps, and none lets an unknown field through.
     static func body(_ bytes: [UInt8]) {
-        let buffer = ByteBuffer(bytes: bytes)
-        _ = try? JSON.decodeBody(InviteBody.self, from: buffer)
-        _ = try? JSON.decodeBody(DeviceBody.self, from: buffer)
-        _ = try? JSON.decodeBody(AcceptBody.self, from: buffer)
-        _ = try? JSON.decodeBody(TicketBody.self, from: buffer)
-        if (try? JSON.decodeBody(SignalBody.self, from: buffer)) != nil,
+        let data = Data(bytes)
+        _ = try? RequestBodies.decode(InviteBody.self, from: data)
+        _ = try? RequestBodies.decode(DeviceBody.self, from: data)
+        _ = try? RequestBodies.decode(AcceptBody.self, from: data)
+        _ = try? RequestBodies.decode(TicketBody.self, from: data)
+        if (try? RequestBodies.decode(SignalBody.self, from: data)) != nil,
             let object = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any]
         {
             precondition(Set(object.keys).isSubset(of: SignalBody.fields), "an unknown field was decoded")

@@ -247,7 +247,7 @@ struct Routes: Sendable {
         return Self.json(.ok, CallResponse(call: CallJSON(call)))
     }
 
-    private func decode<T: RequestBody>(_ type: T.Type, _ request: Request) async throws -> T {
+    private func decode<T: SwitchboardAPI.RequestBody>(_ type: T.Type, _ request: Request) async throws -> T {
         if let length = request.headers[.contentLength].flatMap(Int.init), length > configuration.maxBodyBytes {
             throw APIError(
                 .contentTooLarge, "body_too_large",
