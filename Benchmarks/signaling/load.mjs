@@ -403,10 +403,6 @@ async function cmdStreams(o) {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Calls helpers
-
-// End any call the users were left in by an interrupted earlier run (a caller still "active" would be busy).
-// ---------------------------------------------------------------------------------------------------------------
 // h2streams: the streams workload over HTTP/2, many streams per connection
 
 function openH2Stream(session, token, device, { onClose, timeoutMs }) {
@@ -468,7 +464,11 @@ async function cmdH2Streams(o) {
     const session = http2.connect(`https://${tgt.host}:${tgt.port}`, { ...tgt.tls, servername: undefined });
     session.on('error', (e) => reportError('h2 session', { code: e.code ?? 'h2', message: e.message }));
     sessions.push(session);
-    await new Promise((resolve) => { session.once('connect', resolve); session.once('error', resolve); });
+    const connected = await new Promise((resolve) => {
+      session.once('connect', () => resolve(true));
+      session.once('error', () => resolve(false));
+    });
+    if (!connected || session.destroyed) { failed += perConnection; return; }
     if (session.alpnProtocol !== 'h2') protocolMismatch++;
     const results = await Promise.all(Array.from({ length: perConnection }, (_, i) => {
       const k = c * perConnection + i;
@@ -503,6 +503,10 @@ async function cmdH2Streams(o) {
   process.stdout.write(`${JSON.stringify(result)}\n`);
 }
 
+// ---------------------------------------------------------------------------------------------------------------
+// Calls helpers
+
+// End any call the users were left in by an interrupted earlier run (a caller still "active" would be busy).
 async function cleanupStaleCalls(tgt, ag, token, user, device) {
   const r = await request(tgt, ag, 'GET', '/v1/calls?state=inviting,ringing,active', token(user, device));
   const calls = r.status === 200 && Array.isArray(r.json?.calls) ? r.json.calls : [];

@@ -90,6 +90,59 @@ import Testing
         }
     }
 
+    @Test func headGetsNoBodyErrorsIncluded() async throws {
+        try await TestServer.with { server in
+            let result = try await Self.scenario("head", server)
+            let heads = try #require(result["heads"] as? [String: [String: Any]])
+            let expected = [
+                "/healthz none": 200, "/v1/calls token": 200, "/v1/calls none": 401, "/no-such-route none": 404,
+            ]
+            for (request, status) in expected {
+                let head = try #require(heads[request], "\(request)")
+                #expect(head["status"] as? Int == status, "\(request)")
+                #expect(head["bytes"] as? Int == 0, "\(request)")
+                #expect(head["reset"] is NSNull, "\(request)")
+            }
+            #expect(result["goaway"] is NSNull)
+        }
+    }
+
+    /// A connection that chose HTTP/2 and then sends nothing (not even the client preface) holds a pending slot of
+    /// its address under the header deadline, as an HTTP/1.1 connection would.
+    @Test func aSilentConnectionIsClosedAtTheHeaderDeadline() async throws {
+        try await TestServer.with({ $0.connections.headerTimeout = 1 }) { server in
+            let result = try await Self.quietScenario("silent", server)
+            #expect(result["closed"] as? Bool == true)
+            #expect((result["timeouts"] as? [String: Any])?["header"] as? Double == 1)
+            // The closed connection gave its slot back: only the checking connection is open.
+            #expect(result["connectionsOpen"] as? Double == 1)
+        }
+    }
+
+    /// HTTP/2's own idle close (GOAWAY, then a PING) waits for the client's answer; a client that reads nothing is
+    /// closed at the idle deadline all the same.
+    @Test func aMuteIdleConnectionIsClosedAtTheIdleDeadline() async throws {
+        try await TestServer.with({ $0.connections.idleTimeout = 1 }) { server in
+            let result = try await Self.quietScenario("mute-idle", server)
+            #expect(result["closed"] as? Bool == true)
+            #expect((result["timeouts"] as? [String: Any])?["idle"] as? Double == 1)
+            #expect(result["connectionsOpen"] as? Double == 1)
+        }
+    }
+
+    static func quietScenario(_ name: String, _ server: TestServer) async throws -> [String: Any] {
+        let run = try await Subprocess.run(
+            "/usr/bin/env",
+            [
+                "python3", script, server.baseURL, server.caPath, await server.token("alice"),
+                await server.token("bob"), Fixture.path("chrome-offer-av"), name,
+            ])
+        #expect(run.status == 0, "\(name): \(run.output) \(run.error.suffix(1500))")
+        let result = (try? JSONSerialization.jsonObject(with: Data(run.output.utf8))) as? [String: Any] ?? [:]
+        #expect(result["alpn"] as? String == "h2")
+        return result
+    }
+
     @Test func gracefulShutdownEndsEveryStreamThenTheConnection() async throws {
         let server = try await TestServer.start()
         let (alice, bob) = (await server.token("alice"), await server.token("bob"))
@@ -107,7 +160,13 @@ import Testing
             if open < 3 { try await Task.sleep(for: .milliseconds(100)) }
         }
         await server.shutdown()
-        let output = try await run.value
+        let output: Subprocess.Result
+        do {
+            output = try await run.value
+        } catch {
+            await server.stop()
+            throw error
+        }
         await server.stop()
         #expect(open == 3)
         #expect(output.status == 0, "\(output.output) \(output.error.suffix(1500))")
@@ -142,6 +201,7 @@ import Testing
                 if let token { arguments += ["-H", "Authorization: Bearer \(token)"] }
                 if let body { arguments += ["-H", "Content-Type: application/json", "--data", body] }
                 let run = try await Subprocess.run("/usr/bin/curl", arguments + [server.baseURL + path])
+                #expect(run.status == 0, "\(method) \(path): curl \(run.status) \(run.error)")
                 let lines = run.output.split(separator: "\n", omittingEmptySubsequences: false)
                 let trailer = lines.last?.split(separator: " ") ?? []
                 #expect(

@@ -13,6 +13,10 @@ Scenarios (each prints one JSON object of what it saw; the Swift test asserts on
   stream-limit  the server's SETTINGS_MAX_CONCURRENT_STREAMS; the stream past it is refused, the others complete.
   body-deadline a request whose body never comes is reset at the body deadline; the connection carries on.
   shutdown      three streams wait; the test stops the server: each stream gets `shutdown` and ends, then GOAWAY.
+  silent        a connection that chose h2 and sends nothing is closed at the header deadline.
+  mute-idle     a connection that made one request and then reads nothing (it answers no PING) is closed at the
+                idle deadline.
+  head          HEAD, with its error answers, gets a header and no DATA bytes.
 """
 import json
 import select
@@ -25,6 +29,7 @@ import urllib.parse
 import h2.config
 import h2.connection
 import h2.errors
+import h2.exceptions
 import h2.events
 import h2.settings
 
@@ -67,7 +72,7 @@ class Stream:
 
 
 class Connection:
-    def __init__(self, base, ca):
+    def __init__(self, base, ca, preface=True):
         url = urllib.parse.urlparse(base)
         self.authority = url.netloc
         context = ssl.create_default_context(cafile=ca)
@@ -83,7 +88,8 @@ class Connection:
         self.goaway = None
         self.eof = False
         self.settings = False  # the server's SETTINGS have arrived
-        self.flush()
+        if preface:
+            self.flush()
 
     def flush(self):
         data = self.h2.data_to_send()
@@ -135,7 +141,13 @@ class Connection:
             if not data:
                 self.eof = True
                 break
-            for event in self.h2.receive_data(data):
+            try:
+                events = self.h2.receive_data(data)
+            except h2.exceptions.ProtocolError:
+                # After the server's GOAWAY: what follows is of no interest.
+                self.eof = True
+                break
+            for event in events:
                 self.handle(event)
             if not self.sock.pending():
                 break
@@ -194,6 +206,34 @@ def main():
     base, ca, alice, bob, offer_file, scenario = sys.argv[1:7]
     with open(offer_file) as file:
         offer = file.read()
+    if scenario in ("silent", "mute-idle"):
+        quiet = Connection(base, ca, preface=scenario == "mute-idle")
+        if scenario == "mute-idle":
+            quiet.wait(lambda: quiet.settings, "the server's SETTINGS")
+            status, _ = quiet.call("GET", "/healthz")
+            if status != 200:
+                raise SystemExit(f"GET /healthz answered {status}")
+        # From now on the client reads bytes without handling them: no SETTINGS ACK, no PING answer.
+        quiet.sock.setblocking(True)
+        quiet.sock.settimeout(60)
+        try:
+            while quiet.sock.recv(65536):
+                pass
+            closed = True
+        except socket.timeout:
+            closed = False
+        except (ConnectionError, ssl.SSLError):
+            closed = True
+        checker = Connection(base, ca)
+        checker.wait(lambda: checker.settings, "the server's SETTINGS")
+        # The closed connection gives its slot back once TLS has given up waiting for its close_notify (1 s).
+        checker.wait(lambda: checker.metric("switchboard_connections_open") == 1, "the slot to come back")
+        print(json.dumps({
+            "alpn": quiet.alpn, "closed": closed,
+            "timeouts": {phase: checker.metric(f'switchboard_connection_timeouts_total{{phase="{phase}"}}')
+                         for phase in ("header", "idle")},
+            "connectionsOpen": checker.metric("switchboard_connections_open")}), flush=True)
+        return
     connection = Connection(base, ca)
     result = {"alpn": connection.alpn}
     if connection.alpn != "h2":
@@ -244,6 +284,8 @@ def main():
         result["fastSignals"] = connection.streams[fast].names().count("call.signal")
         result["fastOpen"] = not connection.streams[fast].closed
         result["goaway"] = connection.goaway
+        # The server forgets the cut stream as its channel closes, just after the reset.
+        connection.wait(lambda: connection.metric("switchboard_sse_streams_open") == 1, "the cut stream to close")
         result["streamsOpen"] = connection.metric("switchboard_sse_streams_open")
         result["slowReadersDropped"] = connection.metric("switchboard_sse_slow_readers_dropped_total")
 
@@ -295,13 +337,23 @@ def main():
 
     elif scenario == "shutdown":
         streams = [connection.events(bob, f"s{i}") for i in range(3)]
-        print("ready", flush=True)
         connection.wait(lambda: all(connection.streams[s].closed for s in streams), "every stream to end", 60)
         connection.wait(lambda: connection.goaway is not None or connection.eof, "GOAWAY", 60)
         result["streams"] = [
             {"last": connection.streams[s].names()[-1], "ended": connection.streams[s].ended} for s in streams
         ]
         result["goaway"] = connection.goaway
+    elif scenario == "head":
+        result["heads"] = {}
+        for path, token in (("/healthz", None), ("/v1/calls", bob), ("/v1/calls", None), ("/no-such-route", None)):
+            sid = connection.request("HEAD", path, token)
+            connection.wait(lambda: connection.streams[sid].closed, f"HEAD {path}")
+            stream = connection.streams[sid]
+            result["heads"][f"{path} {'token' if token else 'none'}"] = {
+                "status": stream.status, "bytes": len(stream.body), "reset": stream.reset,
+                "contentLength": stream.headers.get("content-length")}
+        result["goaway"] = connection.goaway
+
     else:
         raise SystemExit(f"unknown scenario {scenario}")
     print(json.dumps(result), flush=True)

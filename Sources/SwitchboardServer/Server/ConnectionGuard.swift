@@ -21,7 +21,7 @@ public struct ConnectionLimits: Sendable {
     /// as soon as they are accepted. The server lowers it to the descriptor limit minus a reserve at start.
     public var maxConnections: Int = 16_384
     /// Connections from one client address that have not yet sent a whole request (a TLS handshake or a header in
-    /// progress); more are closed as soon as they are accepted.
+    /// progress; over HTTP/2, until a first stream's header); more are closed as soon as they are accepted.
     public var maxPendingPerAddress: Int = 64
     /// Seconds from accept until the TLS handshake completes.
     public var handshakeTimeout: TimeInterval = 10
@@ -350,9 +350,9 @@ enum DescriptorLimit {
 
 /// The HTTPS listener's child channel: TLS with ALPN (`h2`, then `http/1.1`), behind the same caps and deadlines as
 /// ``GuardedChannel``. Until ALPN has chosen, a ``HandshakeGuardHandler`` holds the connection's slot and its
-/// handshake deadline; then HTTP/1.1 gets the ``ConnectionGuardHandler`` of every HTTP/1 connection, and HTTP/2 a
-/// ``SlotHandler`` (its idle connections are closed by the HTTP/2 connection manager, and its streams are capped
-/// per connection by the SETTINGS it sends).
+/// handshake deadline; then HTTP/1.1 gets the ``ConnectionGuardHandler`` of every HTTP/1 connection, and HTTP/2 an
+/// ``HTTP2ConnectionGuardHandler`` (the slot, the header, idle and quiesce deadlines) with a ``StreamGuardHandler``
+/// on each stream (its body deadline); streams are capped per connection by the SETTINGS the server sends.
 struct GuardedUpgradeChannel: HTTPChannelHandler {
     struct Value: ServerChildChannelValue {
         let negotiated: EventLoopFuture<NIONegotiatedHTTPVersion<HTTP1Channel.Value, HTTP2Channel.Value>>
@@ -397,19 +397,18 @@ struct GuardedUpgradeChannel: HTTPChannelHandler {
             http1.setup(channel: channel, logger: logger).flatMapThrowing { value in
                 let operations = channel.pipeline.syncOperations
                 let state = try operations.handler(type: HTTPConnectionStateHandler.self)
-                handshake.value.handOver()
                 try operations.addHandler(
                     ConnectionGuardHandler(
                         address: address, limiter: limiter, limits: limits, metrics: metrics, handshaken: true),
                     position: .before(state))
+                handshake.value.handOver()
                 return value
             }
         } http2ConnectionInitializer: { channel in
             http2.setup(channel: channel, logger: logger).flatMapThrowing { value in
-                handshake.value.handOver()
-                limiter.requestRead(address)
                 try channel.pipeline.syncOperations.addHandler(
-                    SlotHandler(address: address, limiter: limiter, metrics: metrics))
+                    HTTP2ConnectionGuardHandler(address: address, limiter: limiter, limits: limits, metrics: metrics))
+                handshake.value.handOver()
                 return value
             }
         }.map { Value(negotiated: $0, channel: channel) }
@@ -423,6 +422,7 @@ struct GuardedUpgradeChannel: HTTPChannelHandler {
             }
         } catch {
             logger.debug("TLS or ALPN negotiation failed: \(error)")
+            value.channel.close(promise: nil)
         }
     }
 }
@@ -483,22 +483,87 @@ final class HandshakeGuardHandler: ChannelInboundHandler, RemovableChannelHandle
     }
 }
 
-/// An HTTP/2 connection's slot, given back when it closes.
-final class SlotHandler: ChannelInboundHandler, RemovableChannelHandler {
+/// An HTTP/2 connection's slot and deadlines, as ``ConnectionGuardHandler`` keeps them for HTTP/1.1: the connection
+/// stays pending (counted against its address's cap) under the header deadline until its first stream's header
+/// arrives; with no stream open it is closed at the idle deadline (HTTP/2's own idle close, a GOAWAY then a PING, needs
+/// the client's answer: this one does not, and comes a second later); once the server quiesces, it is closed after
+/// the grace period whatever its client does. The slot is given back when the connection closes.
+final class HTTP2ConnectionGuardHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = NIOAny
+    /// How long a quiescing connection has to end its streams after the server's GOAWAY.
+    static let quiesceGrace: TimeAmount = .seconds(10)
+
     private let address: String
     private let limiter: ConnectionLimiter
+    private let limits: ConnectionLimits
     private let metrics: ConnectionMetrics
+    private var pending = true
+    private var openStreams = 0
+    private var context: ChannelHandlerContext?
+    private var deadline: Scheduled<Void>?
+    private var quiesceDeadline: Scheduled<Void>?
 
-    init(address: String, limiter: ConnectionLimiter, metrics: ConnectionMetrics) {
+    init(address: String, limiter: ConnectionLimiter, limits: ConnectionLimits, metrics: ConnectionMetrics) {
         self.address = address
         self.limiter = limiter
+        self.limits = limits
         self.metrics = metrics
     }
 
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        arm(.header, seconds: limits.headerTimeout)
+    }
+
     func handlerRemoved(context: ChannelHandlerContext) {
-        limiter.release(address, pending: false)
+        deadline?.cancel()
+        quiesceDeadline?.cancel()
+        deadline = nil
+        quiesceDeadline = nil
+        self.context = nil
+        limiter.release(address, pending: pending)
+        pending = false
         metrics.open.record(limiter.open)
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is ChannelShouldQuiesceEvent, quiesceDeadline == nil {
+            quiesceDeadline = context.eventLoop.assumeIsolated().scheduleTask(in: Self.quiesceGrace) {
+                context.close(promise: nil)
+            }
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    /// A stream of this connection has its request header (``StreamGuardHandler``).
+    func streamOpened() {
+        openStreams += 1
+        if pending {
+            pending = false
+            limiter.requestRead(address)
+        }
+        deadline?.cancel()
+        deadline = nil
+    }
+
+    /// A stream of this connection has closed.
+    func streamClosed() {
+        openStreams = max(0, openStreams - 1)
+        // One second after HTTP/2's own idle close (see the type's comment).
+        if openStreams == 0 { arm(.idle, seconds: limits.idleTimeout > 0 ? limits.idleTimeout + 1 : 0) }
+    }
+
+    private func arm(_ phase: ConnectionPhase, seconds: TimeInterval) {
+        deadline?.cancel()
+        deadline = nil
+        guard seconds > 0, let context else { return }
+        let metrics = metrics
+        deadline = context.eventLoop.assumeIsolated().scheduleTask(
+            in: .nanoseconds(Int64(min(seconds, 86_400) * 1e9))
+        ) {
+            metrics.timedOut[phase]?.increment()
+            context.close(promise: nil)
+        }
     }
 }
 
@@ -512,6 +577,8 @@ final class StreamGuardHandler: ChannelInboundHandler, RemovableChannelHandler {
     private let limits: ConnectionLimits
     private let metrics: ConnectionMetrics
     private var deadline: Scheduled<Void>?
+    /// The connection's guard, told when this stream opens and closes (the stream runs on its event loop).
+    private var connection: HTTP2ConnectionGuardHandler?
 
     init(limits: ConnectionLimits, metrics: ConnectionMetrics) {
         self.limits = limits
@@ -521,11 +588,18 @@ final class StreamGuardHandler: ChannelInboundHandler, RemovableChannelHandler {
     func handlerRemoved(context: ChannelHandlerContext) {
         deadline?.cancel()
         deadline = nil
+        connection?.streamClosed()
+        connection = nil
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
         case .head:
+            if connection == nil {
+                connection = try? context.channel.parent?.pipeline.syncOperations.handler(
+                    type: HTTP2ConnectionGuardHandler.self)
+                connection?.streamOpened()
+            }
             guard limits.bodyTimeout > 0 else { break }
             let metrics = metrics
             deadline = context.eventLoop.assumeIsolated().scheduleTask(

@@ -229,7 +229,7 @@ public struct SwitchboardServer: Sendable {
         try await group.run()
     }
 
-    /// The HTTPS listener's TLS: the server identity, HTTP/1.1 by ALPN.
+    /// The HTTPS listener's TLS: the server identity, HTTP/2 or HTTP/1.1 by ALPN.
     func tlsConfiguration() -> TLSConfiguration {
         var tls = identity.tlsConfiguration(cipherSuites: Self.cipherSuites)
         // HTTP/2 first: a browser multiplexes its tabs' event streams and requests over one connection.
