@@ -17,7 +17,7 @@ import Testing
             #expect(page.header("X-Content-Type-Options") == "nosniff")
             #expect(page.header("X-Frame-Options") == "DENY")
             #expect(page.header("Referrer-Policy") == "no-referrer")
-            #expect(page.body.contains("<script src=\"/app.js\" defer></script>"))
+            #expect(page.body.contains("<script type=\"module\" src=\"/app.js\"></script>"))
             #expect(page.body.contains("<link rel=\"stylesheet\" href=\"/app.css\">"))
             // No inline script or style, nothing from another origin.
             #expect(!page.body.contains("<script>"))
@@ -31,13 +31,27 @@ import Testing
         }
     }
 
-    @Test func scriptAndStyleSheetHaveTheirContentTypes() async throws {
+    /// The client is ES modules (one per concern, no build step): each is served as JavaScript (a module with
+    /// another type would not load), and every module another imports is there.
+    @Test func scriptsAndStyleSheetHaveTheirContentTypes() async throws {
         try await TestServer.with { server in
-            let script = try await server.request(.GET, "/app.js")
-            #expect(script.status == 200)
-            #expect(script.header("Content-Type") == "text/javascript; charset=utf-8")
-            #expect(script.body.contains("new EventSource("))
-            #expect(script.body.contains("/v1/stream-tickets"))
+            var pending = ["app.js"]
+            var seen: Set<String> = []
+            while let name = pending.popLast() {
+                guard seen.insert(name).inserted else { continue }
+                let script = try await server.request(.GET, "/" + name)
+                #expect(script.status == 200, "\(name)")
+                #expect(script.header("Content-Type") == "text/javascript; charset=utf-8", "\(name)")
+                for line in script.body.split(separator: "\n") where line.hasPrefix("import ") {
+                    let module = line.split(separator: "\"").dropFirst().first.map(String.init) ?? ""
+                    #expect(module.hasPrefix("./") && module.hasSuffix(".js"), "\(name): \(line)")
+                    pending.append(String(module.dropFirst(2)))
+                }
+            }
+            #expect(seen.count >= 8)
+            let events = try await server.request(.GET, "/events.js")
+            #expect(events.body.contains("new EventSource("))
+            #expect(events.body.contains("/v1/stream-tickets"))
             let style = try await server.request(.GET, "/app.css")
             #expect(style.status == 200)
             #expect(style.header("Content-Type") == "text/css; charset=utf-8")

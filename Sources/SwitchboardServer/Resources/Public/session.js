@@ -1,0 +1,61 @@
+// Signing in and out (the token lives in sessionStorage, per tab).
+import { hangUp } from "./call.js";
+import { closeSource, connect } from "./events.js";
+import { app } from "./state.js";
+import { $, DEVICE_KEY, randomId, setPresence, show, TOKEN_KEY } from "./util.js";
+
+export function tokenSubject(token) {
+  try {
+    const payload = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    return JSON.parse(atob(payload)).sub || null;
+  } catch (_) { return null; }
+}
+
+export function signIn(token) {
+  token = token.trim();
+  if (!tokenSubject(token)) { $("signin-error").textContent = "That is not a Switchboard token."; return; }
+  app.token = token;
+  app.user = tokenSubject(token);
+  app.device = sessionStorage.getItem(DEVICE_KEY) || randomId("web-");
+  sessionStorage.setItem(DEVICE_KEY, app.device);
+  sessionStorage.setItem(TOKEN_KEY, token);
+  $("token-input").value = "";
+  $("signin-error").textContent = "";
+  $("me-user").textContent = app.user;
+  $("me-device").textContent = app.device;
+  show("signin", false);
+  show("home", true);
+  app.lastEventId = null;
+  connect();
+}
+
+export function signOut(message) {
+  // Hang up first: the request takes the token with it before the token is forgotten.
+  if (app.call && !app.call.ended) hangUp();
+  closeSource();
+  clearTimeout(app.reconnectTimer);
+  sessionStorage.removeItem(TOKEN_KEY);
+  app.token = null;
+  show("home", false);
+  show("call", false);
+  show("incoming", false);
+  show("signin", true);
+  setPresence("offline", "signed out");
+  $("signin-error").textContent = message || "";
+}
+
+export async function devSignIn(user) {
+  try {
+    const response = await fetch("/dev/token", {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ user }),
+      cache: "no-store", credentials: "omit",
+    });
+    const data = await response.json();
+    if (!response.ok) throw new Error((data.error && data.error.message) || response.statusText);
+    signIn(data.token);
+  } catch (error) {
+    $("signin-error").textContent = "Dev sign-in failed: " + error.message;
+  }
+}
+
+// ---- event stream ----

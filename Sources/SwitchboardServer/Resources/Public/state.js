@@ -1,0 +1,15 @@
+// The page's state: who is signed in, the event stream, the call on screen.
+export const app = {
+  token: null,
+  user: null,
+  device: null,
+  config: { iceTransportPolicy: "all", devUsers: null, media: "caller-choice" },
+  source: null,
+  lastEventId: null,
+  reconnectTimer: null,
+  reconnectDelay: 1000,
+  call: null,          // the call on screen
+  earlySignals: new Map(), // callId -> signals that arrived before the call did
+  earlyEvents: [], // call.ringing/accepted/ended that arrived while this page's invite was still in flight
+  statsTimer: null,
+};
