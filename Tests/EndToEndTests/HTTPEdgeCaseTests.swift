@@ -127,6 +127,15 @@ import Testing
             #expect(badToken.status == 429)
             // A signed-in user from the same address is limited per user, not per address.
             #expect(try await server.request(.GET, "/v1/calls", token: await server.token("alice")).status == 200)
+            // The web client's files are not counted: the page loads whole from an address whose bucket is empty
+            // (ten tabs, or a whole office behind one NAT address), while what is not a file still waits.
+            for _ in 0..<3 {
+                for path in ["/", "/index.html", "/app.css", "/app.js", "/events.js", "/call.js"] {
+                    #expect(try await server.request(.GET, path).status == 200, "\(path)")
+                }
+            }
+            #expect(try await server.request(.GET, "/client-config").status == 429)
+            #expect(try await server.request(.GET, "/nope.js").status == 429)
         }
     }
 }

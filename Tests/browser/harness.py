@@ -31,8 +31,9 @@ CHROMEDRIVER = os.environ.get("CHROMEDRIVER_BIN", "/usr/bin/chromedriver")
 
 
 class Server:
-    """`switchboard serve` on 127.0.0.1 with an ephemeral HTTPS port, an ephemeral TURN port and its own certs dir
-    (dev CA, dev certificate, dev token secret); the dev tokens it prints are what the pages sign in with."""
+    """`switchboard serve` on 127.0.0.1 with an ephemeral HTTPS port, an ephemeral TURN port, its own certs dir
+    (dev CA, dev certificate, dev token secret) and its own SQLite file (no test sees another's calls); the dev tokens
+    it prints are what the pages sign in with."""
 
     def __init__(self, workdir, ring_timeout=30, extra=()):
         self.certs = os.path.join(workdir, "certs")
@@ -44,7 +45,8 @@ class Server:
             "--turn-host", "127.0.0.1", "--turn-port", "0", "--turns-port", "0", "--relay-ports", "50000-50999",
             "--allow-peer", "127.0.0.0/8", "--ring-timeout", str(ring_timeout), "--rate-limit", "0",
             "--media-port", "0", *(("--log-level", os.environ["SB_LOG_LEVEL"]) if os.environ.get("SB_LOG_LEVEL") else ()),
-            "--demo-users", "alice,bob,carol", *extra,
+            "--demo-users", "alice,bob,carol", "--store", "sqlite:" + os.path.join(workdir, "switchboard.sqlite"),
+            *extra,
         ]
         self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.log)
         self.tokens = {}

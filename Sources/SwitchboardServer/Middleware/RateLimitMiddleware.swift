@@ -7,6 +7,10 @@ struct AddressRateLimitMiddleware: RouterMiddleware {
     typealias Context = SwitchboardContext
     let limiter: RateLimiter
     let signaling: Signaling
+    /// Paths no bucket counts: the web client's files, served from memory at the cost of a 429. A page loads a
+    /// dozen of them at once, and many people behind one NAT address, or one person opening ten tabs, would
+    /// otherwise be refused the page.
+    var exempt: Set<String> = []
     /// Tokens a failed authentication takes from its address's bucket.
     static let failedAuthenticationCost: Double = 5
 
@@ -14,6 +18,7 @@ struct AddressRateLimitMiddleware: RouterMiddleware {
         -> Response
     {
         let address = ClientAddress.key(context.channel.remoteAddress)
+        if exempt.contains(request.uri.path) { return try await next(request, context) }
         guard AuthenticationMiddleware.isAPI(request) else {
             if let wait = limiter.take(address, now: signaling.clock()) { throw APIError.rateLimited(retryAfter: wait) }
             return try await next(request, context)

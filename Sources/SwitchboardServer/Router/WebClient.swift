@@ -31,6 +31,13 @@ struct StaticAssets: Sendable {
     }
     let assets: [String: Asset]
 
+    /// The paths the files are served at (`/` is `index.html`).
+    var paths: Set<String> {
+        var paths = Set(assets.keys.map { "/" + $0 })
+        if assets["index.html"] != nil { paths.insert("/") }
+        return paths
+    }
+
     static let contentTypes = [
         "html": "text/html; charset=utf-8", "js": "text/javascript; charset=utf-8", "css": "text/css; charset=utf-8",
         "svg": "image/svg+xml", "png": "image/png", "ico": "image/x-icon",

@@ -151,10 +151,11 @@ public struct SwitchboardServer: Sendable {
         // authentication, to charge its refusals); authentication of the /v1/ routes; the per-user limit.
         router.add(middleware: ObservabilityMiddleware(metrics: metrics))
         router.add(middleware: ErrorMiddleware())
+        let assets = StaticAssets.load()
         router.add(
             middleware: AddressRateLimitMiddleware(
                 limiter: RateLimiter(ratePerSecond: configuration.unauthenticatedRateLimitPerSecond),
-                signaling: signaling))
+                signaling: signaling, exempt: configuration.webClient.enabled ? assets.paths : []))
         router.add(middleware: AuthenticationMiddleware(authority: authority, signaling: signaling))
         router.add(
             middleware: UserRateLimitMiddleware(
@@ -162,10 +163,7 @@ public struct SwitchboardServer: Sendable {
         Routes(signaling: signaling, metrics: metrics, configuration: configuration, relay: relay).register(on: router)
         var webClient = configuration.webClient
         webClient.mediaPolicy = media == nil ? MediaPolicy.direct.rawValue : configuration.mediaPolicy.rawValue
-        WebClientRoutes(
-            settings: webClient, authority: authority,
-            assets: StaticAssets.load()
-        ).register(on: router)
+        WebClientRoutes(settings: webClient, authority: authority, assets: assets).register(on: router)
         return router
     }
 
