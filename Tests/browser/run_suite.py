@@ -13,6 +13,9 @@ import sys
 import tempfile
 import time
 import traceback
+from datetime import datetime
+
+from selenium.webdriver.common.by import By
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import ARTIFACTS, Browser, CuttableProxy, FirefoxBrowser, NSSTrust, Server, clean_artifacts  # noqa: E402
@@ -431,6 +434,69 @@ def test_credentials_renewed_before_they_expire(ctx):
 
 
 
+def history(browser):
+    """The page's call history, newest first."""
+    return browser.driver.execute_script("""
+        return Array.from(document.querySelectorAll('#history-list .history-entry')).map((e) => ({
+          id: e.dataset.callId, reason: e.dataset.reason, direction: e.dataset.direction,
+          peer: e.querySelector('.history-peer').textContent,
+          outcome: e.querySelector('.history-outcome').textContent,
+          duration: e.querySelector('.history-duration').textContent,
+          media: e.querySelector('.history-media').textContent }));""")
+
+
+def test_history_after_three_calls(ctx):
+    """Alice calls Bob three times: answered (then hung up), declined, not answered. Both pages list the three
+    calls, newest first, each as it ends, with the direction, the outcome in words, the duration of the answered
+    one (the server's answer-to-end time) and the media path; Bob calls Alice back from his history."""
+    a, b = signed_in_pair(ctx)
+    # 1. Answered, then hung up.
+    ring(ctx, a, b)
+    b.click("accept-button")
+    for browser in (a, b):
+        browser.wait_state("connected")
+    b.wait_frames_rising()  # a call of a second or two, so that its duration is not 0:00
+    a.click("hangup-button")
+    for browser in (a, b):
+        browser.wait_reason("hangup")
+        browser.wait(lambda d: len(history(browser)) == 1, "the answered call in the history")
+    # 2. Declined.
+    ring(ctx, a, b)
+    b.click("decline-button")
+    a.wait_reason("declined")
+    for browser in (a, b):
+        browser.wait(lambda d: len(history(browser)) == 2, "the declined call in the history")
+    # 3. Not answered (the server's ring timeout is 3 s here).
+    ring(ctx, a, b)
+    a.wait_reason("no_answer", timeout=20)
+    for browser in (a, b):
+        browser.wait(lambda d: len(history(browser)) == 3, "the unanswered call in the history")
+    ctx.shot("history")
+    served = ctx.server.api("GET", "/v1/calls?state=ended", "alice")["calls"]
+    answered = next(call for call in served if call.get("answeredAt"))
+    seconds = round((datetime.fromisoformat(answered["endedAt"].replace("Z", "+00:00")) -
+                     datetime.fromisoformat(answered["answeredAt"].replace("Z", "+00:00"))).total_seconds())
+    expected_duration = "%d:%02d" % (seconds // 60, seconds % 60)
+    for browser, direction in ((a, "outgoing"), (b, "incoming")):
+        entries = history(browser)
+        print("    %s: %s" % (browser.name, [(e["outcome"], e["duration"]) for e in entries]))
+        assert [e["id"] for e in entries] == [call["id"] for call in served][:3], entries
+        assert [e["reason"] for e in entries] == ["no_answer", "declined", "hangup"], entries
+        assert [e["outcome"] for e in entries] == [
+            direction + " · no answer", direction + " · declined", direction + " · answered, hung up"], entries
+        assert [e["duration"] for e in entries] == ["—", "—", expected_duration], entries
+        assert {e["peer"] for e in entries} == {"bob" if browser is a else "alice"}, entries
+        assert {e["media"] for e in entries} == {"direct"}, entries
+    # Call back from Bob's history: Alice rings.
+    b.driver.find_element(By.CSS_SELECTOR, "#history-list .history-entry .history-call-back").click()
+    a.wait(lambda d: a.visible("incoming"), "Bob's call back ringing at Alice")
+    assert a.text("incoming-caller") == "bob", a.text("incoming-caller")
+    ctx.shot("call-back")
+    a.click("decline-button")
+    b.wait_reason("declined")
+    for browser in (a, b):
+        browser.wait(lambda d: len(history(browser)) == 4, "the call back in the history")
+
 def test_ten_tabs_over_http2(ctx):
     """Bob has the page open in ten tabs of one Chromium, one device each. Over HTTP/1.1 Chromium holds at most six
     connections per origin and each tab's event stream keeps one, so the seventh tab and every request behind it
@@ -486,6 +552,7 @@ TESTS = [
     ("no_answer", test_no_answer, {"ring_timeout": 3}),
     ("two_tabs_answered_elsewhere", test_two_tabs_answered_elsewhere, {"extra": ("--web-relay-only",)}),
     ("ten_tabs_over_http2", test_ten_tabs_over_http2, {}),
+    ("history_after_three_calls", test_history_after_three_calls, {"ring_timeout": 3}),
     ("reconnect_keeps_call", test_reconnect_keeps_call, {}),
     ("secure_relay_call", test_secure_relay_call, {}),
     ("firefox_calls_chromium_through_the_secure_relay", test_firefox_calls_chromium_through_the_secure_relay,

@@ -21,5 +21,3 @@ export async function api(method, path, body) {
   }
   return data;
 }
-
-// ---- sign in ----

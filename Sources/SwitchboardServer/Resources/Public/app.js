@@ -3,6 +3,7 @@
 // page's controls and loads the client configuration.
 import { acceptCall, declineCall, hangUp, placeCall, toggleTracks } from "./call.js";
 import { connect } from "./events.js";
+import { loadHistory } from "./history.js";
 import { devSignIn, signIn, signOut } from "./session.js";
 import { app } from "./state.js";
 import { $, show, TOKEN_KEY } from "./util.js";
@@ -19,6 +20,7 @@ async function start() {
   $("accept-button").addEventListener("click", acceptCall);
   $("decline-button").addEventListener("click", declineCall);
   $("hangup-button").addEventListener("click", hangUp);
+  $("history-more").addEventListener("click", () => loadHistory(true));
   $("dismiss-button").addEventListener("click", () => { show("call", false); });
   $("mute-button").addEventListener("click", (event) => toggleTracks("audio", event.currentTarget));
   $("camera-button").addEventListener("click", (event) => toggleTracks("video", event.currentTarget));

@@ -268,8 +268,6 @@ export function finish(call, reason, failure) {
   log("call ended: " + (REASONS[reason] || reason));
 }
 
-// ---- stats: which path the media took, and whether video decodes ----
-
 export function toggleTracks(kind, button) {
   const call = app.call;
   if (!call || !call.localStream) return;

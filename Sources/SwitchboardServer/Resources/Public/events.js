@@ -1,6 +1,7 @@
 // The event stream: a single-use ticket, an EventSource, resumption with lastEventId, reconnection.
 import { api } from "./api.js";
 import { finish, onAccepted, onEnded, onInvite, onRinging, onSignal } from "./call.js";
+import { loadHistory } from "./history.js";
 import { signOut } from "./session.js";
 import { app } from "./state.js";
 import { log, setPresence } from "./util.js";
@@ -40,7 +41,8 @@ export async function connect() {
   on("call.invite", onInvite);
   on("call.ringing", onRinging);
   on("call.accepted", onAccepted);
-  on("call.ended", onEnded);
+  // The history shows every call of the user's that ends, this page's or not.
+  on("call.ended", (data) => { onEnded(data); loadHistory(); });
   on("call.signal", onSignal);
   on("resync", () => { log("resync"); resync(); });
   on("superseded", () => {
@@ -76,5 +78,3 @@ export async function resync() {
     log("resync failed: " + error.message);
   }
 }
-
-// ---- calls ----

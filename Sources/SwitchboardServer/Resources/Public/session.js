@@ -1,6 +1,7 @@
 // Signing in and out (the token lives in sessionStorage, per tab).
 import { hangUp } from "./call.js";
 import { closeSource, connect } from "./events.js";
+import { clearHistory, loadHistory } from "./history.js";
 import { app } from "./state.js";
 import { $, DEVICE_KEY, randomId, setPresence, show, TOKEN_KEY } from "./util.js";
 
@@ -25,8 +26,10 @@ export function signIn(token) {
   $("me-device").textContent = app.device;
   show("signin", false);
   show("home", true);
+  show("history", true);
   app.lastEventId = null;
   connect();
+  loadHistory();
 }
 
 export function signOut(message) {
@@ -37,6 +40,8 @@ export function signOut(message) {
   sessionStorage.removeItem(TOKEN_KEY);
   app.token = null;
   show("home", false);
+  show("history", false);
+  clearHistory();
   show("call", false);
   show("incoming", false);
   show("signin", true);
@@ -57,5 +62,3 @@ export async function devSignIn(user) {
     $("signin-error").textContent = "Dev sign-in failed: " + error.message;
   }
 }
-
-// ---- event stream ----

@@ -37,5 +37,3 @@ export async function collectStats(call) {
       local.candidateType + " " + (local.protocol || "") + ", remote " + remote.candidateType + ")";
   }
 }
-
-// ---- wiring ----
