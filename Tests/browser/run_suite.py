@@ -8,6 +8,7 @@ use Switchboard's web page against a real `switchboard serve` on loopback, insid
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -122,6 +123,17 @@ def test_call_accept_relay_hangup(ctx):
         assert relayed > 0, (user, allocations)
         print("    relay: %s's allocations relayed %d packets to peers (clients %s)" % (
             user, relayed, sorted({x["client"] for x in allocations if x["user"].endswith(user)})))
+    # Call quality: a running timer, and on loopback a good call with its figures from getStats.
+    for browser in (a, b):
+        browser.wait(lambda d: browser.attr("call-quality", "quality") == "good", "quality good")
+        first = browser.text("call-timer")
+        browser.wait(lambda d: browser.text("call-timer") != first, "the call timer to run")
+        detail = browser.text("call-quality-detail")
+        print("    %s: %s, quality %s %s" % (browser.name, browser.text("call-timer"),
+                                            browser.text("call-quality"), detail))
+        for figure in (r"round trip \d+ ms", r"loss \d+\.\d %", r"\d+ kbit/s", r"\d+×\d+", r"\d+ fps"):
+            assert re.search(figure, detail), (figure, detail)
+        assert browser.text("call-path").startswith("TURN relay"), browser.text("call-path")
     ctx.shot("connected")
     a.click("mute-button")
     a.click("camera-button")

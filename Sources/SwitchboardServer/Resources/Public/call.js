@@ -9,6 +9,7 @@ import { $, FAILURES, log, REASONS, show } from "./util.js";
 export function setCallState(call, state) {
   if (call !== app.call) return;
   call.state = state;
+  if (state === "connected" && !call.connectedAt) call.connectedAt = Date.now();
   $("call").dataset.callId = call.id || "";
   $("call-state").textContent = state;
   $("call-state").dataset.state = state;
@@ -21,6 +22,10 @@ export function showCall(call) {
   $("call-path").textContent = "unknown";
   $("call-path").dataset.path = "";
   $("frames-decoded").textContent = "0";
+  $("call-timer").textContent = "0:00";
+  $("call-quality").textContent = "measuring";
+  $("call-quality").dataset.quality = "measuring";
+  $("call-quality-detail").textContent = "";
   $("ice-state").textContent = "new";
   $("ice-policy").textContent = call.media === "secure-relay" ? "secure relay" : icePolicy();
   $("mute-button").setAttribute("aria-pressed", "false");

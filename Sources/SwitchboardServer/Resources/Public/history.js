@@ -4,21 +4,17 @@
 import { api } from "./api.js";
 import { placeCall } from "./call.js";
 import { app } from "./state.js";
-import { $, log, REASONS, show } from "./util.js";
+import { $, formatSeconds, log, REASONS, show } from "./util.js";
 
 const PAGE = 20;
 const MEDIA = { direct: "direct", "secure-relay": "secure relay" };
 let next = null;
 let loading = null;
 
-// "m:ss" (or "h:mm:ss") from the answer to the end; null for a call never answered.
+// From the answer to the end; null for a call never answered.
 export function duration(call) {
   if (!call.answeredAt || !call.endedAt) return null;
-  const seconds = Math.max(0, Math.round((Date.parse(call.endedAt) - Date.parse(call.answeredAt)) / 1000));
-  const h = Math.floor(seconds / 3600);
-  const m = Math.floor((seconds % 3600) / 60);
-  const s = String(seconds % 60).padStart(2, "0");
-  return h ? h + ":" + String(m).padStart(2, "0") + ":" + s : m + ":" + s;
+  return formatSeconds((Date.parse(call.endedAt) - Date.parse(call.answeredAt)) / 1000);
 }
 
 function describe(call) {

@@ -1,10 +1,23 @@
-// Stats: which path the media took, and whether video decodes.
+// Stats, once a second from getStats: which path the media took (direct, TURN relay, secure relay), whether video
+// decodes, how long the call has been connected, and its quality in words (good, fair, poor) from the round trip
+// time, packet loss, bitrate, resolution and frame rate.
 import { app } from "./state.js";
-import { $ } from "./util.js";
+import { $, formatSeconds } from "./util.js";
+
+const PATHS = { "secure-relay": "secure relay", relay: "TURN relay" };
 
 export function startStats(call) {
   clearInterval(app.statsTimer);
   app.statsTimer = setInterval(() => collectStats(call), 1000);
+}
+
+// Poor past 400 ms round trip or 5 % loss, fair past 150 ms or 1 % (ITU-T G.114 puts the limit of a comfortable
+// conversation at 150 ms one way; video degrades visibly past a few percent loss).
+export function qualityOf(rttMs, lossPercent) {
+  if (rttMs == null && lossPercent == null) return "measuring";
+  if ((rttMs || 0) > 400 || (lossPercent || 0) > 5) return "poor";
+  if ((rttMs || 0) > 150 || (lossPercent || 0) > 1) return "fair";
+  return "good";
 }
 
 export async function collectStats(call) {
@@ -14,9 +27,20 @@ export async function collectStats(call) {
   try { report = await pc.getStats(); } catch (_) { return; }
   let pair = null;
   let frames = 0;
+  const inbound = { received: 0, lost: 0, bytes: 0, width: 0, height: 0, fps: null };
   report.forEach((entry) => {
     if (entry.type === "transport" && entry.selectedCandidatePairId) pair = report.get(entry.selectedCandidatePairId);
-    if (entry.type === "inbound-rtp" && entry.kind === "video") frames += entry.framesDecoded || 0;
+    if (entry.type === "inbound-rtp") {
+      inbound.received += entry.packetsReceived || 0;
+      inbound.lost += Math.max(0, entry.packetsLost || 0);
+      inbound.bytes += entry.bytesReceived || 0;
+      if (entry.kind === "video") {
+        frames += entry.framesDecoded || 0;
+        inbound.width = entry.frameWidth || inbound.width;
+        inbound.height = entry.frameHeight || inbound.height;
+        if (entry.framesPerSecond != null) inbound.fps = entry.framesPerSecond;
+      }
+    }
   });
   if (!pair) {
     report.forEach((entry) => {
@@ -24,6 +48,7 @@ export async function collectStats(call) {
     });
   }
   $("frames-decoded").textContent = String(frames);
+  if (call.connectedAt) $("call-timer").textContent = formatSeconds((Date.now() - call.connectedAt) / 1000);
   if (pair) {
     const local = report.get(pair.localCandidateId) || {};
     const remote = report.get(pair.remoteCandidateId) || {};
@@ -33,7 +58,34 @@ export async function collectStats(call) {
     $("call-path").dataset.path = path;
     $("call-path").dataset.local = local.candidateType || "";
     $("call-path").dataset.remote = remote.candidateType || "";
-    $("call-path").textContent = (path === "secure-relay" ? "secure relay" : path) + " (local " +
+    $("call-path").textContent = (PATHS[path] || "direct") + " (local " +
       local.candidateType + " " + (local.protocol || "") + ", remote " + remote.candidateType + ")";
+    showQuality(call, pair, inbound);
   }
+}
+
+// The last second's figures against the sample taken a second before.
+function showQuality(call, pair, inbound) {
+  const now = performance.now();
+  const last = call.lastSample;
+  call.lastSample = { at: now, ...inbound };
+  const rttMs = pair.currentRoundTripTime != null ? pair.currentRoundTripTime * 1000 : null;
+  let lossPercent = null;
+  let kbps = null;
+  if (last && now > last.at) {
+    const received = inbound.received - last.received;
+    const lost = inbound.lost - last.lost;
+    if (received + lost > 0) lossPercent = (100 * Math.max(0, lost)) / (received + lost);
+    kbps = ((inbound.bytes - last.bytes) * 8) / (now - last.at);
+  }
+  const quality = qualityOf(rttMs, lossPercent);
+  $("call-quality").dataset.quality = quality;
+  $("call-quality").textContent = quality;
+  const parts = [];
+  if (rttMs != null) parts.push("round trip " + Math.round(rttMs) + " ms");
+  if (lossPercent != null) parts.push("loss " + lossPercent.toFixed(1) + " %");
+  if (kbps != null) parts.push(Math.round(kbps) + " kbit/s");
+  if (inbound.width && inbound.height) parts.push(inbound.width + "×" + inbound.height);
+  if (inbound.fps != null) parts.push(Math.round(inbound.fps) + " fps");
+  $("call-quality-detail").textContent = parts.length ? "(" + parts.join(", ") + ")" : "";
 }

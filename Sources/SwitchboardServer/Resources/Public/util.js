@@ -48,3 +48,12 @@ export function randomId(prefix) {
   crypto.getRandomValues(bytes);
   return prefix + Array.from(bytes, (b) => b.toString(36).padStart(2, "0")).join("").slice(0, 10);
 }
+
+// "m:ss", or "h:mm:ss" from an hour on.
+export function formatSeconds(total) {
+  const seconds = Math.max(0, Math.round(total));
+  const h = Math.floor(seconds / 3600);
+  const m = Math.floor((seconds % 3600) / 60);
+  const s = String(seconds % 60).padStart(2, "0");
+  return h ? h + ":" + String(m).padStart(2, "0") + ":" + s : m + ":" + s;
+}
