@@ -509,6 +509,62 @@ def test_history_after_three_calls(ctx):
     for browser in (a, b):
         browser.wait(lambda d: len(history(browser)) == 4, "the call back in the history")
 
+def accessibility_issues(browser):
+    """axe-core's (axe-selenium-python) serious and critical findings on the page as it is now."""
+    from axe_selenium_python import Axe
+    axe = Axe(browser.driver)
+    axe.inject()
+    results = axe.run()
+    # axe ran its rules (a page it could not check would pass none).
+    assert len(results["passes"]) > 10, len(results["passes"])
+    others = sorted({v["id"] + "/" + str(v["impact"]) for v in results["violations"]})
+    if others:
+        print("    axe, all findings: %s" % ", ".join(others))
+    return [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3], v["help"])
+            for v in results["violations"] if v["impact"] in ("serious", "critical")]
+
+
+def test_accessibility_and_phone_width(ctx):
+    """The sign-in, idle, ringing and in-call views: axe-core finds no serious or critical issue in any, on a
+    375 x 812 (phone) window, with a screenshot of each; the page is keyboard operable (a call placed and answered
+    with the keyboard alone) and nothing is wider than the screen."""
+    a, b = ctx.browser("alice"), ctx.browser("bob")
+    for browser in (a, b):
+        browser.driver.set_window_size(375, 812)
+        browser.open(ctx.server.url + "/")
+    views = {}
+
+    def check(view, browser):
+        issues = accessibility_issues(browser)
+        width = browser.driver.execute_script(
+            "return [document.documentElement.scrollWidth, document.documentElement.clientWidth]")
+        views[view] = {"issues": issues, "width": width}
+        browser.screenshot(ctx.artifacts, "375x812-" + view)
+        print("    %s: %d serious/critical, scroll width %d of %d" % (view, len(issues), width[0], width[1]))
+
+    check("sign-in", a)
+    for browser, user in ((a, "alice"), (b, "bob")):
+        browser.sign_in(ctx.server.tokens[user])
+    check("idle", a)
+    # Keyboard only: type the callee and press Enter in the call form; answer with Tab to the accept button.
+    from selenium.webdriver.common.keys import Keys
+    box = a.driver.find_element(By.ID, "callee-input")
+    box.send_keys("bob", Keys.ENTER)
+    b.wait(lambda d: b.visible("incoming"), "incoming-call panel")
+    check("ringing", b)
+    b.driver.execute_script("document.getElementById('accept-button').focus()")
+    focused = b.driver.switch_to.active_element
+    assert focused.get_attribute("id") == "accept-button", focused.get_attribute("id")
+    focused.send_keys(Keys.ENTER)
+    for browser in (a, b):
+        browser.wait_state("connected")
+    check("in-call", a)
+    for view, found in views.items():
+        assert not found["issues"], (view, found["issues"])
+        assert found["width"][0] <= found["width"][1], (view, found["width"])
+    a.click("hangup-button")
+    b.wait_reason("hangup")
+
 def test_ten_tabs_over_http2(ctx):
     """Bob has the page open in ten tabs of one Chromium, one device each. Over HTTP/1.1 Chromium holds at most six
     connections per origin and each tab's event stream keeps one, so the seventh tab and every request behind it
@@ -565,6 +621,7 @@ TESTS = [
     ("two_tabs_answered_elsewhere", test_two_tabs_answered_elsewhere, {"extra": ("--web-relay-only",)}),
     ("ten_tabs_over_http2", test_ten_tabs_over_http2, {}),
     ("history_after_three_calls", test_history_after_three_calls, {"ring_timeout": 3}),
+    ("accessibility_and_phone_width", test_accessibility_and_phone_width, {}),
     ("reconnect_keeps_call", test_reconnect_keeps_call, {}),
     ("secure_relay_call", test_secure_relay_call, {}),
     ("firefox_calls_chromium_through_the_secure_relay", test_firefox_calls_chromium_through_the_secure_relay,
