@@ -122,6 +122,19 @@ struct ConnectionMetrics: Sendable {
         timedOut = Self.counters("switchboard_connection_timeouts_total", by: "phase", factory: factory)
     }
 
+    /// Closes `context`'s channel in `seconds` (at most a day: the flags are checked, and a larger value would
+    /// overflow the nanoseconds), counting a timeout of `phase`; no deadline when `seconds` is 0.
+    func closeAfter(_ seconds: TimeInterval, _ phase: ConnectionPhase, _ context: ChannelHandlerContext)
+        -> Scheduled<Void>?
+    {
+        guard seconds > 0 else { return nil }
+        let counter = timedOut[phase]
+        return context.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(Int64(min(seconds, 86_400) * 1e9))) {
+            counter?.increment()
+            context.close(promise: nil)
+        }
+    }
+
     /// One counter per case of `Key`, its raw value as the `dimension` label.
     private static func counters<Key: CaseIterable & Hashable & RawRepresentable<String>>(
         _ label: String, by dimension: String, factory: some MetricsFactory
@@ -285,17 +298,7 @@ final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandle
             case .body: limits.bodyTimeout
             case .idle: limits.idleTimeout
             }
-        guard seconds > 0 else {
-            deadline = nil
-            return
-        }
-        let metrics = metrics
-        // At most a day: the flags are checked, and a larger value would overflow the nanoseconds.
-        let nanoseconds = Int64(min(seconds, 86_400) * 1e9)
-        deadline = context.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(nanoseconds)) {
-            metrics.timedOut[phase]?.increment()
-            context.close(promise: nil)
-        }
+        deadline = metrics.closeAfter(seconds, phase, context)
     }
 
     private func disarm() {
@@ -453,14 +456,7 @@ final class HandshakeGuardHandler: ChannelInboundHandler, RemovableChannelHandle
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
-        guard limits.handshakeTimeout > 0 else { return }
-        let metrics = metrics
-        deadline = context.eventLoop.assumeIsolated().scheduleTask(
-            in: .nanoseconds(Int64(min(limits.handshakeTimeout, 86_400) * 1e9))
-        ) {
-            metrics.timedOut[.handshake]?.increment()
-            context.close(promise: nil)
-        }
+        deadline = metrics.closeAfter(limits.handshakeTimeout, .handshake, context)
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
@@ -555,15 +551,7 @@ final class HTTP2ConnectionGuardHandler: ChannelInboundHandler, RemovableChannel
 
     private func arm(_ phase: ConnectionPhase, seconds: TimeInterval) {
         deadline?.cancel()
-        deadline = nil
-        guard seconds > 0, let context else { return }
-        let metrics = metrics
-        deadline = context.eventLoop.assumeIsolated().scheduleTask(
-            in: .nanoseconds(Int64(min(seconds, 86_400) * 1e9))
-        ) {
-            metrics.timedOut[phase]?.increment()
-            context.close(promise: nil)
-        }
+        deadline = context.flatMap { metrics.closeAfter(seconds, phase, $0) }
     }
 }
 
@@ -600,14 +588,7 @@ final class StreamGuardHandler: ChannelInboundHandler, RemovableChannelHandler {
                     type: HTTP2ConnectionGuardHandler.self)
                 connection?.streamOpened()
             }
-            guard limits.bodyTimeout > 0 else { break }
-            let metrics = metrics
-            deadline = context.eventLoop.assumeIsolated().scheduleTask(
-                in: .nanoseconds(Int64(min(limits.bodyTimeout, 86_400) * 1e9))
-            ) {
-                metrics.timedOut[.body]?.increment()
-                context.close(promise: nil)
-            }
+            deadline = metrics.closeAfter(limits.bodyTimeout, .body, context)
         case .body:
             break
         case .end:
