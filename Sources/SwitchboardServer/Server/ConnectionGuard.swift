@@ -556,8 +556,8 @@ final class HTTP2ConnectionGuardHandler: ChannelInboundHandler, RemovableChannel
 }
 
 /// An HTTP/2 stream's deadline: its request's body must be whole within ``ConnectionLimits/bodyTimeout`` of its
-/// header (the stream is reset otherwise, and the connection's other streams go on). The header deadline has no
-/// HTTP/2 counterpart (a stream begins with a whole header block), and the idle deadline is the connection's.
+/// header (the stream is reset otherwise, and the connection's other streams go on). The header and idle deadlines
+/// are the connection's (``HTTP2ConnectionGuardHandler``): a stream begins with a whole header block.
 final class StreamGuardHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPRequestPart
     typealias InboundOut = HTTPRequestPart
