@@ -313,12 +313,14 @@ def test_decline(ctx):
     assert b.text("me-user") == "bob"
     ctx.shot("signed-in")
     ring(ctx, a, b)
+    b.wait(lambda d: b.attr("incoming", "ringtone") == "playing", "the ring tone")
     b.click("decline-button")
     for browser in (a, b):
         browser.wait_state("ended")
         browser.wait_reason("declined")
         assert "declined" in browser.text("call-reason")
     assert not b.visible("incoming")
+    assert b.attr("incoming", "ringtone") == "stopped", b.attr("incoming", "ringtone")
     ctx.shot("declined")
 
 
@@ -331,6 +333,7 @@ def test_no_answer(ctx):
         browser.wait_reason("no_answer")
         assert "no answer" in browser.text("call-reason")
     assert not b.visible("incoming")
+    assert b.attr("incoming", "ringtone") == "stopped", b.attr("incoming", "ringtone")
     ctx.shot("no-answer")
 
 
@@ -346,14 +349,23 @@ def test_two_tabs_answered_elsewhere(ctx):
     b.sign_in(ctx.server.tokens["bob"])
     assert b.text("me-device") != "", "second tab has a device"
     second_device = b.text("me-device")
+    # Bob allowed notifications (as the page asks on sign-in).
+    b.driver.execute_cdp_cmd("Browser.grantPermissions", {"origin": ctx.server.url, "permissions": ["notifications"]})
     a.call("bob")
     b.wait(lambda d: b.visible("incoming"), "incoming-call panel in the second tab")
+    # Every ringing tab plays the generated ring tone; the tab in the background also shows a notification.
+    b.wait(lambda d: b.attr("incoming", "ringtone") == "playing", "the ring tone in the second tab")
     b.screenshot(ctx.artifacts, "02-ringing-second-tab")
     b.driver.switch_to.window(b_first)
     b.wait(lambda d: b.visible("incoming"), "incoming-call panel in the first tab")
     assert b.text("me-device") != second_device
+    b.wait(lambda d: b.attr("incoming", "ringtone") == "playing", "the ring tone in the first tab")
+    assert b.attr("incoming", "notification") == "shown", b.attr("incoming", "notification")
     ctx.shot("ringing-first-tab")
     b.click("accept-button")
+    # Answering stops this tab's tone and closes its notification.
+    assert b.attr("incoming", "ringtone") == "stopped", b.attr("incoming", "ringtone")
+    assert b.attr("incoming", "notification") == "closed", b.attr("incoming", "notification")
     b.wait_state("connected")
     a.wait_state("connected")
     b.wait_frames_rising()
@@ -364,6 +376,8 @@ def test_two_tabs_answered_elsewhere(ctx):
     b.driver.switch_to.window(b_second)
     b.wait_state("ended")
     b.wait_reason("answered_elsewhere")
+    # Answered elsewhere: the other tab's tone stopped too.
+    assert b.attr("incoming", "ringtone") == "stopped", b.attr("incoming", "ringtone")
     assert "answered on another device" in b.text("call-reason")
     b.screenshot(ctx.artifacts, "04-answered-elsewhere-second-tab")
     b.driver.switch_to.window(b_first)

@@ -1,6 +1,7 @@
 // Switchboard web client: signaling over the server's SSE stream and REST API, media over WebRTC. Tokens live
 // in sessionStorage (per tab) and travel only in Authorization headers, never in a URL. The entry module: wires the
 // page's controls and loads the client configuration.
+import { askNotificationPermission } from "./alert.js";
 import { acceptCall, declineCall, hangUp, placeCall, toggleTracks } from "./call.js";
 import { connect } from "./events.js";
 import { loadHistory } from "./history.js";
@@ -9,7 +10,11 @@ import { app } from "./state.js";
 import { $, show, TOKEN_KEY } from "./util.js";
 
 async function start() {
-  $("token-form").addEventListener("submit", (event) => { event.preventDefault(); signIn($("token-input").value); });
+  $("token-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    askNotificationPermission();
+    signIn($("token-input").value);
+  });
   $("signout").addEventListener("click", () => signOut());
   $("call-form").addEventListener("submit", (event) => {
     event.preventDefault();
@@ -37,7 +42,7 @@ async function start() {
       button.type = "button";
       button.textContent = user;
       button.dataset.user = user;
-      button.addEventListener("click", () => devSignIn(user));
+      button.addEventListener("click", () => { askNotificationPermission(); devSignIn(user); });
       box.appendChild(button);
     }
     show("demo-users", true);

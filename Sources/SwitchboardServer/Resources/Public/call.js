@@ -1,4 +1,5 @@
 // Calls: placing, ringing, accepting, declining, hanging up, and the signals in between.
+import { startAlert, stopAlert } from "./alert.js";
 import { api } from "./api.js";
 import { resync } from "./events.js";
 import { icePolicy, localMedia, makePeerConnection, requestedMedia } from "./media.js";
@@ -134,6 +135,7 @@ export function onInvite(data) {
   setCallState(call, "ringing");
   $("incoming-caller").textContent = info.caller;
   show("incoming", true);
+  startAlert(info.caller, info.id);
   log("incoming call from " + info.caller);
   api("POST", "/v1/calls/" + encodeURIComponent(info.id) + "/ringing", { device: app.device })
     .catch((error) => log("ringing refused: " + error.message));
@@ -159,6 +161,7 @@ export function onRinging(data) {
 export async function acceptCall() {
   const call = app.call;
   if (!call || call.role !== "callee" || call.ended) return;
+  stopAlert();
   show("incoming", false);
   show("hangup-button", true);
   setCallState(call, "connecting");
@@ -188,6 +191,7 @@ export async function acceptCall() {
 export async function declineCall() {
   const call = app.call;
   if (!call || call.ended) return;
+  stopAlert();
   show("incoming", false);
   try {
     const data = await api("POST", "/v1/calls/" + encodeURIComponent(call.id) + "/decline", { device: app.device });
@@ -263,6 +267,7 @@ export function finish(call, reason, failure) {
   if (call === app.call) collectStats(call); // last figures before closing
   endLocally(call);
   if (call !== app.call) return;
+  stopAlert();
   show("incoming", false);
   setCallState(call, "ended");
   $("call-reason").textContent = "— " + (REASONS[reason] || reason) +
