@@ -37,10 +37,12 @@ import Testing
                 #expect(await connection.closes(within: 20))
             }
             // Each flood connection was refused or timed out (slots freed by the deadline were taken again while
-            // the flood went on), most of them refused.
+            // the flood went on), most of them refused. The test's own client (127.0.0.1) may lose a handshake of
+            // its own to the 1 s deadline on a loaded machine, and retry: a few more timeouts, never fewer.
             let refused = try await server.metric(#"switchboard_connections_refused_total{reason="per_address"}"#) ?? 0
             let timedOut = try await server.metric(#"switchboard_connection_timeouts_total{phase="handshake"}"#) ?? 0
-            #expect(refused + timedOut == 2000 + 16)
+            #expect(
+                (2000 + 16...2000 + 16 + 4).contains(refused + timedOut), "\(refused) refused, \(timedOut) timed out")
             #expect(refused >= 1000)
             #expect(timedOut >= Double(ConnectionLimits().maxPendingPerAddress + 16))
             // And the address can connect again once its connections are gone.

@@ -60,8 +60,9 @@ function entry(call) {
 // Reads the first page again (after sign-in, and when a call ends), or the next one (`more`).
 export async function loadHistory(more = false) {
   if (!app.token) return;
-  if (more && !next) return;
   if (loading) await loading;
+  // After the wait: a refresh may have reset the cursor.
+  if (more && !next) return;
   loading = (async () => {
     try {
       let path = "/v1/calls?state=ended&limit=" + PAGE;
