@@ -111,7 +111,7 @@ import Testing
     /// its address under the header deadline, as an HTTP/1.1 connection would.
     @Test func aSilentConnectionIsClosedAtTheHeaderDeadline() async throws {
         try await TestServer.with({ $0.connections.headerTimeout = 1 }) { server in
-            let result = try await Self.quietScenario("silent", server)
+            let result = try await Self.scenario("silent", server)
             #expect(result["closed"] as? Bool == true)
             #expect((result["timeouts"] as? [String: Any])?["header"] as? Double == 1)
             // The closed connection gave its slot back: only the checking connection is open.
@@ -123,24 +123,11 @@ import Testing
     /// closed at the idle deadline all the same.
     @Test func aMuteIdleConnectionIsClosedAtTheIdleDeadline() async throws {
         try await TestServer.with({ $0.connections.idleTimeout = 1 }) { server in
-            let result = try await Self.quietScenario("mute-idle", server)
+            let result = try await Self.scenario("mute-idle", server)
             #expect(result["closed"] as? Bool == true)
             #expect((result["timeouts"] as? [String: Any])?["idle"] as? Double == 1)
             #expect(result["connectionsOpen"] as? Double == 1)
         }
-    }
-
-    static func quietScenario(_ name: String, _ server: TestServer) async throws -> [String: Any] {
-        let run = try await Subprocess.run(
-            "/usr/bin/env",
-            [
-                "python3", script, server.baseURL, server.caPath, await server.token("alice"),
-                await server.token("bob"), Fixture.path("chrome-offer-av"), name,
-            ])
-        #expect(run.status == 0, "\(name): \(run.output) \(run.error.suffix(1500))")
-        let result = (try? JSONSerialization.jsonObject(with: Data(run.output.utf8))) as? [String: Any] ?? [:]
-        #expect(result["alpn"] as? String == "h2")
-        return result
     }
 
     @Test func gracefulShutdownEndsEveryStreamThenTheConnection() async throws {
