@@ -116,6 +116,10 @@ public final class MediaServer: Service, DatagramHandler, @unchecked Sendable {
         let remote: RemoteTransport
         /// New local credentials for the offering leg when its offer restarts ICE.
         let restart: ICECredentials?
+        /// The offer comes from a new peer connection of the party's (a page reloaded mid-call): a new certificate
+        /// and new ICE credentials. Its leg starts over once the other party answered: new ICE, a new DTLS
+        /// association verified against the new fingerprint, new SRTP keys.
+        let rejoin: Bool
         /// An offer the other party never answers is forgotten after ``renegotiationTimeout``.
         let at: ContinuousClock.Instant
     }
@@ -315,8 +319,10 @@ public final class MediaServer: Service, DatagramHandler, @unchecked Sendable {
 
     /// A party's offer mid-call (renegotiation, RFC 3264 §8): the other party gets Switchboard's offer made from it,
     /// over that party's leg. An offer with new ICE credentials restarts ICE on the offering party's leg only:
-    /// Switchboard's answer to it will carry new credentials too. The DTLS association stays (a new certificate
-    /// mid-call is refused).
+    /// Switchboard's answer to it will carry new credentials too. The DTLS association stays; an offer with a new
+    /// certificate is a rejoin (the party's new peer connection, after a page reload) and must come with new ICE
+    /// credentials too (a new certificate on the same ICE session is refused): its leg starts over when the answer
+    /// comes, and the other party's leg carries on untouched.
     public func reoffer(_ callID: String, from party: MediaLeg.Party, sdp: String) throws(MediaError) -> String {
         let remote = try SDPRewriter.remoteTransport(of: sdp, setups: ["actpass", "active"])
         return try locked { () throws(MediaError) -> String in
@@ -326,8 +332,8 @@ public final class MediaServer: Service, DatagramHandler, @unchecked Sendable {
             if let pending = box.renegotiation, pending.from != party {
                 throw MediaError(.conflict, "an offer from the other party is waiting for its answer on this call")
             }
-            try Self.sameCertificate(box.session[party].remote, remote)
             let current = box.session[party].remote?.credentials
+            let rejoin = try Self.isRejoin(box.session[party].remote, remote)
             let restart = current == remote.credentials ? nil : ICECredentials.random()
             let other = party.other
             let offer = try SDPRewriter.rewrite(
@@ -337,7 +343,8 @@ public final class MediaServer: Service, DatagramHandler, @unchecked Sendable {
                     candidates: advertised),
                 setup: "actpass", origin: (box.originID(other), box.versions[other] + 1))
             box.versions[other] += 1
-            box.renegotiation = Renegotiation(from: party, remote: remote, restart: restart, at: .now)
+            box.renegotiation = Renegotiation(
+                from: party, remote: remote, restart: restart, rejoin: rejoin, at: .now)
             return offer
         }
     }
@@ -362,7 +369,22 @@ public final class MediaServer: Service, DatagramHandler, @unchecked Sendable {
             box.versions[offering] += 1
             box.renegotiation = nil
             var gone = box.withLeg(party) { $0.learn(remote) }
-            if let restart = pending.restart {
+            if pending.rejoin, let restart = pending.restart {
+                for old in [box.session[offering].ice, box.session[offering].previousICE].compactMap(\.self) {
+                    byUfrag[old.local.ufrag] = nil
+                }
+                gone += box.session.rejoin(offering, local: restart, remote: pending.remote, now: .now)
+                box.engines[offering] = nil
+                box.inbound[offering] = nil
+                box.outbound[offering] = nil
+                box.handshakeStarted[offering] = nil
+                box.engineSource[offering] = nil
+                byUfrag[restart.ufrag] = Route(box: box, party: offering)
+                box.ufrags.append(restart.ufrag)
+                logger.info(
+                    "a party rejoined the call from a new peer connection",
+                    metadata: ["call": "\(callID)", "leg": "\(offering.rawValue)"])
+            } else if let restart = pending.restart {
                 box.withLeg(offering) { $0.restartICE(local: restart, remote: pending.remote) }
                 byUfrag[restart.ufrag] = Route(box: box, party: offering)
                 box.ufrags.append(restart.ufrag)
@@ -384,6 +406,24 @@ public final class MediaServer: Service, DatagramHandler, @unchecked Sendable {
             }
         }
         return try result.get()
+    }
+
+    /// Whether a party's mid-call offer is a rejoin: a new certificate, which needs new ICE credentials as well (a
+    /// new peer connection has both; a new certificate on the same ICE session is refused).
+    private static func isRejoin(_ current: RemoteTransport?, _ new: RemoteTransport) throws(MediaError) -> Bool {
+        guard let current else { return false }
+        let old = try? DTLSFingerprint.parse(current.fingerprint)
+        let next = try? DTLSFingerprint.parse(new.fingerprint)
+        guard let old, let next else {
+            throw MediaError(.unsupportedSDP, "the offer's DTLS fingerprint cannot be read")
+        }
+        if old == next { return false }
+        guard current.credentials.ufrag != new.credentials.ufrag else {
+            throw MediaError(
+                .unsupportedSDP,
+                "a new DTLS certificate needs new ICE credentials (a new peer connection): restart ICE with it")
+        }
+        return true
     }
 
     /// A party's new SDP must keep the certificate its leg's DTLS association was verified with.

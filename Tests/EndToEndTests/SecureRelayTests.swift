@@ -355,6 +355,70 @@ import Testing
         }
     }
 
+    /// A page reloaded mid-call: alice offers from a new peer connection (a new socket, certificate and ICE
+    /// credentials). A new certificate on the old ICE credentials is refused. With new ones, bob gets Switchboard's
+    /// offer over his leg as it was (same credentials, same fingerprint), and once he answers alice's leg starts
+    /// over: new credentials, a DTLS handshake verified against the new certificate, media both ways; the old peer
+    /// connection's packets are no longer taken, and the call never stopped being active.
+    @Test func aPartyRejoiningFromANewPeerConnectionGetsANewLegWhileTheOtherCarriesOn() async throws {
+        try await TestServer.with { server in
+            let call = try await Self.placeCall(server)
+            defer { call.close() }
+            try await Self.connectBothLegs(call, server)
+            let reloaded = try await MediaPeer.make()
+            defer { reloaded.close() }
+            let forged = try await server.act(
+                "signals", call.id, as: "alice", device: "a1",
+                extra: [
+                    "type": "offer",
+                    "sdp": call.alice.sdp(setup: "actpass", fingerprint: reloaded.identity.fingerprint()),
+                ])
+            #expect(forged.status == 400)
+            #expect(forged.errorCode == "unsupported_sdp")
+
+            let offered = try await server.act(
+                "signals", call.id, as: "alice", device: "a1",
+                extra: ["type": "offer", "sdp": reloaded.sdp(setup: "actpass")])
+            #expect(offered.status == 202, "\(offered.body)")
+            let atBob = try await call.bobStream.expect("call.signal")
+            let toBobNow = try MediaPeer.serverTransport(
+                in: try #require(atBob["sdp"] as? String), setup: "actpass")
+            #expect(toBobNow.remote.credentials == call.toBob.remote.credentials)
+            #expect(toBobNow.fingerprint == call.toBob.fingerprint)
+            let answered = try await server.act(
+                "signals", call.id, as: "bob", device: "b1",
+                extra: ["type": "answer", "sdp": call.bob.sdp(setup: "active")])
+            #expect(answered.status == 202, "\(answered.body)")
+            let atAlice = try await call.aliceStream.expect("call.signal")
+            #expect(atAlice["type"] as? String == "answer")
+            let toReloaded = try MediaPeer.serverTransport(
+                in: try #require(atAlice["sdp"] as? String), setup: "passive")
+            #expect(toReloaded.remote.credentials != call.toAlice.remote.credentials)
+            #expect(toReloaded.fingerprint == call.toAlice.fingerprint)
+
+            // The old peer connection is gone from the leg: its checks get no answer, its media is not taken.
+            await #expect(throws: (any Error).self) { try await call.alice.connectICE(call.toAlice, attempts: 1) }
+            try await reloaded.connectICE(toReloaded)
+            try await reloaded.handshake(toReloaded)
+            try await Self.eventually {
+                let legs = try await Self.legs(server, call.id)
+                return legs["caller"]?["fingerprintVerified"] as? Bool == true
+                    && legs["caller"]?["dtls"] as? String == "established"
+            }
+            let there = MediaPeer.rtp(sequence: 21, payload: Array(repeating: 5, count: 80))
+            reloaded.send(try reloaded.protect(there), to: toReloaded.address)
+            #expect(try await call.bob.receiveMedia() == there)
+            let back = MediaPeer.rtp(sequence: 22, payload: Array(repeating: 6, count: 80))
+            call.bob.send(try call.bob.protect(back), to: call.toBob.address)
+            #expect(try await reloaded.receiveMedia() == back)
+            call.alice.send(
+                try call.alice.protect(MediaPeer.rtp(sequence: 23, payload: [1, 2, 3])), to: call.toAlice.address)
+            #expect(await call.bob.receive(timeout: 1) == nil)
+            let shown = try await server.request(.GET, "/v1/calls/\(call.id)", token: await server.token("alice"))
+            #expect(shown.call["state"] as? String == "active")
+        }
+    }
+
     /// One 5-tuple belongs to one leg. A valid check with another call's credentials (all a spoofer could send)
     /// does not take a live party's address; once that party's call ended, its port may serve a new call.
     @Test func aLivePartysAddressStaysAndMovesToANewCallOnlyOnceItsCallEnded() async throws {

@@ -120,6 +120,48 @@ import Testing
         #expect(failure == .dtlsFailed)
     }
 
+    @Test func aRejoinStartsTheLegOverAndTheSetupTimeRunsAgain() throws {
+        var session = session()
+        session.answered(now: start)
+        _ = session.caller.check(try check(useCandidate: true), from: address, now: start)
+        session.caller.dtlsState = .established
+        session.caller.fingerprintVerified = true
+        session.caller.counters.packetsIn = 42
+        session.callee.dtlsState = .established
+        session.callee.fingerprintVerified = true
+        _ = session.callee.check(
+            try STUNMessage(
+                decoding: STUNMessage(
+                    type: .bindingRequest, transactionID: .random(),
+                    attributes: [.username("other:x"), .iceControlling(1), .priority(100), .useCandidate]
+                ).encode(integrity: Array("x".utf8), fingerprint: true)),
+            from: TransportAddress("127.0.0.1:50010")!, now: start)
+        #expect(session.caller.isForwarding && session.callee.isForwarding)
+
+        let newLocal = ICECredentials(ufrag: "srv3", password: "server-password-rejoin-01")
+        let newRemote = RemoteTransport(
+            credentials: ICECredentials(ufrag: "cli3", password: "client-password-rejoin-012"),
+            fingerprint: "sha-256 CD", setup: "actpass", mids: ["0"])
+        let gone = session.rejoin(.caller, local: newLocal, remote: newRemote, now: start + .seconds(15))
+        #expect(gone == [address])
+        let leg = session.caller
+        #expect(!leg.accepts(address) && leg.destination == nil && !leg.isForwarding)
+        #expect(leg.dtlsState == .new && !leg.fingerprintVerified && leg.iceState == .new)
+        #expect(leg.remote?.fingerprint == "sha-256 CD" && leg.ice.local == newLocal)
+        #expect(leg.counters.packetsIn == 42)
+        #expect(session.callee.isForwarding)
+        // The old credentials get no answer now; the setup time counts from the rejoin, not the first answer.
+        if case .answered = session.caller.check(try check(), from: address, now: start + .seconds(16)) {
+            Issue.record("a check with the old credentials was answered")
+        }
+        #expect(
+            session.evaluate(now: start + .seconds(34), setupTimeout: .seconds(20), consentTimeout: .seconds(60)) == nil
+        )
+        #expect(
+            session.evaluate(now: start + .seconds(35), setupTimeout: .seconds(20), consentTimeout: .seconds(60))
+                == .iceTimeout)
+    }
+
     @Test func aLegWithoutChecksFor30SecondsLosesConsent() throws {
         var session = session()
         _ = session.caller.check(try check(useCandidate: true), from: address, now: start)

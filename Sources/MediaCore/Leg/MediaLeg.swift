@@ -182,6 +182,20 @@ public struct MediaSession: Sendable {
         answeredAt = answeredAt ?? now
     }
 
+    /// `party` rejoined from a new peer connection (its page reloaded): its leg starts over with `local` and its new
+    /// `remote` (no validated address, DTLS to do again, its counters kept), and the setup time runs again from
+    /// `now`. Returns the addresses the old leg had validated, which no longer belong to it.
+    public mutating func rejoin(
+        _ party: MediaLeg.Party, local: ICECredentials, remote: RemoteTransport, now: ContinuousClock.Instant
+    ) -> [TransportAddress] {
+        let old = self[party]
+        var leg = MediaLeg(party: party, local: local, remote: remote)
+        leg.counters = old.counters
+        self[party] = leg
+        answeredAt = now
+        return old.validated
+    }
+
     /// Records a failure (the first one wins) and returns it when it is new.
     public mutating func fail(_ failure: MediaFailure) -> MediaFailure? {
         guard self.failure == nil else { return nil }
