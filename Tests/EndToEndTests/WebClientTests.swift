@@ -42,9 +42,12 @@ import Testing
                 let script = try await server.request(.GET, "/" + name)
                 #expect(script.status == 200, "\(name)")
                 #expect(script.header("Content-Type") == "text/javascript; charset=utf-8", "\(name)")
-                for line in script.body.split(separator: "\n") where line.hasPrefix("import ") {
-                    let module = line.split(separator: "\"").dropFirst().first.map(String.init) ?? ""
-                    #expect(module.hasPrefix("./") && module.hasSuffix(".js"), "\(name): \(line)")
+                // Every static import, a one-line or a multi-line one: `import { … } from "./x.js";`.
+                let imports = script.body.matches(of: /(?m)^import\s[^;]*?from\s+"([^"]*)";/)
+                #expect(imports.count == script.body.split(separator: "\n").filter { $0.hasPrefix("import ") }.count)
+                for found in imports {
+                    let module = String(found.output.1)
+                    #expect(module.hasPrefix("./") && module.hasSuffix(".js"), "\(name): \(found.output.0)")
                     pending.append(String(module.dropFirst(2)))
                 }
             }

@@ -120,9 +120,10 @@ class NSSTrust:
 
 
 class Browser:
-    """One headless Chromium process with its own profile: an independent browser context."""
+    """One headless Chromium process with its own profile: an independent browser context. `flags` are more
+    command-line switches (e.g. two fake cameras, a fake screen to share)."""
 
-    def __init__(self, name, workdir, trust):
+    def __init__(self, name, workdir, trust, flags=()):
         self.name = name
         self.profile = tempfile.mkdtemp(prefix="profile-%s-" % name, dir=workdir)
         options = webdriver.ChromeOptions()
@@ -140,6 +141,7 @@ class Browser:
             # A tab in the background must keep its timers and stream (the two-tab test).
             "--disable-background-timer-throttling", "--disable-renderer-backgrounding",
             "--disable-backgrounding-occluded-windows",
+            *flags,
         ]:
             options.add_argument(flag)
         options.set_capability("goog:loggingPrefs", {"browser": "ALL"})

@@ -35,8 +35,8 @@ class Context:
         self.proxy = None
         self.step = 0
 
-    def browser(self, name):
-        browser = Browser(name, self.workdir, self.trust)
+    def browser(self, name, flags=()):
+        browser = Browser(name, self.workdir, self.trust, flags)
         self.browsers.append(browser)
         return browser
 
@@ -620,6 +620,227 @@ def test_ten_tabs_over_http2(ctx):
     b.click("hangup-button")
     a.wait_reason("hangup")
 
+def call_data(browser, name):
+    """A figure the page keeps on #call's dataset (from getStats, or its own counters): 0 when absent."""
+    value = browser.attr("call", name)
+    try:
+        return int(value or "0")
+    except ValueError:
+        return value
+
+
+def wait_rising(browser, name, what, timeout=20):
+    """#call's `name` (a getStats counter) grows by more than a little, twice over."""
+    first = call_data(browser, name)
+    browser.wait(lambda d: call_data(browser, name) > first + 5, what, timeout)
+    return first, call_data(browser, name)
+
+
+def wait_frames_of(browser, what, timeout=20):
+    browser.wait(lambda d: browser.frames() > 0, what, timeout)
+    first = browser.frames()
+    browser.wait(lambda d: browser.frames() > first + 5, what + " (rising)", timeout)
+    return first, browser.frames()
+
+
+def test_voice_call_then_camera(ctx, query=""):
+    """A places a voice call: B sees a voice call ringing (no "Voice only" button: it is one), accepts; audio flows
+    both ways and neither side sends a byte of video (getStats' outbound video) nor decodes a frame. A turns the
+    camera on mid-call: one renegotiation through call.signal (A offers, B answers), and B decodes A's video while
+    B still sends none; then B turns its camera on (B offers) and A decodes B's video."""
+    a, b = signed_in_pair(ctx, query)
+    box = a.driver.find_element(By.ID, "callee-input")
+    box.send_keys("bob")
+    a.click("voice-call-button")
+    b.wait(lambda d: b.visible("incoming"), "incoming-call panel")
+    assert b.attr("incoming", "kind") == "voice", b.attr("incoming", "kind")
+    assert b.text("incoming-kind") == "voice call", b.text("incoming-kind")
+    assert not b.visible("accept-voice-button")
+    assert b.text("accept-button") == "Accept", b.text("accept-button")
+    ctx.shot("voice-call-ringing")
+    b.click("accept-button")
+    for browser in (a, b):
+        browser.wait_state("connected")
+    for browser in (a, b):
+        first, later = wait_rising(browser, "audioPacketsIn", "audio packets in")
+        print("    %s: audio packets in %d -> %d" % (browser.name, first, later))
+    for browser in (a, b):
+        assert browser.attr("call", "sending") == "none", browser.attr("call", "sending")
+        assert call_data(browser, "videoBytesOut") == 0, call_data(browser, "videoBytesOut")
+        assert browser.frames() == 0, browser.frames()
+        assert browser.text("camera-button") == "Camera on", browser.text("camera-button")
+    ctx.shot("voice-only")
+    a.click("camera-button")
+    first, later = wait_frames_of(b, "B decoding A's camera")
+    print("    bob decodes alice's camera: framesDecoded %d -> %d" % (first, later))
+    assert a.attr("call", "sending") == "camera"
+    a.wait(lambda d: call_data(a, "videoBytesOut") > 0, "A's outbound video")
+    assert call_data(a, "offersSent") == 1 and call_data(b, "offersReceived") == 1, (
+        call_data(a, "offersSent"), call_data(b, "offersReceived"))
+    assert a.frames() == 0 and call_data(b, "videoBytesOut") == 0, (a.frames(), call_data(b, "videoBytesOut"))
+    ctx.shot("alice-camera-on")
+    b.click("camera-button")
+    first, later = wait_frames_of(a, "A decoding B's camera")
+    print("    alice decodes bob's camera: framesDecoded %d -> %d" % (first, later))
+    assert call_data(b, "offersSent") == 1 and call_data(a, "offersReceived") == 1
+    b.wait_frames_rising()
+    for browser in (a, b):
+        assert browser.attr("call-state", "state") == "connected"
+    ctx.shot("both-cameras-on")
+    a.click("hangup-button")
+    b.wait_reason("hangup")
+
+
+def test_secure_relay_reload_rejoins_call(ctx):
+    """The reload test through the secure relay: the reloading party's leg starts over (a new certificate and ICE
+    credentials), the other party's carries on."""
+    test_reload_rejoins_call(ctx, "?media=secure-relay", "secure-relay")
+
+
+def test_secure_relay_voice_call_then_camera(ctx):
+    """The voice call test through the secure relay: turning a camera on is a renegotiation Switchboard carries
+    from one leg to the other (the video m-line's direction changes, no m-line is added)."""
+    test_voice_call_then_camera(ctx, "?media=secure-relay")
+
+
+def select_option(browser, select_id, index):
+    """Picks option `index` of a <select> as a user would (Selenium's Select fires the change event)."""
+    from selenium.webdriver.support.ui import Select
+    picker = Select(browser.driver.find_element(By.ID, select_id))
+    picker.select_by_index(index)
+    return picker.first_selected_option.get_attribute("value")
+
+
+def local_track(browser, kind):
+    """The deviceId and label of the page's local track of `kind` (the local preview shows the video one)."""
+    return browser.driver.execute_script("""
+        const video = document.getElementById('local-video').srcObject;
+        const tracks = video ? video.getTracks() : [];
+        const t = tracks.find((t) => t.kind === arguments[0]);
+        return t ? [t.getSettings().deviceId, t.label] : null;""", kind)
+
+
+# Chromium's fake cameras: fake_device_0 (I420), fake_device_1 (Y16, a depth camera: WebRTC encodes none of its
+# frames) and fake_device_2 (MJPEG). The test switches between the first and the third.
+TWO_CAMERAS = ("--use-fake-device-for-media-stream=device-count=3",)
+
+
+def test_device_switch_mid_call(ctx):
+    """Two fake cameras (and Chromium's fake microphones and speakers). A places a video call; B answers voice only
+    (B sends no video; A's camera reaches B). A picks its second camera mid-call: the track is replaced (no
+    renegotiation on either side: no offer sent or received), B keeps decoding; A picks another microphone, B keeps
+    receiving audio; B picks a speaker (setSinkId on the remote video). The choices survive a reload."""
+    a, b = ctx.browser("alice", TWO_CAMERAS), ctx.browser("bob", TWO_CAMERAS)
+    for browser, user in ((a, "alice"), (b, "bob")):
+        browser.open(ctx.server.url + "/")
+        browser.sign_in(ctx.server.tokens[user])
+    ring(ctx, a, b)
+    assert b.attr("incoming", "kind") == "video" and b.visible("accept-voice-button")
+    b.click("accept-voice-button")
+    for browser in (a, b):
+        browser.wait_state("connected")
+    first, later = wait_frames_of(b, "B decoding A's camera")
+    assert call_data(b, "videoBytesOut") == 0 and b.attr("call", "sending") == "none"
+    a.wait(lambda d: a.attr("devices", "ready") == "true" and call_data(a, "offersSent") == 0, "device list")
+    cameras = int(a.driver.find_element(By.ID, "camera-select").get_attribute("data-count"))
+    assert cameras == 3, cameras
+    before = local_track(a, "video")
+    assert before[1] == "fake_device_0", before
+    labels = a.driver.execute_script(
+        "return Array.from(document.getElementById('camera-select').options).map((o) => o.textContent)")
+    chosen = select_option(a, "camera-select", labels.index("fake_device_2"))
+    a.wait(lambda d: (local_track(a, "video") or [None])[0] == chosen, "A's camera switched")
+    print("    alice's camera: %s -> %s" % (before[1], local_track(a, "video")[1]))
+    first, later = wait_frames_of(b, "B decoding A's second camera")
+    print("    bob still decodes: framesDecoded %d -> %d" % (first, later))
+    ctx.shot("camera-switched")
+    microphones = a.driver.execute_script(
+        "return Array.from(document.getElementById('microphone-select').options).map((o) => o.value)")
+    assert len([m for m in microphones if m]) >= 2, microphones
+    mic = select_option(a, "microphone-select", len(microphones) - 1)
+    a.wait(lambda d: "microphone switched" in (a.text("log") or ""), "A's microphone switched")
+    wait_rising(b, "audioPacketsIn", "B receiving A's audio after the switch")
+    speakers = b.driver.execute_script(
+        "return Array.from(document.getElementById('speaker-select').options).map((o) => o.value)")
+    speaker = select_option(b, "speaker-select", len(speakers) - 1)
+    b.wait(lambda d: b.driver.execute_script("return document.getElementById('remote-video').sinkId") == speaker,
+           "B's speaker")
+    for browser in (a, b):
+        assert call_data(browser, "offersSent") == 0 and call_data(browser, "offersReceived") == 0, (
+            browser.name, call_data(browser, "offersSent"), call_data(browser, "offersReceived"))
+        assert browser.attr("call-state", "state") == "connected"
+    a.click("hangup-button")
+    b.wait_reason("hangup")
+    # Kept across a reload (localStorage).
+    a.driver.refresh()
+    a.wait(lambda d: a.attr("devices", "ready") == "true", "device list after the reload")
+    a.wait(lambda d: a.driver.find_element(By.ID, "camera-select").get_attribute("value") == chosen, "camera kept")
+    assert a.driver.find_element(By.ID, "microphone-select").get_attribute("value") == mic
+    ctx.shot("kept-after-reload")
+
+
+def test_screen_share(ctx):
+    """A video call; A shares its screen (getDisplayMedia, Chromium's fake 800x600 screen): the screen's track
+    replaces the camera's without renegotiating and B decodes it (wider than the camera's 320x240); A
+    stops sharing and B decodes the camera again."""
+    a, b = signed_in_pair(ctx)
+    ring(ctx, a, b)
+    answer_and_decode(a, b, "host")
+    b.wait(lambda d: b.attr("call", "remoteSize") == "320x240", "B decoding A's camera at 320x240")
+    a.click("share-button")
+    a.wait(lambda d: a.attr("call", "sending") == "screen", "A sharing")
+    assert a.driver.find_element(By.ID, "share-button").get_attribute("aria-pressed") == "true"
+    # The encoder may scale the 800x600 screen down (800x450 seen): wider than the camera is what tells them apart.
+    b.wait(lambda d: int((b.attr("call", "remoteSize") or "0x0").split("x")[0]) > 320, "B decoding A's screen")
+    first, later = wait_frames_of(b, "B decoding the shared screen")
+    print("    bob decodes alice's screen at %s: framesDecoded %d -> %d" % (b.attr("call", "remoteSize"), first, later))
+    ctx.shot("sharing")
+    a.click("share-button")
+    a.wait(lambda d: a.attr("call", "sending") == "camera", "A back on the camera")
+    b.wait(lambda d: b.attr("call", "remoteSize") == "320x240", "B decoding A's camera again")
+    for browser in (a, b):
+        assert call_data(browser, "offersSent") == 0 and call_data(browser, "offersReceived") == 0
+    ctx.shot("stopped-sharing")
+    a.click("hangup-button")
+    b.wait_reason("hangup")
+
+
+def test_reload_rejoins_call(ctx, query="", path="host"):
+    """A video call; A reloads its page mid-call: the server still has the call active, the reloaded page finds it
+    (GET /v1/calls?state=active), offers from a new peer connection through call.signal, B answers from a new one,
+    and frames decode again on both sides. Then B (the callee) reloads and the same happens the other way; A hangs
+    up and both see it."""
+    a, b = signed_in_pair(ctx, query)
+    ring(ctx, a, b)
+    answer_and_decode(a, b, path)
+    call_id = a.attr("call", "callId")
+    for reloading, other in ((a, b), (b, a)):
+        reloading.driver.refresh()
+        reloading.wait(lambda d: reloading.attr("call", "callId") == call_id, "the reloaded page rejoining")
+        assert ctx.server.api("GET", "/v1/calls/" + call_id, "alice")["call"]["state"] == "active"
+        for browser in (reloading, other):
+            browser.wait_state("connected", timeout=30)
+        for browser in (reloading, other):
+            first, later = wait_frames_of(browser, "frames after %s's reload" % reloading.name)
+            print("    after %s's reload, %s decodes: framesDecoded %d -> %d" % (
+                reloading.name, browser.name, first, later))
+        if path == "secure-relay":
+            # Through the secure relay only the reloading party's leg starts over: the other side renegotiates
+            # with Switchboard (the same certificate) and keeps its peer connection.
+            assert "rejoined the call" not in other.text("log"), other.text("log")
+            assert call_data(other, "offersReceived") >= 1
+            legs = ctx.server.api("GET", "/v1/calls/" + call_id, "alice")["call"]["mediaLegs"]
+            assert all(leg["fingerprintVerified"] and leg["dtls"] == "established" for leg in legs), legs
+        else:
+            assert "rejoined the call" in other.text("log"), other.text("log")
+        ctx.shot("rejoined-after-%s-reload" % reloading.name)
+    a.click("hangup-button")
+    for browser in (a, b):
+        browser.wait_reason("hangup")
+    call = ctx.server.api("GET", "/v1/calls/" + call_id, "alice")["call"]
+    assert call["state"] == "ended" and call["endReason"] == "hangup", call
+
+
 # The address of this suite's own test host: a veth in the private network namespace scripts/test-browser runs the
 # suite in (lo + 198.51.100.10/24, RFC 5737 TEST-NET-2, nothing behind it). Firefox pairs no loopback candidate, so
 # its servers are reached there.
@@ -636,6 +857,12 @@ TESTS = [
     ("ten_tabs_over_http2", test_ten_tabs_over_http2, {}),
     ("history_after_three_calls", test_history_after_three_calls, {"ring_timeout": 3}),
     ("accessibility_and_phone_width", test_accessibility_and_phone_width, {}),
+    ("voice_call_then_camera", test_voice_call_then_camera, {}),
+    ("device_switch_mid_call", test_device_switch_mid_call, {}),
+    ("screen_share", test_screen_share, {}),
+    ("reload_rejoins_call", test_reload_rejoins_call, {}),
+    ("secure_relay_reload_rejoins_call", test_secure_relay_reload_rejoins_call, {}),
+    ("secure_relay_voice_call_then_camera", test_secure_relay_voice_call_then_camera, {}),
     ("reconnect_keeps_call", test_reconnect_keeps_call, {}),
     ("secure_relay_call", test_secure_relay_call, {}),
     ("firefox_calls_chromium_through_the_secure_relay", test_firefox_calls_chromium_through_the_secure_relay,

@@ -24,7 +24,7 @@ struct SecurityHeadersMiddleware<Context: RequestContext>: RouterMiddleware {
         response.headers[HTTPField.Name("Cross-Origin-Opener-Policy")!] = "same-origin"
         response.headers[HTTPField.Name("Cross-Origin-Resource-Policy")!] = "same-origin"
         response.headers[HTTPField.Name("Permissions-Policy")!] =
-            "camera=(self), microphone=(self), geolocation=(), payment=(), usb=()"
+            "camera=(self), microphone=(self), display-capture=(self), geolocation=(), payment=(), usb=()"
         if strictTransportSecurity {
             response.headers[.strictTransportSecurity] = "max-age=31536000"
         }

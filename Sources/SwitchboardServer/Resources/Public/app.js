@@ -2,9 +2,11 @@
 // in sessionStorage (per tab) and travel only in Authorization headers, never in a URL. The entry module: wires the
 // page's controls and loads the client configuration.
 import { askNotificationPermission } from "./alert.js";
-import { acceptCall, declineCall, hangUp, placeCall, toggleTracks } from "./call.js";
+import { acceptCall, declineCall, hangUp, placeCall, toggleMute } from "./call.js";
+import { initDevices } from "./devices.js";
 import { connect } from "./events.js";
 import { loadHistory } from "./history.js";
+import { toggleCamera, toggleScreenShare } from "./media.js";
 import { devSignIn, signIn, signOut } from "./session.js";
 import { app } from "./state.js";
 import { $, show, TOKEN_KEY } from "./util.js";
@@ -16,19 +18,23 @@ async function start() {
     signIn($("token-input").value);
   });
   $("signout").addEventListener("click", () => signOut());
-  $("call-form").addEventListener("submit", (event) => {
-    event.preventDefault();
+  const call = (kind) => {
     const to = $("callee-input").value.trim();
     if (!/^[A-Za-z0-9._~-]{1,64}$/.test(to)) { $("call-error").textContent = "Enter a user name."; return; }
-    placeCall(to);
-  });
-  $("accept-button").addEventListener("click", acceptCall);
+    placeCall(to, kind);
+  };
+  $("call-form").addEventListener("submit", (event) => { event.preventDefault(); call("video"); });
+  $("voice-call-button").addEventListener("click", () => call("voice"));
+  $("accept-button").addEventListener("click", () => acceptCall(true));
+  $("accept-voice-button").addEventListener("click", () => acceptCall(false));
   $("decline-button").addEventListener("click", declineCall);
   $("hangup-button").addEventListener("click", hangUp);
   $("history-more").addEventListener("click", () => loadHistory(true));
   $("dismiss-button").addEventListener("click", () => { show("call", false); });
-  $("mute-button").addEventListener("click", (event) => toggleTracks("audio", event.currentTarget));
-  $("camera-button").addEventListener("click", (event) => toggleTracks("video", event.currentTarget));
+  $("mute-button").addEventListener("click", (event) => toggleMute(event.currentTarget));
+  $("camera-button").addEventListener("click", (event) => toggleCamera(event.currentTarget));
+  $("share-button").addEventListener("click", (event) => toggleScreenShare(event.currentTarget));
+  initDevices();
   window.addEventListener("online", () => { if (app.token && !app.source) connect(); });
 
   try {

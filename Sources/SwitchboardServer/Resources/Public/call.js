@@ -2,10 +2,13 @@
 import { startAlert, stopAlert } from "./alert.js";
 import { api } from "./api.js";
 import { resync } from "./events.js";
-import { icePolicy, localMedia, makePeerConnection, requestedMedia } from "./media.js";
+import {
+  applyOffer, attachTracks, cameraTrack, countOffer, icePolicy, localMedia, makePeerConnection, requestedMedia,
+  setCameraButton, stopScreenShare,
+} from "./media.js";
 import { app } from "./state.js";
 import { collectStats } from "./stats.js";
-import { $, FAILURES, log, REASONS, show } from "./util.js";
+import { $, CALL_KEY, FAILURES, log, REASONS, show } from "./util.js";
 
 export function setCallState(call, state) {
   if (call !== app.call) return;
@@ -30,18 +33,57 @@ export function showCall(call) {
   $("ice-state").textContent = "new";
   $("ice-policy").textContent = call.media === "secure-relay" ? "secure relay" : icePolicy();
   $("mute-button").setAttribute("aria-pressed", "false");
-  $("camera-button").setAttribute("aria-pressed", "false");
+  $("mute-button").textContent = "Mute";
+  setCameraButton($("camera-button"), call.kind !== "voice");
+  $("share-button").setAttribute("aria-pressed", "false");
+  $("share-button").textContent = "Share screen";
+  $("call").dataset.kind = call.kind;
+  $("call").dataset.offersSent = "0";
+  $("call").dataset.offersReceived = "0";
+  $("call").dataset.sending = "none";
   show("hangup-button", true);
   show("dismiss-button", false);
   show("call", true);
   $("call-error").textContent = "";
 }
 
+// Resolves to null once the server took the signal, or to the error it refused it with (logged); never rejects.
 export function sendSignal(call, signal) {
-  if (call.ended) return;
-  if (!call.canSignal) { call.outbox.push(signal); return; }
-  api("POST", "/v1/calls/" + encodeURIComponent(call.id) + "/signals", Object.assign({ device: app.device }, signal))
-    .catch((error) => log("signal " + signal.type + " refused: " + error.message));
+  if (call.ended) return Promise.resolve(null);
+  if (!call.canSignal) { call.outbox.push(signal); return Promise.resolve(null); }
+  return api("POST", "/v1/calls/" + encodeURIComponent(call.id) + "/signals", Object.assign({ device: app.device }, signal))
+    .then(() => null, (error) => { log("signal " + signal.type + " refused: " + error.message); return error; });
+}
+
+// The call this tab is in, and whether its camera is on, for a reload to rejoin it (sessionStorage: this tab only).
+export function rememberCall(call) {
+  if (call !== app.call || !call.id || call.ended) return;
+  const camera = cameraTrack(call);
+  sessionStorage.setItem(CALL_KEY, JSON.stringify({ id: call.id, camera: !!(camera && camera.enabled) }));
+}
+
+function rememberedCall(id) {
+  try {
+    const saved = JSON.parse(sessionStorage.getItem(CALL_KEY) || "null");
+    return saved && saved.id === id ? saved : null;
+  } catch (_) { return null; }
+}
+
+// "video" when the offer sends video (a video m-line, not rejected, sendrecv or sendonly), else "voice". Port 0
+// rejects a section unless it is `a=bundle-only` (Firefox offers its bundled sections that way).
+export function offeredKind(sdp) {
+  for (const section of (sdp || "").split(/\r?\nm=/).slice(1)) {
+    if (!section.startsWith("video ")) continue;
+    if (section.startsWith("video 0 ") && !/\na=bundle-only\b/.test(section)) continue;
+    const direction = (section.match(/\na=(sendrecv|sendonly|recvonly|inactive)\b/) || [null, "sendrecv"])[1];
+    if (direction === "sendrecv" || direction === "sendonly") return "video";
+  }
+  return "voice";
+}
+
+function fingerprint(sdp) {
+  const found = /\na=fingerprint:(\S+ \S+)/i.exec(sdp || "");
+  return found ? found[1].toLowerCase() : null;
 }
 
 export function flushOutbox(call) {
@@ -52,23 +94,45 @@ export function flushOutbox(call) {
 
 export async function applyRemoteSignal(call, signal) {
   const pc = call.pc;
-  if (!pc || !pc.remoteDescription) { call.inbox.push(signal); return; }
+  // Candidates wait for the description they belong to; an offer or an answer applies when the state allows it.
+  const applies = pc && (pc.remoteDescription || (signal.type === "offer" && pc.signalingState === "stable") ||
+    (signal.type === "answer" && pc.signalingState === "have-local-offer"));
+  if (!applies) {
+    call.inbox.push(signal);
+    return;
+  }
   try {
     if (signal.type === "candidate" && signal.candidate) {
-      await pc.addIceCandidate(signal.candidate);
+      await pc.addIceCandidate(signal.candidate).catch((error) => {
+        if (!call.ignoredOffer) throw error; // a candidate of an offer this page ignored
+      });
     } else if (signal.type === "end-of-candidates") {
       await pc.addIceCandidate(null).catch(() => {});
     } else if (signal.type === "offer" && signal.sdp) {
-      await pc.setRemoteDescription({ type: "offer", sdp: signal.sdp });
-      const answer = await pc.createAnswer();
-      await pc.setLocalDescription(answer);
-      sendSignal(call, { type: "answer", sdp: pc.localDescription.sdp });
+      const remote = pc.remoteDescription && fingerprint(pc.remoteDescription.sdp);
+      if (remote && fingerprint(signal.sdp) && fingerprint(signal.sdp) !== remote) await answerRejoin(call, signal.sdp);
+      else await applyOffer(call, signal.sdp);
     } else if (signal.type === "answer" && signal.sdp) {
+      if (pc.signalingState !== "have-local-offer") return; // the answer to an offer rolled back
       await pc.setRemoteDescription({ type: "answer", sdp: signal.sdp });
+      await drainInbox(call);
     }
   } catch (error) {
     log("signal " + signal.type + " failed: " + error.message);
   }
+}
+
+// The other party reloaded its page mid-call and offers from a new peer connection (a new certificate): this
+// side answers from a new peer connection of its own, with the same microphone and camera.
+async function answerRejoin(call, sdp) {
+  log(call.peer + " rejoined the call");
+  const old = call.pc;
+  call.pc = null;
+  old.close();
+  await makePeerConnection(call, { offerer: false });
+  if (call.ended) return;
+  await applyOffer(call, sdp);
+  await drainInbox(call);
 }
 
 export async function drainInbox(call) {
@@ -79,20 +143,21 @@ export async function drainInbox(call) {
 export function newCall(fields) {
   return Object.assign({
     id: null, role: null, peer: null, state: "idle", pc: null, localStream: null, offer: null, media: "direct",
-    canSignal: false, outbox: [], inbox: [], active: false, ended: false,
-  }, fields);
+    kind: "video", canSignal: false, outbox: [], inbox: [], active: false, ended: false,
+    audioTx: null, videoTx: null, screenTrack: null, remoteStream: null, makingOffer: false, ignoredOffer: null,
+  }, fields, { polite: fields.role === "callee" });
 }
 
-export async function placeCall(to) {
+export async function placeCall(to, kind = "video") {
   if (app.call && !app.call.ended) { $("call-error").textContent = "Already in a call."; return; }
-  const call = newCall({ role: "caller", peer: to, media: requestedMedia() });
+  const call = newCall({ role: "caller", peer: to, media: requestedMedia(), kind });
   app.call = call;
   app.earlyEvents.length = 0;
   showCall(call);
   setCallState(call, "calling");
   try {
-    await localMedia(call);
-    const pc = await makePeerConnection(call);
+    await localMedia(call, { video: kind === "video" });
+    const pc = await makePeerConnection(call, { offerer: true });
     await pc.setLocalDescription(await pc.createOffer());
     if (call.ended) return;
     const data = await api("POST", "/v1/calls", {
@@ -100,6 +165,7 @@ export async function placeCall(to) {
     });
     call.id = data.call.id;
     call.media = data.call.media || call.media; // the server's decision (its --media policy) wins
+    rememberCall(call);
     $("call").dataset.callId = call.id;
     log("calling " + to + " (" + call.id + ")");
     if (data.call.state === "ended") { finish(call, data.call.endReason || "failed"); return; }
@@ -127,6 +193,7 @@ export function onInvite(data) {
   if (app.call && !app.call.ended) { log("ignoring a second invite from " + info.caller); return; }
   const call = newCall({
     id: info.id, role: "callee", peer: info.caller, offer: data.sdp || null, media: info.media || "direct",
+    kind: data.sdp ? offeredKind(data.sdp.sdp) : "video",
   });
   for (const signal of takeEarlySignals(info.id)) call.inbox.push(signal);
   app.call = call;
@@ -134,6 +201,10 @@ export function onInvite(data) {
   show("hangup-button", false);
   setCallState(call, "ringing");
   $("incoming-caller").textContent = info.caller;
+  $("incoming-kind").textContent = call.kind === "video" ? "video call" : "voice call";
+  $("incoming").dataset.kind = call.kind;
+  $("accept-button").textContent = call.kind === "video" ? "Accept with video" : "Accept";
+  show("accept-voice-button", call.kind === "video");
   show("incoming", true);
   startAlert(info.caller, info.id);
   log("incoming call from " + info.caller);
@@ -158,19 +229,24 @@ export function onRinging(data) {
   }
 }
 
-export async function acceptCall() {
+// `video`: answer with the camera on (a video call's Accept); false answers voice only (a voice call's Accept, or
+// a video call's "Voice only"): the far side's video is still received.
+export async function acceptCall(video) {
   const call = app.call;
   if (!call || call.role !== "callee" || call.ended) return;
+  const withVideo = video && call.kind === "video";
   stopAlert();
   show("incoming", false);
   show("hangup-button", true);
   setCallState(call, "connecting");
   try {
-    await localMedia(call);
-    const pc = await makePeerConnection(call);
+    await localMedia(call, { video: withVideo });
+    setCameraButton($("camera-button"), withVideo);
+    const pc = await makePeerConnection(call, { offerer: false });
     let answerSDP;
     if (call.offer) {
       await pc.setRemoteDescription(call.offer);
+      await attachTracks(call);
       await drainInbox(call);
       await pc.setLocalDescription(await pc.createAnswer());
       answerSDP = { type: "answer", sdp: pc.localDescription.sdp };
@@ -180,6 +256,7 @@ export async function acceptCall() {
       answerSDP ? { device: app.device, sdp: answerSDP } : { device: app.device });
     if (data.call.state === "ended") { finish(call, data.call.endReason || "failed"); return; }
     call.active = true;
+    rememberCall(call);
     if (pc.connectionState === "connected") setCallState(call, "connected");
     flushOutbox(call);
   } catch (error) {
@@ -254,6 +331,8 @@ export function onSignal(data) {
 
 export function endLocally(call) {
   call.ended = true;
+  if (call.screenTrack) stopScreenShare(call);
+  if (call === app.call) sessionStorage.removeItem(CALL_KEY);
   clearInterval(app.statsTimer);
   clearTimeout(call.iceRefreshTimer);
   if (call.pc) { call.pc.close(); }
@@ -278,12 +357,74 @@ export function finish(call, reason, failure) {
   log("call ended: " + (REASONS[reason] || reason));
 }
 
-export function toggleTracks(kind, button) {
+export function toggleMute(button) {
   const call = app.call;
   if (!call || !call.localStream) return;
   const off = button.getAttribute("aria-pressed") !== "true";
-  for (const track of call.localStream.getTracks()) if (track.kind === kind) track.enabled = !off;
+  for (const track of call.localStream.getAudioTracks()) track.enabled = !off;
   button.setAttribute("aria-pressed", String(off));
-  if (kind === "audio") button.textContent = off ? "Unmute" : "Mute";
-  else button.textContent = off ? "Camera on" : "Camera off";
+  button.textContent = off ? "Unmute" : "Mute";
+}
+
+// After a reload: the call this tab's device is in (GET /v1/calls?state=active: the callee's device is
+// `answeredBy`, the caller's is in the invite's timeline entry), rejoined with a fresh offer through call.signal.
+export async function rejoinActiveCall() {
+  if (app.call && !app.call.ended) return;
+  let calls;
+  try {
+    calls = (await api("GET", "/v1/calls?state=active&limit=20")).calls || [];
+  } catch (error) {
+    log("looking for an active call failed: " + error.message);
+    return;
+  }
+  for (const info of calls) {
+    let role = null;
+    if (info.callee === app.user && info.answeredBy === app.device) {
+      role = "callee";
+    } else if (info.caller === app.user) {
+      try {
+        const full = (await api("GET", "/v1/calls/" + encodeURIComponent(info.id))).call;
+        const invite = (full.timeline || []).find((entry) => entry.event === "invite");
+        if (invite && invite.device === app.device) role = "caller";
+      } catch (_) { continue; }
+    }
+    if (role) { await rejoin(info, role); return; }
+  }
+}
+
+async function rejoin(info, role) {
+  if (app.call && !app.call.ended) return;
+  const saved = rememberedCall(info.id);
+  const camera = saved ? saved.camera : true;
+  const call = newCall({
+    id: info.id, role, peer: role === "caller" ? info.callee : info.caller, media: info.media || "direct",
+    kind: camera ? "video" : "voice", active: true,
+  });
+  app.call = call;
+  if (info.answeredAt) call.connectedAt = Date.parse(info.answeredAt);
+  showCall(call);
+  setCallState(call, "rejoining");
+  log("rejoining the call with " + call.peer);
+  try {
+    await localMedia(call, { video: camera });
+    const pc = await makePeerConnection(call, { offerer: true });
+    await pc.setLocalDescription(await pc.createOffer());
+    if (call.ended) return;
+    countOffer("offersSent");
+    // The offer first, then the candidates (outbox): the other side must see the new certificate before them.
+    await api("POST", "/v1/calls/" + encodeURIComponent(call.id) + "/signals",
+      { device: app.device, type: "offer", sdp: pc.localDescription.sdp });
+    rememberCall(call);
+    flushOutbox(call);
+  } catch (error) {
+    log("rejoining failed: " + error.message);
+    if (call.ended) return;
+    // The server refused the offer (the call ended meanwhile, or the relay cannot take it): the call cannot go on
+    // from this page, so it ends rather than leaving the other party waiting. Without an answer from the server
+    // (the network), the page says so and the user decides (Hang up).
+    const shown = await api("GET", "/v1/calls/" + encodeURIComponent(call.id)).catch(() => null);
+    if (shown && shown.call.state === "ended") finish(call, shown.call.endReason || "failed");
+    else if (error.status >= 400 && error.status < 500) hangUp();
+    else setCallState(call, "media failed");
+  }
 }

@@ -1,6 +1,6 @@
 // The event stream: a single-use ticket, an EventSource, resumption with lastEventId, reconnection.
 import { api } from "./api.js";
-import { finish, onAccepted, onEnded, onInvite, onRinging, onSignal } from "./call.js";
+import { finish, onAccepted, onEnded, onInvite, onRinging, onSignal, rejoinActiveCall } from "./call.js";
 import { loadHistory } from "./history.js";
 import { signOut } from "./session.js";
 import { app } from "./state.js";
@@ -37,6 +37,8 @@ export async function connect() {
     app.reconnectDelay = 1000;
     setPresence("online", data.user + " online (" + data.device + ")");
     log("stream open as " + data.user + "/" + data.device);
+    // Once per sign-in (a reload signs in again): a call this tab was in is rejoined.
+    if (!app.rejoinChecked) { app.rejoinChecked = true; rejoinActiveCall(); }
   });
   on("call.invite", onInvite);
   on("call.ringing", onRinging);

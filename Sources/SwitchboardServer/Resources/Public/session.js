@@ -28,6 +28,7 @@ export function signIn(token) {
   show("home", true);
   show("history", true);
   app.lastEventId = null;
+  app.rejoinChecked = false;
   connect();
   loadHistory();
 }

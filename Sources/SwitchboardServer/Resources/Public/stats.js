@@ -28,8 +28,12 @@ export async function collectStats(call) {
   let pair = null;
   let frames = 0;
   const inbound = { received: 0, lost: 0, bytes: 0, width: 0, height: 0, fps: null };
+  let audioPackets = 0;
+  let videoBytesSent = 0;
   report.forEach((entry) => {
     if (entry.type === "transport" && entry.selectedCandidatePairId) pair = report.get(entry.selectedCandidatePairId);
+    if (entry.type === "outbound-rtp" && entry.kind === "video") videoBytesSent += entry.bytesSent || 0;
+    if (entry.type === "inbound-rtp" && entry.kind === "audio") audioPackets += entry.packetsReceived || 0;
     if (entry.type === "inbound-rtp") {
       inbound.received += entry.packetsReceived || 0;
       inbound.lost += Math.max(0, entry.packetsLost || 0);
@@ -48,6 +52,11 @@ export async function collectStats(call) {
     });
   }
   $("frames-decoded").textContent = String(frames);
+  // For the browser suite: what getStats says flows (audio packets in, video bytes out, the far side's frame size).
+  const element = $("call");
+  element.dataset.audioPacketsIn = String(audioPackets);
+  element.dataset.videoBytesOut = String(videoBytesSent);
+  element.dataset.remoteSize = inbound.width ? inbound.width + "x" + inbound.height : "";
   if (call.connectedAt) $("call-timer").textContent = formatSeconds((Date.now() - call.connectedAt) / 1000);
   if (pair) {
     const local = report.get(pair.localCandidateId) || {};

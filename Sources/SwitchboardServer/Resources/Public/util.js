@@ -5,6 +5,8 @@ export const TOKEN_KEY = "switchboard.token";
 
 export const DEVICE_KEY = "switchboard.device";
 
+export const CALL_KEY = "switchboard.call";
+
 export const REASONS = {
   hangup: "hung up",
   cancelled: "cancelled",
