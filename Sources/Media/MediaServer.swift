@@ -327,13 +327,14 @@ public final class MediaServer: Service, DatagramHandler, @unchecked Sendable {
         let remote = try SDPRewriter.remoteTransport(of: sdp, setups: ["actpass", "active"])
         return try locked { () throws(MediaError) -> String in
             guard let box = sessions[callID] else { throw MediaError(.noSession, "the call has no media session") }
-            // The other party's offer waiting for an answer: glare, this one is refused (its sender rolls back). The
-            // same party offering again replaces its own.
-            if let pending = box.renegotiation, pending.from != party {
-                throw MediaError(.conflict, "an offer from the other party is waiting for its answer on this call")
-            }
             let current = box.session[party].remote?.credentials
             let rejoin = try Self.isRejoin(box.session[party].remote, remote)
+            // The other party's offer waiting for an answer: glare, this one is refused (its sender rolls back). The
+            // same party offering again replaces its own, and so does a rejoin the other party's: the page that
+            // would have answered it is gone.
+            if let pending = box.renegotiation, pending.from != party, !rejoin {
+                throw MediaError(.conflict, "an offer from the other party is waiting for its answer on this call")
+            }
             let restart = current == remote.credentials ? nil : ICECredentials.random()
             let other = party.other
             let offer = try SDPRewriter.rewrite(
@@ -345,6 +346,9 @@ public final class MediaServer: Service, DatagramHandler, @unchecked Sendable {
             box.versions[other] += 1
             box.renegotiation = Renegotiation(
                 from: party, remote: remote, restart: restart, rejoin: rejoin, at: .now)
+            // The old peer connection sends no more consent checks: the leg gets a consent period from now for the
+            // other party to answer (it starts over then; without an answer it loses consent as before).
+            if rejoin { box.withLeg(party) { $0.refreshConsent(now: .now) } }
             return offer
         }
     }

@@ -356,7 +356,8 @@ import Testing
     }
 
     /// A page reloaded mid-call: alice offers from a new peer connection (a new socket, certificate and ICE
-    /// credentials). A new certificate on the old ICE credentials is refused. With new ones, bob gets Switchboard's
+    /// credentials), replacing an offer of bob's her old page never answered. A new certificate on the old ICE
+    /// credentials is refused. With new ones, bob gets Switchboard's
     /// offer over his leg as it was (same credentials, same fingerprint), and once he answers alice's leg starts
     /// over: new credentials, a DTLS handshake verified against the new certificate, media both ways; the old peer
     /// connection's packets are no longer taken, and the call never stopped being active.
@@ -365,6 +366,17 @@ import Testing
             let call = try await Self.placeCall(server)
             defer { call.close() }
             try await Self.connectBothLegs(call, server)
+            // Bob offered just before alice's page went away: the old page never answers it, and her rejoin offer
+            // takes its place (any other offer of hers would be refused as glare).
+            let bobsOffer = try await server.act(
+                "signals", call.id, as: "bob", device: "b1",
+                extra: ["type": "offer", "sdp": call.bob.sdp(setup: "actpass")])
+            #expect(bobsOffer.status == 202, "\(bobsOffer.body)")
+            #expect(try await call.aliceStream.expect("call.signal")["type"] as? String == "offer")
+            let glare = try await server.act(
+                "signals", call.id, as: "alice", device: "a1",
+                extra: ["type": "offer", "sdp": call.alice.sdp(setup: "actpass")])
+            #expect(glare.status == 409)
             let reloaded = try await MediaPeer.make()
             defer { reloaded.close() }
             let forged = try await server.act(

@@ -94,6 +94,12 @@ public struct MediaLeg: Sendable {
         self.remote = remote
     }
 
+    /// Consent starts a new period at `now` (a rejoin offer: the party's old peer connection is gone and its new
+    /// one checks once the other party answered).
+    public mutating func refreshConsent(now: ContinuousClock.Instant) {
+        lastCheck = now
+    }
+
     /// Answers one Binding request from `source`, validating (and, with USE-CANDIDATE, selecting) it on success.
     public mutating func check(
         _ request: STUNMessage, from source: TransportAddress, now: ContinuousClock.Instant
