@@ -189,6 +189,12 @@ class Browser:
             "const e = document.getElementById(arguments[0]); return e ? (e.dataset[arguments[1]] || '') : null;",
             element_id, name)
 
+    def attr_of(self, element_id, name):
+        """An element's attribute (e.g. aria-pressed); None without the element or the attribute."""
+        return self.driver.execute_script(
+            "const e = document.getElementById(arguments[0]); return e ? e.getAttribute(arguments[1]) : null;",
+            element_id, name)
+
     def visible(self, element_id):
         return self.driver.execute_script(
             "const e = document.getElementById(arguments[0]); return !!e && !e.hidden && e.offsetParent !== null;",

@@ -644,7 +644,7 @@ def wait_frames_of(browser, what, timeout=20):
 
 
 def test_voice_call_then_camera(ctx, query=""):
-    """A places a voice call: B sees a voice call ringing (no "Voice only" button: it is one), accepts; audio flows
+    """A places a voice call: B sees a voice call ringing (no "Accept voice only" button: it is one), accepts; audio flows
     both ways and neither side sends a byte of video (getStats' outbound video) nor decodes a frame. A turns the
     camera on mid-call: one renegotiation through call.signal (A offers, B answers), and B decodes A's video while
     B still sends none; then B turns its camera on (B offers) and A decodes B's video."""
@@ -668,7 +668,7 @@ def test_voice_call_then_camera(ctx, query=""):
         assert browser.attr("call", "sending") == "none", browser.attr("call", "sending")
         assert call_data(browser, "videoBytesOut") == 0, call_data(browser, "videoBytesOut")
         assert browser.frames() == 0, browser.frames()
-        assert browser.text("camera-button") == "Camera on", browser.text("camera-button")
+        assert browser.attr_of("camera-button", "aria-pressed") == "false"
     ctx.shot("voice-only")
     a.click("camera-button")
     first, later = wait_frames_of(b, "B decoding A's camera")
@@ -808,16 +808,26 @@ def test_screen_share(ctx):
 def test_reload_rejoins_call(ctx, query="", path="host"):
     """A video call; A reloads its page mid-call: the server still has the call active, the reloaded page finds it
     (GET /v1/calls?state=active), offers from a new peer connection through call.signal, B answers from a new one,
-    and frames decode again on both sides. Then B (the callee) reloads and the same happens the other way; A hangs
-    up and both see it."""
+    and frames decode again on both sides; A was muted and still is. Then B (the callee) reloads and the same
+    happens the other way; A hangs up and both see it. (Direct only: a reload while the call rings cancels it.)"""
     a, b = signed_in_pair(ctx, query)
+    if path == "host":
+        # A reload while the call still rings cancels it: the page that placed it is gone.
+        ring(ctx, a, b)
+        a.driver.refresh()
+        b.wait_reason("cancelled")
+        a.wait(lambda d: "placed before the reload" in (a.text("log") or ""), "the cancel after the reload")
+        b.click("dismiss-button")
     ring(ctx, a, b)
     answer_and_decode(a, b, path)
     call_id = a.attr("call", "callId")
+    a.click("mute-button")
     for reloading, other in ((a, b), (b, a)):
         reloading.driver.refresh()
         reloading.wait(lambda d: reloading.attr("call", "callId") == call_id, "the reloaded page rejoining")
         assert ctx.server.api("GET", "/v1/calls/" + call_id, "alice")["call"]["state"] == "active"
+        # Alice muted before her reload: still muted after it (the microphone track disabled), Bob not.
+        assert reloading.attr_of("mute-button", "aria-pressed") == ("true" if reloading is a else "false")
         for browser in (reloading, other):
             browser.wait_state("connected", timeout=30)
         for browser in (reloading, other):

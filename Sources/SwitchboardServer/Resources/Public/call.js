@@ -3,7 +3,7 @@ import { startAlert, stopAlert } from "./alert.js";
 import { api } from "./api.js";
 import { resync } from "./events.js";
 import {
-  applyOffer, attachTracks, cameraTrack, countOffer, icePolicy, localMedia, makePeerConnection, requestedMedia,
+  applyOffer, attachTracks, cameraTrack, countOffer, gone, icePolicy, localMedia, makePeerConnection, requestedMedia,
   setCameraButton, stopScreenShare,
 } from "./media.js";
 import { app } from "./state.js";
@@ -33,10 +33,8 @@ export function showCall(call) {
   $("ice-state").textContent = "new";
   $("ice-policy").textContent = call.media === "secure-relay" ? "secure relay" : icePolicy();
   $("mute-button").setAttribute("aria-pressed", "false");
-  $("mute-button").textContent = "Mute";
   setCameraButton($("camera-button"), call.kind !== "voice");
   $("share-button").setAttribute("aria-pressed", "false");
-  $("share-button").textContent = "Share screen";
   $("call").dataset.kind = call.kind;
   $("call").dataset.offersSent = "0";
   $("call").dataset.offersReceived = "0";
@@ -59,7 +57,9 @@ export function sendSignal(call, signal) {
 export function rememberCall(call) {
   if (call !== app.call || !call.id || call.ended) return;
   const camera = cameraTrack(call);
-  sessionStorage.setItem(CALL_KEY, JSON.stringify({ id: call.id, camera: !!(camera && camera.enabled) }));
+  sessionStorage.setItem(CALL_KEY, JSON.stringify({
+    id: call.id, camera: !!(camera && camera.enabled), muted: !!call.muted,
+  }));
 }
 
 function rememberedCall(id) {
@@ -145,7 +145,9 @@ export function newCall(fields) {
     id: null, role: null, peer: null, state: "idle", pc: null, localStream: null, offer: null, media: "direct",
     kind: "video", canSignal: false, outbox: [], inbox: [], active: false, ended: false,
     audioTx: null, videoTx: null, screenTrack: null, remoteStream: null, makingOffer: false, ignoredOffer: null,
-  }, fields, { polite: fields.role === "callee" });
+  // The polite side gives way when two offers cross: the callee, and both sides of a secure-relay call (there the
+  // server takes one offer at a time, so an offer that arrives is the one to answer).
+  }, fields, { polite: fields.role === "callee" || fields.media === "secure-relay" });
 }
 
 export async function placeCall(to, kind = "video") {
@@ -165,6 +167,7 @@ export async function placeCall(to, kind = "video") {
     });
     call.id = data.call.id;
     call.media = data.call.media || call.media; // the server's decision (its --media policy) wins
+    if (call.media === "secure-relay") call.polite = true;
     rememberCall(call);
     $("call").dataset.callId = call.id;
     log("calling " + to + " (" + call.id + ")");
@@ -175,6 +178,7 @@ export async function placeCall(to, kind = "video") {
     const early = app.earlyEvents.splice(0).filter((event) => event.data.call.id === call.id);
     for (const event of early) await event.handle(event.data);
   } catch (error) {
+    if (gone(call)) return; // cancelled while the camera or the connection was being set up
     $("call-error").textContent = "Call failed: " + error.message;
     finish(call, "failed");
   }
@@ -260,6 +264,7 @@ export async function acceptCall(video) {
     if (pc.connectionState === "connected") setCallState(call, "connected");
     flushOutbox(call);
   } catch (error) {
+    if (gone(call)) return;
     log("accept failed: " + error.message);
     if (error.status === 409) resync(); else finish(call, "failed");
   }
@@ -357,22 +362,32 @@ export function finish(call, reason, failure) {
   log("call ended: " + (REASONS[reason] || reason));
 }
 
+// The mute button (a toggle: pressed while muted).
 export function toggleMute(button) {
   const call = app.call;
   if (!call || !call.localStream) return;
-  const off = button.getAttribute("aria-pressed") !== "true";
-  for (const track of call.localStream.getAudioTracks()) track.enabled = !off;
-  button.setAttribute("aria-pressed", String(off));
-  button.textContent = off ? "Unmute" : "Mute";
+  const muted = button.getAttribute("aria-pressed") !== "true";
+  applyMute(call, muted);
+  rememberCall(call);
 }
 
-// After a reload: the call this tab's device is in (GET /v1/calls?state=active: the callee's device is
-// `answeredBy`, the caller's is in the invite's timeline entry), rejoined with a fresh offer through call.signal.
+function applyMute(call, muted) {
+  call.muted = muted;
+  for (const track of call.localStream.getAudioTracks()) track.enabled = !muted;
+  $("mute-button").setAttribute("aria-pressed", String(muted));
+}
+
+// After a reload (only a reload: a duplicated tab copies sessionStorage, device id included, and must not take the
+// call over): the call this tab's device is in is rejoined with a fresh offer through call.signal, and a call it was
+// still placing (ringing, not yet answered) is cancelled, as its page is gone. GET /v1/calls?state=…: the callee's
+// device is `answeredBy`, the caller's is in the invite's timeline entry.
 export async function rejoinActiveCall() {
   if (app.call && !app.call.ended) return;
+  const navigation = performance.getEntriesByType ? performance.getEntriesByType("navigation")[0] : null;
+  if (!navigation || navigation.type !== "reload") return;
   let calls;
   try {
-    calls = (await api("GET", "/v1/calls?state=active&limit=20")).calls || [];
+    calls = (await api("GET", "/v1/calls?state=inviting,ringing,active&limit=20")).calls || [];
   } catch (error) {
     log("looking for an active call failed: " + error.message);
     return;
@@ -388,14 +403,22 @@ export async function rejoinActiveCall() {
         if (invite && invite.device === app.device) role = "caller";
       } catch (_) { continue; }
     }
-    if (role) { await rejoin(info, role); return; }
+    if (!role) continue;
+    if (info.state !== "active") {
+      log("cancelling the call to " + info.callee + " placed before the reload");
+      api("POST", "/v1/calls/" + encodeURIComponent(info.id) + "/hangup", { device: app.device })
+        .catch((error) => log("cancelling failed: " + error.message));
+      continue;
+    }
+    await rejoin(info, role);
+    return;
   }
 }
 
 async function rejoin(info, role) {
   if (app.call && !app.call.ended) return;
   const saved = rememberedCall(info.id);
-  const camera = saved ? saved.camera : true;
+  const camera = saved ? saved.camera : false; // no saved state: the camera stays off until the user turns it on
   const call = newCall({
     id: info.id, role, peer: role === "caller" ? info.callee : info.caller, media: info.media || "direct",
     kind: camera ? "video" : "voice", active: true,
@@ -405,26 +428,40 @@ async function rejoin(info, role) {
   showCall(call);
   setCallState(call, "rejoining");
   log("rejoining the call with " + call.peer);
+  let sdp;
   try {
     await localMedia(call, { video: camera });
+    if (saved && saved.muted) applyMute(call, true);
     const pc = await makePeerConnection(call, { offerer: true });
     await pc.setLocalDescription(await pc.createOffer());
-    if (call.ended) return;
-    countOffer("offersSent");
-    // The offer first, then the candidates (outbox): the other side must see the new certificate before them.
-    await api("POST", "/v1/calls/" + encodeURIComponent(call.id) + "/signals",
-      { device: app.device, type: "offer", sdp: pc.localDescription.sdp });
-    rememberCall(call);
-    flushOutbox(call);
+    sdp = pc.localDescription.sdp;
   } catch (error) {
     log("rejoining failed: " + error.message);
-    if (call.ended) return;
-    // The server refused the offer (the call ended meanwhile, or the relay cannot take it): the call cannot go on
-    // from this page, so it ends rather than leaving the other party waiting. Without an answer from the server
-    // (the network), the page says so and the user decides (Hang up).
-    const shown = await api("GET", "/v1/calls/" + encodeURIComponent(call.id)).catch(() => null);
-    if (shown && shown.call.state === "ended") finish(call, shown.call.endReason || "failed");
-    else if (error.status >= 400 && error.status < 500) hangUp();
-    else setCallState(call, "media failed");
+    if (!call.ended) hangUp(); // no microphone or no peer connection: this page cannot carry the call
+    return;
   }
+  // The offer first, then the candidates (outbox): the other side must see the new certificate before them. A
+  // refusal that can pass (the other party's own offer waiting, 409; the rate limit; the server or the network)
+  // is retried for half a minute; one that cannot (the call ended, the relay cannot take the offer) ends it here.
+  let delay = 500;
+  for (let attempt = 0; ; attempt++) {
+    if (gone(call)) return;
+    try {
+      await api("POST", "/v1/calls/" + encodeURIComponent(call.id) + "/signals",
+        { device: app.device, type: "offer", sdp });
+      break;
+    } catch (error) {
+      log("rejoin offer refused: " + error.message);
+      const shown = await api("GET", "/v1/calls/" + encodeURIComponent(call.id)).catch(() => null);
+      if (gone(call)) return;
+      if (shown && shown.call.state === "ended") { finish(call, shown.call.endReason || "failed"); return; }
+      const passing = !error.status || error.status === 409 || error.status === 429 || error.status >= 500;
+      if (!passing || attempt >= 12) { hangUp(); return; }
+      await new Promise((resolve) => setTimeout(resolve, delay));
+      delay = Math.min(delay * 2, 4000);
+    }
+  }
+  countOffer("offersSent");
+  rememberCall(call);
+  flushOutbox(call);
 }

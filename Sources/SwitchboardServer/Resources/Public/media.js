@@ -79,6 +79,10 @@ export async function localMedia(call, { video }) {
   const stream = await navigator.mediaDevices.getUserMedia({
     audio: audioConstraints(), video: video ? videoConstraints() : false,
   });
+  if (gone(call)) {
+    for (const track of stream.getTracks()) track.stop();
+    throw new Error("the call ended");
+  }
   call.localStream = stream;
   showLocalPreview(call);
   refreshDevices();
@@ -112,10 +116,11 @@ async function sendVideo(call, track) {
 
 export async function makePeerConnection(call, { offerer }) {
   call.pc = null; // signals for the new connection wait in the inbox until it has its remote description
+  call.audioTx = call.videoTx = null;
   const { configuration, ttl } = await iceConfiguration(call.media);
+  if (gone(call)) throw new Error("the call ended");
   const pc = new RTCPeerConnection(configuration);
   call.pc = pc;
-  call.audioTx = call.videoTx = null;
   call.remoteStream = new MediaStream();
   call.lastSample = null;
   scheduleIceRefresh(call, ttl);
@@ -168,9 +173,13 @@ async function negotiate(call, pc) {
     if (pc.localDescription.type !== "offer") return;
     countOffer("offersSent");
     sendSignal(call, { type: "offer", sdp: pc.localDescription.sdp }).then(async (error) => {
-      // The secure relay refuses an offer while the other party's own is waiting (409): give way and take
-      // theirs, if it came; the change is offered again once stable (onnegotiationneeded fires again).
-      if (!error || error.status !== 409 || call.pc !== pc || pc.signalingState !== "have-local-offer") return;
+      // An offer the server did not take (the secure relay refuses one while the other party's own is waiting,
+      // 409; or the request failed) is rolled back, and the other party's taken if it came: the change is offered
+      // again once stable (onnegotiationneeded fires again), so nothing stays stuck waiting for an answer.
+      if (!error) return;
+      // Not at the speed of a failing request: onnegotiationneeded fires again right after the rollback.
+      if (error.status !== 409) await new Promise((resolve) => setTimeout(resolve, 1000));
+      if (call.pc !== pc || pc.signalingState !== "have-local-offer") return;
       await pc.setLocalDescription({ type: "rollback" }).catch(() => {});
       const waiting = call.ignoredOffer;
       call.ignoredOffer = null;
@@ -224,52 +233,69 @@ export async function applyOffer(call, sdp) {
   sendSignal(call, { type: "answer", sdp: pc.localDescription.sdp });
 }
 
-// The camera button: with a camera track, mute or unmute it (enabled); without one (a voice call, or answered
-// voice only), turn the camera on, which renegotiates.
+// The call is over, or another one is on screen: whatever an `await` brought back for it is let go.
+export function gone(call) { return call.ended || call !== app.call; }
+
+function stopTracks(stream) { for (const track of stream.getTracks()) track.stop(); }
+
+// The camera button (a toggle: pressed while the camera is on): with a camera track, enable or disable it; without
+// one (a voice call, or answered voice only), turn the camera on, which renegotiates.
 export async function toggleCamera(button) {
   const call = app.call;
   if (!call || call.ended || !call.localStream) return;
-  const camera = cameraTrack(call);
-  if (!camera) {
+  await serially(call, async () => {
+    const camera = cameraTrack(call);
+    if (camera) {
+      camera.enabled = !camera.enabled;
+      setCameraButton(button, camera.enabled);
+      rememberCall(call);
+      return;
+    }
+    let stream;
     try {
-      const stream = await navigator.mediaDevices.getUserMedia({ video: videoConstraints() });
-      const track = stream.getVideoTracks()[0];
-      call.localStream.addTrack(track);
-      if (!call.screenTrack) await sendVideo(call, track);
-      setCameraButton(button, true);
-      log("camera on");
+      stream = await navigator.mediaDevices.getUserMedia({ video: videoConstraints() });
     } catch (error) {
       log("camera failed: " + error.message);
+      return;
     }
-    return;
-  }
-  camera.enabled = !camera.enabled;
-  setCameraButton(button, camera.enabled);
-  rememberCall(call);
+    if (gone(call)) { stopTracks(stream); return; }
+    const track = stream.getVideoTracks()[0];
+    call.localStream.addTrack(track);
+    if (!call.screenTrack) await sendVideo(call, track).catch((error) => log("camera failed: " + error.message));
+    setCameraButton(button, true);
+    log("camera on");
+  });
 }
 
 export function setCameraButton(button, on) {
-  button.setAttribute("aria-pressed", String(!on));
-  button.textContent = on ? "Camera off" : "Camera on";
+  button.setAttribute("aria-pressed", String(on));
 }
 
-// Screen share: the screen's track replaces the camera's on the video sender (no renegotiation when video was
-// already sent); stopping, or the browser's own "stop sharing", puts the camera back.
+// Screen share (a toggle: pressed while sharing): the screen's track replaces the camera's on the video sender (no
+// renegotiation when video was already sent); stopping, or the browser's own "stop sharing", puts the camera back.
 export async function toggleScreenShare(button) {
   const call = app.call;
   if (!call || call.ended || !call.pc) return;
   if (call.screenTrack) { await stopScreenShare(call); return; }
+  let stream;
   try {
-    const stream = await navigator.mediaDevices.getDisplayMedia({ video: true, audio: false });
-    const track = stream.getVideoTracks()[0];
-    call.screenTrack = track;
-    track.addEventListener("ended", () => { if (call.screenTrack === track) stopScreenShare(call); });
+    stream = await navigator.mediaDevices.getDisplayMedia({ video: true, audio: false });
+  } catch (error) {
+    log("screen share failed: " + error.message);
+    return;
+  }
+  // The picker may have been open while the call ended, or while another share started.
+  if (gone(call) || call.screenTrack) { stopTracks(stream); return; }
+  const track = stream.getVideoTracks()[0];
+  call.screenTrack = track;
+  track.addEventListener("ended", () => { if (call.screenTrack === track) stopScreenShare(call); });
+  button.setAttribute("aria-pressed", "true");
+  try {
     await sendVideo(call, track);
-    button.setAttribute("aria-pressed", "true");
-    button.textContent = "Stop sharing";
     log("sharing the screen");
   } catch (error) {
     log("screen share failed: " + error.message);
+    stopScreenShare(call);
   }
 }
 
@@ -278,34 +304,63 @@ export async function stopScreenShare(call) {
   if (!track) return;
   call.screenTrack = null;
   track.stop();
-  if (!call.ended) await sendVideo(call, cameraTrack(call));
   $("share-button").setAttribute("aria-pressed", "false");
-  $("share-button").textContent = "Share screen";
+  if (!gone(call)) await sendVideo(call, cameraTrack(call)).catch(() => {});
   log("screen share stopped");
 }
 
-// A device picked mid-call: a new track from it replaces the old one on its sender (replaceTrack: no
-// renegotiation) and in the local stream; the old one stops.
-export async function switchDevice(call, kind, deviceId) {
-  if (!call || call.ended || !call.localStream) return;
+// Device changes of one call run one after another: a keyboard user arrowing through a picker fires a change per
+// option, and two switches at once would each take the same old track away.
+function serially(call, body) {
+  const next = (call.deviceWork || Promise.resolve()).then(body, body);
+  call.deviceWork = next.catch(() => {});
+  return next;
+}
+
+// A device picked mid-call: a track from it replaces the old one on its sender (replaceTrack: no renegotiation)
+// and in the local stream. A camera is let go before the new one opens (phones open one at a time), and taken
+// back if the new one fails; a microphone is switched without a gap.
+export function switchDevice(call, kind, deviceId) {
+  if (!call || call.ended || !call.localStream) return Promise.resolve();
+  return serially(call, () => switchNow(call, kind, deviceId));
+}
+
+async function switchNow(call, kind, deviceId) {
+  if (gone(call)) return;
   const audio = kind === "audioinput";
   const old = audio ? call.localStream.getAudioTracks()[0] : cameraTrack(call);
   if (!old) return; // nothing of that kind in use: the choice applies from the next call or camera on
-  try {
-    const device = deviceId ? { deviceId: { exact: deviceId } } : {};
-    const constraints = audio
-      ? { audio: deviceId ? device : true }
-      : { video: Object.assign({ width: 320, height: 240 }, device) };
-    const track = (await navigator.mediaDevices.getUserMedia(constraints))[audio ? "getAudioTracks" : "getVideoTracks"]()[0];
-    track.enabled = old.enabled;
-    const transceiver = audio ? call.audioTx : call.videoTx;
-    if (transceiver && (audio || !call.screenTrack)) await transceiver.sender.replaceTrack(track);
-    call.localStream.removeTrack(old);
-    call.localStream.addTrack(track);
+  const transceiver = audio ? call.audioTx : call.videoTx;
+  const sends = transceiver && (audio || !call.screenTrack);
+  const open = (id) => navigator.mediaDevices.getUserMedia(audio
+    ? { audio: id ? { deviceId: { exact: id } } : true }
+    : { video: Object.assign({ width: 320, height: 240 }, id ? { deviceId: { exact: id } } : {}) });
+  const previous = old.getSettings().deviceId;
+  if (!audio) {
+    if (sends) await transceiver.sender.replaceTrack(null).catch(() => {});
     old.stop();
-    showLocalPreview(call);
-    log((audio ? "microphone" : "camera") + " switched to " + (track.label || deviceId));
+  }
+  let stream;
+  try {
+    stream = await open(deviceId);
   } catch (error) {
     log("switching " + (audio ? "microphone" : "camera") + " failed: " + error.message);
+    if (audio) return;
+    stream = await open(previous).catch(() => null); // the camera that was in use, back
+    if (!stream) {
+      call.localStream.removeTrack(old);
+      showLocalPreview(call);
+      return;
+    }
   }
+  const track = stream.getTracks()[0];
+  if (gone(call)) { stopTracks(stream); return; }
+  track.enabled = old.enabled;
+  call.localStream.removeTrack(old);
+  call.localStream.addTrack(track);
+  if (audio) old.stop();
+  showLocalPreview(call);
+  if (sends && call.pc) await transceiver.sender.replaceTrack(track).catch((error) => log("replaceTrack: " + error.message));
+  rememberCall(call);
+  log((audio ? "microphone" : "camera") + " switched to " + (track.label || deviceId || "the default"));
 }
