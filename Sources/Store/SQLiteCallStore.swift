@@ -10,6 +10,10 @@ public import SwitchboardCore
 /// publishes their events right after the commit, still on the writer, so the bus sees batches in id order; reads
 /// (history, resumption, deadlines) never wait behind it. The journal is WAL with
 /// `synchronous = NORMAL`: durable across a crash of the process; a power loss may lose the last transactions.
+/// Checkpoints (copying the WAL into the database file, and its fsyncs) run on a connection of their own every
+/// ``checkpointInterval``, never on the writer: SQLite's automatic checkpoint runs inside the commit that crosses
+/// its threshold, and stalled that commit and every transition queued behind it (the delivery p99 went from
+/// 5.5 to 14 ms with it).
 public final class SQLiteCallStore: CallStore {
     public let bus: any EventBus
     public var kind: String { "sqlite" }
@@ -19,6 +23,11 @@ public final class SQLiteCallStore: CallStore {
     private let configuration: CallRegistry.Configuration
     private let encode: EnvelopeEncoder
     private let batches = GroupCommit()
+    /// The task that runs the checkpoints on their own connection (cancelled with the store).
+    private let checkpoints: Task<Void, Never>
+
+    /// How often the WAL is checkpointed (PASSIVE: never waits for readers or the writer).
+    static let checkpointInterval: Duration = .milliseconds(200)
 
     /// Opens (and creates, with its directory) the file at `path` and runs the schema migrations.
     public init(
@@ -34,10 +43,27 @@ public final class SQLiteCallStore: CallStore {
         var options = GRDB.Configuration()
         options.foreignKeysEnabled = true
         options.busyMode = .timeout(5)
-        options.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = NORMAL") }
+        options.prepareDatabase { db in
+            // No automatic checkpoint in a commit (the checkpointer does them); the WAL file is cut back to 64 MiB
+            // when it restarts after a complete checkpoint.
+            try db.execute(
+                sql: "PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = 67108864")
+        }
         database = try DatabasePool(path: path, configuration: options)
         try SQLiteSchema.migrator.migrate(database)
+        var checkpointOptions = GRDB.Configuration()
+        checkpointOptions.label = "switchboard.sqlite.checkpoint"
+        checkpointOptions.busyMode = .timeout(1)
+        let checkpointer = try DatabaseQueue(path: path, configuration: checkpointOptions)
+        checkpoints = Task.detached(priority: .utility) {
+            while (try? await Task.sleep(for: Self.checkpointInterval)) != nil {
+                // A checkpoint that cannot finish (a reader on an old snapshot) finishes on a later round.
+                _ = try? await checkpointer.writeWithoutTransaction { db in try db.checkpoint(.passive) }
+            }
+        }
     }
+
+    deinit { checkpoints.cancel() }
 
     public func apply(_ input: CallInput, now: Date) async throws(CallError) -> Applied {
         // The closure lives only while its batches drain: no cycle.
