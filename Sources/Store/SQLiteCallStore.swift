@@ -381,9 +381,9 @@ enum SQLiteRows {
         for id in order { try upsert(latest[id]!, db) }
         for event in events {
             guard let entry = event.timelineEntry else { continue }
-            try db.execute(
-                sql:
-                    "INSERT INTO timeline (call_id, seq, at, event, user, device, reason) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            try db.cachedStatement(
+                sql: "INSERT INTO timeline (call_id, seq, at, event, user, device, reason) VALUES (?, ?, ?, ?, ?, ?, ?)"
+            ).execute(
                 arguments: [
                     event.call.id, event.call.timelineLength - 1, entry.at.timeIntervalSinceReferenceDate, entry.event,
                     entry.user, entry.device, entry.reason,
