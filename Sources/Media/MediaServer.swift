@@ -354,7 +354,8 @@ public final class MediaServer: Service, DatagramHandler, @unchecked Sendable {
     }
 
     /// The other party's answer to a mid-call offer: the offering party gets Switchboard's answer made from it (with
-    /// new ICE credentials after a restart), and both legs take the new descriptions.
+    /// new ICE credentials after a restart), and both legs take the new descriptions. A leg whose party rejoined (its
+    /// offer, or its answer, from a new peer connection) starts over.
     public func reanswer(_ callID: String, from party: MediaLeg.Party, sdp: String) throws(MediaError) -> String {
         let remote = try SDPRewriter.remoteTransport(of: sdp, setups: ["active"])
         return try locked { () throws(MediaError) -> String in
@@ -362,7 +363,10 @@ public final class MediaServer: Service, DatagramHandler, @unchecked Sendable {
             guard let pending = box.renegotiation, pending.from == party.other else {
                 throw MediaError(.conflict, "no offer from the other party is waiting for this answer")
             }
-            try Self.sameCertificate(box.session[party].remote, remote)
+            // An answer from a new peer connection (a new certificate and new ICE credentials: the party could not
+            // take the offer on its old one, e.g. Firefox refusing extension ids the rejoining party's offer changed)
+            // starts its own leg over too, on Switchboard's same credentials for it.
+            let answererRejoins = try Self.isRejoin(box.session[party].remote, remote)
             let offering = pending.from
             let answer = try SDPRewriter.rewrite(
                 sdp,
@@ -372,17 +376,22 @@ public final class MediaServer: Service, DatagramHandler, @unchecked Sendable {
                 setup: "passive", origin: (box.originID(offering), box.versions[offering] + 1))
             box.versions[offering] += 1
             box.renegotiation = nil
-            var gone = box.withLeg(party) { $0.learn(remote) }
+            var gone: [TransportAddress]
+            if answererRejoins {
+                gone = box.session.rejoin(party, local: box.session[party].ice.local, remote: remote, now: .now)
+                startOver(party, of: box)
+                logger.info(
+                    "a party answered from a new peer connection",
+                    metadata: ["call": "\(callID)", "leg": "\(party.rawValue)"])
+            } else {
+                gone = box.withLeg(party) { $0.learn(remote) }
+            }
             if pending.rejoin, let restart = pending.restart {
                 for old in [box.session[offering].ice, box.session[offering].previousICE].compactMap(\.self) {
                     byUfrag[old.local.ufrag] = nil
                 }
                 gone += box.session.rejoin(offering, local: restart, remote: pending.remote, now: .now)
-                box.engines[offering] = nil
-                box.inbound[offering] = nil
-                box.outbound[offering] = nil
-                box.handshakeStarted[offering] = nil
-                box.engineSource[offering] = nil
+                startOver(offering, of: box)
                 byUfrag[restart.ufrag] = Route(box: box, party: offering)
                 box.ufrags.append(restart.ufrag)
                 logger.info(
@@ -398,6 +407,16 @@ public final class MediaServer: Service, DatagramHandler, @unchecked Sendable {
             unroute(gone, of: box)
             return answer
         }
+    }
+
+    /// A leg that starts over (a rejoin): its DTLS engine and SRTP sessions go; a new handshake must match its new
+    /// fingerprint before anything is forwarded again. Under `lock`.
+    private func startOver(_ party: MediaLeg.Party, of box: Box) {
+        box.engines[party] = nil
+        box.inbound[party] = nil
+        box.outbound[party] = nil
+        box.handshakeStarted[party] = nil
+        box.engineSource[party] = nil
     }
 
     /// `body` under the lock, with its typed error.
@@ -428,16 +447,6 @@ public final class MediaServer: Service, DatagramHandler, @unchecked Sendable {
                 "a new DTLS certificate needs new ICE credentials (a new peer connection): restart ICE with it")
         }
         return true
-    }
-
-    /// A party's new SDP must keep the certificate its leg's DTLS association was verified with.
-    private static func sameCertificate(_ current: RemoteTransport?, _ new: RemoteTransport) throws(MediaError) {
-        guard let current else { return }
-        let old = try? DTLSFingerprint.parse(current.fingerprint)
-        let next = try? DTLSFingerprint.parse(new.fingerprint)
-        guard let old, let next, old == next else {
-            throw MediaError(.unsupportedSDP, "a new DTLS certificate mid-call is not supported: start a new call")
-        }
     }
 
     /// Tears both legs down (hangup, decline, timeout, failure): nothing is forwarded for the call from now on.

@@ -431,6 +431,61 @@ import Testing
         }
     }
 
+    /// The other side of a rejoin may not be able to take the new offer on its old peer connection (Firefox refuses
+    /// RTP extension ids that changed): bob answers from a new peer connection of his own, and his leg starts over
+    /// too, on Switchboard's same credentials; both new peers connect and media flows. An answer with a new
+    /// certificate on the old ICE credentials is refused.
+    @Test func theOtherPartyMayAnswerARejoinFromANewPeerConnection() async throws {
+        try await TestServer.with { server in
+            let call = try await Self.placeCall(server)
+            defer { call.close() }
+            try await Self.connectBothLegs(call, server)
+            let alice2 = try await MediaPeer.make()
+            let bob2 = try await MediaPeer.make()
+            defer {
+                alice2.close()
+                bob2.close()
+            }
+            let offered = try await server.act(
+                "signals", call.id, as: "alice", device: "a1",
+                extra: ["type": "offer", "sdp": alice2.sdp(setup: "actpass")])
+            #expect(offered.status == 202, "\(offered.body)")
+            let toBob2 = try MediaPeer.serverTransport(
+                in: try #require(try await call.bobStream.expect("call.signal")["sdp"] as? String), setup: "actpass")
+            let forged = try await server.act(
+                "signals", call.id, as: "bob", device: "b1",
+                extra: [
+                    "type": "answer", "sdp": call.bob.sdp(setup: "active", fingerprint: bob2.identity.fingerprint()),
+                ])
+            #expect(forged.status == 400)
+            let answered = try await server.act(
+                "signals", call.id, as: "bob", device: "b1",
+                extra: ["type": "answer", "sdp": bob2.sdp(setup: "active")])
+            #expect(answered.status == 202, "\(answered.body)")
+            let toAlice2 = try MediaPeer.serverTransport(
+                in: try #require(try await call.aliceStream.expect("call.signal")["sdp"] as? String), setup: "passive")
+            for (peer, transport) in [(alice2, toAlice2), (bob2, toBob2)] {
+                try await peer.connectICE(transport)
+                try await peer.handshake(transport)
+            }
+            try await Self.eventually {
+                let legs = try await Self.legs(server, call.id)
+                return legs.values.allSatisfy {
+                    $0["fingerprintVerified"] as? Bool == true && $0["dtls"] as? String == "established"
+                } && legs.count == 2
+            }
+            let there = MediaPeer.rtp(sequence: 31, payload: Array(repeating: 7, count: 60))
+            alice2.send(try alice2.protect(there), to: toAlice2.address)
+            #expect(try await bob2.receiveMedia() == there)
+            let back = MediaPeer.rtp(sequence: 32, payload: Array(repeating: 8, count: 60))
+            bob2.send(try bob2.protect(back), to: toBob2.address)
+            #expect(try await alice2.receiveMedia() == back)
+            // The old peer connections' media is not taken.
+            call.bob.send(try call.bob.protect(MediaPeer.rtp(sequence: 33, payload: [9])), to: call.toBob.address)
+            #expect(await alice2.receive(timeout: 1) == nil)
+        }
+    }
+
     /// One 5-tuple belongs to one leg. A valid check with another call's credentials (all a spoofer could send)
     /// does not take a live party's address; once that party's call ended, its port may serve a new call.
     @Test func aLivePartysAddressStaysAndMovesToANewCallOnlyOnceItsCallEnded() async throws {
