@@ -317,6 +317,9 @@ class _MarionetteAdapter:
     def get(self, url):
         self.client.navigate(url)
 
+    def refresh(self):
+        self.client.refresh()
+
     def execute_script(self, script, *args):
         return self.client.execute_script(script, script_args=list(args), sandbox=None)
 

@@ -643,12 +643,12 @@ def wait_frames_of(browser, what, timeout=20):
     return first, browser.frames()
 
 
-def test_voice_call_then_camera(ctx, query=""):
+def test_voice_call_then_camera(ctx, query="", caller=None):
     """A places a voice call: B sees a voice call ringing (no "Accept voice only" button: it is one), accepts; audio flows
     both ways and neither side sends a byte of video (getStats' outbound video) nor decodes a frame. A turns the
     camera on mid-call: one renegotiation through call.signal (A offers, B answers), and B decodes A's video while
     B still sends none; then B turns its camera on (B offers) and A decodes B's video."""
-    a, b = signed_in_pair(ctx, query)
+    a, b = signed_in_pair(ctx, query, caller)
     box = a.driver.find_element(By.ID, "callee-input")
     box.send_keys("bob")
     a.click("voice-call-button")
@@ -701,6 +701,17 @@ def test_secure_relay_voice_call_then_camera(ctx):
     """The voice call test through the secure relay: turning a camera on is a renegotiation Switchboard carries
     from one leg to the other (the video m-line's direction changes, no m-line is added)."""
     test_voice_call_then_camera(ctx, "?media=secure-relay")
+
+
+def test_firefox_voice_call_then_camera_through_the_secure_relay(ctx):
+    """Firefox ESR places the voice call (its SDP: a bundle-only video section, no setStreams), through the secure
+    relay; both turn their cameras on."""
+    test_voice_call_then_camera(ctx, "?media=secure-relay", caller=ctx.firefox)
+
+
+def test_firefox_reload_rejoins_call_through_the_secure_relay(ctx):
+    """Firefox ESR (the caller) and then Chromium reload mid-call through the secure relay and rejoin."""
+    test_reload_rejoins_call(ctx, "?media=secure-relay", "secure-relay", caller=ctx.firefox)
 
 
 def select_option(browser, select_id, index):
@@ -805,12 +816,12 @@ def test_screen_share(ctx):
     b.wait_reason("hangup")
 
 
-def test_reload_rejoins_call(ctx, query="", path="host"):
+def test_reload_rejoins_call(ctx, query="", path="host", caller=None):
     """A video call; A reloads its page mid-call: the server still has the call active, the reloaded page finds it
     (GET /v1/calls?state=active), offers from a new peer connection through call.signal, B answers from a new one,
     and frames decode again on both sides; A was muted and still is. Then B (the callee) reloads and the same
     happens the other way; A hangs up and both see it. (Direct only: a reload while the call rings cancels it.)"""
-    a, b = signed_in_pair(ctx, query)
+    a, b = signed_in_pair(ctx, query, caller)
     if path == "host":
         # A reload while the call still rings cancels it: the page that placed it is gone.
         ring(ctx, a, b)
@@ -873,6 +884,10 @@ TESTS = [
     ("reload_rejoins_call", test_reload_rejoins_call, {}),
     ("secure_relay_reload_rejoins_call", test_secure_relay_reload_rejoins_call, {}),
     ("secure_relay_voice_call_then_camera", test_secure_relay_voice_call_then_camera, {}),
+    ("firefox_voice_call_then_camera_through_the_secure_relay",
+     test_firefox_voice_call_then_camera_through_the_secure_relay, {"extra": FIREFOX_SERVER}),
+    ("firefox_reload_rejoins_call_through_the_secure_relay", test_firefox_reload_rejoins_call_through_the_secure_relay,
+     {"extra": FIREFOX_SERVER}),
     ("reconnect_keeps_call", test_reconnect_keeps_call, {}),
     ("secure_relay_call", test_secure_relay_call, {}),
     ("firefox_calls_chromium_through_the_secure_relay", test_firefox_calls_chromium_through_the_secure_relay,

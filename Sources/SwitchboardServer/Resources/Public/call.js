@@ -110,8 +110,18 @@ export async function applyRemoteSignal(call, signal) {
       await pc.addIceCandidate(null).catch(() => {});
     } else if (signal.type === "offer" && signal.sdp) {
       const remote = pc.remoteDescription && fingerprint(pc.remoteDescription.sdp);
-      if (remote && fingerprint(signal.sdp) && fingerprint(signal.sdp) !== remote) await answerRejoin(call, signal.sdp);
-      else await applyOffer(call, signal.sdp);
+      if (remote && fingerprint(signal.sdp) && fingerprint(signal.sdp) !== remote) {
+        await answerRejoin(call, signal.sdp, call.peer + " rejoined the call");
+      } else {
+        try {
+          await applyOffer(call, signal.sdp);
+        } catch (error) {
+          // Through the secure relay, an offer this peer connection cannot take (Firefox refuses RTP extension ids
+          // that a rejoining party's new offer changed) is answered from a new one: Switchboard takes that too.
+          if (call.media !== "secure-relay" || gone(call)) throw error;
+          await answerRejoin(call, signal.sdp, "answering from a new peer connection (" + error.message + ")");
+        }
+      }
     } else if (signal.type === "answer" && signal.sdp) {
       if (pc.signalingState !== "have-local-offer") return; // the answer to an offer rolled back
       await pc.setRemoteDescription({ type: "answer", sdp: signal.sdp });
@@ -122,10 +132,11 @@ export async function applyRemoteSignal(call, signal) {
   }
 }
 
-// The other party reloaded its page mid-call and offers from a new peer connection (a new certificate): this
-// side answers from a new peer connection of its own, with the same microphone and camera.
-async function answerRejoin(call, sdp) {
-  log(call.peer + " rejoined the call");
+// The other party reloaded its page mid-call and offers from a new peer connection (a new certificate), or an offer
+// does not fit this one: this side answers from a new peer connection of its own, with the same microphone and
+// camera.
+async function answerRejoin(call, sdp, why) {
+  log(why);
   const old = call.pc;
   call.pc = null;
   old.close();
