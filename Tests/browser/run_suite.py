@@ -691,6 +691,29 @@ def test_voice_call_then_camera(ctx, query="", caller=None):
     b.wait_reason("hangup")
 
 
+def test_both_reload_at_once(ctx):
+    """A direct call whose two pages reload at the same moment: both rejoin with an offer, the offers cross, the
+    callee's page gives way and answers the caller's from a new peer connection, and frames decode on both sides."""
+    a, b = signed_in_pair(ctx)
+    ring(ctx, a, b)
+    answer_and_decode(a, b, "host")
+    call_id = a.attr("call", "callId")
+    for browser in (a, b):
+        browser.driver.execute_script("setTimeout(() => location.reload(), 0)")
+    for browser in (a, b):
+        browser.wait(lambda d: browser.attr("call", "callId") == call_id and
+                     "rejoining the call" in (browser.text("log") or ""), "the reloaded page rejoining")
+    for browser in (a, b):
+        browser.wait_state("connected", timeout=30)
+    for browser in (a, b):
+        first, later = wait_frames_of(browser, "frames after both reloads")
+        print("    %s decodes: framesDecoded %d -> %d (%s)" % (
+            browser.name, first, later, "gave way" if "offers crossed" in browser.text("log") else "offered"))
+    ctx.shot("both-rejoined")
+    a.click("hangup-button")
+    b.wait_reason("hangup")
+
+
 def test_secure_relay_reload_rejoins_call(ctx):
     """The reload test through the secure relay: the reloading party's leg starts over (a new certificate and ICE
     credentials), the other party's carries on."""
@@ -882,6 +905,7 @@ TESTS = [
     ("device_switch_mid_call", test_device_switch_mid_call, {}),
     ("screen_share", test_screen_share, {}),
     ("reload_rejoins_call", test_reload_rejoins_call, {}),
+    ("both_reload_at_once", test_both_reload_at_once, {}),
     ("secure_relay_reload_rejoins_call", test_secure_relay_reload_rejoins_call, {}),
     ("secure_relay_voice_call_then_camera", test_secure_relay_voice_call_then_camera, {}),
     ("firefox_voice_call_then_camera_through_the_secure_relay",

@@ -94,6 +94,17 @@ export function flushOutbox(call) {
 
 export async function applyRemoteSignal(call, signal) {
   const pc = call.pc;
+  if (signal.type === "offer" && signal.sdp && pc && pc.signalingState === "have-local-offer" && !pc.remoteDescription &&
+      call.media !== "secure-relay") {
+    // Both sides of a direct call started over at once (two pages reloaded together): offers crossed with no call
+    // between them yet. The polite side (the callee) gives way and answers from a new peer connection; the other
+    // waits for that answer (its own offer is the one answered).
+    if (call.polite) {
+      await answerRejoin(call, signal.sdp, "offers crossed: answering " + call.peer + "'s")
+        .catch((error) => log("answering a crossed offer failed: " + error.message));
+    }
+    return;
+  }
   // Candidates wait for the description they belong to; an offer or an answer applies when the state allows it.
   const applies = pc && (pc.remoteDescription || (signal.type === "offer" && pc.signalingState === "stable") ||
     (signal.type === "answer" && pc.signalingState === "have-local-offer"));
@@ -140,6 +151,7 @@ async function answerRejoin(call, sdp, why) {
   const old = call.pc;
   call.pc = null;
   old.close();
+  call.outbox.length = 0; // the old peer connection's candidates, not sent yet: nobody needs them now
   await makePeerConnection(call, { offerer: false });
   if (call.ended) return;
   await applyOffer(call, sdp);
@@ -475,4 +487,7 @@ async function rejoin(info, role) {
   countOffer("offersSent");
   rememberCall(call);
   flushOutbox(call);
+  // An offer the other party made while this page reloaded (replayed on the resumed stream): offers crossed.
+  const offers = takeEarlySignals(call.id).filter((signal) => signal.type === "offer");
+  if (offers.length) await applyRemoteSignal(call, offers[offers.length - 1]);
 }

@@ -4,7 +4,7 @@ import { finish, onAccepted, onEnded, onInvite, onRinging, onSignal, rejoinActiv
 import { loadHistory } from "./history.js";
 import { signOut } from "./session.js";
 import { app } from "./state.js";
-import { log, setPresence } from "./util.js";
+import { EVENT_KEY, log, setPresence } from "./util.js";
 
 export function closeSource() {
   if (app.source) { app.source.close(); app.source = null; }
@@ -28,7 +28,12 @@ export async function connect() {
   app.source = source;
   const on = (name, handler) => source.addEventListener(name, (event) => {
     if (source !== app.source) return;
-    if (event.lastEventId) app.lastEventId = event.lastEventId;
+    if (event.lastEventId) {
+      app.lastEventId = event.lastEventId;
+      // A reload resumes where this page left off: what reached the device meanwhile (an offer of a party that
+      // rejoins at the same moment) is replayed to the reloaded page.
+      sessionStorage.setItem(EVENT_KEY, JSON.stringify({ user: app.user, id: app.lastEventId }));
+    }
     let data = {};
     try { data = JSON.parse(event.data || "{}"); } catch (_) { log("unreadable " + name); return; }
     try { handler(data); } catch (error) { log("error handling " + name + ": " + error.message); }

@@ -3,7 +3,7 @@ import { hangUp } from "./call.js";
 import { closeSource, connect } from "./events.js";
 import { clearHistory, loadHistory } from "./history.js";
 import { app } from "./state.js";
-import { $, DEVICE_KEY, randomId, setPresence, show, TOKEN_KEY } from "./util.js";
+import { $, DEVICE_KEY, EVENT_KEY, randomId, setPresence, show, TOKEN_KEY } from "./util.js";
 
 export function tokenSubject(token) {
   try {
@@ -27,10 +27,20 @@ export function signIn(token) {
   show("signin", false);
   show("home", true);
   show("history", true);
-  app.lastEventId = null;
+  app.lastEventId = resumedEventId(app.user);
   app.rejoinChecked = false;
   connect();
   loadHistory();
+}
+
+// After a reload, the last event id the page had seen for this user (sessionStorage: this tab only).
+function resumedEventId(user) {
+  const navigation = performance.getEntriesByType ? performance.getEntriesByType("navigation")[0] : null;
+  if (!navigation || navigation.type !== "reload") return null;
+  try {
+    const saved = JSON.parse(sessionStorage.getItem(EVENT_KEY) || "null");
+    return saved && saved.user === user ? saved.id : null;
+  } catch (_) { return null; }
 }
 
 export function signOut(message) {
@@ -39,6 +49,7 @@ export function signOut(message) {
   closeSource();
   clearTimeout(app.reconnectTimer);
   sessionStorage.removeItem(TOKEN_KEY);
+  sessionStorage.removeItem(EVENT_KEY);
   app.token = null;
   show("home", false);
   show("history", false);

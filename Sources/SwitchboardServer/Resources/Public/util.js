@@ -7,6 +7,8 @@ export const DEVICE_KEY = "switchboard.device";
 
 export const CALL_KEY = "switchboard.call";
 
+export const EVENT_KEY = "switchboard.lastEvent";
+
 export const REASONS = {
   hangup: "hung up",
   cancelled: "cancelled",
