@@ -92,6 +92,27 @@ import Testing
         return Dictionary(uniqueKeysWithValues: legs.compactMap { leg in (leg["party"] as? String).map { ($0, leg) } })
     }
 
+    /// A `call.signal` from alice's device a1 or bob's device b1 on `call`.
+    static func signal(_ server: TestServer, _ call: Call, from user: String, _ type: String, _ sdp: String)
+        async throws -> TestServer.Reply
+    {
+        try await server.act(
+            "signals", call.id, as: user, device: user == "alice" ? "a1" : "b1", extra: ["type": type, "sdp": sdp])
+    }
+
+    /// An RTP packet from each peer reaches the other through Switchboard, unchanged.
+    static func mediaFlows(
+        _ a: MediaPeer, _ toA: MediaPeer.ServerTransport, _ b: MediaPeer, _ toB: MediaPeer.ServerTransport,
+        sequence: UInt16, sourceLocation: SourceLocation = #_sourceLocation
+    ) async throws {
+        let there = MediaPeer.rtp(sequence: sequence, payload: Array(repeating: 5, count: 80))
+        a.send(try a.protect(there), to: toA.address)
+        #expect(try await b.receiveMedia() == there, sourceLocation: sourceLocation)
+        let back = MediaPeer.rtp(sequence: sequence &+ 1, payload: Array(repeating: 6, count: 80))
+        b.send(try b.protect(back), to: toB.address)
+        #expect(try await a.receiveMedia() == back, sourceLocation: sourceLocation)
+    }
+
     /// Waits (bounded) until the server's counters show what a test sent: UDP is handled on the media loop.
     static func eventually(
         _ condition: () async throws -> Bool, sourceLocation: SourceLocation = #_sourceLocation
@@ -312,20 +333,14 @@ import Testing
             defer { call.close() }
             try await Self.connectBothLegs(call, server)
             // An answer with no offer waiting, and a signal before any offer, are refused.
-            let early = try await server.act(
-                "signals", call.id, as: "bob", device: "b1",
-                extra: ["type": "answer", "sdp": call.bob.sdp(setup: "active")])
+            let early = try await Self.signal(server, call, from: "bob", "answer", call.bob.sdp(setup: "active"))
             #expect(early.status == 409)
 
             call.alice.restartICE()
-            let offered = try await server.act(
-                "signals", call.id, as: "alice", device: "a1",
-                extra: ["type": "offer", "sdp": call.alice.sdp(setup: "actpass")])
+            let offered = try await Self.signal(server, call, from: "alice", "offer", call.alice.sdp(setup: "actpass"))
             #expect(offered.status == 202, "\(offered.body)")
             // Glare: bob's own offer while alice's waits for its answer is refused (he rolls back and answers).
-            let glare = try await server.act(
-                "signals", call.id, as: "bob", device: "b1",
-                extra: ["type": "offer", "sdp": call.bob.sdp(setup: "actpass")])
+            let glare = try await Self.signal(server, call, from: "bob", "offer", call.bob.sdp(setup: "actpass"))
             #expect(glare.status == 409)
             let atBob = try await call.bobStream.expect("call.signal")
             #expect(atBob["type"] as? String == "offer")
@@ -335,9 +350,7 @@ import Testing
                 try MediaPeer.serverTransport(in: reofferAtBob, setup: "actpass").remote.credentials
                     == call.toBob.remote.credentials)
             #expect(!reofferAtBob.contains(call.alice.ice.ufrag))
-            let answered = try await server.act(
-                "signals", call.id, as: "bob", device: "b1",
-                extra: ["type": "answer", "sdp": call.bob.sdp(setup: "active")])
+            let answered = try await Self.signal(server, call, from: "bob", "answer", call.bob.sdp(setup: "active"))
             #expect(answered.status == 202, "\(answered.body)")
             let atAlice = try await call.aliceStream.expect("call.signal")
             #expect(atAlice["type"] as? String == "answer")
@@ -368,38 +381,27 @@ import Testing
             try await Self.connectBothLegs(call, server)
             // Bob offered just before alice's page went away: the old page never answers it, and her rejoin offer
             // takes its place (any other offer of hers would be refused as glare).
-            let bobsOffer = try await server.act(
-                "signals", call.id, as: "bob", device: "b1",
-                extra: ["type": "offer", "sdp": call.bob.sdp(setup: "actpass")])
+            let bobsOffer = try await Self.signal(server, call, from: "bob", "offer", call.bob.sdp(setup: "actpass"))
             #expect(bobsOffer.status == 202, "\(bobsOffer.body)")
             #expect(try await call.aliceStream.expect("call.signal")["type"] as? String == "offer")
-            let glare = try await server.act(
-                "signals", call.id, as: "alice", device: "a1",
-                extra: ["type": "offer", "sdp": call.alice.sdp(setup: "actpass")])
+            let glare = try await Self.signal(server, call, from: "alice", "offer", call.alice.sdp(setup: "actpass"))
             #expect(glare.status == 409)
             let reloaded = try await MediaPeer.make()
             defer { reloaded.close() }
-            let forged = try await server.act(
-                "signals", call.id, as: "alice", device: "a1",
-                extra: [
-                    "type": "offer",
-                    "sdp": call.alice.sdp(setup: "actpass", fingerprint: reloaded.identity.fingerprint()),
-                ])
+            let forged = try await Self.signal(
+                server, call, from: "alice", "offer",
+                call.alice.sdp(setup: "actpass", fingerprint: reloaded.identity.fingerprint()))
             #expect(forged.status == 400)
             #expect(forged.errorCode == "unsupported_sdp")
 
-            let offered = try await server.act(
-                "signals", call.id, as: "alice", device: "a1",
-                extra: ["type": "offer", "sdp": reloaded.sdp(setup: "actpass")])
+            let offered = try await Self.signal(server, call, from: "alice", "offer", reloaded.sdp(setup: "actpass"))
             #expect(offered.status == 202, "\(offered.body)")
             let atBob = try await call.bobStream.expect("call.signal")
             let toBobNow = try MediaPeer.serverTransport(
                 in: try #require(atBob["sdp"] as? String), setup: "actpass")
             #expect(toBobNow.remote.credentials == call.toBob.remote.credentials)
             #expect(toBobNow.fingerprint == call.toBob.fingerprint)
-            let answered = try await server.act(
-                "signals", call.id, as: "bob", device: "b1",
-                extra: ["type": "answer", "sdp": call.bob.sdp(setup: "active")])
+            let answered = try await Self.signal(server, call, from: "bob", "answer", call.bob.sdp(setup: "active"))
             #expect(answered.status == 202, "\(answered.body)")
             let atAlice = try await call.aliceStream.expect("call.signal")
             #expect(atAlice["type"] as? String == "answer")
@@ -417,12 +419,7 @@ import Testing
                 return legs["caller"]?["fingerprintVerified"] as? Bool == true
                     && legs["caller"]?["dtls"] as? String == "established"
             }
-            let there = MediaPeer.rtp(sequence: 21, payload: Array(repeating: 5, count: 80))
-            reloaded.send(try reloaded.protect(there), to: toReloaded.address)
-            #expect(try await call.bob.receiveMedia() == there)
-            let back = MediaPeer.rtp(sequence: 22, payload: Array(repeating: 6, count: 80))
-            call.bob.send(try call.bob.protect(back), to: call.toBob.address)
-            #expect(try await reloaded.receiveMedia() == back)
+            try await Self.mediaFlows(reloaded, toReloaded, call.bob, call.toBob, sequence: 21)
             call.alice.send(
                 try call.alice.protect(MediaPeer.rtp(sequence: 23, payload: [1, 2, 3])), to: call.toAlice.address)
             #expect(await call.bob.receive(timeout: 1) == nil)
@@ -446,21 +443,15 @@ import Testing
                 alice2.close()
                 bob2.close()
             }
-            let offered = try await server.act(
-                "signals", call.id, as: "alice", device: "a1",
-                extra: ["type": "offer", "sdp": alice2.sdp(setup: "actpass")])
+            let offered = try await Self.signal(server, call, from: "alice", "offer", alice2.sdp(setup: "actpass"))
             #expect(offered.status == 202, "\(offered.body)")
             let toBob2 = try MediaPeer.serverTransport(
                 in: try #require(try await call.bobStream.expect("call.signal")["sdp"] as? String), setup: "actpass")
-            let forged = try await server.act(
-                "signals", call.id, as: "bob", device: "b1",
-                extra: [
-                    "type": "answer", "sdp": call.bob.sdp(setup: "active", fingerprint: bob2.identity.fingerprint()),
-                ])
+            let forged = try await Self.signal(
+                server, call, from: "bob", "answer",
+                call.bob.sdp(setup: "active", fingerprint: bob2.identity.fingerprint()))
             #expect(forged.status == 400)
-            let answered = try await server.act(
-                "signals", call.id, as: "bob", device: "b1",
-                extra: ["type": "answer", "sdp": bob2.sdp(setup: "active")])
+            let answered = try await Self.signal(server, call, from: "bob", "answer", bob2.sdp(setup: "active"))
             #expect(answered.status == 202, "\(answered.body)")
             let toAlice2 = try MediaPeer.serverTransport(
                 in: try #require(try await call.aliceStream.expect("call.signal")["sdp"] as? String), setup: "passive")
@@ -474,12 +465,7 @@ import Testing
                     $0["fingerprintVerified"] as? Bool == true && $0["dtls"] as? String == "established"
                 } && legs.count == 2
             }
-            let there = MediaPeer.rtp(sequence: 31, payload: Array(repeating: 7, count: 60))
-            alice2.send(try alice2.protect(there), to: toAlice2.address)
-            #expect(try await bob2.receiveMedia() == there)
-            let back = MediaPeer.rtp(sequence: 32, payload: Array(repeating: 8, count: 60))
-            bob2.send(try bob2.protect(back), to: toBob2.address)
-            #expect(try await alice2.receiveMedia() == back)
+            try await Self.mediaFlows(alice2, toAlice2, bob2, toBob2, sequence: 31)
             // The old peer connections' media is not taken.
             call.bob.send(try call.bob.protect(MediaPeer.rtp(sequence: 33, payload: [9])), to: call.toBob.address)
             #expect(await alice2.receive(timeout: 1) == nil)
