@@ -8,7 +8,7 @@ import {
 } from "./media.js";
 import { app } from "./state.js";
 import { collectStats } from "./stats.js";
-import { $, CALL_KEY, FAILURES, log, REASONS, show } from "./util.js";
+import { $, CALL_KEY, FAILURES, log, REASONS, reloaded, sessionValue, show } from "./util.js";
 
 export function setCallState(call, state) {
   if (call !== app.call) return;
@@ -63,10 +63,8 @@ export function rememberCall(call) {
 }
 
 function rememberedCall(id) {
-  try {
-    const saved = JSON.parse(sessionStorage.getItem(CALL_KEY) || "null");
-    return saved && saved.id === id ? saved : null;
-  } catch (_) { return null; }
+  const saved = sessionValue(CALL_KEY);
+  return saved && saved.id === id ? saved : null;
 }
 
 // "video" when the offer sends video (a video m-line, not rejected, sendrecv or sendonly), else "voice". Port 0
@@ -406,8 +404,7 @@ function applyMute(call, muted) {
 // device is `answeredBy`, the caller's is in the invite's timeline entry.
 export async function rejoinActiveCall() {
   if (app.call && !app.call.ended) return;
-  const navigation = performance.getEntriesByType ? performance.getEntriesByType("navigation")[0] : null;
-  if (!navigation || navigation.type !== "reload") return;
+  if (!reloaded()) return;
   let calls;
   try {
     calls = (await api("GET", "/v1/calls?state=inviting,ringing,active&limit=20")).calls || [];

@@ -17,14 +17,14 @@ function preferred(kind) {
   try { return localStorage.getItem(PICKERS.find((p) => p.kind === kind).key) || ""; } catch (_) { return ""; }
 }
 
-export function audioConstraints() {
-  const id = preferred("audioinput");
-  return id ? { deviceId: { ideal: id } } : true;
+// getUserMedia's constraints for device `id` ("" for the default one): the picked device by default, `ideal` (a
+// device that is gone falls back to another), or `exact` for a switch the user asked for.
+export function audioConstraints(id = preferred("audioinput"), match = "ideal") {
+  return id ? { deviceId: { [match]: id } } : true;
 }
 
-export function videoConstraints() {
-  const id = preferred("videoinput");
-  return Object.assign({ width: 320, height: 240 }, id ? { deviceId: { ideal: id } } : {});
+export function videoConstraints(id = preferred("videoinput"), match = "ideal") {
+  return Object.assign({ width: 320, height: 240 }, id ? { deviceId: { [match]: id } } : {});
 }
 
 // The options of each picker; device labels are only given once the page may use a device (after getUserMedia).

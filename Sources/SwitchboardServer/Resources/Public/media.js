@@ -80,7 +80,7 @@ export async function localMedia(call, { video }) {
     audio: audioConstraints(), video: video ? videoConstraints() : false,
   });
   if (gone(call)) {
-    for (const track of stream.getTracks()) track.stop();
+    stopTracks(stream);
     throw new Error("the call ended");
   }
   call.localStream = stream;
@@ -332,10 +332,9 @@ async function switchNow(call, kind, deviceId) {
   if (!old) return; // nothing of that kind in use: the choice applies from the next call or camera on
   const transceiver = audio ? call.audioTx : call.videoTx;
   const sends = transceiver && (audio || !call.screenTrack);
-  const open = (id) => navigator.mediaDevices.getUserMedia(audio
-    ? { audio: id ? { deviceId: { exact: id } } : true }
-    : { video: Object.assign({ width: 320, height: 240 }, id ? { deviceId: { exact: id } } : {}) });
-  const previous = old.getSettings().deviceId;
+  const open = (id) => navigator.mediaDevices.getUserMedia(
+    audio ? { audio: audioConstraints(id, "exact") } : { video: videoConstraints(id, "exact") });
+  const previous = old.getSettings().deviceId || "";
   if (!audio) {
     if (sends) await transceiver.sender.replaceTrack(null).catch(() => {});
     old.stop();

@@ -3,7 +3,7 @@ import { hangUp } from "./call.js";
 import { closeSource, connect } from "./events.js";
 import { clearHistory, loadHistory } from "./history.js";
 import { app } from "./state.js";
-import { $, DEVICE_KEY, EVENT_KEY, randomId, setPresence, show, TOKEN_KEY } from "./util.js";
+import { $, DEVICE_KEY, EVENT_KEY, randomId, reloaded, sessionValue, setPresence, show, TOKEN_KEY } from "./util.js";
 
 export function tokenSubject(token) {
   try {
@@ -35,12 +35,9 @@ export function signIn(token) {
 
 // After a reload, the last event id the page had seen for this user (sessionStorage: this tab only).
 function resumedEventId(user) {
-  const navigation = performance.getEntriesByType ? performance.getEntriesByType("navigation")[0] : null;
-  if (!navigation || navigation.type !== "reload") return null;
-  try {
-    const saved = JSON.parse(sessionStorage.getItem(EVENT_KEY) || "null");
-    return saved && saved.user === user ? saved.id : null;
-  } catch (_) { return null; }
+  if (!reloaded()) return null;
+  const saved = sessionValue(EVENT_KEY);
+  return saved && saved.user === user ? saved.id : null;
 }
 
 export function signOut(message) {

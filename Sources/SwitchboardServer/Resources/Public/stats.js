@@ -33,8 +33,8 @@ export async function collectStats(call) {
   report.forEach((entry) => {
     if (entry.type === "transport" && entry.selectedCandidatePairId) pair = report.get(entry.selectedCandidatePairId);
     if (entry.type === "outbound-rtp" && entry.kind === "video") videoBytesSent += entry.bytesSent || 0;
-    if (entry.type === "inbound-rtp" && entry.kind === "audio") audioPackets += entry.packetsReceived || 0;
     if (entry.type === "inbound-rtp") {
+      if (entry.kind === "audio") audioPackets += entry.packetsReceived || 0;
       inbound.received += entry.packetsReceived || 0;
       inbound.lost += Math.max(0, entry.packetsLost || 0);
       inbound.bytes += entry.bytesReceived || 0;

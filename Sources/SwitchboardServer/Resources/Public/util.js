@@ -9,6 +9,17 @@ export const CALL_KEY = "switchboard.call";
 
 export const EVENT_KEY = "switchboard.lastEvent";
 
+// This page was loaded by a reload (not a new tab, nor a duplicated one, which copies sessionStorage).
+export function reloaded() {
+  const navigation = performance.getEntriesByType ? performance.getEntriesByType("navigation")[0] : null;
+  return !!navigation && navigation.type === "reload";
+}
+
+// A JSON value this tab kept in sessionStorage; null when absent or unreadable.
+export function sessionValue(key) {
+  try { return JSON.parse(sessionStorage.getItem(key) || "null"); } catch (_) { return null; }
+}
+
 export const REASONS = {
   hangup: "hung up",
   cancelled: "cancelled",
