@@ -378,11 +378,7 @@ public final class MediaServer: Service, DatagramHandler, @unchecked Sendable {
             box.renegotiation = nil
             var gone: [TransportAddress]
             if answererRejoins {
-                gone = box.session.rejoin(party, local: box.session[party].ice.local, remote: remote, now: .now)
-                startOver(party, of: box)
-                logger.info(
-                    "a party answered from a new peer connection",
-                    metadata: ["call": "\(callID)", "leg": "\(party.rawValue)"])
+                gone = startOver(party, of: box, local: box.session[party].ice.local, remote: remote)
             } else {
                 gone = box.withLeg(party) { $0.learn(remote) }
             }
@@ -390,13 +386,9 @@ public final class MediaServer: Service, DatagramHandler, @unchecked Sendable {
                 for old in [box.session[offering].ice, box.session[offering].previousICE].compactMap(\.self) {
                     byUfrag[old.local.ufrag] = nil
                 }
-                gone += box.session.rejoin(offering, local: restart, remote: pending.remote, now: .now)
-                startOver(offering, of: box)
+                gone += startOver(offering, of: box, local: restart, remote: pending.remote)
                 byUfrag[restart.ufrag] = Route(box: box, party: offering)
                 box.ufrags.append(restart.ufrag)
-                logger.info(
-                    "a party rejoined the call from a new peer connection",
-                    metadata: ["call": "\(callID)", "leg": "\(offering.rawValue)"])
             } else if let restart = pending.restart {
                 box.withLeg(offering) { $0.restartICE(local: restart, remote: pending.remote) }
                 byUfrag[restart.ufrag] = Route(box: box, party: offering)
@@ -409,14 +401,23 @@ public final class MediaServer: Service, DatagramHandler, @unchecked Sendable {
         }
     }
 
-    /// A leg that starts over (a rejoin): its DTLS engine and SRTP sessions go; a new handshake must match its new
-    /// fingerprint before anything is forwarded again. Under `lock`.
-    private func startOver(_ party: MediaLeg.Party, of box: Box) {
+    /// A leg whose party is on a new peer connection (a rejoin, in its offer or its answer) starts over with `local`
+    /// and the party's new `remote`: its ICE state, DTLS engine and SRTP sessions go, and a new handshake must match
+    /// the new fingerprint before anything is forwarded again. Returns the addresses the old leg had validated.
+    /// Under `lock`.
+    private func startOver(
+        _ party: MediaLeg.Party, of box: Box, local: ICECredentials, remote: RemoteTransport
+    ) -> [TransportAddress] {
+        let gone = box.session.rejoin(party, local: local, remote: remote, now: .now)
         box.engines[party] = nil
         box.inbound[party] = nil
         box.outbound[party] = nil
         box.handshakeStarted[party] = nil
         box.engineSource[party] = nil
+        logger.info(
+            "a party is on a new peer connection: its leg starts over",
+            metadata: ["call": "\(box.session.callID)", "leg": "\(party.rawValue)"])
+        return gone
     }
 
     /// `body` under the lock, with its typed error.
@@ -431,14 +432,14 @@ public final class MediaServer: Service, DatagramHandler, @unchecked Sendable {
         return try result.get()
     }
 
-    /// Whether a party's mid-call offer is a rejoin: a new certificate, which needs new ICE credentials as well (a
+    /// Whether a party's mid-call offer or answer is a rejoin: a new certificate, which needs new ICE credentials as well (a
     /// new peer connection has both; a new certificate on the same ICE session is refused).
     private static func isRejoin(_ current: RemoteTransport?, _ new: RemoteTransport) throws(MediaError) -> Bool {
         guard let current else { return false }
         let old = try? DTLSFingerprint.parse(current.fingerprint)
         let next = try? DTLSFingerprint.parse(new.fingerprint)
         guard let old, let next else {
-            throw MediaError(.unsupportedSDP, "the offer's DTLS fingerprint cannot be read")
+            throw MediaError(.unsupportedSDP, "the SDP's DTLS fingerprint cannot be read")
         }
         if old == next { return false }
         guard current.credentials.ufrag != new.credentials.ufrag else {
