@@ -250,4 +250,59 @@ extension TestServer {
             #expect(sent * 100 * 1024 < 64 * 1024 * 1024)
         }
     }
+
+    /// An HTTP/1.1 connection whose first request is `GET /v1/events` is served from the event loop (no task per
+    /// stream): its refusal is still the API's JSON error, and the connection closes after it.
+    @Test func aRefusedStreamGetsItsErrorAndItsConnectionCloses() async throws {
+        try await TestServer.with { server in
+            let connection = try await RawConnection.open(port: server.port, tls: true)
+            try await connection.send("GET /v1/events HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            let reply = await connection.receive(until: "}}")
+            #expect(reply.hasPrefix("HTTP/1.1 401"), "\(reply.prefix(80))")
+            #expect(reply.lowercased().contains("connection: close"))
+            #expect(reply.contains(#"{"error":{"code":"unauthorized""#))
+            #expect(await connection.closes(within: 5))
+        }
+    }
+
+    /// A stream served from the event loop gets its events live, and a request pipelined behind it (which it could
+    /// never answer) closes the connection, the stream with it.
+    @Test func aRequestPipelinedBehindAStreamClosesItsConnection() async throws {
+        try await TestServer.with { server in
+            let connection = try await RawConnection.open(port: server.port, tls: true)
+            try await connection.send(
+                "GET /v1/events?device=b1 HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer \(await server.token("bob"))\r\n\r\n"
+            )
+            #expect(await connection.receive(until: "event: hello").hasPrefix("HTTP/1.1 200"))
+            #expect(!connection.received.lowercased().contains("content-length"))
+            try await server.invite("alice", to: "bob")
+            #expect(await connection.receive(until: "event: call.invite").contains("event: call.invite"))
+            try await connection.send("GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            #expect(await connection.closes(within: 5))
+            #expect(!connection.received.contains("HTTP/1.1 200 OK\r\nContent-Type: application/json"))
+            var open = try await server.metric("switchboard_sse_streams_open")
+            for _ in 0..<250 where open != 0 {
+                try await Task.sleep(for: .milliseconds(20))
+                open = try await server.metric("switchboard_sse_streams_open")
+            }
+            #expect(open == 0)
+        }
+    }
+
+    /// A stream opened after another request on the same kept-alive connection goes through Hummingbird's task as
+    /// before, and works the same.
+    @Test func aStreamAfterAnotherRequestOnTheSameConnectionWorks() async throws {
+        try await TestServer.with { server in
+            let connection = try await RawConnection.open(port: server.port, tls: true)
+            let token = await server.token("bob")
+            try await connection.send("GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            #expect(await connection.receive(until: "\r\n\r\n").hasPrefix("HTTP/1.1 200"))
+            try await connection.send(
+                "GET /v1/events?device=b1 HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer \(token)\r\n\r\n")
+            #expect(await connection.receive(until: "event: hello").contains("text/event-stream"))
+            try await server.invite("alice", to: "bob")
+            #expect(await connection.receive(until: "event: call.invite").contains("event: call.invite"))
+            connection.close()
+        }
+    }
 }

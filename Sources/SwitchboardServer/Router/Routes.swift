@@ -217,6 +217,11 @@ struct Routes: Sendable {
             .cacheControl: "no-store",
             HTTPField.Name("X-Accel-Buffering")!: "no",
         ]
+        if let handover = context.handover {
+            // The connection's event-loop writer serves the stream: no task waits on it while it is open.
+            handover.stream = stream
+            return Response(status: .ok, headers: headers)
+        }
         return Response(
             status: .ok, headers: headers,
             body: ResponseBody { writer in

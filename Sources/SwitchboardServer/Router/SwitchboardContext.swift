@@ -11,6 +11,9 @@ public struct SwitchboardContext: RequestContext {
     /// What the middleware outside authentication learns from it (a context is a value: the copy a middleware
     /// hands on is not the one it holds).
     let requester = Requester()
+    /// Set when the connection's own event-loop writer serves `GET /v1/events` (``EventStreamDispatcher``): the
+    /// route leaves its opened stream here instead of writing it from the request's task.
+    var handover: EventStreamHandover?
 
     public init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)
@@ -24,6 +27,16 @@ final class Requester: Sendable {
     private let state = Mutex<String?>(nil)
 
     var user: String? {
+        get { state.withLock { $0 } }
+        set { state.withLock { $0 = newValue } }
+    }
+}
+
+/// Where `GET /v1/events` leaves the stream it opened, for the ``EventStreamDispatcher`` that asked.
+final class EventStreamHandover: Sendable {
+    private let state = Mutex<EventStream?>(nil)
+
+    var stream: EventStream? {
         get { state.withLock { $0 } }
         set { state.withLock { $0 = newValue } }
     }

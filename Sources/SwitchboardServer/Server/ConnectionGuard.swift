@@ -4,8 +4,10 @@ import HummingbirdCore
 import HummingbirdHTTP2
 import Logging
 package import NIOCore
+import NIOHTTP1
 import NIOHTTP2
 import NIOHTTPTypes
+import NIOHTTPTypesHTTP1
 import NIOSSL
 import NIOTLS
 import Synchronization
@@ -358,13 +360,19 @@ enum DescriptorLimit {
 /// on each stream (its body deadline); streams are capped per connection by the SETTINGS the server sends.
 struct GuardedUpgradeChannel: HTTPChannelHandler {
     struct Value: ServerChildChannelValue {
-        let negotiated: EventLoopFuture<NIONegotiatedHTTPVersion<HTTP1Channel.Value, HTTP2Channel.Value>>
+        /// HTTP/1.1: the connection's `NIOAsyncChannel` once its first request needs one (nil: it serves an event
+        /// stream, or closed first; see ``EventStreamDispatcher``).
+        let negotiated:
+            EventLoopFuture<NIONegotiatedHTTPVersion<EventLoopFuture<HTTP1Channel.Value?>, HTTP2Channel.Value>>
         let channel: any Channel
     }
 
     let sslContext: NIOSSLContext
+    /// Serves HTTP/1.1 connections with Hummingbird's task; its pipeline is set up here (as `HTTP1Channel` would,
+    /// with an ``EventStreamDispatcher`` where its `NIOAsyncChannel` would be).
     let http1: HTTP1Channel
     let http2: HTTP2Channel
+    let events: EventStreamDispatcher.Responder
     let limiter: ConnectionLimiter
     let limits: ConnectionLimits
     let metrics: ConnectionMetrics
@@ -383,7 +391,7 @@ struct GuardedUpgradeChannel: HTTPChannelHandler {
             return channel.eventLoop.makeFailedFuture(refusal)
         }
         metrics.open.record(limiter.open)
-        let (limiter, limits, metrics, http1, http2) = (limiter, limits, metrics, http1, http2)
+        let (limiter, limits, metrics, http2, events) = (limiter, limits, metrics, http2, events)
         let guardHandler = HandshakeGuardHandler(address: address, limiter: limiter, limits: limits, metrics: metrics)
         do {
             let operations = channel.pipeline.syncOperations
@@ -397,15 +405,25 @@ struct GuardedUpgradeChannel: HTTPChannelHandler {
         }
         let handshake = NIOLoopBound(guardHandler, eventLoop: channel.eventLoop)
         return channel.configureHTTP2AsyncSecureUpgrade { channel in
-            http1.setup(channel: channel, logger: logger).flatMapThrowing { value in
+            channel.eventLoop.makeCompletedFuture {
                 let operations = channel.pipeline.syncOperations
-                let state = try operations.handler(type: HTTPConnectionStateHandler.self)
+                var decoderLimits = NIOHTTPDecoderLimitConfiguration()
+                decoderLimits.maxHeaderFieldSize = 80 * 1024
+                decoderLimits.maxHeaderListSize = 80 * 1024
+                decoderLimits.maxHeaderFieldCount = 1000
+                try operations.configureHTTPServerPipeline(
+                    withPipeliningAssistance: false, withErrorHandling: false, withOutboundHeaderValidation: false,
+                    withEncoderConfiguration: .init(), withDecoderLimitConfiguration: decoderLimits)
+                try operations.addHandler(HTTP1ToHTTPServerCodec(secure: false))
                 try operations.addHandler(
                     ConnectionGuardHandler(
-                        address: address, limiter: limiter, limits: limits, metrics: metrics, handshaken: true),
-                    position: .before(state))
+                        address: address, limiter: limiter, limits: limits, metrics: metrics, handshaken: true))
+                try operations.addHandler(HTTPConnectionStateHandler(idleTimeout: nil, logger: logger))
+                let connection = channel.eventLoop.makePromise(of: HTTP1Channel.Value?.self)
+                try operations.addHandler(
+                    EventStreamDispatcher(mode: .http1(connection), responder: events, logger: logger))
                 handshake.value.handOver()
-                return value
+                return connection.futureResult
             }
         } http2ConnectionInitializer: { channel in
             http2.setup(channel: channel, logger: logger).flatMapThrowing { value in
@@ -420,7 +438,9 @@ struct GuardedUpgradeChannel: HTTPChannelHandler {
     func handle(value: Value, logger: Logger) async {
         do {
             switch try await value.negotiated.get() {
-            case .http1_1(let connection): await http1.handle(value: connection, logger: logger)
+            case .http1_1(let connection):
+                guard let connection = try await connection.get() else { return }
+                await http1.handle(value: connection, logger: logger)
             case .http2(let connection): await http2.handle(value: connection, logger: logger)
             }
         } catch {

@@ -170,7 +170,8 @@ public struct SwitchboardServer: Sendable {
     /// The services to run in one `ServiceGroup`, in start order; the group stops them in reverse, so open event
     /// streams get their final event before the HTTPS server stops. `onReady` gets the bound HTTPS port.
     public func services(onReady: @escaping @Sendable (Int) async -> Void = { _ in }) throws -> [any Service] {
-        let router = makeRouter()
+        let logger = logger
+        let responder = makeRouter().buildResponder()
         var services: [any Service] = []
         if let relay { services.append(relay) }
         if let media { services.append(media) }
@@ -180,19 +181,22 @@ public struct SwitchboardServer: Sendable {
         let limiter = connectionLimiter
         let connectionMetrics = ConnectionMetrics(factory: metrics.factory)
         let app = Application(
-            router: router,
-            server: HTTPServerBuilder { responder in
-                GuardedUpgradeChannel(
-                    sslContext: try NIOSSLContext(configuration: tls), http1: HTTP1Channel(responder: responder),
+            responder: responder,
+            server: HTTPServerBuilder { channelResponder in
+                // GET /v1/events is served without a task per open stream, through the same responder.
+                let events: EventStreamDispatcher.Responder = { try await responder.respond(to: $0, context: $1) }
+                return GuardedUpgradeChannel(
+                    sslContext: try NIOSSLContext(configuration: tls), http1: HTTP1Channel(responder: channelResponder),
                     http2: HTTP2Channel(
-                        responder: responder,
+                        responder: channelResponder,
                         configuration: .init(
                             idleTimeout: limits.idleTimeout > 0
                                 ? .milliseconds(Int64(min(limits.idleTimeout, 86_400) * 1000)) : nil,
                             streamConfiguration: .init(additionalChannelHandlers: [
-                                StreamGuardHandler(limits: limits, metrics: connectionMetrics)
+                                StreamGuardHandler(limits: limits, metrics: connectionMetrics),
+                                EventStreamDispatcher(mode: .http2, responder: events, logger: logger),
                             ]))),
-                    limiter: limiter, limits: limits, metrics: connectionMetrics)
+                    events: events, limiter: limiter, limits: limits, metrics: connectionMetrics)
             },
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),
             onServerRunning: { channel in

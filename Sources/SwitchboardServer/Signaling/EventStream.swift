@@ -3,7 +3,8 @@ import NIOCore
 import Synchronization
 
 /// One open SSE stream: a bounded queue of encoded frames between the signaling state (which never waits) and the
-/// HTTP response writer (which waits for the client).
+/// HTTP response writer (which waits for the client): a task awaiting ``next()``, or an event-loop writer polling
+/// with ``poll(notify:)``.
 ///
 /// When the client reads too slowly and the queue passes its bounds, the stream is cut: the queue stops taking
 /// frames and the connection is closed, so the server's memory per stream stays bounded.
@@ -28,7 +29,7 @@ final class EventStream: Sendable {
     private struct State {
         var frames = Deque<ByteBuffer>()
         var bytes = 0
-        var waiter: CheckedContinuation<[ByteBuffer]?, Never>?
+        var waiter: Waiter?
         var ending: Ending?
         var forgotten = false
         var responseComplete = false
@@ -112,6 +113,26 @@ final class EventStream: Sendable {
         }
     }
 
+    /// Who waits for the next frames: a task in ``next()``, or an event-loop writer told by a call.
+    private enum Waiter {
+        case task(CheckedContinuation<[ByteBuffer]?, Never>)
+        case notify(@Sendable () -> Void)
+
+        /// Hands `frames` (nil: the stream is over) to a task, or tells a writer to poll.
+        func wake(_ frames: [ByteBuffer]?) {
+            switch self {
+            case .task(let continuation): continuation.resume(returning: frames)
+            case .notify(let notify): notify()
+            }
+        }
+
+        /// Whether the waiter takes the frames it is woken with (a polling writer takes them from the queue).
+        var takesFrames: Bool {
+            if case .task = self { return true }
+            return false
+        }
+    }
+
     /// What became of a frame given to ``enqueue(_:)``.
     enum EnqueueResult: Sendable, Equatable {
         case queued
@@ -124,9 +145,9 @@ final class EventStream: Sendable {
     /// Queues a frame without ever waiting.
     @discardableResult
     func enqueue(_ frame: ByteBuffer) -> EnqueueResult {
-        let (result, waiter) = state.withLock { state -> (EnqueueResult, CheckedContinuation<[ByteBuffer]?, Never>?) in
+        let (result, waiter) = state.withLock { state -> (EnqueueResult, Waiter?) in
             guard state.ending == nil else { return (.ended, nil) }
-            if let waiter = state.waiter {
+            if let waiter = state.waiter, waiter.takesFrames {
                 state.waiter = nil
                 return (.queued, waiter)
             }
@@ -134,13 +155,15 @@ final class EventStream: Sendable {
                 state.ending = .slowReader
                 state.frames.removeAll()
                 state.bytes = 0
+                state.waiter = nil
                 return (.overflowed, nil)
             }
             state.frames.append(frame)
             state.bytes += frame.readableBytes
-            return (.queued, nil)
+            defer { state.waiter = nil }
+            return (.queued, state.waiter)
         }
-        waiter?.resume(returning: [frame])
+        waiter?.wake([frame])
         if result == .overflowed { channel?.close(promise: nil) }
         return result
     }
@@ -148,18 +171,18 @@ final class EventStream: Sendable {
     /// Ends the stream after the frames already queued and `final`, if given. A reader that does not take them
     /// within a few seconds has its connection closed, so a stalled client cannot hold up a shutdown.
     func finish(_ ending: Ending, final: ByteBuffer?) {
-        let (ended, waiter) = state.withLock {
-            state -> (Bool, (CheckedContinuation<[ByteBuffer]?, Never>, [ByteBuffer]?)?) in
+        let (ended, waiter) = state.withLock { state -> (Bool, (Waiter, [ByteBuffer]?)?) in
             guard state.ending == nil else { return (false, nil) }
             state.ending = ending
             if let final { state.frames.append(final) }
             guard let waiter = state.waiter else { return (true, nil) }
             state.waiter = nil
+            guard waiter.takesFrames else { return (true, (waiter, nil)) }
             let frames = Array(state.frames)
             state.frames.removeAll()
             return (true, (waiter, frames.isEmpty ? nil : frames))
         }
-        if let (waiter, frames) = waiter { waiter.resume(returning: frames) }
+        if let (waiter, frames) = waiter { waiter.wake(frames) }
         if ended, let channel {
             // Only a response still unfinished by then is cut: a connection that went on to serve other requests
             // after its stream ended is left alone.
@@ -172,18 +195,40 @@ final class EventStream: Sendable {
     /// The frames queued so far, waiting for at least one; nil once the stream is over and drained.
     func next() async -> [ByteBuffer]? {
         await withCheckedContinuation { (continuation: CheckedContinuation<[ByteBuffer]?, Never>) in
-            let ready = state.withLock { state -> [ByteBuffer]?? in
-                if !state.frames.isEmpty {
-                    let frames = Array(state.frames)
-                    state.frames.removeAll(keepingCapacity: true)
-                    state.bytes = 0
-                    return .some(frames)
-                }
-                if state.ending != nil { return .some(nil) }
-                state.waiter = continuation
-                return .none
+            switch poll(waiter: .task(continuation)) {
+            case .frames(let frames): continuation.resume(returning: frames)
+            case .ended: continuation.resume(returning: nil)
+            case .waiting: break
             }
-            if let ready { continuation.resume(returning: ready) }
+        }
+    }
+
+    /// What ``poll(notify:)`` found.
+    enum Poll {
+        case frames([ByteBuffer])
+        /// The stream is over and drained.
+        case ended
+        /// Nothing queued: `notify` is called once when there is (or when the stream ends).
+        case waiting
+    }
+
+    /// The frames queued so far, without waiting: when there are none, `notify` is called (from whichever thread
+    /// queues the next frame or ends the stream) once there are.
+    func poll(notify: @escaping @Sendable () -> Void) -> Poll {
+        poll(waiter: .notify(notify))
+    }
+
+    private func poll(waiter: Waiter) -> Poll {
+        state.withLock { state in
+            if !state.frames.isEmpty {
+                let frames = Array(state.frames)
+                state.frames.removeAll(keepingCapacity: true)
+                state.bytes = 0
+                return .frames(frames)
+            }
+            if state.ending != nil { return .ended }
+            state.waiter = waiter
+            return .waiting
         }
     }
 
