@@ -305,4 +305,24 @@ extension TestServer {
             connection.close()
         }
     }
+
+    /// Streams opened in a burst are admitted a few at a time (here one): each open that waits its turn is served
+    /// once the one before it is, and every stream gets its events.
+    @Test func aBurstOfStreamsIsAdmittedOneOpenAtATime() async throws {
+        try await TestServer.with({ $0.connections.concurrentStreamOpens = 1 }) { server in
+            let users = (1...6).map { "burst\($0)" }
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for user in users {
+                    group.addTask {
+                        let stream = try await server.stream(user, device: "d1")
+                        defer { stream.close() }
+                        try await stream.expect("hello")
+                        try await server.invite("alice", to: user)
+                        try await stream.expect("call.invite")
+                    }
+                }
+                try await group.waitForAll()
+            }
+        }
+    }
 }

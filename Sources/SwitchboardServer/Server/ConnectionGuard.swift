@@ -1,13 +1,13 @@
 import CoreMetrics
 public import Foundation
 import HummingbirdCore
-import HummingbirdHTTP2
 import Logging
 package import NIOCore
 import NIOHTTP1
 import NIOHTTP2
 import NIOHTTPTypes
 import NIOHTTPTypesHTTP1
+import NIOHTTPTypesHTTP2
 import NIOSSL
 import NIOTLS
 import Synchronization
@@ -35,6 +35,10 @@ public struct ConnectionLimits: Sendable {
     /// Seconds a kept-alive connection may wait, with no request in progress, for the next request's header. An
     /// event stream is a response in progress: it is exempt.
     public var idleTimeout: TimeInterval = 75
+    /// Event streams being opened at once, server-wide (authenticated, caught up from the store); more wait their
+    /// turn. A reconnect storm is admitted this many at a time: as fast on a few cores, and without a peak of
+    /// short-lived memory that would stay behind as fragmentation (see ``OpeningGate``).
+    public var concurrentStreamOpens: Int = 32
 
     public init() {}
 }
@@ -357,22 +361,29 @@ enum DescriptorLimit {
 /// ``GuardedChannel``. Until ALPN has chosen, a ``HandshakeGuardHandler`` holds the connection's slot and its
 /// handshake deadline; then HTTP/1.1 gets the ``ConnectionGuardHandler`` of every HTTP/1 connection, and HTTP/2 an
 /// ``HTTP2ConnectionGuardHandler`` (the slot, the header, idle and quiesce deadlines) with a ``StreamGuardHandler``
-/// on each stream (its body deadline); streams are capped per connection by the SETTINGS the server sends.
+/// on each stream (its body deadline); streams are capped per connection by the SETTINGS the server sends. NIO's
+/// HTTP/2 connection manager closes an idle connection and sends the GOAWAYs of a graceful shutdown.
 struct GuardedUpgradeChannel: HTTPChannelHandler {
+    /// An HTTP/1.1 connection's, or an HTTP/2 stream's, `NIOAsyncChannel` once its first request needs one (nil:
+    /// it serves an event stream, or closed first; see ``EventStreamDispatcher``).
+    typealias Served = EventLoopFuture<EventStreamDispatcher.Connection?>
+    typealias Streams = NIOHTTP2Handler.AsyncStreamMultiplexer<Served>
+
     struct Value: ServerChildChannelValue {
-        /// HTTP/1.1: the connection's `NIOAsyncChannel` once its first request needs one (nil: it serves an event
-        /// stream, or closed first; see ``EventStreamDispatcher``).
-        let negotiated:
-            EventLoopFuture<NIONegotiatedHTTPVersion<EventLoopFuture<HTTP1Channel.Value?>, HTTP2Channel.Value>>
+        let negotiated: EventLoopFuture<NIONegotiatedHTTPVersion<Served, Streams>>
         let channel: any Channel
     }
 
     let sslContext: NIOSSLContext
-    /// Serves HTTP/1.1 connections with Hummingbird's task; its pipeline is set up here (as `HTTP1Channel` would,
-    /// with an ``EventStreamDispatcher`` where its `NIOAsyncChannel` would be).
+    /// Serves each request that is not an event stream, over either protocol, with Hummingbird's task. The
+    /// pipelines are set up here, as `HTTP1Channel` and `HTTP2Channel` would, with an ``EventStreamDispatcher`` where
+    /// their `NIOAsyncChannel` would be.
     let http1: HTTP1Channel
-    let http2: HTTP2Channel
+    /// Closes an HTTP/2 connection with no stream open (a GOAWAY first); nil: never.
+    let http2IdleTimeout: TimeAmount?
     let events: EventStreamDispatcher.Responder
+    /// Shared by every connection: the event streams being opened at once.
+    let openings: OpeningGate
     let limiter: ConnectionLimiter
     let limits: ConnectionLimits
     let metrics: ConnectionMetrics
@@ -391,7 +402,8 @@ struct GuardedUpgradeChannel: HTTPChannelHandler {
             return channel.eventLoop.makeFailedFuture(refusal)
         }
         metrics.open.record(limiter.open)
-        let (limiter, limits, metrics, http2, events) = (limiter, limits, metrics, http2, events)
+        let (limiter, limits, metrics, events, idleTimeout) = (limiter, limits, metrics, events, http2IdleTimeout)
+        let openings = openings
         let guardHandler = HandshakeGuardHandler(address: address, limiter: limiter, limits: limits, metrics: metrics)
         do {
             let operations = channel.pipeline.syncOperations
@@ -419,18 +431,37 @@ struct GuardedUpgradeChannel: HTTPChannelHandler {
                     ConnectionGuardHandler(
                         address: address, limiter: limiter, limits: limits, metrics: metrics, handshaken: true))
                 try operations.addHandler(HTTPConnectionStateHandler(idleTimeout: nil, logger: logger))
-                let connection = channel.eventLoop.makePromise(of: HTTP1Channel.Value?.self)
+                let connection = channel.eventLoop.makePromise(of: EventStreamDispatcher.Connection?.self)
                 try operations.addHandler(
-                    EventStreamDispatcher(mode: .http1(connection), responder: events, logger: logger))
+                    EventStreamDispatcher(
+                        version: .http1, connection: connection, responder: events, gate: openings, logger: logger))
                 handshake.value.handOver()
                 return connection.futureResult
             }
         } http2ConnectionInitializer: { channel in
-            http2.setup(channel: channel, logger: logger).flatMapThrowing { value in
+            channel.eventLoop.makeCompletedFuture {
+                // NIO's connection manager: the idle close, and on graceful shutdown the two GOAWAYs.
+                let multiplexer = try channel.pipeline.syncOperations.configureAsyncHTTP2Pipeline(
+                    mode: .server,
+                    connectionManagerConfiguration: .init(
+                        maxIdleTime: idleTimeout, maxAge: nil, maxGraceTime: nil, keepalive: nil)
+                ) { stream in
+                    stream.eventLoop.makeCompletedFuture {
+                        let operations = stream.pipeline.syncOperations
+                        try operations.addHandler(HTTP2FramePayloadToHTTPServerCodec())
+                        try operations.addHandler(StreamGuardHandler(limits: limits, metrics: metrics))
+                        let connection = stream.eventLoop.makePromise(of: EventStreamDispatcher.Connection?.self)
+                        try operations.addHandler(
+                            EventStreamDispatcher(
+                                version: .http2, connection: connection, responder: events, gate: openings,
+                                logger: logger))
+                        return connection.futureResult
+                    }
+                }
                 try channel.pipeline.syncOperations.addHandler(
                     HTTP2ConnectionGuardHandler(address: address, limiter: limiter, limits: limits, metrics: metrics))
                 handshake.value.handOver()
-                return value
+                return multiplexer
             }
         }.map { Value(negotiated: $0, channel: channel) }
     }
@@ -441,10 +472,21 @@ struct GuardedUpgradeChannel: HTTPChannelHandler {
             case .http1_1(let connection):
                 guard let connection = try await connection.get() else { return }
                 await http1.handle(value: connection, logger: logger)
-            case .http2(let connection): await http2.handle(value: connection, logger: logger)
+            case .http2(let multiplexer):
+                // One task per stream until its first request is read; one that is an event stream needs it no more.
+                // The others are served as Hummingbird serves a connection's requests: its loop reads HTTP parts,
+                // whichever protocol framed them, and a stream's parts end after its one request.
+                try await withThrowingDiscardingTaskGroup { group in
+                    for try await stream in multiplexer.inbound {
+                        group.addTask {
+                            guard let stream = try? await stream.get() else { return }
+                            await http1.handle(value: stream, logger: logger)
+                        }
+                    }
+                }
             }
         } catch {
-            logger.debug("TLS or ALPN negotiation failed: \(error)")
+            logger.debug("connection failed (TLS, ALPN or HTTP/2): \(error)")
             value.channel.close(promise: nil)
         }
     }

@@ -1,3 +1,4 @@
+import DequeModule
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -5,6 +6,7 @@ import HummingbirdCore
 import Logging
 import NIOCore
 import NIOHTTPTypes
+import Synchronization
 
 /// Serves `GET /v1/events` without a task per open stream.
 ///
@@ -16,10 +18,10 @@ import NIOHTTPTypes
 /// ``EventStreamHandover`` and this handler writes its frames from the event loop, as they are queued and as the
 /// connection (or the HTTP/2 stream's flow-control window) takes them.
 ///
-/// Every other request goes on to Hummingbird. On HTTP/1.1 the handler sits where Hummingbird's `NIOAsyncChannel`
-/// would: a connection whose first request is anything else gets its `NIOAsyncChannel` then (handed to the
-/// connection's task through `mode`'s promise) and the handler leaves. A connection that served a stream this way
-/// closes when the stream ends, as it has no task to serve another request.
+/// Every other request goes on to Hummingbird. The handler sits where Hummingbird's `NIOAsyncChannel` would: an
+/// HTTP/1.1 connection, or an HTTP/2 stream, whose first request is anything else gets its `NIOAsyncChannel` then
+/// (handed to a Hummingbird task through `connection`) and the handler leaves. An HTTP/1.1 connection that served a
+/// stream this way closes when the stream ends, as it has no task to serve another request.
 final class EventStreamDispatcher: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPRequestPart
     typealias InboundOut = HTTPRequestPart
@@ -27,13 +29,9 @@ final class EventStreamDispatcher: ChannelInboundHandler, RemovableChannelHandle
     typealias Connection = NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>
     typealias Responder = @Sendable (Request, SwitchboardContext) async throws -> Response
 
-    /// The protocol of the channel it sits in.
-    enum Mode {
-        /// An HTTP/1.1 connection: the promise gets the `NIOAsyncChannel` for Hummingbird's task, or nil when the
-        /// connection needs none (it serves an event stream, or closed first).
-        case http1(EventLoopPromise<Connection?>)
-        /// One HTTP/2 stream (Hummingbird's task and `NIOAsyncChannel` exist already, after this handler).
-        case http2
+    /// The protocol of the channel it sits in: an HTTP/1.1 connection, or one HTTP/2 stream.
+    enum Version {
+        case http1, http2
     }
 
     private enum State {
@@ -44,22 +42,28 @@ final class EventStreamDispatcher: ChannelInboundHandler, RemovableChannelHandle
         /// The router answers it, in its own task.
         case opening
         case streaming(EventStream)
-        /// Anything else: the parts go on (HTTP/2; an HTTP/1.1 handler leaves the pipeline instead).
+        /// Anything else: Hummingbird serves it (the handler is leaving the pipeline).
         case passing
         case done
     }
 
-    private let mode: Mode
-    /// The HTTP/1.1 connection's promise, until kept.
+    private let version: Version
+    /// The promise of a `NIOAsyncChannel` for Hummingbird's task, until kept: nil when the channel needs none (it
+    /// serves an event stream, or closed first).
     private var promise: EventLoopPromise<Connection?>?
     private let responder: Responder
     private let logger: Logger
+    private let gate: OpeningGate
     private var state = State.idle
     private var context: ChannelHandlerContext?
 
-    init(mode: Mode, responder: @escaping Responder, logger: Logger) {
-        self.mode = mode
-        if case .http1(let promise) = mode { self.promise = promise }
+    init(
+        version: Version, connection: EventLoopPromise<Connection?>, responder: @escaping Responder,
+        gate: OpeningGate, logger: Logger
+    ) {
+        self.gate = gate
+        self.version = version
+        self.promise = connection
         self.responder = responder
         self.logger = logger
     }
@@ -85,20 +89,6 @@ final class EventStreamDispatcher: ChannelInboundHandler, RemovableChannelHandle
         decide(nil)
         state = .done
         context.fireChannelInactive()
-    }
-
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is ChannelShouldQuiesceEvent {
-            switch state {
-            case .reading, .opening, .streaming, .done:
-                // Hummingbird's connection-state handler after this one never saw this request and would take the
-                // stream for idle and close it: the stream ends with the shutdown's final event instead.
-                if case .http2 = mode { return }
-            case .idle, .passing:
-                break
-            }
-        }
-        context.fireUserInboundEventTriggered(event)
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
@@ -146,17 +136,14 @@ final class EventStreamDispatcher: ChannelInboundHandler, RemovableChannelHandle
         pass(context: context) { $0.fireChannelRead(data) }
     }
 
-    /// Goes on to Hummingbird with `first` (what came in): on HTTP/1.1, the connection gets its `NIOAsyncChannel`
-    /// and this handler leaves.
+    /// Goes on to Hummingbird with `first` (what came in): the channel gets its `NIOAsyncChannel` (as Hummingbird
+    /// sets it up for each protocol) and this handler leaves.
     private func pass(context: ChannelHandlerContext, first: (ChannelHandlerContext) -> Void) {
         state = .passing
-        guard case .http1 = mode else {
-            first(context)
-            return
-        }
         do {
             let connection = try Connection(
-                wrappingChannelSynchronously: context.channel, configuration: .init(isOutboundHalfClosureEnabled: true))
+                wrappingChannelSynchronously: context.channel,
+                configuration: .init(isOutboundHalfClosureEnabled: version == .http1))
             decide(connection)
             first(context)
             context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
@@ -167,7 +154,7 @@ final class EventStreamDispatcher: ChannelInboundHandler, RemovableChannelHandle
         }
     }
 
-    /// Hands the HTTP/1.1 connection's task its `NIOAsyncChannel`, or nil (it has none to serve), once.
+    /// Hands Hummingbird's task its `NIOAsyncChannel`, or nil (it has nothing to serve), once.
     private func decide(_ connection: Connection?) {
         promise?.succeed(connection)
         promise = nil
@@ -175,12 +162,19 @@ final class EventStreamDispatcher: ChannelInboundHandler, RemovableChannelHandle
 
     private func open(_ head: HTTPRequest, context: ChannelHandlerContext) {
         state = .opening
-        // The connection's task has nothing to serve: it ends now rather than wait for the stream.
+        // Hummingbird's task has nothing to serve: it ends now rather than wait for the stream.
         decide(nil)
         let opening = Opening(
             head: head, channel: context.channel, handler: NIOLoopBound(self, eventLoop: context.eventLoop),
             responder: responder, logger: logger)
-        Task { await opening.run() }
+        let gate = gate
+        gate.enter {
+            Task {
+                // A client that left while its open waited costs nothing more.
+                if opening.channel.isActive { await opening.run() }
+                gate.leave()
+            }
+        }
     }
 
     /// What the task that opens a stream needs.
@@ -244,7 +238,7 @@ final class EventStreamDispatcher: ChannelInboundHandler, RemovableChannelHandle
         }
         guard let stream = answer.stream else {
             var head = answer.head
-            if case .http1 = mode { head.headerFields[.connection] = "close" }
+            if version == .http1 { head.headerFields[.connection] = "close" }
             context.write(wrapOutboundOut(.head(head)), promise: nil)
             if let body = answer.body, body.readableBytes > 0 {
                 context.write(wrapOutboundOut(.body(body)), promise: nil)
@@ -284,10 +278,53 @@ final class EventStreamDispatcher: ChannelInboundHandler, RemovableChannelHandle
         state = .done
         let written = context.eventLoop.makePromise(of: Void.self)
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: written)
-        if case .http1 = mode {
+        if version == .http1 {
             let channel = context.channel
             written.futureResult.whenComplete { _ in channel.close(promise: nil) }
         }
+    }
+}
+
+/// Bounds the event streams being opened at once, server-wide.
+///
+/// Opening a stream is the costly part of its life: the whole middleware chain, authentication, the store's
+/// catch-up read, each in a task with its own stack. When thousands of clients reconnect at once (a node restarted,
+/// a network came back), running every open at the same time buys no throughput on a few cores, and its peak of
+/// short-lived memory stays behind as allocator fragmentation, in the RSS of every stream that follows. Past the
+/// bound, opens wait their turn in arrival order.
+final class OpeningGate: Sendable {
+    let limit: Int
+    private struct State {
+        var running = 0
+        var waiting = Deque<@Sendable () -> Void>()
+    }
+    private let state = Mutex(State())
+
+    init(limit: Int) { self.limit = max(1, limit) }
+
+    /// Runs `start` now if under the bound, or once an earlier open leaves.
+    func enter(_ start: @escaping @Sendable () -> Void) {
+        let now = state.withLock { state -> Bool in
+            guard state.running < limit else {
+                state.waiting.append(start)
+                return false
+            }
+            state.running += 1
+            return true
+        }
+        if now { start() }
+    }
+
+    /// An open has ended: the next waiting one starts.
+    func leave() {
+        let next = state.withLock { state -> (@Sendable () -> Void)? in
+            guard let next = state.waiting.popFirst() else {
+                state.running -= 1
+                return nil
+            }
+            return next
+        }
+        next?()
     }
 }
 

@@ -1,7 +1,6 @@
 public import Foundation
 public import Hummingbird
 import HummingbirdCore
-import HummingbirdHTTP2
 import HummingbirdTLS
 public import Logging
 public import Media
@@ -180,6 +179,7 @@ public struct SwitchboardServer: Sendable {
         let limits = configuration.connections
         let limiter = connectionLimiter
         let connectionMetrics = ConnectionMetrics(factory: metrics.factory)
+        let openings = OpeningGate(limit: limits.concurrentStreamOpens)
         let app = Application(
             responder: responder,
             server: HTTPServerBuilder { channelResponder in
@@ -187,16 +187,9 @@ public struct SwitchboardServer: Sendable {
                 let events: EventStreamDispatcher.Responder = { try await responder.respond(to: $0, context: $1) }
                 return GuardedUpgradeChannel(
                     sslContext: try NIOSSLContext(configuration: tls), http1: HTTP1Channel(responder: channelResponder),
-                    http2: HTTP2Channel(
-                        responder: channelResponder,
-                        configuration: .init(
-                            idleTimeout: limits.idleTimeout > 0
-                                ? .milliseconds(Int64(min(limits.idleTimeout, 86_400) * 1000)) : nil,
-                            streamConfiguration: .init(additionalChannelHandlers: [
-                                StreamGuardHandler(limits: limits, metrics: connectionMetrics),
-                                EventStreamDispatcher(mode: .http2, responder: events, logger: logger),
-                            ]))),
-                    events: events, limiter: limiter, limits: limits, metrics: connectionMetrics)
+                    http2IdleTimeout: limits.idleTimeout > 0
+                        ? .milliseconds(Int64(min(limits.idleTimeout, 86_400) * 1000)) : nil,
+                    events: events, openings: openings, limiter: limiter, limits: limits, metrics: connectionMetrics)
             },
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),
             onServerRunning: { channel in
