@@ -225,10 +225,13 @@ struct ConnectionOptions: ParsableArguments {
     @Option(help: "Seconds from a request header until its body is complete.") var bodyTimeout: Double = 30
     @Option(help: "Seconds a kept-alive connection may wait for its next request (event streams are exempt).")
     var idleTimeout: Double = 75
+    @Option(help: "Event streams being opened at once (authenticated, caught up); more wait their turn.")
+    var maxStreamOpens = 32
 
     func limits() throws -> ConnectionLimits {
-        guard maxConnections > 0, maxPendingPerAddress > 0 else {
-            throw CommandFailure("--max-connections and --max-pending-per-address must be positive")
+        guard maxConnections > 0, maxPendingPerAddress > 0, maxStreamOpens > 0 else {
+            throw CommandFailure(
+                "--max-connections, --max-pending-per-address and --max-stream-opens must be positive")
         }
         guard [handshakeTimeout, headerTimeout, bodyTimeout, idleTimeout].allSatisfy({ $0 > 0 && $0 <= 86_400 }) else {
             throw CommandFailure("connection timeouts must be positive numbers of seconds, at most a day")
@@ -240,6 +243,7 @@ struct ConnectionOptions: ParsableArguments {
         limits.headerTimeout = headerTimeout
         limits.bodyTimeout = bodyTimeout
         limits.idleTimeout = idleTimeout
+        limits.concurrentStreamOpens = maxStreamOpens
         return limits
     }
 }

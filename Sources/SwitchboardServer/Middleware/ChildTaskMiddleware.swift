@@ -7,6 +7,8 @@ import Hummingbird
 /// HTTP/2 stream) from one task, and an event stream's response lasts as long as the stream: without this, every
 /// open stream would hold the high-water mark of the whole chain's async frames (about 18 KiB per stream, measured
 /// with heaptrack at 2,000 streams) for its lifetime, though only the body writer's few frames are still in use.
+/// Most streams no longer run in such a task (``EventStreamDispatcher`` serves them from the event loop); one
+/// opened after another request on the same HTTP/1.1 connection still does.
 struct ChildTaskMiddleware<Context: RequestContext>: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
         -> Response

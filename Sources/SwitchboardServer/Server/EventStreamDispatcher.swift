@@ -212,7 +212,7 @@ final class EventStreamDispatcher: ChannelInboundHandler, RemovableChannelHandle
         do {
             response = try await responder(Request(head: head, body: .init(buffer: ByteBuffer())), context)
         } catch {
-            logger.debug("Unrecognised Error", metadata: ["error.type": "\(error)"])
+            logger.debug("unrecognised error", metadata: ["error.type": "\(error)"])
             response = Response(status: .internalServerError)
         }
         response.headers[.date] = HTTPDate.now()
