@@ -432,9 +432,14 @@ struct GuardedUpgradeChannel: HTTPChannelHandler {
                         address: address, limiter: limiter, limits: limits, metrics: metrics, handshaken: true))
                 try operations.addHandler(HTTPConnectionStateHandler(idleTimeout: nil, logger: logger))
                 let connection = channel.eventLoop.makePromise(of: EventStreamDispatcher.Connection?.self)
-                try operations.addHandler(
-                    EventStreamDispatcher(
-                        version: .http1, connection: connection, responder: events, gate: openings, logger: logger))
+                do {
+                    try operations.addHandler(
+                        EventStreamDispatcher(
+                            version: .http1, connection: connection, responder: events, gate: openings, logger: logger))
+                } catch {
+                    connection.fail(error)
+                    throw error
+                }
                 handshake.value.handOver()
                 return connection.futureResult
             }
@@ -451,10 +456,15 @@ struct GuardedUpgradeChannel: HTTPChannelHandler {
                         try operations.addHandler(HTTP2FramePayloadToHTTPServerCodec())
                         try operations.addHandler(StreamGuardHandler(limits: limits, metrics: metrics))
                         let connection = stream.eventLoop.makePromise(of: EventStreamDispatcher.Connection?.self)
-                        try operations.addHandler(
-                            EventStreamDispatcher(
-                                version: .http2, connection: connection, responder: events, gate: openings,
-                                logger: logger))
+                        do {
+                            try operations.addHandler(
+                                EventStreamDispatcher(
+                                    version: .http2, connection: connection, responder: events, gate: openings,
+                                    logger: logger))
+                        } catch {
+                            connection.fail(error)
+                            throw error
+                        }
                         return connection.futureResult
                     }
                 }

@@ -168,12 +168,27 @@ final class EventStreamDispatcher: ChannelInboundHandler, RemovableChannelHandle
             head: head, channel: context.channel, handler: NIOLoopBound(self, eventLoop: context.eventLoop),
             responder: responder, logger: logger)
         let gate = gate
-        gate.enter {
+        let address = ClientAddress.key(context.channel.remoteAddress)
+        let admitted = gate.enter(from: address) {
             Task {
                 // A client that left while its open waited costs nothing more.
                 if opening.channel.isActive { await opening.run() }
-                gate.leave()
+                gate.leave(from: address)
             }
+        }
+        guard admitted else {
+            // One address cannot fill the queue that every other client's opens wait in.
+            let body = ByteBuffer(
+                string: #"{"error":{"code":"rate_limited","message":"too many event streams from this address are "#
+                    + #"waiting to open; retry in a second"}}"#)
+            var head = HTTPResponse(status: .tooManyRequests)
+            head.headerFields[.contentType] = "application/json; charset=utf-8"
+            head.headerFields[.contentLength] = String(body.readableBytes)
+            head.headerFields[.retryAfter] = "1"
+            head.headerFields[.cacheControl] = "no-store"
+            head.headerFields[.date] = HTTPDate.now()
+            opened(Answer(head: head, body: body))
+            return
         }
     }
 
@@ -246,7 +261,10 @@ final class EventStreamDispatcher: ChannelInboundHandler, RemovableChannelHandle
             finish(context: context)
             return
         }
-        context.write(wrapOutboundOut(.head(answer.head)), promise: nil)
+        var head = answer.head
+        // The connection closes when the stream ends: a client must not reuse it for another request.
+        if version == .http1 { head.headerFields[.connection] = "close" }
+        context.write(wrapOutboundOut(.head(head)), promise: nil)
         context.flush()
         state = .streaming(stream)
         drain()
@@ -257,7 +275,8 @@ final class EventStreamDispatcher: ChannelInboundHandler, RemovableChannelHandle
         guard case .streaming(let stream) = state, let context else { return }
         let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
         let eventLoop = context.eventLoop
-        while context.channel.isWritable {
+        // A flush may close the channel at once (a write error): the state says so before the next turn.
+        while case .streaming = state, context.channel.isWritable {
             switch stream.poll(notify: { eventLoop.execute { handler.value.drain() } }) {
             case .frames(let frames):
                 for frame in frames { context.write(wrapOutboundOut(.body(frame)), promise: nil) }
@@ -292,19 +311,29 @@ final class EventStreamDispatcher: ChannelInboundHandler, RemovableChannelHandle
 /// a network came back), running every open at the same time buys no throughput on a few cores, and its peak of
 /// short-lived memory stays behind as allocator fragmentation, in the RSS of every stream that follows. Past the
 /// bound, opens wait their turn in arrival order.
-final class OpeningGate: Sendable {
-    let limit: Int
+package final class OpeningGate: Sendable {
+    package let limit: Int
+    /// Opens from one client address (an IPv6 /64) running or waiting at once; more are refused (429).
+    package let perAddress: Int
     private struct State {
         var running = 0
         var waiting = Deque<@Sendable () -> Void>()
+        var unanswered: [String: Int] = [:]
     }
     private let state = Mutex(State())
 
-    init(limit: Int) { self.limit = max(1, limit) }
+    package init(limit: Int, perAddress: Int) {
+        self.limit = max(1, limit)
+        self.perAddress = max(1, perAddress)
+    }
 
-    /// Runs `start` now if under the bound, or once an earlier open leaves.
-    func enter(_ start: @escaping @Sendable () -> Void) {
-        let now = state.withLock { state -> Bool in
+    /// Runs `start` now if under the bound, or once an earlier open leaves; false (and `start` never runs) when
+    /// `address` already has ``perAddress`` opens running or waiting.
+    package func enter(from address: String, _ start: @escaping @Sendable () -> Void) -> Bool {
+        let now = state.withLock { state -> Bool? in
+            let unanswered = state.unanswered[address, default: 0]
+            guard unanswered < perAddress else { return nil }
+            state.unanswered[address] = unanswered + 1
             guard state.running < limit else {
                 state.waiting.append(start)
                 return false
@@ -312,12 +341,16 @@ final class OpeningGate: Sendable {
             state.running += 1
             return true
         }
+        guard let now else { return false }
         if now { start() }
+        return true
     }
 
-    /// An open has ended: the next waiting one starts.
-    func leave() {
+    /// An open from `address` has ended: the next waiting one starts.
+    package func leave(from address: String) {
         let next = state.withLock { state -> (@Sendable () -> Void)? in
+            let left = state.unanswered[address, default: 1] - 1
+            state.unanswered[address] = left > 0 ? left : nil
             guard let next = state.waiting.popFirst() else {
                 state.running -= 1
                 return nil

@@ -179,7 +179,7 @@ public struct SwitchboardServer: Sendable {
         let limits = configuration.connections
         let limiter = connectionLimiter
         let connectionMetrics = ConnectionMetrics(factory: metrics.factory)
-        let openings = OpeningGate(limit: limits.concurrentStreamOpens)
+        let openings = OpeningGate(limit: limits.concurrentStreamOpens, perAddress: limits.maxPendingPerAddress)
         let app = Application(
             responder: responder,
             server: HTTPServerBuilder { channelResponder in
