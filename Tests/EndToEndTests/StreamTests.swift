@@ -18,6 +18,15 @@ extension TestServer {
 
 /// The SSE stream: resumption, tickets, heartbeats, slow readers, shutdown.
 @Suite struct StreamTests {
+    /// Whether the server's open-stream gauge reaches `count` within 5 s (polled: no event marks a stream forgotten).
+    static func openStreamsFall(to count: Double, on server: TestServer) async throws -> Bool {
+        for _ in 0..<250 {
+            if try await server.metric("switchboard_sse_streams_open") == count { return true }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        return false
+    }
+
     @Test func resumesFromLastEventIDWithCurl() async throws {
         try await TestServer.with { server in
             let (id, resumeFrom) = try await server.inviteBobAndDisconnect()
@@ -170,13 +179,8 @@ extension TestServer {
             try await curl.expect("hello")
             #expect(try await server.metric("switchboard_sse_streams_open") == 1)
             curl.stop()
-            // No event marks the server noticing; poll its gauge for at most 5 s (heartbeats are 15 s apart).
-            var open = try await server.metric("switchboard_sse_streams_open")
-            for _ in 0..<250 where open != 0 {
-                try await Task.sleep(for: .milliseconds(20))
-                open = try await server.metric("switchboard_sse_streams_open")
-            }
-            #expect(open == 0)
+            // No event marks the server noticing; its gauge is polled (heartbeats are 15 s apart).
+            #expect(try await Self.openStreamsFall(to: 0, on: server))
         }
     }
 
@@ -280,12 +284,7 @@ extension TestServer {
             try await connection.send("GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
             #expect(await connection.closes(within: 5))
             #expect(!connection.received.contains("HTTP/1.1 200 OK\r\nContent-Type: application/json"))
-            var open = try await server.metric("switchboard_sse_streams_open")
-            for _ in 0..<250 where open != 0 {
-                try await Task.sleep(for: .milliseconds(20))
-                open = try await server.metric("switchboard_sse_streams_open")
-            }
-            #expect(open == 0)
+            #expect(try await Self.openStreamsFall(to: 0, on: server))
         }
     }
 
