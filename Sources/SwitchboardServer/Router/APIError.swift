@@ -17,12 +17,19 @@ public struct APIError: HTTPResponseError, Sendable {
     }
 
     public func response(from request: Request, context: some RequestContext) throws -> Response {
+        Response(status: status, headers: fields, body: .init(byteBuffer: body))
+    }
+
+    /// The response's headers: the error's own, and those of every JSON error.
+    var fields: HTTPFields {
         var fields = headers
         fields[.contentType] = "application/json; charset=utf-8"
         fields[.cacheControl] = "no-store"
-        let body = JSON.encode(ErrorBody(error: .init(code: code, message: message)))
-        return Response(status: status, headers: fields, body: .init(byteBuffer: ByteBuffer(bytes: body)))
+        return fields
     }
+
+    /// `{"error": {"code", "message"}}`.
+    var body: ByteBuffer { ByteBuffer(bytes: JSON.encode(ErrorBody(error: .init(code: code, message: message)))) }
 
     struct ErrorBody: Encodable {
         struct Detail: Encodable {
@@ -46,8 +53,8 @@ public struct APIError: HTTPResponseError, Sendable {
     static let clientGone = APIError(
         .badRequest, "client_gone", "the connection closed before the request was complete")
     static let rateLimited = rateLimited(retryAfter: 1)
-    static func rateLimited(retryAfter seconds: Int) -> APIError {
-        var error = APIError(.tooManyRequests, "rate_limited", "too many requests; slow down")
+    static func rateLimited(retryAfter seconds: Int, _ message: String = "too many requests; slow down") -> APIError {
+        var error = APIError(.tooManyRequests, "rate_limited", message)
         error.headers[.retryAfter] = String(seconds)
         return error
     }

@@ -431,17 +431,9 @@ struct GuardedUpgradeChannel: HTTPChannelHandler {
                     ConnectionGuardHandler(
                         address: address, limiter: limiter, limits: limits, metrics: metrics, handshaken: true))
                 try operations.addHandler(HTTPConnectionStateHandler(idleTimeout: nil, logger: logger))
-                let connection = channel.eventLoop.makePromise(of: EventStreamDispatcher.Connection?.self)
-                do {
-                    try operations.addHandler(
-                        EventStreamDispatcher(
-                            version: .http1, connection: connection, responder: events, gate: openings, logger: logger))
-                } catch {
-                    connection.fail(error)
-                    throw error
-                }
+                let served = try Self.addDispatcher(.http1, to: channel, events, openings, logger)
                 handshake.value.handOver()
-                return connection.futureResult
+                return served
             }
         } http2ConnectionInitializer: { channel in
             channel.eventLoop.makeCompletedFuture {
@@ -455,17 +447,7 @@ struct GuardedUpgradeChannel: HTTPChannelHandler {
                         let operations = stream.pipeline.syncOperations
                         try operations.addHandler(HTTP2FramePayloadToHTTPServerCodec())
                         try operations.addHandler(StreamGuardHandler(limits: limits, metrics: metrics))
-                        let connection = stream.eventLoop.makePromise(of: EventStreamDispatcher.Connection?.self)
-                        do {
-                            try operations.addHandler(
-                                EventStreamDispatcher(
-                                    version: .http2, connection: connection, responder: events, gate: openings,
-                                    logger: logger))
-                        } catch {
-                            connection.fail(error)
-                            throw error
-                        }
-                        return connection.futureResult
+                        return try Self.addDispatcher(.http2, to: stream, events, openings, logger)
                     }
                 }
                 try channel.pipeline.syncOperations.addHandler(
@@ -474,6 +456,23 @@ struct GuardedUpgradeChannel: HTTPChannelHandler {
                 return multiplexer
             }
         }.map { Value(negotiated: $0, channel: channel) }
+    }
+
+    /// Puts an ``EventStreamDispatcher`` at the end of `channel`'s pipeline; the future of what Hummingbird serves.
+    private static func addDispatcher(
+        _ version: EventStreamDispatcher.Version, to channel: any Channel,
+        _ events: @escaping EventStreamDispatcher.Responder, _ openings: OpeningGate, _ logger: Logger
+    ) throws -> Served {
+        let served = channel.eventLoop.makePromise(of: EventStreamDispatcher.Connection?.self)
+        do {
+            try channel.pipeline.syncOperations.addHandler(
+                EventStreamDispatcher(
+                    version: version, connection: served, responder: events, gate: openings, logger: logger))
+        } catch {
+            served.fail(error)
+            throw error
+        }
+        return served.futureResult
     }
 
     func handle(value: Value, logger: Logger) async {

@@ -79,10 +79,9 @@ final class EventStreamDispatcher: ChannelInboundHandler, RemovableChannelHandle
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
+        // Without a context nothing more is written (``opened(_:)`` and ``drain()`` check it).
         self.context = nil
         decide(nil)
-        if case .passing = state { return }
-        state = .done
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -178,15 +177,11 @@ final class EventStreamDispatcher: ChannelInboundHandler, RemovableChannelHandle
         }
         guard admitted else {
             // One address cannot fill the queue that every other client's opens wait in.
-            let body = ByteBuffer(
-                string: #"{"error":{"code":"rate_limited","message":"too many event streams from this address are "#
-                    + #"waiting to open; retry in a second"}}"#)
-            var head = HTTPResponse(status: .tooManyRequests)
-            head.headerFields[.contentType] = "application/json; charset=utf-8"
+            let refusal = APIError.rateLimited(
+                retryAfter: 1, "too many event streams from this address are waiting to open; retry in a second")
+            let body = refusal.body
+            var head = HTTPResponse(status: refusal.status, headerFields: refusal.fields)
             head.headerFields[.contentLength] = String(body.readableBytes)
-            head.headerFields[.retryAfter] = "1"
-            head.headerFields[.cacheControl] = "no-store"
-            head.headerFields[.date] = HTTPDate.now()
             opened(Answer(head: head, body: body))
             return
         }
@@ -230,7 +225,6 @@ final class EventStreamDispatcher: ChannelInboundHandler, RemovableChannelHandle
             logger.debug("unrecognised error", metadata: ["error.type": "\(error)"])
             response = Response(status: .internalServerError)
         }
-        response.headers[.date] = HTTPDate.now()
         if let stream = handover.stream {
             // The stream's length is unknown: not the empty placeholder body's.
             response.headers[.contentLength] = nil
@@ -251,20 +245,18 @@ final class EventStreamDispatcher: ChannelInboundHandler, RemovableChannelHandle
             answer.stream?.finish(.finished, final: nil)
             return
         }
+        var head = answer.head
+        head.headerFields[.date] = HTTPDate.now()
+        // The connection closes after this response (a refusal, or the stream's end): a client must not reuse it.
+        if version == .http1 { head.headerFields[.connection] = "close" }
+        context.write(wrapOutboundOut(.head(head)), promise: nil)
         guard let stream = answer.stream else {
-            var head = answer.head
-            if version == .http1 { head.headerFields[.connection] = "close" }
-            context.write(wrapOutboundOut(.head(head)), promise: nil)
             if let body = answer.body, body.readableBytes > 0 {
                 context.write(wrapOutboundOut(.body(body)), promise: nil)
             }
             finish(context: context)
             return
         }
-        var head = answer.head
-        // The connection closes when the stream ends: a client must not reuse it for another request.
-        if version == .http1 { head.headerFields[.connection] = "close" }
-        context.write(wrapOutboundOut(.head(head)), promise: nil)
         context.flush()
         state = .streaming(stream)
         drain()

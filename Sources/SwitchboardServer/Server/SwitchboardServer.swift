@@ -169,7 +169,6 @@ public struct SwitchboardServer: Sendable {
     /// The services to run in one `ServiceGroup`, in start order; the group stops them in reverse, so open event
     /// streams get their final event before the HTTPS server stops. `onReady` gets the bound HTTPS port.
     public func services(onReady: @escaping @Sendable (Int) async -> Void = { _ in }) throws -> [any Service] {
-        let logger = logger
         let responder = makeRouter().buildResponder()
         var services: [any Service] = []
         if let relay { services.append(relay) }
