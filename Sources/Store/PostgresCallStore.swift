@@ -46,12 +46,6 @@ public final class PostgresCallStore: CallStore {
             database: settings.database, tls: settings.tls)
         options.options.connectTimeout = timeout
         options.options.maximumConnections = 16
-        // The store's functions run the same few statements thousands of times a second on every pooled session.
-        // PL/pgSQL caches a generic plan per session, made while the tables were small: on a new database the
-        // calls lookup by id stayed a sequential scan as the table grew (until an autovacuum ANALYZE, a minute or
-        // more away), 3.4 ms per batch instead of 0.5. Plans made for each execution's values and the table's
-        // size cost a few tens of microseconds and cannot go stale.
-        options.options.additionalStartupParameters = [("plan_cache_mode", "force_custom_plan")]
         client = PostgresClient(configuration: options, backgroundLogger: logger)
         self.configuration = configuration
         self.encode = encode
