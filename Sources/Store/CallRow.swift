@@ -17,7 +17,9 @@ struct CallRow: Codable {
     var media: String
     var failure: String?
     var mediaNode: String?
+}
 
+extension CallRow {
     init(_ call: Call) {
         id = call.id
         caller = call.caller
@@ -161,7 +163,7 @@ enum RowJSON {
     }
 
     /// A JSON string with its escapes (`\uXXXX` and surrogate pairs included); nil when it is not one.
-    private static func parseString(_ bytes: inout ArraySlice<UInt8>) -> String? {
+    static func parseString(_ bytes: inout ArraySlice<UInt8>) -> String? {
         guard bytes.popFirst() == UInt8(ascii: "\"") else { return nil }
         var out: [UInt8] = []
         while let byte = bytes.popFirst() {

@@ -178,10 +178,10 @@ public final class PostgresCallStore: CallStore {
     ) async throws -> [StoredEvent] {
         var latest: [String: Call] = [:]
         for event in events { latest[event.call.id] = event.call }
-        let calls = try PostgresRows.json(latest.values.sorted { $0.id < $1.id }.map(CallRow.init))
-        let timeline = try PostgresRows.json(
+        let calls = PostgresRows.json(latest.values.sorted { $0.id < $1.id }.map(CallRow.init))
+        let timeline = PostgresRows.json(
             events.compactMap { event in event.timelineEntry.map { TimelineRow(event.call, $0) } })
-        let eventRows = try PostgresRows.json(envelopes.map(EventRow.init))
+        let eventRows = PostgresRows.json(envelopes.map(EventRow.init))
         let at = now.timeIntervalSinceReferenceDate
         let write: EventLoopFuture<PostgresQueryResult> = connection.query(
             "SELECT id FROM switchboard_commit(\(calls)::jsonb, \(timeline)::jsonb, \(eventRows)::jsonb, \(at)) AS id",
@@ -602,12 +602,70 @@ struct PostgresURL {
 
 /// Rows as JSON (`to_jsonb`, `jsonb_populate_recordset`): one Codable shape per table, both ways.
 enum PostgresRows {
-    static func json(_ value: some Encodable) throws -> String {
-        String(decoding: try JSONEncoder.rows.encode(value), as: UTF8.self)
+    static func json(_ rows: [CallRow]) -> String {
+        JSONRowWriter.array(rows) { row, object in
+            object.field("id", row.id)
+            object.field("caller", row.caller)
+            object.field("caller_device", row.callerDevice)
+            object.field("callee", row.callee)
+            object.field("state", row.state)
+            object.field("end_reason", row.endReason)
+            object.field("created_at", row.createdAt)
+            object.field("answered_at", row.answeredAt)
+            object.field("ended_at", row.endedAt)
+            object.field("answered_by", row.answeredBy)
+            object.field("ringing_devices", row.ringingDevices)
+            object.field("ring_deadline", row.ringDeadline)
+            object.field("offer", row.offer)
+            object.field("timeline_length", row.timelineLength)
+            object.field("media", row.media)
+            object.field("failure", row.failure)
+            object.field("media_node", row.mediaNode)
+        }
     }
 
+    static func json(_ rows: [TimelineRow]) -> String {
+        JSONRowWriter.array(rows) { row, object in
+            object.field("call_id", row.callId)
+            object.field("seq", row.seq)
+            object.field("at", row.at)
+            object.field("event", row.event)
+            object.field("actor", row.actor)
+            object.field("device", row.device)
+            object.field("reason", row.reason)
+        }
+    }
+
+    static func json(_ rows: [EventRow]) -> String {
+        JSONRowWriter.array(rows) { row, object in
+            object.field("recipient", row.recipient)
+            object.field("devices", row.devices)
+            object.field("name", row.name)
+            object.field("call_id", row.callId)
+            object.field("data", row.data)
+        }
+    }
+
+    /// A `to_jsonb` of a calls row.
     static func call(_ text: String) throws -> Call {
-        try JSONDecoder.rows.decode(CallRow.self, from: Data(text.utf8)).call()
+        if let object = JSONRowReader(text), let id = object.string("id"), let caller = object.string("caller"),
+            let callerDevice = object.string("caller_device"), let callee = object.string("callee"),
+            let state = object.string("state"), let createdAt = object.double("created_at"),
+            let ringingDevices = object.string("ringing_devices"),
+            let timelineLength = object.string("timeline_length").flatMap({ Int($0) }),
+            let media = object.string("media")
+        {
+            let row = CallRow(
+                id: id, caller: caller, callerDevice: callerDevice, callee: callee, state: state,
+                endReason: object.string("end_reason"), createdAt: createdAt,
+                answeredAt: object.double("answered_at"), endedAt: object.double("ended_at"),
+                answeredBy: object.string("answered_by"), ringingDevices: ringingDevices,
+                ringDeadline: object.double("ring_deadline"), offer: object.string("offer"),
+                timelineLength: timelineLength, media: media, failure: object.string("failure"),
+                mediaNode: object.string("media_node"))
+            return try row.call()
+        }
+        return try JSONDecoder.rows.decode(CallRow.self, from: Data(text.utf8)).call()
     }
 
     static func stored(_ row: (Int64, Double, String, String, String, String, ByteBuffer)) throws -> StoredEvent {
@@ -616,14 +674,6 @@ enum PostgresRows {
             id: row.0, at: Date(timeIntervalSinceReferenceDate: row.1),
             envelope: Envelope(
                 user: row.2, devices: devices, name: row.4, callID: row.5, data: Array(row.6.readableBytesView)))
-    }
-}
-
-extension JSONEncoder {
-    static var rows: JSONEncoder {
-        let encoder = JSONEncoder()
-        encoder.keyEncodingStrategy = .convertToSnakeCase
-        return encoder
     }
 }
 

@@ -53,3 +53,51 @@ import Testing
         }
     }
 }
+
+/// The rows handed to PostgreSQL's functions and read from `to_jsonb`, written and read without Foundation's coders.
+@Suite struct JSONRowsTests {
+    @Test func writtenRowsAreJSONThatReadsBackTheSame() throws {
+        let values: [Double?] = [0, -1.5, 812_345_678.123_456_7, 1e-7, 1e21, nil]
+        let rows = RowJSONTests.awkward.enumerated().map { index, text in
+            (text: text, number: values[index % values.count], count: index - 3)
+        }
+        let text = JSONRowWriter.array(rows) { row, object in
+            object.field("text", row.text)
+            object.field("number", row.number)
+            object.field("count", row.count)
+            object.field("none", nil as String?)
+        }
+        let parsed = try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [[String: Any]])
+        #expect(parsed.count == rows.count)
+        for (object, row) in zip(parsed, rows) {
+            #expect(object["text"] as? String == row.text)
+            #expect((object["number"] as? NSNumber)?.doubleValue == row.number)
+            #expect(object["count"] as? Int == row.count)
+            #expect(object["none"] is NSNull)
+        }
+        // What the writer wrote, one object at a time, reads back exactly (numbers included).
+        for row in rows {
+            let one = JSONRowWriter.array([row]) { row, object in
+                object.field("text", row.text)
+                object.field("number", row.number)
+            }
+            let reader = try #require(JSONRowReader(String(one.dropFirst().dropLast())))
+            #expect(reader.string("text") == row.text)
+            #expect(reader.double("number") == row.number)
+        }
+    }
+
+    @Test func readsWhatToJSONBWritesAndNothingElse() throws {
+        let reader = try #require(
+            JSONRowReader(#"{"id": "c\"1\u00e9", "offer": null, "created_at": 8.1234E+8, "timeline_length": 3}"#))
+        #expect(reader.string("id") == "c\"1é")
+        #expect(reader.string("offer") == nil)
+        #expect(reader.string("missing") == nil)
+        #expect(reader.double("created_at") == 812_340_000)
+        #expect(reader.string("timeline_length") == "3")
+        #expect(JSONRowReader("{}") != nil)
+        for other in [#"{"a": [1]}"#, #"{"a": {"b": 1}}"#, #"{"a": true}"#, #"{"a": 1} x"#, #"{"a" 1}"#, "", "[]"] {
+            #expect(JSONRowReader(other) == nil, "\(other)")
+        }
+    }
+}
