@@ -13,10 +13,11 @@ import Synchronization
 /// calls all of its inputs need; then `switchboard_commit`, which writes what the registry changed and the events,
 /// under a lock that makes event ids follow commit order, and `NOTIFY`s them, with `COMMIT` right behind it. That
 /// ordering lock is held through the commit's WAL flush, so one transaction per transition would serialize every
-/// node on the flush; a batch pays it once. Every node, the committing one included, gets events from `LISTEN`, so a stream sees
-/// them in id order whichever node made them; a gap (a dropped listening connection, a batch too large for a
-/// notification) is read from the events table. A database that cannot be reached fails each call within
-/// ``timeout`` with `store_unavailable`; the pool reconnects by itself.
+/// node on the flush; a batch pays it once. A node hands out a batch it committed at once when it follows the last
+/// event it handed out (ids follow commit order, so no other node's event can come before it); every other batch
+/// comes from `LISTEN`, so a stream sees events in id order whichever node made them. A gap (a dropped listening
+/// connection, a batch too large for a notification) is read from the events table. A database that cannot be
+/// reached fails each call within ``timeout`` with `store_unavailable`; the pool reconnects by itself.
 public final class PostgresCallStore: CallStore {
     public let bus: any EventBus
     public var kind: String { "postgres" }
@@ -34,7 +35,8 @@ public final class PostgresCallStore: CallStore {
     /// Connects to `url` (`postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?sslmode=disable|prefer|require]`),
     /// runs the migrations and starts listening.
     ///
-    /// `deliveryLag` hears, for each batch this node receives, how long after its transition began it arrived.
+    /// `deliveryLag` hears, for each notification (or read of the events table) this node gets, how long after its
+    /// batch's transitions began it arrived.
     public init(
         url: String, configuration: CallRegistry.Configuration, encode: @escaping EnvelopeEncoder,
         timeout: Duration = .seconds(3), logger: Logger = Logger(label: "switchboard.store"),
@@ -127,7 +129,7 @@ public final class PostgresCallStore: CallStore {
     {
         let configuration = configuration
         let encode = encode
-        return try await run { [client, logger] in
+        return try await run { [client, logger, bus] in
             try await client.withConnection { connection in
                 let ids = inputs.compactMap(\.input.callID)
                 let parties = inputs.filter(\.input.needsParties)
@@ -155,6 +157,7 @@ public final class PostgresCallStore: CallStore {
                     let at = inputs.map(\.now).max()!
                     let stored = try await Self.commit(
                         events: events, envelopes: decision.envelopes, at: at, connection, logger: logger)
+                    bus.publish(stored)
                     return decision.applied(stored: stored)
                 } catch {
                     await Self.rollBack(connection, logger: logger)
@@ -302,10 +305,13 @@ public final class PostgresCallStore: CallStore {
     }
 
     public func append(_ envelopes: [Envelope], now: Date) async throws(CallError) -> [StoredEvent] {
-        try await run { [client, logger] in
+        try await run { [client, logger, bus] in
             try await client.withConnection { connection in
                 _ = try await connection.query("BEGIN", logger: logger)
-                return try await Self.commit(events: [], envelopes: envelopes, at: now, connection, logger: logger)
+                let stored = try await Self.commit(
+                    events: [], envelopes: envelopes, at: now, connection, logger: logger)
+                bus.publish(stored)
+                return stored
             }
         }
     }
@@ -465,7 +471,8 @@ private final class DeadlineRace<T: Sendable>: Sendable {
 /// The bus of a PostgreSQL store: events come from `LISTEN`, on every node alike.
 final class PostgresListener: EventBus {
     private let handlers = Mutex<[@Sendable ([StoredEvent]) -> Void]>([])
-    private let state = Mutex<Int64>(0)
+    /// The highest id handed to subscribers: every event committed up to it has been handed out.
+    private let watermark = Mutex<Int64>(0)
     private let deliveryLag: @Sendable (TimeInterval) -> Void
     /// How long a read of the events table may take before the listening starts again on another connection.
     private let timeout: Duration
@@ -477,12 +484,20 @@ final class PostgresListener: EventBus {
 
     /// The highest id handed to subscribers.
     var delivered: Int64 {
-        get { state.withLock { $0 } }
-        set { state.withLock { $0 = newValue } }
+        get { watermark.withLock { $0 } }
+        set { watermark.withLock { $0 = newValue } }
     }
 
-    /// Nothing to do: the committing transaction notified every node, this one included.
-    func publish(_ events: [StoredEvent]) {}
+    /// A batch this node has just committed. When it follows the last event handed out, no other node's event
+    /// can come before it (event ids follow commit order), so it is handed out at once instead of after its
+    /// notification's trip through the database; otherwise that notification hands it out, in order.
+    func publish(_ events: [StoredEvent]) {
+        guard let first = events.first?.id else { return }
+        watermark.withLock { delivered in
+            guard first == delivered + 1 else { return }
+            handOut(events, &delivered)
+        }
+    }
 
     func subscribe(_ handler: @escaping @Sendable ([StoredEvent]) -> Void) {
         handlers.withLock { $0.append(handler) }
@@ -515,7 +530,15 @@ final class PostgresListener: EventBus {
     }
 
     private func receive(_ payload: String, _ connection: PostgresConnection, logger: Logger) async throws {
+        // A node's own batches, handed out when they committed, come back too: their ids say so without decoding
+        // their events.
+        let head = NoticeHead(payload)
+        if let head {
+            deliveryLag(Date().timeIntervalSince(Date(timeIntervalSinceReferenceDate: head.at)))
+            guard head.last > delivered else { return }
+        }
         let notice = try JSONDecoder.rows.decode(Notice.self, from: Data(payload.utf8))
+        if head == nil { deliveryLag(Date().timeIntervalSince(Date(timeIntervalSinceReferenceDate: notice.at))) }
         guard let first = notice.ids.first, let last = notice.ids.last, last > delivered else { return }
         if first > delivered + 1 { try await fill(upTo: first - 1, connection, logger: logger) }
         if let rows = notice.events, rows.count == notice.ids.count {
@@ -541,8 +564,9 @@ final class PostgresListener: EventBus {
             let _: EventLoopFuture<Void> = connection.close()
             throw error
         }
-        hand(events)
-        if let last, last > delivered { delivered = last }
+        if let newest = events.last { deliveryLag(Date().timeIntervalSince(newest.at)) }
+        // Every id up to `last` that is not in the table never committed.
+        hand(events, through: last)
     }
 
     private func read(after: Int64, upTo last: Int64?, _ connection: PostgresConnection, logger: Logger)
@@ -562,11 +586,47 @@ final class PostgresListener: EventBus {
         }
     }
 
-    private func hand(_ events: [StoredEvent]) {
-        guard let last = events.last else { return }
-        delivered = max(delivered, last.id)
-        deliveryLag(Date().timeIntervalSince(last.at))
-        for handler in handlers.withLock({ $0 }) { handler(events) }
+    /// Hands out those of `events` (ascending ids) not handed out yet, then counts every id up to `last` as
+    /// handed out. The listener and the commits hand out under one lock, so subscribers see ids in order.
+    private func hand(_ events: [StoredEvent], through last: Int64? = nil) {
+        watermark.withLock { delivered in
+            handOut(events, &delivered)
+            if let last, last > delivered { delivered = last }
+        }
+    }
+
+    private func handOut(_ events: [StoredEvent], _ delivered: inout Int64) {
+        let fresh = events.filter { $0.id > delivered }
+        guard let newest = fresh.last else { return }
+        delivered = newest.id
+        for handler in handlers.withLock({ $0 }) { handler(fresh) }
+    }
+}
+
+/// The time and ids at the head of a notification, read without decoding the rest. PostgreSQL writes jsonb's keys
+/// shortest first: `{"at": 812345678.5, "ids": [41, 42], "events": [...]}`; anything else is nil (and decoded
+/// whole).
+struct NoticeHead: Equatable {
+    let at: Double
+    let last: Int64
+
+    init?(_ payload: String) {
+        var rest = Substring(payload)
+        guard Self.skip(#"{"at": "#, &rest), let comma = rest.firstIndex(of: ","),
+            let at = Double(rest[..<comma])
+        else { return nil }
+        rest = rest[comma...]
+        guard Self.skip(#", "ids": ["#, &rest), let close = rest.firstIndex(of: "]"),
+            let last = rest[..<close].split(separator: ", ").last.flatMap({ Int64($0) })
+        else { return nil }
+        self.at = at
+        self.last = last
+    }
+
+    private static func skip(_ prefix: String, _ rest: inout Substring) -> Bool {
+        guard rest.hasPrefix(prefix) else { return false }
+        rest = rest.dropFirst(prefix.count)
+        return true
     }
 }
 

@@ -124,15 +124,20 @@ enum TestDatabase {
         return (url, { Task { try? await admin(base, "DROP DATABASE IF EXISTS \(name) WITH (FORCE)") } })
     }
 
-    /// Runs one statement on the server's `postgres` database (test code: the names are made here).
-    static func admin(_ base: String, _ sql: String) async throws {
-        let components = try #require(URLComponents(string: base))
+    /// A connection to the database `url` names (its `postgres` database when `database` says so).
+    static func connect(_ url: String, database: String? = nil) async throws -> PostgresConnection {
+        let components = try #require(URLComponents(string: url))
         let configuration = PostgresConnection.Configuration(
             host: components.host ?? "127.0.0.1", port: components.port ?? 5432,
             username: components.user ?? "postgres",
-            password: components.password, database: "postgres", tls: .disable)
-        let connection = try await PostgresConnection.connect(
+            password: components.password, database: database ?? String(components.path.dropFirst()), tls: .disable)
+        return try await PostgresConnection.connect(
             configuration: configuration, id: 1, logger: Logger(label: "test-admin"))
+    }
+
+    /// Runs one statement on the server's `postgres` database (test code: the names are made here).
+    static func admin(_ base: String, _ sql: String) async throws {
+        let connection = try await connect(base, database: "postgres")
         defer { Task { try? await connection.close() } }
         _ = try await connection.query(PostgresQuery(unsafeSQL: sql), logger: Logger(label: "test-admin"))
     }
