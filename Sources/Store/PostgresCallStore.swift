@@ -22,6 +22,8 @@ public final class PostgresCallStore: CallStore {
     public let bus: any EventBus
     public var kind: String { "postgres" }
     public var isShared: Bool { true }
+    /// This node's name in the notifications of the batches it commits.
+    var node: String { listener.node }
     /// How long one operation may wait for the database before it fails.
     public let timeout: Duration
     private let client: PostgresClient
@@ -31,6 +33,10 @@ public final class PostgresCallStore: CallStore {
     private let listener: PostgresListener
     private let tasks: Mutex<[Task<Void, Never>]> = Mutex([])
     private let batches = GroupCommit()
+    /// The live calls this node knows without asking, for batches committed in one round trip.
+    private let cache = Mutex(CallCache())
+    /// Whether batches may be decided from ``cache`` (tests turn it off to load every batch).
+    private let caching: Bool
 
     /// Connects to `url` (`postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?sslmode=disable|prefer|require]`),
     /// runs the migrations and starts listening.
@@ -40,7 +46,7 @@ public final class PostgresCallStore: CallStore {
     public init(
         url: String, configuration: CallRegistry.Configuration, encode: @escaping EnvelopeEncoder,
         timeout: Duration = .seconds(3), logger: Logger = Logger(label: "switchboard.store"),
-        deliveryLag: @escaping @Sendable (TimeInterval) -> Void = { _ in }
+        deliveryLag: @escaping @Sendable (TimeInterval) -> Void = { _ in }, caching: Bool = true
     ) async throws {
         let settings = try PostgresURL(url)
         var options = PostgresClient.Configuration(
@@ -48,12 +54,16 @@ public final class PostgresCallStore: CallStore {
             database: settings.database, tls: settings.tls)
         options.options.connectTimeout = timeout
         options.options.maximumConnections = 16
+        // Names this node in its notifications (switchboard_commit reads it), to tell its own batches from others'.
+        let node = UUID().uuidString
+        options.options.additionalStartupParameters = [("switchboard.node", node)]
         client = PostgresClient(configuration: options, backgroundLogger: logger)
         self.configuration = configuration
+        self.caching = caching
         self.encode = encode
         self.timeout = timeout
         self.logger = logger
-        let listener = PostgresListener(timeout: timeout, deliveryLag: deliveryLag)
+        let listener = PostgresListener(node: node, timeout: timeout, deliveryLag: deliveryLag)
         self.listener = listener
         bus = listener
         let client = client
@@ -124,13 +134,48 @@ public final class PostgresCallStore: CallStore {
     /// One transaction for `inputs`, in order: each decides on what the ones before it changed. A refusal of the
     /// registry refuses that input only (the registry is left as it was before it); a failure of the database
     /// fails them all, and nothing is kept.
+    ///
+    /// A batch the ``CallCache`` can decide is committed in one round trip; if other event ids came first, nothing
+    /// was written and it loads as any other: `BEGIN` with the load (and the last event id handed out, once the
+    /// load holds its locks), then the commit.
     private func commitBatch(_ inputs: [(input: CallInput, now: Date)]) async throws(CallError)
         -> [Result<Applied, CallError>]
     {
         let configuration = configuration
         let encode = encode
+        // Another node's batches keep the cache aside for a while: a busy cluster would mostly find it stale.
+        let delivered = listener.delivered
+        let cached = caching && !listener.heardOthers(within: .seconds(1))
+        let plan = cached ? cache.withLock { $0.plan(for: inputs.map(\.input), delivered: delivered) } : nil
         return try await run { [client, logger, bus] in
             try await client.withConnection { connection in
+                // One batch, one time: the latest of its inputs' (they are moments apart).
+                let at = inputs.map(\.now).max()!
+                if let plan {
+                    let decision = BatchDecision(
+                        inputs, calls: plan.calls, configuration: configuration, encode: encode)
+                    let events = decision.events
+                    // A batch the cache refuses whole loads: a refusal is only trusted from what was just read.
+                    if !events.isEmpty {
+                        let stored: [StoredEvent]?
+                        do {
+                            stored = try await Self.commitCached(
+                                plan, events: events, envelopes: decision.envelopes, at: at, connection, logger: logger)
+                        } catch {
+                            self.cache.withLock { $0.forget() }
+                            await Self.rollBack(connection, logger: logger)
+                            throw error
+                        }
+                        if let stored, let first = stored.first, let last = stored.last {
+                            self.cache.withLock {
+                                $0.committed(first: first.id, last: last.id, changed: Self.latest(events))
+                            }
+                            bus.publish(stored)
+                            return decision.applied(stored: stored)
+                        }
+                        self.cache.withLock { $0.forget() }
+                    }
+                }
                 let ids = inputs.compactMap(\.input.callID)
                 let parties = inputs.filter(\.input.needsParties)
                 let partyIDs = parties.compactMap(\.input.callID)
@@ -139,32 +184,52 @@ public final class PostgresCallStore: CallStore {
                 for (input, now) in inputs {
                     if case .expire = input { due = max(due ?? 0, now.timeIntervalSinceReferenceDate) }
                 }
-                // BEGIN and the load go out together: one round trip.
+                // BEGIN, the load and (for the cache) the last event id handed out go out together: one round trip.
                 let begin: EventLoopFuture<PostgresQueryResult> = connection.query("BEGIN", logger: logger)
                 let load: EventLoopFuture<PostgresQueryResult> = connection.query(
                     "SELECT x::text FROM switchboard_load_batch(\(ids), \(partyIDs), \(users), \(due)) AS x",
                     logger: logger)
+                let head: EventLoopFuture<PostgresQueryResult>? =
+                    cached
+                    ? connection.query(
+                        "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM events_id_seq", logger: logger)
+                    : nil
                 do {
                     _ = try await begin.get()
                     let calls = try await load.get().rows.map { try PostgresRows.call(try $0.decode(String.self)) }
+                    let loadHead = try await head?.get().rows.first?.decode(Int64.self)
                     let decision = BatchDecision(inputs, calls: calls, configuration: configuration, encode: encode)
                     let events = decision.events
                     guard !events.isEmpty else {
                         _ = try await connection.query("ROLLBACK", logger: logger)
                         return decision.applied(stored: [])
                     }
-                    // One batch, one time: the latest of its inputs' (they are moments apart).
-                    let at = inputs.map(\.now).max()!
                     let stored = try await Self.commit(
                         events: events, envelopes: decision.envelopes, at: at, connection, logger: logger)
+                    let partyIDSet = Set(partyIDs)
+                    let complete = Set(
+                        users + calls.filter { partyIDSet.contains($0.id) }.flatMap { [$0.caller, $0.callee] })
+                    self.cache.withLock { cache in
+                        cache.committed(
+                            first: stored[0].id, last: stored[stored.count - 1].id, changed: Self.latest(events),
+                            loaded: calls, complete: complete, loadHead: loadHead)
+                    }
                     bus.publish(stored)
                     return decision.applied(stored: stored)
                 } catch {
+                    self.cache.withLock { $0.forget() }
                     await Self.rollBack(connection, logger: logger)
                     throw error
                 }
             }
         }
+    }
+
+    /// Each call the events changed, as the last of them left it.
+    static func latest(_ events: [CallEvent]) -> [Call] {
+        var latest: [String: Call] = [:]
+        for event in events { latest[event.call.id] = event.call }
+        return latest.values.sorted { $0.id < $1.id }
     }
 
     /// Ends a failed transaction, on a connection still open only: a query written to a connection that closed
@@ -179,9 +244,7 @@ public final class PostgresCallStore: CallStore {
     static func commit(
         events: [CallEvent], envelopes: [Envelope], at now: Date, _ connection: PostgresConnection, logger: Logger
     ) async throws -> [StoredEvent] {
-        var latest: [String: Call] = [:]
-        for event in events { latest[event.call.id] = event.call }
-        let calls = PostgresRows.json(latest.values.sorted { $0.id < $1.id }.map(CallRow.init))
+        let calls = PostgresRows.json(latest(events).map(CallRow.init))
         let timeline = PostgresRows.json(
             events.compactMap { event in event.timelineEntry.map { TimelineRow(event.call, $0) } })
         let eventRows = PostgresRows.json(envelopes.map(EventRow.init))
@@ -190,6 +253,45 @@ public final class PostgresCallStore: CallStore {
             "SELECT id FROM switchboard_commit(\(calls)::jsonb, \(timeline)::jsonb, \(eventRows)::jsonb, \(at)) AS id",
             logger: logger)
         let end: EventLoopFuture<PostgresQueryResult> = connection.query("COMMIT", logger: logger)
+        guard let stored = try await finish(write: write, end: end, envelopes: envelopes, at: now) else {
+            throw StoreCorruption("the commit returned no event ids")
+        }
+        return stored
+    }
+
+    /// A batch decided from the cache, in one round trip: `BEGIN`, `switchboard_commit_cached` and `COMMIT`. Nil
+    /// when it wrote nothing (other event ids came after the plan's epoch, or one of its new calls exists).
+    static func commitCached(
+        _ plan: CallCache.Plan, events: [CallEvent], envelopes: [Envelope], at now: Date,
+        _ connection: PostgresConnection, logger: Logger
+    ) async throws -> [StoredEvent]? {
+        let calls = PostgresRows.json(latest(events).map(CallRow.init))
+        let timeline = PostgresRows.json(
+            events.compactMap { event in event.timelineEntry.map { TimelineRow(event.call, $0) } })
+        let eventRows = PostgresRows.json(envelopes.map(EventRow.init))
+        let at = now.timeIntervalSinceReferenceDate
+        let begin: EventLoopFuture<PostgresQueryResult> = connection.query("BEGIN", logger: logger)
+        let write: EventLoopFuture<PostgresQueryResult> = connection.query(
+            """
+            SELECT id FROM switchboard_commit_cached(\(plan.epoch), \(plan.keys), \(plan.newIDs), \(calls)::jsonb,
+                \(timeline)::jsonb, \(eventRows)::jsonb, \(at)) AS id
+            """, logger: logger)
+        let end: EventLoopFuture<PostgresQueryResult> = connection.query("COMMIT", logger: logger)
+        do {
+            _ = try await begin.get()
+        } catch {
+            _ = try? await write.get()
+            _ = try? await end.get()
+            throw error
+        }
+        return try await finish(write: write, end: end, envelopes: envelopes, at: now)
+    }
+
+    /// Waits for a commit's write and the `COMMIT` behind it: the events stored, or nil when the write stored none.
+    private static func finish(
+        write: EventLoopFuture<PostgresQueryResult>, end: EventLoopFuture<PostgresQueryResult>,
+        envelopes: [Envelope], at now: Date
+    ) async throws -> [StoredEvent]? {
         let written: PostgresQueryResult
         do {
             written = try await write.get()
@@ -201,6 +303,7 @@ public final class PostgresCallStore: CallStore {
         let committed = try await end.get()
         guard committed.metadata.command == "COMMIT" else { throw StoreCorruption("the transaction did not commit") }
         let ids = try written.rows.map { try $0.decode(Int64.self) }
+        if ids.isEmpty { return nil }
         guard ids.count == envelopes.count else { throw StoreCorruption("the commit returned \(ids.count) event ids") }
         return zip(ids, envelopes).map { StoredEvent(id: $0, at: now, envelope: $1) }
     }
@@ -305,11 +408,21 @@ public final class PostgresCallStore: CallStore {
     }
 
     public func append(_ envelopes: [Envelope], now: Date) async throws(CallError) -> [StoredEvent] {
-        try await run { [client, logger, bus] in
+        guard !envelopes.isEmpty else { return [] }
+        return try await run { [client, logger, bus] in
             try await client.withConnection { connection in
                 _ = try await connection.query("BEGIN", logger: logger)
-                let stored = try await Self.commit(
-                    events: [], envelopes: envelopes, at: now, connection, logger: logger)
+                let stored: [StoredEvent]
+                do {
+                    stored = try await Self.commit(
+                        events: [], envelopes: envelopes, at: now, connection, logger: logger)
+                } catch {
+                    self.cache.withLock { $0.forget() }
+                    throw error
+                }
+                if let first = stored.first, let last = stored.last {
+                    self.cache.withLock { $0.committed(first: first.id, last: last.id, changed: []) }
+                }
                 bus.publish(stored)
                 return stored
             }
@@ -473,13 +586,28 @@ final class PostgresListener: EventBus {
     private let handlers = Mutex<[@Sendable ([StoredEvent]) -> Void]>([])
     /// The highest id handed to subscribers: every event committed up to it has been handed out.
     private let watermark = Mutex<Int64>(0)
+    /// When a batch another node committed (or one this node cannot place) last came.
+    private let others = Mutex<ContinuousClock.Instant?>(nil)
     private let deliveryLag: @Sendable (TimeInterval) -> Void
     /// How long a read of the events table may take before the listening starts again on another connection.
     private let timeout: Duration
+    /// This node's name in notifications.
+    let node: String
 
-    init(timeout: Duration, deliveryLag: @escaping @Sendable (TimeInterval) -> Void) {
+    init(node: String, timeout: Duration, deliveryLag: @escaping @Sendable (TimeInterval) -> Void) {
+        self.node = node
         self.timeout = timeout
         self.deliveryLag = deliveryLag
+    }
+
+    /// Whether a batch another node committed came within `interval`.
+    func heardOthers(within interval: Duration) -> Bool {
+        guard let last = others.withLock({ $0 }) else { return false }
+        return ContinuousClock.now - last < interval
+    }
+
+    private func heardOthers() {
+        others.withLock { $0 = ContinuousClock.now }
     }
 
     /// The highest id handed to subscribers.
@@ -509,6 +637,7 @@ final class PostgresListener: EventBus {
                 try await client.withConnection { connection in
                     try await connection.listen(on: PostgresSchema.channel) { notifications in
                         // What was committed while nobody listened (or before this node started listening).
+                        self.heardOthers()
                         try await self.fill(upTo: nil, connection, logger: logger)
                         for try await notification in notifications {
                             try await self.receive(notification.payload, connection, logger: logger)
@@ -533,6 +662,7 @@ final class PostgresListener: EventBus {
         // A node's own batches, handed out when they committed, come back too: their ids say so without decoding
         // their events.
         let head = NoticeHead(payload)
+        if head?.node != node { heardOthers() }
         if let head {
             deliveryLag(Date().timeIntervalSince(Date(timeIntervalSinceReferenceDate: head.at)))
             guard head.last > delivered else { return }
@@ -603,12 +733,14 @@ final class PostgresListener: EventBus {
     }
 }
 
-/// The time and ids at the head of a notification, read without decoding the rest. PostgreSQL writes jsonb's keys
-/// shortest first: `{"at": 812345678.5, "ids": [41, 42], "events": [...]}`; anything else is nil (and decoded
-/// whole).
+/// The time, ids and node at the head of a notification, read without decoding the rest. PostgreSQL writes jsonb's
+/// keys shortest first: `{"at": 812345678.5, "ids": [41, 42], "node": "…", "events": [...]}`; anything else is nil
+/// (and decoded whole). A node's name is a UUID: no escapes.
 struct NoticeHead: Equatable {
     let at: Double
     let last: Int64
+    /// The node that committed the batch (nil from a node that does not say).
+    let node: String?
 
     init?(_ payload: String) {
         var rest = Substring(payload)
@@ -619,8 +751,14 @@ struct NoticeHead: Equatable {
         guard Self.skip(#", "ids": ["#, &rest), let close = rest.firstIndex(of: "]"),
             let last = rest[..<close].split(separator: ", ").last.flatMap({ Int64($0) })
         else { return nil }
+        rest = rest[rest.index(after: close)...]
         self.at = at
         self.last = last
+        if Self.skip(#", "node": ""#, &rest), let quote = rest.firstIndex(of: "\"") {
+            node = String(rest[..<quote])
+        } else {
+            node = nil
+        }
     }
 
     private static func skip(_ prefix: String, _ rest: inout Substring) -> Bool {

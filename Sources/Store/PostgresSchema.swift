@@ -226,5 +226,74 @@ enum PostgresSchema {
                 SET enable_seqscan = off SET jit = off;
             """
         ),
+        (
+            6,
+            """
+            -- A batch a node decided from what it already knew (CallCache) commits here, in one round trip: the
+            -- user locks a load would take, the lock that orders event ids, and then the commit only if no event id
+            -- was handed out after p_epoch (every change to a call comes with events, so nothing the decision read
+            -- has changed since) and none of the calls its invites create exists. Otherwise it writes nothing and
+            -- returns no ids, and the node loads the batch as usual.
+            CREATE FUNCTION switchboard_commit_cached(
+                p_epoch bigint, p_keys text[], p_new_ids text[], p_calls jsonb, p_timeline jsonb, p_events jsonb,
+                p_at double precision)
+            RETURNS SETOF bigint LANGUAGE plpgsql SET enable_seqscan = off SET jit = off AS $$
+            DECLARE
+                h bigint;
+                v_head bigint;
+            BEGIN
+                FOR h IN SELECT DISTINCT hashtextextended(k, 0) FROM unnest(p_keys) AS k WHERE k IS NOT NULL ORDER BY 1
+                LOOP
+                    PERFORM pg_advisory_xact_lock(h);
+                END LOOP;
+                PERFORM pg_advisory_xact_lock(1398227540, 1);
+                SELECT CASE WHEN is_called THEN last_value ELSE 0 END INTO v_head FROM events_id_seq;
+                IF v_head <> p_epoch OR EXISTS (SELECT 1 FROM calls WHERE id = ANY (p_new_ids)) THEN
+                    RETURN;
+                END IF;
+                RETURN QUERY SELECT switchboard_commit(p_calls, p_timeline, p_events, p_at);
+            END $$;
+
+            -- Notifications name the node that committed them (its sessions' switchboard.node), so a node can
+            -- tell its own batches from others': another node's batch keeps its cache aside for a while. Older
+            -- nodes read the same notifications (an extra key).
+            CREATE OR REPLACE FUNCTION switchboard_commit(
+                p_calls jsonb, p_timeline jsonb, p_events jsonb, p_at double precision)
+            RETURNS SETOF bigint LANGUAGE plpgsql SET enable_seqscan = off SET jit = off AS $$
+            DECLARE
+                e jsonb;
+                new_id bigint;
+                ids bigint[] := '{}';
+                node text := current_setting('switchboard.node', true);
+                payload text;
+            BEGIN
+                INSERT INTO calls SELECT * FROM jsonb_populate_recordset(NULL::calls, p_calls)
+                ON CONFLICT (id) DO UPDATE SET state = EXCLUDED.state, end_reason = EXCLUDED.end_reason,
+                    answered_at = EXCLUDED.answered_at, ended_at = EXCLUDED.ended_at,
+                    answered_by = EXCLUDED.answered_by, ringing_devices = EXCLUDED.ringing_devices,
+                    ring_deadline = EXCLUDED.ring_deadline, offer = EXCLUDED.offer,
+                    timeline_length = EXCLUDED.timeline_length, media = EXCLUDED.media, failure = EXCLUDED.failure,
+                    media_node = EXCLUDED.media_node;
+                INSERT INTO timeline SELECT * FROM jsonb_populate_recordset(NULL::timeline, p_timeline);
+                IF jsonb_array_length(p_events) = 0 THEN
+                    RETURN;
+                END IF;
+                PERFORM pg_advisory_xact_lock(1398227540, 1);
+                FOR e IN SELECT value FROM jsonb_array_elements(p_events) WITH ORDINALITY ORDER BY ordinality LOOP
+                    INSERT INTO events (at, recipient, devices, name, call_id, data)
+                    VALUES (p_at, e->>'recipient', e->>'devices', e->>'name', e->>'call_id', decode(e->>'data', 'base64'))
+                    RETURNING id INTO new_id;
+                    ids := ids || new_id;
+                END LOOP;
+                -- Small batches travel whole, a large one is read from the table by its ids.
+                payload := jsonb_build_object('ids', to_jsonb(ids), 'at', p_at, 'node', node, 'events', p_events)::text;
+                IF octet_length(payload) > 7900 THEN
+                    payload := jsonb_build_object('ids', to_jsonb(ids), 'at', p_at, 'node', node)::text;
+                END IF;
+                PERFORM pg_notify('switchboard_events', payload);
+                RETURN QUERY SELECT unnest(ids);
+            END $$;
+            """
+        ),
     ]
 }

@@ -63,14 +63,90 @@ struct PostgresDeliveryTests {
         let head = try #require(NoticeHead(text), "\(text)")
         #expect(head.last == last)
         #expect(head.at == t0.timeIntervalSinceReferenceDate)
+        // The store's sessions name it: its own batches are told from other nodes'.
+        #expect(head.node != nil && head.node == store.node)
     }
 
     @Test func noticeHeadsReadOnlyTheirOwnShape() {
-        let head = NoticeHead(#"{"at": 812345678.25, "ids": [41, 42], "events": []}"#)
-        #expect(head?.at == 812345678.25 && head?.last == 42)
+        let head = NoticeHead(#"{"at": 812345678.25, "ids": [41, 42], "node": "N-1", "events": []}"#)
+        #expect(head?.at == 812345678.25 && head?.last == 42 && head?.node == "N-1")
+        #expect(NoticeHead(#"{"at": 2, "ids": [3], "node": null}"#)?.node == nil)
         #expect(NoticeHead(#"{"at": 1, "ids": [7]}"#)?.last == 7)
         for other in [#"{"ids": [1], "at": 1}"#, #"{"at": x, "ids": [1]}"#, #"{"at": 1, "ids": []}"#, ""] {
             #expect(NoticeHead(other) == nil, "\(other)")
+        }
+    }
+}
+
+/// Batches decided from a node's cache of calls: committed in one round trip only when nothing changed since.
+@Suite(.enabled(if: StoreKind.databaseURL != nil, "needs SWITCHBOARD_TEST_DATABASE_URL"))
+struct CachedCommitTests {
+    @Test func aCachedCommitWritesNothingWhenOtherIdsCameFirstOrItsCallExists() async throws {
+        let (url, drop) = try await TestDatabase.create()
+        defer { drop() }
+        let store = try await PostgresCallStore(url: url, configuration: .init(), encode: Encoding.envelopes)
+        defer { store.close() }
+        let first = try await store.apply(
+            .invite(id: "x1", caller: "alice", device: "a1", callee: "bob", offer: nil, media: .direct), now: t0)
+        let head = try #require(first.stored.last?.id)
+        let connection = try await TestDatabase.connect(url)
+        defer { Task { try? await connection.close() } }
+        var registry = CallRegistry()
+        let events = try registry.apply(
+            .invite(id: "x2", caller: "carol", device: "c1", callee: "dave", offer: nil, media: .direct), now: t0)
+        let envelopes = events.flatMap(Encoding.envelopes)
+        let logger = Logger(label: "test")
+        func commit(epoch: Int64, newIDs: [String]) async throws -> [StoredEvent]? {
+            let plan = CallCache.Plan(epoch: epoch, calls: [], keys: ["carol", "dave"], newIDs: newIDs)
+            return try await PostgresCallStore.commitCached(
+                plan, events: events, envelopes: envelopes, at: t0, connection, logger: logger)
+        }
+        // Stale: an id came after the epoch. Then: a call the batch creates exists already.
+        #expect(try await commit(epoch: head - 1, newIDs: ["x2"]) == nil)
+        #expect(try await commit(epoch: head, newIDs: ["x1"]) == nil)
+        #expect(try await store.call("x2") == nil)
+        let stored = try #require(try await commit(epoch: head, newIDs: ["x2"]))
+        #expect(stored.map(\.id) == Array(head + 1...head + Int64(envelopes.count)))
+        #expect(try await store.call("x2")?.state == .inviting)
+    }
+
+    @Test func glareAndAcceptsAcrossTwoNodesHaveOneOutcome() async throws {
+        let (url, drop) = try await TestDatabase.create()
+        defer { drop() }
+        let nodes = [
+            try await PostgresCallStore(url: url, configuration: .init(), encode: Encoding.envelopes),
+            try await PostgresCallStore(url: url, configuration: .init(), encode: Encoding.envelopes),
+        ]
+        defer { for node in nodes { node.close() } }
+        for round in 0..<20 {
+            // Each node saw the last round's calls end, so both may decide the next from their caches.
+            let ids = ["g\(round)a", "g\(round)b"]
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    _ = try? await nodes[0].apply(
+                        .invite(id: ids[0], caller: "alice", device: "a1", callee: "bob", offer: nil, media: .direct),
+                        now: t0)
+                }
+                group.addTask {
+                    _ = try? await nodes[1].apply(
+                        .invite(id: ids[1], caller: "bob", device: "b1", callee: "alice", offer: nil, media: .direct),
+                        now: t0)
+                }
+            }
+            let calls = try await ids.asyncMap { try #require(try await nodes[round % 2].call($0)) }
+            #expect(calls[0].state == .inviting, "round \(round)")
+            #expect(calls[1].state == .ended && calls[1].endReason == .glare, "round \(round)")
+            let accepts = await withTaskGroup(of: Bool.self) { group in
+                for device in 0..<4 {
+                    group.addTask {
+                        (try? await nodes[device % 2].apply(
+                            .accept(id: ids[0], user: "bob", device: "b\(device)", answer: nil), now: t0 + 1)) != nil
+                    }
+                }
+                return await group.reduce(into: [Bool]()) { $0.append($1) }
+            }
+            #expect(accepts.filter { $0 }.count == 1, "round \(round)")
+            _ = try await nodes[(round + 1) % 2].apply(.hangup(id: ids[0], user: "alice", device: "a1"), now: t0 + 2)
         }
     }
 }

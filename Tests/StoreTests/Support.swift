@@ -63,6 +63,8 @@ enum StoreKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
     case memory
     case sqlite
     case postgres
+    /// PostgreSQL loading every batch: the path a node takes when other nodes' events keep its cache aside.
+    case postgresLoading = "postgres-loading"
 
     static var databaseURL: String? { ProcessInfo.processInfo.environment["SWITCHBOARD_TEST_DATABASE_URL"] }
 
@@ -82,9 +84,10 @@ enum StoreKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
             let path = directory.appendingPathComponent("calls.sqlite").path
             let store = try SQLiteCallStore(path: path, configuration: configuration, encode: Encoding.envelopes)
             return StoreFixture(store: store, cleanup: { try? FileManager.default.removeItem(at: directory) })
-        case .postgres:
+        case .postgres, .postgresLoading:
             let (url, drop) = try await TestDatabase.create()
-            let store = try await PostgresCallStore(url: url, configuration: configuration, encode: Encoding.envelopes)
+            let store = try await PostgresCallStore(
+                url: url, configuration: configuration, encode: Encoding.envelopes, caching: self == .postgres)
             return StoreFixture(
                 store: store,
                 cleanup: {
