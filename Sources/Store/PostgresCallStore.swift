@@ -54,9 +54,10 @@ public final class PostgresCallStore: CallStore {
             database: settings.database, tls: settings.tls)
         options.options.connectTimeout = timeout
         options.options.maximumConnections = 16
-        // Names this node in its notifications (switchboard_commit reads it), to tell its own batches from others'.
-        let node = UUID().uuidString
-        options.options.additionalStartupParameters = [("switchboard.node", node)]
+        // Names this node in its notifications (the commit reads it), to tell its own batches from others'; an
+        // operator sees it in pg_stat_activity.
+        let node = "switchboard \(UUID().uuidString)"
+        options.options.additionalStartupParameters = [("application_name", node)]
         client = PostgresClient(configuration: options, backgroundLogger: logger)
         self.configuration = configuration
         self.caching = caching
@@ -116,9 +117,9 @@ public final class PostgresCallStore: CallStore {
         }
     }
 
+    /// The last event id handed out, once the commits in flight have ended (their events are in the table).
     static func head(_ client: PostgresClient) async throws -> Int64 {
-        let rows = try await client.query(
-            "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM events_id_seq")
+        let rows = try await client.query("SELECT switchboard_event_head()")
         var head: Int64 = 0
         for try await value in rows.decode(Int64.self) { head = value }
         return head
@@ -136,17 +137,29 @@ public final class PostgresCallStore: CallStore {
     /// fails them all, and nothing is kept.
     ///
     /// A batch the ``CallCache`` can decide is committed in one round trip; if other event ids came first, nothing
-    /// was written and it loads as any other: `BEGIN` with the load (and the last event id handed out, once the
-    /// load holds its locks), then the commit.
+    /// was written and it loads as any other: `BEGIN` with the load (after the last event id handed out, read once
+    /// the commits in flight have ended, when the cache is in use), then the commit.
     private func commitBatch(_ inputs: [(input: CallInput, now: Date)]) async throws(CallError)
         -> [Result<Applied, CallError>]
     {
-        let configuration = configuration
-        let encode = encode
         // Another node's batches keep the cache aside for a while: a busy cluster would mostly find it stale.
         let delivered = listener.delivered
         let cached = caching && !listener.heardOthers(within: .seconds(1))
         let plan = cached ? cache.withLock { $0.plan(for: inputs.map(\.input), delivered: delivered) } : nil
+        do {
+            return try await commitBatch(inputs, plan: plan, cached: cached)
+        } catch {
+            // A batch past its deadline may still commit after a later one: the cache cannot place it.
+            cache.withLock { $0.forget() }
+            throw error
+        }
+    }
+
+    private func commitBatch(
+        _ inputs: [(input: CallInput, now: Date)], plan: CallCache.Plan?, cached: Bool
+    ) async throws(CallError) -> [Result<Applied, CallError>] {
+        let configuration = configuration
+        let encode = encode
         return try await run { [client, logger, bus] in
             try await client.withConnection { connection in
                 // One batch, one time: the latest of its inputs' (they are moments apart).
@@ -157,10 +170,13 @@ public final class PostgresCallStore: CallStore {
                     let events = decision.events
                     // A batch the cache refuses whole loads: a refusal is only trusted from what was just read.
                     if !events.isEmpty {
-                        let stored: [StoredEvent]?
+                        var stored: [StoredEvent]?
                         do {
                             stored = try await Self.commitCached(
                                 plan, events: events, envelopes: decision.envelopes, at: at, connection, logger: logger)
+                        } catch let error as PSQLError where error.serverInfo?[.sqlState] == PostgresSchema.stale {
+                            // Written nothing: it loads.
+                            stored = nil
                         } catch {
                             self.cache.withLock { $0.forget() }
                             await Self.rollBack(connection, logger: logger)
@@ -184,20 +200,18 @@ public final class PostgresCallStore: CallStore {
                 for (input, now) in inputs {
                     if case .expire = input { due = max(due ?? 0, now.timeIntervalSinceReferenceDate) }
                 }
-                // BEGIN, the load and (for the cache) the last event id handed out go out together: one round trip.
+                // BEGIN, (for the cache) the last event id handed out and the load go out together: one round trip.
                 let begin: EventLoopFuture<PostgresQueryResult> = connection.query("BEGIN", logger: logger)
+                // The head first: what the load reads after it is exact up to it.
+                let head: EventLoopFuture<PostgresQueryResult>? =
+                    cached ? connection.query("SELECT switchboard_event_head()", logger: logger) : nil
                 let load: EventLoopFuture<PostgresQueryResult> = connection.query(
                     "SELECT x::text FROM switchboard_load_batch(\(ids), \(partyIDs), \(users), \(due)) AS x",
                     logger: logger)
-                let head: EventLoopFuture<PostgresQueryResult>? =
-                    cached
-                    ? connection.query(
-                        "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM events_id_seq", logger: logger)
-                    : nil
                 do {
                     _ = try await begin.get()
-                    let calls = try await load.get().rows.map { try PostgresRows.call(try $0.decode(String.self)) }
                     let loadHead = try await head?.get().rows.first?.decode(Int64.self)
+                    let calls = try await load.get().rows.map { try PostgresRows.call(try $0.decode(String.self)) }
                     let decision = BatchDecision(inputs, calls: calls, configuration: configuration, encode: encode)
                     let events = decision.events
                     guard !events.isEmpty else {
@@ -253,18 +267,16 @@ public final class PostgresCallStore: CallStore {
             "SELECT id FROM switchboard_commit(\(calls)::jsonb, \(timeline)::jsonb, \(eventRows)::jsonb, \(at)) AS id",
             logger: logger)
         let end: EventLoopFuture<PostgresQueryResult> = connection.query("COMMIT", logger: logger)
-        guard let stored = try await finish(write: write, end: end, envelopes: envelopes, at: now) else {
-            throw StoreCorruption("the commit returned no event ids")
-        }
-        return stored
+        return try await finish(write: write, end: end, envelopes: envelopes, at: now)
     }
 
-    /// A batch decided from the cache, in one round trip: `BEGIN`, `switchboard_commit_cached` and `COMMIT`. Nil
-    /// when it wrote nothing (other event ids came after the plan's epoch, or one of its new calls exists).
+    /// A batch decided from the cache, in one round trip: `BEGIN`, `switchboard_commit_cached` and `COMMIT`. It
+    /// throws ``PostgresSchema/stale`` (and writes nothing) when other event ids came after the plan's epoch or one
+    /// of its new calls exists.
     static func commitCached(
         _ plan: CallCache.Plan, events: [CallEvent], envelopes: [Envelope], at now: Date,
         _ connection: PostgresConnection, logger: Logger
-    ) async throws -> [StoredEvent]? {
+    ) async throws -> [StoredEvent] {
         let calls = PostgresRows.json(latest(events).map(CallRow.init))
         let timeline = PostgresRows.json(
             events.compactMap { event in event.timelineEntry.map { TimelineRow(event.call, $0) } })
@@ -287,11 +299,11 @@ public final class PostgresCallStore: CallStore {
         return try await finish(write: write, end: end, envelopes: envelopes, at: now)
     }
 
-    /// Waits for a commit's write and the `COMMIT` behind it: the events stored, or nil when the write stored none.
+    /// Waits for a commit's write and the `COMMIT` behind it: the events stored.
     private static func finish(
         write: EventLoopFuture<PostgresQueryResult>, end: EventLoopFuture<PostgresQueryResult>,
         envelopes: [Envelope], at now: Date
-    ) async throws -> [StoredEvent]? {
+    ) async throws -> [StoredEvent] {
         let written: PostgresQueryResult
         do {
             written = try await write.get()
@@ -303,7 +315,6 @@ public final class PostgresCallStore: CallStore {
         let committed = try await end.get()
         guard committed.metadata.command == "COMMIT" else { throw StoreCorruption("the transaction did not commit") }
         let ids = try written.rows.map { try $0.decode(Int64.self) }
-        if ids.isEmpty { return nil }
         guard ids.count == envelopes.count else { throw StoreCorruption("the commit returned \(ids.count) event ids") }
         return zip(ids, envelopes).map { StoredEvent(id: $0, at: now, envelope: $1) }
     }

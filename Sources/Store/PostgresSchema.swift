@@ -12,6 +12,8 @@ enum PostgresSchema {
     static let migrationLock: Int64 = 0x5357_4254_4D49_4752
     /// The `LISTEN` channel.
     static let channel = "switchboard_events"
+    /// The SQLSTATE of a cached commit that wrote nothing: other event ids came first, or a call it creates exists.
+    static let stale = "SB409"
 
     /// The statements of a migration: split at each `;` outside a `$$` function body.
     static func statements(_ sql: String) -> [String] {
@@ -229,42 +231,21 @@ enum PostgresSchema {
         (
             6,
             """
-            -- A batch a node decided from what it already knew (CallCache) commits here, in one round trip: the
-            -- user locks a load would take, the lock that orders event ids, and then the commit only if no event id
-            -- was handed out after p_epoch (every change to a call comes with events, so nothing the decision read
-            -- has changed since) and none of the calls its invites create exists. Otherwise it writes nothing and
-            -- returns no ids, and the node loads the batch as usual.
-            CREATE FUNCTION switchboard_commit_cached(
-                p_epoch bigint, p_keys text[], p_new_ids text[], p_calls jsonb, p_timeline jsonb, p_events jsonb,
-                p_at double precision)
-            RETURNS SETOF bigint LANGUAGE plpgsql SET enable_seqscan = off SET jit = off AS $$
-            DECLARE
-                h bigint;
-                v_head bigint;
-            BEGIN
-                FOR h IN SELECT DISTINCT hashtextextended(k, 0) FROM unnest(p_keys) AS k WHERE k IS NOT NULL ORDER BY 1
-                LOOP
-                    PERFORM pg_advisory_xact_lock(h);
-                END LOOP;
-                PERFORM pg_advisory_xact_lock(1398227540, 1);
-                SELECT CASE WHEN is_called THEN last_value ELSE 0 END INTO v_head FROM events_id_seq;
-                IF v_head <> p_epoch OR EXISTS (SELECT 1 FROM calls WHERE id = ANY (p_new_ids)) THEN
-                    RETURN;
-                END IF;
-                RETURN QUERY SELECT switchboard_commit(p_calls, p_timeline, p_events, p_at);
-            END $$;
-
-            -- Notifications name the node that committed them (its sessions' switchboard.node), so a node can
-            -- tell its own batches from others': another node's batch keeps its cache aside for a while. Older
-            -- nodes read the same notifications (an extra key).
-            CREATE OR REPLACE FUNCTION switchboard_commit(
-                p_calls jsonb, p_timeline jsonb, p_events jsonb, p_at double precision)
+            -- Commits name their node (its sessions' application_name), so a node tells its own batches from
+            -- others'. switchboard_commit_checked is switchboard_commit that, given p_epoch, commits only if no event
+            -- id was handed out after it (every change to a call comes with events, so nothing a node's cache of
+            -- calls decided on has changed since), and raises SB409 otherwise. It takes the ordering lock after
+            -- writing the rows, as every commit does, so no two commits can wait on each other's rows and lock.
+            -- Older nodes keep calling switchboard_commit, now a wrapper, and read the notifications' extra key.
+            CREATE FUNCTION switchboard_commit_checked(
+                p_epoch bigint, p_calls jsonb, p_timeline jsonb, p_events jsonb, p_at double precision)
             RETURNS SETOF bigint LANGUAGE plpgsql SET enable_seqscan = off SET jit = off AS $$
             DECLARE
                 e jsonb;
                 new_id bigint;
                 ids bigint[] := '{}';
-                node text := current_setting('switchboard.node', true);
+                node text := current_setting('application_name');
+                v_head bigint;
                 payload text;
             BEGIN
                 INSERT INTO calls SELECT * FROM jsonb_populate_recordset(NULL::calls, p_calls)
@@ -279,6 +260,12 @@ enum PostgresSchema {
                     RETURN;
                 END IF;
                 PERFORM pg_advisory_xact_lock(1398227540, 1);
+                IF p_epoch IS NOT NULL THEN
+                    SELECT CASE WHEN is_called THEN last_value ELSE 0 END INTO v_head FROM events_id_seq;
+                    IF v_head <> p_epoch THEN
+                        RAISE EXCEPTION 'switchboard: events came after %', p_epoch USING ERRCODE = 'SB409';
+                    END IF;
+                END IF;
                 FOR e IN SELECT value FROM jsonb_array_elements(p_events) WITH ORDINALITY ORDER BY ordinality LOOP
                     INSERT INTO events (at, recipient, devices, name, call_id, data)
                     VALUES (p_at, e->>'recipient', e->>'devices', e->>'name', e->>'call_id', decode(e->>'data', 'base64'))
@@ -292,6 +279,49 @@ enum PostgresSchema {
                 END IF;
                 PERFORM pg_notify('switchboard_events', payload);
                 RETURN QUERY SELECT unnest(ids);
+            END $$;
+
+            CREATE OR REPLACE FUNCTION switchboard_commit(
+                p_calls jsonb, p_timeline jsonb, p_events jsonb, p_at double precision)
+            RETURNS SETOF bigint LANGUAGE sql AS $$
+                SELECT switchboard_commit_checked(NULL, p_calls, p_timeline, p_events, p_at)
+            $$;
+
+            -- A batch a node decided from its cache: the user locks a load would take, then, if none of the calls
+            -- its invites create exists (SB409 otherwise), the checked commit.
+            CREATE FUNCTION switchboard_commit_cached(
+                p_epoch bigint, p_keys text[], p_new_ids text[], p_calls jsonb, p_timeline jsonb, p_events jsonb,
+                p_at double precision)
+            RETURNS SETOF bigint LANGUAGE plpgsql SET enable_seqscan = off SET jit = off AS $$
+            DECLARE
+                h bigint;
+            BEGIN
+                FOR h IN SELECT DISTINCT hashtextextended(k, 0) FROM unnest(p_keys) AS k WHERE k IS NOT NULL ORDER BY 1
+                LOOP
+                    PERFORM pg_advisory_xact_lock(h);
+                END LOOP;
+                IF EXISTS (SELECT 1 FROM calls WHERE id = ANY (p_new_ids)) THEN
+                    RAISE EXCEPTION 'switchboard: a new call exists' USING ERRCODE = 'SB409';
+                END IF;
+                RETURN QUERY SELECT switchboard_commit_checked(p_epoch, p_calls, p_timeline, p_events, p_at);
+            END $$;
+
+            -- The last event id handed out, once every commit holding the ordering lock has ended: what a load
+            -- read after it is exact up to it. (The sequence alone also counts ids of commits still in flight.)
+            -- The lock is a session one, held only for the read and released whatever happens.
+            CREATE FUNCTION switchboard_event_head() RETURNS bigint LANGUAGE plpgsql SET jit = off AS $$
+            DECLARE
+                v_head bigint;
+            BEGIN
+                PERFORM pg_advisory_lock_shared(1398227540, 1);
+                BEGIN
+                    SELECT CASE WHEN is_called THEN last_value ELSE 0 END INTO v_head FROM events_id_seq;
+                EXCEPTION WHEN OTHERS THEN
+                    PERFORM pg_advisory_unlock_shared(1398227540, 1);
+                    RAISE;
+                END;
+                PERFORM pg_advisory_unlock_shared(1398227540, 1);
+                RETURN v_head;
             END $$;
             """
         ),

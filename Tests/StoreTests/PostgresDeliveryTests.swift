@@ -96,18 +96,59 @@ struct CachedCommitTests {
             .invite(id: "x2", caller: "carol", device: "c1", callee: "dave", offer: nil, media: .direct), now: t0)
         let envelopes = events.flatMap(Encoding.envelopes)
         let logger = Logger(label: "test")
-        func commit(epoch: Int64, newIDs: [String]) async throws -> [StoredEvent]? {
+        func commit(epoch: Int64, newIDs: [String]) async throws -> [StoredEvent] {
             let plan = CallCache.Plan(epoch: epoch, calls: [], keys: ["carol", "dave"], newIDs: newIDs)
             return try await PostgresCallStore.commitCached(
                 plan, events: events, envelopes: envelopes, at: t0, connection, logger: logger)
         }
+        func isStale(_ error: any Error) -> Bool {
+            (error as? PSQLError)?.serverInfo?[.sqlState] == PostgresSchema.stale
+        }
         // Stale: an id came after the epoch. Then: a call the batch creates exists already.
-        #expect(try await commit(epoch: head - 1, newIDs: ["x2"]) == nil)
-        #expect(try await commit(epoch: head, newIDs: ["x1"]) == nil)
+        await #expect(performing: { try await commit(epoch: head - 1, newIDs: ["x2"]) }, throws: isStale)
+        await #expect(performing: { try await commit(epoch: head, newIDs: ["x1"]) }, throws: isStale)
         #expect(try await store.call("x2") == nil)
-        let stored = try #require(try await commit(epoch: head, newIDs: ["x2"]))
+        let stored = try await commit(epoch: head, newIDs: ["x2"])
         #expect(stored.map(\.id) == Array(head + 1...head + Int64(envelopes.count)))
         #expect(try await store.call("x2")?.state == .inviting)
+    }
+
+    @Test func theEventHeadWaitsForTheCommitInFlight() async throws {
+        let (url, drop) = try await TestDatabase.create()
+        defer { drop() }
+        let store = try await PostgresCallStore(url: url, configuration: .init(), encode: Encoding.envelopes)
+        defer { store.close() }
+        let applied = try await store.apply(
+            .invite(id: "w1", caller: "alice", device: "a1", callee: "bob", offer: nil, media: .direct), now: t0)
+        let holder = try await TestDatabase.connect(url)
+        let reader = try await TestDatabase.connect(url)
+        defer {
+            Task {
+                try? await holder.close()
+                try? await reader.close()
+            }
+        }
+        let logger = Logger(label: "test")
+        // A commit in flight: it holds the ordering lock (and, past it, ids not yet visible).
+        _ = try await holder.query("BEGIN", logger: logger)
+        _ = try await holder.query("SELECT pg_advisory_xact_lock(1398227540, 1)", logger: logger)
+        let read = Task {
+            let rows = try await reader.query("SELECT switchboard_event_head()", logger: logger)
+            var head: Int64?
+            for try await value in rows.decode(Int64.self) { head = value }
+            return head
+        }
+        // The reader is seen waiting on that lock (a bounded poll of pg_locks: nothing else tells it).
+        var waiting = false
+        for _ in 0..<500 where !waiting {
+            let rows = try await holder.query(
+                "SELECT count(*)::bigint FROM pg_locks WHERE locktype = 'advisory' AND NOT granted", logger: logger)
+            for try await count in rows.decode(Int64.self) { waiting = count == 1 }
+            if !waiting { try await Task.sleep(for: .milliseconds(10)) }
+        }
+        #expect(waiting)
+        _ = try await holder.query("COMMIT", logger: logger)
+        #expect(try await read.value == applied.stored.last?.id)
     }
 
     @Test func glareAndAcceptsAcrossTwoNodesHaveOneOutcome() async throws {
