@@ -13,7 +13,8 @@ import Synchronization
 /// calls all of its inputs need; then `switchboard_commit`, which writes what the registry changed and the events,
 /// under a lock that makes event ids follow commit order, and `NOTIFY`s them, with `COMMIT` right behind it. That
 /// ordering lock is held through the commit's WAL flush, so one transaction per transition would serialize every
-/// node on the flush; a batch pays it once. A node hands out a batch it committed at once when it follows the last
+/// node on the flush; a batch pays it once. A batch the node's ``CallCache`` can decide skips the load: one round
+/// trip (`BEGIN`, `switchboard_commit_cached`, `COMMIT`), written only if nothing changed since. A node hands out a batch it committed at once when it follows the last
 /// event it handed out (ids follow commit order, so no other node's event can come before it); every other batch
 /// comes from `LISTEN`, so a stream sees events in id order whichever node made them. A gap (a dropped listening
 /// connection, a batch too large for a notification) is read from the events table. A database that cannot be
@@ -258,10 +259,7 @@ public final class PostgresCallStore: CallStore {
     static func commit(
         events: [CallEvent], envelopes: [Envelope], at now: Date, _ connection: PostgresConnection, logger: Logger
     ) async throws -> [StoredEvent] {
-        let calls = PostgresRows.json(latest(events).map(CallRow.init))
-        let timeline = PostgresRows.json(
-            events.compactMap { event in event.timelineEntry.map { TimelineRow(event.call, $0) } })
-        let eventRows = PostgresRows.json(envelopes.map(EventRow.init))
+        let (calls, timeline, eventRows) = PostgresRows.json(events: events, envelopes: envelopes)
         let at = now.timeIntervalSinceReferenceDate
         let write: EventLoopFuture<PostgresQueryResult> = connection.query(
             "SELECT id FROM switchboard_commit(\(calls)::jsonb, \(timeline)::jsonb, \(eventRows)::jsonb, \(at)) AS id",
@@ -277,10 +275,7 @@ public final class PostgresCallStore: CallStore {
         _ plan: CallCache.Plan, events: [CallEvent], envelopes: [Envelope], at now: Date,
         _ connection: PostgresConnection, logger: Logger
     ) async throws -> [StoredEvent] {
-        let calls = PostgresRows.json(latest(events).map(CallRow.init))
-        let timeline = PostgresRows.json(
-            events.compactMap { event in event.timelineEntry.map { TimelineRow(event.call, $0) } })
-        let eventRows = PostgresRows.json(envelopes.map(EventRow.init))
+        let (calls, timeline, eventRows) = PostgresRows.json(events: events, envelopes: envelopes)
         let at = now.timeIntervalSinceReferenceDate
         let begin: EventLoopFuture<PostgresQueryResult> = connection.query("BEGIN", logger: logger)
         let write: EventLoopFuture<PostgresQueryResult> = connection.query(
@@ -811,6 +806,15 @@ struct PostgresURL {
 
 /// Rows as JSON (`to_jsonb`, `jsonb_populate_recordset`): one Codable shape per table, both ways.
 enum PostgresRows {
+    /// A batch's changed calls, timeline lines and events, as the commit functions take them.
+    static func json(events: [CallEvent], envelopes: [Envelope]) -> (calls: String, timeline: String, events: String) {
+        (
+            json(PostgresCallStore.latest(events).map(CallRow.init)),
+            json(events.compactMap { event in event.timelineEntry.map { TimelineRow(event.call, $0) } }),
+            json(envelopes.map(EventRow.init))
+        )
+    }
+
     static func json(_ rows: [CallRow]) -> String {
         JSONRowWriter.array(rows) { row, object in
             object.field("id", row.id)

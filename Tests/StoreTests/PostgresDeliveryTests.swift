@@ -11,13 +11,8 @@ import Testing
 @Suite(.enabled(if: StoreKind.databaseURL != nil, "needs SWITCHBOARD_TEST_DATABASE_URL"))
 struct PostgresDeliveryTests {
     @Test func twoNodesEachSeeEveryEventOnceInIdOrder() async throws {
-        let (url, drop) = try await TestDatabase.create()
+        let (nodes, drop) = try await TestDatabase.nodes(2)
         defer { drop() }
-        let nodes = [
-            try await PostgresCallStore(url: url, configuration: .init(), encode: Encoding.envelopes),
-            try await PostgresCallStore(url: url, configuration: .init(), encode: Encoding.envelopes),
-        ]
-        defer { for node in nodes { node.close() } }
         let seen = [Seen(), Seen()]
         for (node, seen) in zip(nodes, seen) { node.bus.subscribe { events in seen.add(events.map(\.id)) } }
         // Both nodes commit at once: each one's own batches interleave with the other's in id order.
@@ -152,13 +147,8 @@ struct CachedCommitTests {
     }
 
     @Test func glareAndAcceptsAcrossTwoNodesHaveOneOutcome() async throws {
-        let (url, drop) = try await TestDatabase.create()
+        let (nodes, drop) = try await TestDatabase.nodes(2)
         defer { drop() }
-        let nodes = [
-            try await PostgresCallStore(url: url, configuration: .init(), encode: Encoding.envelopes),
-            try await PostgresCallStore(url: url, configuration: .init(), encode: Encoding.envelopes),
-        ]
-        defer { for node in nodes { node.close() } }
         for round in 0..<20 {
             // Each node saw the last round's calls end, so both may decide the next from their caches.
             let ids = ["g\(round)a", "g\(round)b"]

@@ -127,6 +127,23 @@ enum TestDatabase {
         return (url, { Task { try? await admin(base, "DROP DATABASE IF EXISTS \(name) WITH (FORCE)") } })
     }
 
+    /// `count` PostgreSQL stores on one fresh database, as a cluster's nodes; `drop` closes them and drops it.
+    static func nodes(_ count: Int) async throws -> (nodes: [PostgresCallStore], drop: @Sendable () -> Void) {
+        let (url, drop) = try await create()
+        var nodes: [PostgresCallStore] = []
+        for _ in 0..<count {
+            nodes.append(try await PostgresCallStore(url: url, configuration: .init(), encode: Encoding.envelopes))
+        }
+        let all = nodes
+        return (
+            all,
+            {
+                for node in all { node.close() }
+                drop()
+            }
+        )
+    }
+
     /// A connection to the database `url` names (its `postgres` database when `database` says so).
     static func connect(_ url: String, database: String? = nil) async throws -> PostgresConnection {
         let components = try #require(URLComponents(string: url))
