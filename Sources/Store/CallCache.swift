@@ -18,10 +18,11 @@ struct CallCache: Sendable {
     private(set) var calls: [String: Call] = [:]
     /// Users all of whose live calls are in ``calls``.
     private(set) var users: Set<String> = []
-    /// Users and calls kept at most: past it, the cache starts again from what later batches load.
+    /// Users and calls kept at most: past it, the cache starts again from what later batches load. A live call
+    /// keeps its offer (a browser's is several KiB), so 10,000 calls stay within tens of MiB.
     let capacity: Int
 
-    init(capacity: Int = 50_000) {
+    init(capacity: Int = 10_000) {
         self.capacity = capacity
     }
 
