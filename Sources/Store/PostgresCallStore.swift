@@ -14,11 +14,12 @@ import Synchronization
 /// under a lock that makes event ids follow commit order, and `NOTIFY`s them, with `COMMIT` right behind it. That
 /// ordering lock is held through the commit's WAL flush, so one transaction per transition would serialize every
 /// node on the flush; a batch pays it once. A batch the node's ``CallCache`` can decide skips the load: one round
-/// trip (`BEGIN`, `switchboard_commit_cached`, `COMMIT`), written only if nothing changed since. A node hands out a batch it committed at once when it follows the last
-/// event it handed out (ids follow commit order, so no other node's event can come before it); every other batch
-/// comes from `LISTEN`, so a stream sees events in id order whichever node made them. A gap (a dropped listening
-/// connection, a batch too large for a notification) is read from the events table. A database that cannot be
-/// reached fails each call within ``timeout`` with `store_unavailable`; the pool reconnects by itself.
+/// trip (`BEGIN`, `switchboard_commit_cached`, `COMMIT`), written only if nothing changed since. A node hands out a
+/// batch it committed at once when it follows the last event it handed out (ids follow commit order, so no other
+/// node's event can come before it); every other batch comes from `LISTEN`, so a stream sees events in id order
+/// whichever node made them. A gap (a dropped listening connection, a batch too large for a notification) is read
+/// from the events table. A database that cannot be reached fails each call within ``timeout`` with
+/// `store_unavailable`; the pool reconnects by itself.
 public final class PostgresCallStore: CallStore {
     public let bus: any EventBus
     public var kind: String { "postgres" }
@@ -150,7 +151,8 @@ public final class PostgresCallStore: CallStore {
         do {
             return try await commitBatch(inputs, plan: plan, cached: cached)
         } catch {
-            // A batch past its deadline may still commit after a later one: the cache cannot place it.
+            // A failed batch, or one past its deadline that may still commit after a later one: the cache cannot
+            // place it.
             cache.withLock { $0.forget() }
             throw error
         }
@@ -169,23 +171,24 @@ public final class PostgresCallStore: CallStore {
                     let decision = BatchDecision(
                         inputs, calls: plan.calls, configuration: configuration, encode: encode)
                     let events = decision.events
+                    let changed = Self.latest(events)
                     // A batch the cache refuses whole loads: a refusal is only trusted from what was just read.
                     if !events.isEmpty {
                         var stored: [StoredEvent]?
                         do {
                             stored = try await Self.commitCached(
-                                plan, events: events, envelopes: decision.envelopes, at: at, connection, logger: logger)
+                                plan, changed: changed, events: events, envelopes: decision.envelopes, at: at,
+                                connection, logger: logger)
                         } catch let error as PSQLError where error.serverInfo?[.sqlState] == PostgresSchema.stale {
                             // Written nothing: it loads.
                             stored = nil
                         } catch {
-                            self.cache.withLock { $0.forget() }
                             await Self.rollBack(connection, logger: logger)
                             throw error
                         }
                         if let stored, let first = stored.first, let last = stored.last {
                             self.cache.withLock {
-                                $0.committed(first: first.id, last: last.id, changed: Self.latest(events))
+                                $0.committed(first: first.id, last: last.id, changed: changed)
                             }
                             bus.publish(stored)
                             return decision.applied(stored: stored)
@@ -219,20 +222,21 @@ public final class PostgresCallStore: CallStore {
                         _ = try await connection.query("ROLLBACK", logger: logger)
                         return decision.applied(stored: [])
                     }
+                    let changed = Self.latest(events)
                     let stored = try await Self.commit(
-                        events: events, envelopes: decision.envelopes, at: at, connection, logger: logger)
+                        changed: changed, events: events, envelopes: decision.envelopes, at: at, connection,
+                        logger: logger)
                     let partyIDSet = Set(partyIDs)
                     let complete = Set(
                         users + calls.filter { partyIDSet.contains($0.id) }.flatMap { [$0.caller, $0.callee] })
                     self.cache.withLock { cache in
                         cache.committed(
-                            first: stored[0].id, last: stored[stored.count - 1].id, changed: Self.latest(events),
+                            first: stored[0].id, last: stored[stored.count - 1].id, changed: changed,
                             loaded: calls, complete: complete, loadHead: loadHead)
                     }
                     bus.publish(stored)
                     return decision.applied(stored: stored)
                 } catch {
-                    self.cache.withLock { $0.forget() }
                     await Self.rollBack(connection, logger: logger)
                     throw error
                 }
@@ -257,9 +261,10 @@ public final class PostgresCallStore: CallStore {
     /// Writes a transition's calls, timeline lines and events and commits, in one round trip: the commit goes out
     /// right behind the write, so the lock that orders event ids is held for no client round trip.
     static func commit(
-        events: [CallEvent], envelopes: [Envelope], at now: Date, _ connection: PostgresConnection, logger: Logger
+        changed: [Call], events: [CallEvent], envelopes: [Envelope], at now: Date, _ connection: PostgresConnection,
+        logger: Logger
     ) async throws -> [StoredEvent] {
-        let (calls, timeline, eventRows) = PostgresRows.json(events: events, envelopes: envelopes)
+        let (calls, timeline, eventRows) = PostgresRows.json(changed: changed, events: events, envelopes: envelopes)
         let at = now.timeIntervalSinceReferenceDate
         let write: EventLoopFuture<PostgresQueryResult> = connection.query(
             "SELECT id FROM switchboard_commit(\(calls)::jsonb, \(timeline)::jsonb, \(eventRows)::jsonb, \(at)) AS id",
@@ -272,10 +277,10 @@ public final class PostgresCallStore: CallStore {
     /// throws ``PostgresSchema/stale`` (and writes nothing) when other event ids came after the plan's epoch or one
     /// of its new calls exists.
     static func commitCached(
-        _ plan: CallCache.Plan, events: [CallEvent], envelopes: [Envelope], at now: Date,
+        _ plan: CallCache.Plan, changed: [Call], events: [CallEvent], envelopes: [Envelope], at now: Date,
         _ connection: PostgresConnection, logger: Logger
     ) async throws -> [StoredEvent] {
-        let (calls, timeline, eventRows) = PostgresRows.json(events: events, envelopes: envelopes)
+        let (calls, timeline, eventRows) = PostgresRows.json(changed: changed, events: events, envelopes: envelopes)
         let at = now.timeIntervalSinceReferenceDate
         let begin: EventLoopFuture<PostgresQueryResult> = connection.query("BEGIN", logger: logger)
         let write: EventLoopFuture<PostgresQueryResult> = connection.query(
@@ -415,23 +420,22 @@ public final class PostgresCallStore: CallStore {
 
     public func append(_ envelopes: [Envelope], now: Date) async throws(CallError) -> [StoredEvent] {
         guard !envelopes.isEmpty else { return [] }
-        return try await run { [client, logger, bus] in
-            try await client.withConnection { connection in
-                _ = try await connection.query("BEGIN", logger: logger)
-                let stored: [StoredEvent]
-                do {
-                    stored = try await Self.commit(
-                        events: [], envelopes: envelopes, at: now, connection, logger: logger)
-                } catch {
-                    self.cache.withLock { $0.forget() }
-                    throw error
+        do {
+            return try await run { [client, logger, bus] in
+                try await client.withConnection { connection in
+                    _ = try await connection.query("BEGIN", logger: logger)
+                    let stored = try await Self.commit(
+                        changed: [], events: [], envelopes: envelopes, at: now, connection, logger: logger)
+                    if let first = stored.first, let last = stored.last {
+                        self.cache.withLock { $0.committed(first: first.id, last: last.id, changed: []) }
+                    }
+                    bus.publish(stored)
+                    return stored
                 }
-                if let first = stored.first, let last = stored.last {
-                    self.cache.withLock { $0.committed(first: first.id, last: last.id, changed: []) }
-                }
-                bus.publish(stored)
-                return stored
             }
+        } catch {
+            cache.withLock { $0.forget() }
+            throw error
         }
     }
 
@@ -804,12 +808,16 @@ struct PostgresURL {
     }
 }
 
-/// Rows as JSON (`to_jsonb`, `jsonb_populate_recordset`): one Codable shape per table, both ways.
+/// Rows as JSON (`to_jsonb`, `jsonb_populate_recordset`): one shape per table, written with JSONRowWriter and read
+/// with JSONRowReader (or JSONDecoder, for anything else).
 enum PostgresRows {
-    /// A batch's changed calls, timeline lines and events, as the commit functions take them.
-    static func json(events: [CallEvent], envelopes: [Envelope]) -> (calls: String, timeline: String, events: String) {
+    /// A batch's changed calls (``PostgresCallStore/latest(_:)`` of its events), timeline lines and events, as the
+    /// commit functions take them.
+    static func json(changed: [Call], events: [CallEvent], envelopes: [Envelope])
+        -> (calls: String, timeline: String, events: String)
+    {
         (
-            json(PostgresCallStore.latest(events).map(CallRow.init)),
+            json(changed.map(CallRow.init)),
             json(events.compactMap { event in event.timelineEntry.map { TimelineRow(event.call, $0) } }),
             json(envelopes.map(EventRow.init))
         )

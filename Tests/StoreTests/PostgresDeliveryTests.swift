@@ -94,7 +94,8 @@ struct CachedCommitTests {
         func commit(epoch: Int64, newIDs: [String]) async throws -> [StoredEvent] {
             let plan = CallCache.Plan(epoch: epoch, calls: [], keys: ["carol", "dave"], newIDs: newIDs)
             return try await PostgresCallStore.commitCached(
-                plan, events: events, envelopes: envelopes, at: t0, connection, logger: logger)
+                plan, changed: PostgresCallStore.latest(events), events: events, envelopes: envelopes, at: t0,
+                connection, logger: logger)
         }
         func isStale(_ error: any Error) -> Bool {
             (error as? PSQLError)?.serverInfo?[.sqlState] == PostgresSchema.stale
