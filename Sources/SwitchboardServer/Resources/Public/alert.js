@@ -2,7 +2,7 @@
 // background, a Notification (permission asked on the sign-in gesture). Both stop when the call is answered here
 // or on another device, declined, cancelled, or ends. The incoming panel's data-ringtone and data-notification say
 // what is under way.
-import { $ } from "./util.js";
+import { $, show } from "./util.js";
 
 let audio = null;
 let tone = null;
@@ -13,6 +13,21 @@ export function askNotificationPermission() {
   if ("Notification" in window && Notification.permission === "default") {
     Notification.requestPermission().catch(() => {});
   }
+}
+
+// The first click or key on the page: the browser now lets the ring tone play (and one already ringing starts).
+export function unlockAudio() {
+  try {
+    audio = audio || new AudioContext();
+    if (audio.state !== "running") audio.resume().then(() => showTone(), () => {});
+  } catch (_) { /* no Web Audio */ }
+}
+
+function showTone() {
+  if (!tone) return;
+  const playing = audio && audio.state === "running";
+  $("incoming").dataset.ringtone = playing ? "playing" : "blocked";
+  show("incoming-sound", !playing);
 }
 
 export function startAlert(caller, callId) {
@@ -40,6 +55,7 @@ export function stopAlert() {
     tone.gain.disconnect();
     tone = null;
     $("incoming").dataset.ringtone = "stopped";
+    show("incoming-sound", false);
   }
   if (notification) {
     notification.close();
@@ -69,10 +85,10 @@ function startTone() {
     };
     ring();
     tone = { gain, oscillators, timer: setInterval(ring, 6000) };
-    // Without a gesture on the page the browser may hold the audio suspended: say so rather than "playing".
-    audio.resume().catch(() => {}).then(() => {
-      if (tone && tone.gain === gain) $("incoming").dataset.ringtone = audio.state === "running" ? "playing" : "blocked";
-    });
+    // Without a gesture on the page the browser holds the audio suspended (and resume() may never settle): say so
+    // at once, and that a click or a key lets it ring; "playing" once it runs.
+    showTone();
+    audio.resume().then(() => { if (tone && tone.gain === gain) showTone(); }, () => {});
   } catch (_) {
     $("incoming").dataset.ringtone = "unavailable";
   }

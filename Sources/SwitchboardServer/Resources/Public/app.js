@@ -1,8 +1,8 @@
 // Switchboard web client: signaling over the server's SSE stream and REST API, media over WebRTC. Tokens live
 // in sessionStorage (per tab) and travel only in Authorization headers, never in a URL. The entry module: wires the
 // page's controls and loads the client configuration.
-import { askNotificationPermission } from "./alert.js";
-import { acceptCall, declineCall, hangUp, placeCall, toggleMute } from "./call.js";
+import { askNotificationPermission, unlockAudio } from "./alert.js";
+import { acceptCall, declineCall, endElsewhere, hangUp, placeCall, rejoinElsewhere, toggleMute } from "./call.js";
 import { initDevices } from "./devices.js";
 import { connect } from "./events.js";
 import { loadHistory } from "./history.js";
@@ -10,6 +10,7 @@ import { toggleCamera, toggleScreenShare } from "./media.js";
 import { devSignIn, signIn, signOut } from "./session.js";
 import { app } from "./state.js";
 import { $, show, TOKEN_KEY } from "./util.js";
+import { clearNotice } from "./views.js";
 
 async function start() {
   $("token-form").addEventListener("submit", (event) => {
@@ -30,7 +31,12 @@ async function start() {
   $("decline-button").addEventListener("click", declineCall);
   $("hangup-button").addEventListener("click", hangUp);
   $("history-more").addEventListener("click", () => loadHistory(true));
-  $("dismiss-button").addEventListener("click", () => { show("call", false); });
+  $("dismiss-button").addEventListener("click", () => { show("call", false); $("callee-input").focus(); });
+  $("notice-close").addEventListener("click", clearNotice);
+  $("elsewhere-rejoin").addEventListener("click", rejoinElsewhere);
+  $("elsewhere-end").addEventListener("click", endElsewhere);
+  // Browsers hold audio until the page has had a gesture: the first click or key lets the ring tone play.
+  for (const name of ["pointerdown", "keydown"]) document.addEventListener(name, unlockAudio, { capture: true });
   $("mute-button").addEventListener("click", (event) => toggleMute(event.currentTarget));
   $("camera-button").addEventListener("click", (event) => toggleCamera(event.currentTarget));
   $("share-button").addEventListener("click", (event) => toggleScreenShare(event.currentTarget));

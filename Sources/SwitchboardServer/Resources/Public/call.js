@@ -1,49 +1,18 @@
 // Calls: placing, ringing, accepting, declining, hanging up, and the signals in between.
 import { startAlert, stopAlert } from "./alert.js";
 import { api } from "./api.js";
-import { resync } from "./events.js";
+import { connect, resync } from "./events.js";
+import { loadHistory } from "./history.js";
 import {
-  applyOffer, attachTracks, cameraTrack, countOffer, gone, icePolicy, localMedia, makePeerConnection, requestedMedia,
-  setCameraButton, stopScreenShare,
+  applyOffer, attachTracks, cameraTrack, countOffer, gone, localMedia, makePeerConnection, requestedMedia, stopScreenShare,
 } from "./media.js";
 import { app } from "./state.js";
 import { collectStats } from "./stats.js";
-import { $, CALL_KEY, FAILURES, log, REASONS, reloaded, sessionValue, show } from "./util.js";
-
-export function setCallState(call, state) {
-  if (call !== app.call) return;
-  call.state = state;
-  if (state === "connected" && !call.connectedAt) call.connectedAt = Date.now();
-  $("call").dataset.callId = call.id || "";
-  $("call-state").textContent = state;
-  $("call-state").dataset.state = state;
-}
-
-export function showCall(call) {
-  $("call-peer").textContent = call.peer;
-  $("call-reason").textContent = "";
-  $("call-reason").dataset.reason = "";
-  $("call-path").textContent = "unknown";
-  $("call-path").dataset.path = "";
-  $("frames-decoded").textContent = "0";
-  $("call-timer").textContent = "0:00";
-  $("call-quality").textContent = "measuring";
-  $("call-quality").dataset.quality = "measuring";
-  $("call-quality-detail").textContent = "";
-  $("ice-state").textContent = "new";
-  $("ice-policy").textContent = call.media === "secure-relay" ? "secure relay" : icePolicy();
-  $("mute-button").setAttribute("aria-pressed", "false");
-  setCameraButton($("camera-button"), call.kind !== "voice");
-  $("share-button").setAttribute("aria-pressed", "false");
-  $("call").dataset.kind = call.kind;
-  $("call").dataset.offersSent = "0";
-  $("call").dataset.offersReceived = "0";
-  $("call").dataset.sending = "none";
-  show("hangup-button", true);
-  show("dismiss-button", false);
-  show("call", true);
-  $("call-error").textContent = "";
-}
+import { $, CALL_KEY, log, REASONS, reloaded, sessionValue } from "./util.js";
+import {
+  hideElsewhere, hideIncoming, inWords, notice, setCallState, setCameraButton, showAnswered, showCall, showElsewhere,
+  showEnded, showIncoming, showSending,
+} from "./views.js";
 
 // Resolves to null once the server took the signal, or to the error it refused it with (logged); never rejects.
 export function sendSignal(call, signal) {
@@ -200,7 +169,7 @@ export async function placeCall(to, kind = "video") {
     for (const event of early) await event.handle(event.data);
   } catch (error) {
     if (gone(call)) return; // cancelled while the camera or the connection was being set up
-    $("call-error").textContent = "Call failed: " + error.message;
+    $("call-error").textContent = "The call to " + to + " could not be placed: " + inWords(error) + ".";
     finish(call, "failed");
   }
 }
@@ -223,14 +192,8 @@ export function onInvite(data) {
   for (const signal of takeEarlySignals(info.id)) call.inbox.push(signal);
   app.call = call;
   showCall(call);
-  show("hangup-button", false);
   setCallState(call, "ringing");
-  $("incoming-caller").textContent = info.caller;
-  $("incoming-kind").textContent = call.kind === "video" ? "video call" : "voice call";
-  $("incoming").dataset.kind = call.kind;
-  $("accept-button").textContent = call.kind === "video" ? "Accept with video" : "Accept";
-  show("accept-voice-button", call.kind === "video");
-  show("incoming", true);
+  showIncoming(call);
   startAlert(info.caller, info.id);
   log("incoming call from " + info.caller);
   api("POST", "/v1/calls/" + encodeURIComponent(info.id) + "/ringing", { device: app.device })
@@ -261,8 +224,7 @@ export async function acceptCall(video) {
   if (!call || call.role !== "callee" || call.ended) return;
   const withVideo = video && call.kind === "video";
   stopAlert();
-  show("incoming", false);
-  show("hangup-button", true);
+  showAnswered();
   setCallState(call, "connecting");
   try {
     await localMedia(call, { video: withVideo });
@@ -287,6 +249,7 @@ export async function acceptCall(video) {
   } catch (error) {
     if (gone(call)) return;
     log("accept failed: " + error.message);
+    notice("The call could not be answered: " + inWords(error) + ".");
     if (error.status === 409) resync(); else finish(call, "failed");
   }
 }
@@ -295,12 +258,13 @@ export async function declineCall() {
   const call = app.call;
   if (!call || call.ended) return;
   stopAlert();
-  show("incoming", false);
+  hideIncoming();
   try {
     const data = await api("POST", "/v1/calls/" + encodeURIComponent(call.id) + "/decline", { device: app.device });
     finish(call, data.call.endReason || "declined");
   } catch (error) {
     log("decline failed: " + error.message);
+    notice("Declining did not reach Switchboard: " + inWords(error) + ".");
     resync();
   }
 }
@@ -314,6 +278,7 @@ export async function hangUp() {
     finish(call, data.call.endReason || "hangup");
   } catch (error) {
     log("hang up failed: " + error.message);
+    notice("Hanging up did not reach Switchboard: " + inWords(error) + ". Try again.");
     resync();
   }
 }
@@ -329,14 +294,32 @@ export async function onAccepted(data) {
   try {
     if (data.sdp && call.pc && !call.pc.remoteDescription) await call.pc.setRemoteDescription(data.sdp);
     await drainInbox(call);
+    resendCandidates(call);
     if (call.pc && call.pc.connectionState === "connected") setCallState(call, "connected");
   } catch (error) {
     log("answer failed: " + error.message);
   }
 }
 
+// Before the answer this page's candidates went to every device of the callee's that was listening then. The device
+// that answered may not have been one of them (a page reloaded or opened while the call rang gets the invite again,
+// not the candidates), so they go again, now to that device only. A candidate it already has is ignored.
+function resendCandidates(call) {
+  const pc = call.pc;
+  if (!pc || !pc.localDescription || call.media === "secure-relay") return;
+  const sections = pc.localDescription.sdp.split(/\r?\nm=/).slice(1);
+  sections.forEach((section, index) => {
+    const mid = (section.match(/\na=mid:(\S+)/) || [])[1];
+    for (const line of section.match(/\na=candidate:[^\r\n]+/g) || []) {
+      sendSignal(call, { type: "candidate", candidate: { candidate: line.slice(3), sdpMid: mid, sdpMLineIndex: index } });
+    }
+  });
+  if (pc.iceGatheringState === "complete") sendSignal(call, { type: "end-of-candidates" });
+}
+
 export function onEnded(data) {
   if (heldForPendingInvite(data, onEnded)) return;
+  if (app.elsewhere && app.elsewhere.info.id === data.call.id) { app.elsewhere = null; hideElsewhere(); }
   const call = app.call;
   if (!call || call.id !== data.call.id) return;
   finish(call, data.call.endReason || "hangup", data.call.failure);
@@ -355,7 +338,7 @@ export function onSignal(data) {
   if (app.earlySignals.size > 20) app.earlySignals.delete(app.earlySignals.keys().next().value);
 }
 
-export function endLocally(call) {
+function endLocally(call) {
   call.ended = true;
   if (call.screenTrack) stopScreenShare(call);
   if (call === app.call) sessionStorage.removeItem(CALL_KEY);
@@ -363,8 +346,7 @@ export function endLocally(call) {
   clearTimeout(call.iceRefreshTimer);
   if (call.pc) { call.pc.close(); }
   if (call.localStream) for (const track of call.localStream.getTracks()) track.stop();
-  $("local-video").srcObject = null;
-  $("remote-video").srcObject = null;
+  if (call === app.call) showSending("none");
 }
 
 export function finish(call, reason, failure) {
@@ -373,14 +355,10 @@ export function finish(call, reason, failure) {
   endLocally(call);
   if (call !== app.call) return;
   stopAlert();
-  show("incoming", false);
-  setCallState(call, "ended");
-  $("call-reason").textContent = "— " + (REASONS[reason] || reason) +
-    (failure ? " (" + (FAILURES[failure] || failure) + ")" : "");
-  $("call-reason").dataset.reason = reason;
-  show("hangup-button", false);
-  show("dismiss-button", true);
+  showEnded(call, reason, failure);
   log("call ended: " + (REASONS[reason] || reason));
+  // The history shows it at once, this page's own call included (a `busy` call sends no event).
+  if (call.id) loadHistory();
 }
 
 // The mute button (a toggle: pressed while muted).
@@ -398,13 +376,15 @@ function applyMute(call, muted) {
   $("mute-button").setAttribute("aria-pressed", String(muted));
 }
 
-// After a reload (only a reload: a duplicated tab copies sessionStorage, device id included, and must not take the
-// call over): the call this tab's device is in is rejoined with a fresh offer through call.signal, and a call it was
-// still placing (ringing, not yet answered) is cancelled, as its page is gone. GET /v1/calls?state=…: the callee's
-// device is `answeredBy`, the caller's is in the invite's timeline entry.
+// Once per sign-in: the calls of this user's still going on. After a reload (only a reload: a duplicated tab copies
+// sessionStorage, device id included, and must not take the call over) the call this tab's device is in is rejoined
+// with a fresh offer through call.signal, a call it was still placing (ringing, not yet answered) is cancelled, as
+// its page is gone, and a call ringing for this user rings again. Otherwise an active call is offered in words: to
+// rejoin (this tab's device is in it: the tab left the page and came back) or to end (another device is in it, or
+// a tab that was closed). GET /v1/calls?state=…: the callee's device is `answeredBy`, the caller's is in the invite's
+// timeline entry.
 export async function rejoinActiveCall() {
   if (app.call && !app.call.ended) return;
-  if (!reloaded()) return;
   let calls;
   try {
     calls = (await api("GET", "/v1/calls?state=inviting,ringing,active&limit=20")).calls || [];
@@ -412,26 +392,68 @@ export async function rejoinActiveCall() {
     log("looking for an active call failed: " + error.message);
     return;
   }
+  const reload = reloaded();
+  let ringsHere = false;
   for (const info of calls) {
-    let role = null;
-    if (info.callee === app.user && info.answeredBy === app.device) {
-      role = "callee";
-    } else if (info.caller === app.user) {
-      try {
-        const full = (await api("GET", "/v1/calls/" + encodeURIComponent(info.id))).call;
-        const invite = (full.timeline || []).find((entry) => entry.event === "invite");
-        if (invite && invite.device === app.device) role = "caller";
-      } catch (_) { continue; }
-    }
-    if (!role) continue;
+    const role = await roleOfThisDevice(info);
     if (info.state !== "active") {
-      log("cancelling the call to " + info.callee + " placed before the reload");
-      api("POST", "/v1/calls/" + encodeURIComponent(info.id) + "/hangup", { device: app.device })
-        .catch((error) => log("cancelling failed: " + error.message));
+      if (info.callee === app.user && !info.answeredBy) ringsHere = true;
+      if (role === "caller" && reload) {
+        log("cancelling the call to " + info.callee + " placed before the reload");
+        api("POST", "/v1/calls/" + encodeURIComponent(info.id) + "/hangup", { device: app.device })
+          .catch((error) => log("cancelling failed: " + error.message));
+      }
       continue;
     }
-    await rejoin(info, role);
+    if (app.call && !app.call.ended) return;
+    if (role && reload) { await rejoin(info, role); return; }
+    app.elsewhere = { info, role };
+    showElsewhere(info, !!role);
     return;
+  }
+  // A reloaded page resumed its stream after the last event it saw, so the invite of a call that still rings is not
+  // sent again: a fresh stream starts with the invites still pending.
+  if (ringsHere && reload && app.lastEventId && !app.call) {
+    log("a call rings: reading the pending invites again");
+    app.lastEventId = null;
+    connect();
+  }
+}
+
+// "caller" when this device placed the call, "callee" when it answered it, else null.
+async function roleOfThisDevice(info) {
+  if (info.callee === app.user) return info.answeredBy === app.device ? "callee" : null;
+  if (info.caller !== app.user) return null;
+  try {
+    const full = (await api("GET", "/v1/calls/" + encodeURIComponent(info.id))).call;
+    const invite = (full.timeline || []).find((entry) => entry.event === "invite");
+    return invite && invite.device === app.device ? "caller" : null;
+  } catch (_) {
+    return null;
+  }
+}
+
+// The buttons of the "you are in a call" panel.
+export async function rejoinElsewhere() {
+  const found = app.elsewhere;
+  if (!found || !found.role) return;
+  app.elsewhere = null;
+  hideElsewhere();
+  await rejoin(found.info, found.role);
+}
+
+export async function endElsewhere() {
+  const found = app.elsewhere;
+  if (!found) return;
+  try {
+    await api("POST", "/v1/calls/" + encodeURIComponent(found.info.id) + "/hangup", { device: app.device });
+    app.elsewhere = null;
+    hideElsewhere();
+    loadHistory();
+  } catch (error) {
+    log("ending the call failed: " + error.message);
+    if (error.status === 409) { app.elsewhere = null; hideElsewhere(); loadHistory(); return; } // it had ended
+    notice("The call could not be ended: " + inWords(error) + ".");
   }
 }
 
@@ -444,6 +466,8 @@ async function rejoin(info, role) {
     kind: camera ? "video" : "voice", active: true,
   });
   app.call = call;
+  app.elsewhere = null;
+  hideElsewhere();
   if (info.answeredAt) call.connectedAt = Date.parse(info.answeredAt);
   showCall(call);
   setCallState(call, "rejoining");
@@ -457,6 +481,7 @@ async function rejoin(info, role) {
     sdp = pc.localDescription.sdp;
   } catch (error) {
     log("rejoining failed: " + error.message);
+    notice("The call could not be rejoined: " + inWords(error) + ".");
     if (!call.ended) hangUp(); // no microphone or no peer connection: this page cannot carry the call
     return;
   }

@@ -40,7 +40,7 @@ export async function connect() {
   });
   on("hello", (data) => {
     app.reconnectDelay = 1000;
-    setPresence("online", data.user + " online (" + data.device + ")");
+    setPresence("online", "online");
     log("stream open as " + data.user + "/" + data.device);
     // Once per sign-in (a reload signs in again): a call this tab was in is rejoined.
     if (!app.rejoinChecked) { app.rejoinChecked = true; rejoinActiveCall(); }
@@ -48,8 +48,12 @@ export async function connect() {
   on("call.invite", onInvite);
   on("call.ringing", onRinging);
   on("call.accepted", onAccepted);
-  // The history shows every call of the user's that ends, this page's or not.
-  on("call.ended", (data) => { onEnded(data); loadHistory(); });
+  // The history shows every call of the user's that ends at once: this page's (finish reads it again) or another's.
+  on("call.ended", (data) => {
+    const own = app.call && app.call.id === data.call.id;
+    onEnded(data);
+    if (!own) loadHistory();
+  });
   on("call.signal", onSignal);
   on("resync", () => { log("resync"); resync(); });
   on("superseded", () => {

@@ -1,15 +1,36 @@
 // Call history: the user's recent calls, newest first, paged through GET /v1/calls (its `next` cursor), each with
 // the other party, the direction, when it started, how long it lasted, how it ended in words and the media path,
-// and a button to call back. The first page is read again whenever a call of the user's ends.
+// and buttons to call back (video or voice). The first page is read again whenever a call of the user's ends, and
+// merged with the older pages already shown. The media path is the server's (direct or secure relay), or the one
+// this browser saw (a TURN relay: only the page knows which ICE candidates carried the call).
 import { api } from "./api.js";
 import { placeCall } from "./call.js";
 import { app } from "./state.js";
 import { $, formatSeconds, log, REASONS, show } from "./util.js";
 
 const PAGE = 20;
-const MEDIA = { direct: "direct", "secure-relay": "secure relay" };
+const MEDIA = { direct: "direct", "secure-relay": "secure relay", relay: "TURN relay" };
+const PATHS_KEY = "switchboard.paths";
 let next = null;
 let loading = null;
+let shown = []; // the calls listed, newest first
+
+// The path this browser's media took for a call (kept for the last 200 calls, in localStorage).
+export function rememberPath(id, path) {
+  try {
+    const paths = JSON.parse(localStorage.getItem(PATHS_KEY) || "{}");
+    if (paths[id] === path) return;
+    delete paths[id];
+    paths[id] = path;
+    const ids = Object.keys(paths);
+    for (const old of ids.slice(0, Math.max(0, ids.length - 200))) delete paths[old];
+    localStorage.setItem(PATHS_KEY, JSON.stringify(paths));
+  } catch (_) { /* private mode or full: the server's path is shown */ }
+}
+
+function seenPath(id) {
+  try { return JSON.parse(localStorage.getItem(PATHS_KEY) || "{}")[id] || null; } catch (_) { return null; }
+}
 
 // From the answer to the end; null for a call never answered.
 export function duration(call) {
@@ -46,15 +67,26 @@ function entry(call) {
   length.textContent = duration(call) || "—";
   const path = document.createElement("span");
   path.className = "history-media";
-  path.textContent = MEDIA[call.media] || call.media || "direct";
-  const back = document.createElement("button");
-  back.type = "button";
-  back.className = "history-call-back";
-  back.textContent = "Call back";
-  back.setAttribute("aria-label", "Call " + peer + " back");
-  back.addEventListener("click", () => placeCall(peer));
-  item.append(who, " ", what, " ", length, " ", path, " ", when, " ", back);
+  const media = call.media === "secure-relay" ? call.media : seenPath(call.id) || call.media || "direct";
+  path.dataset.path = media;
+  path.textContent = MEDIA[media] || media;
+  const actions = document.createElement("span");
+  actions.className = "history-actions";
+  const back = button("history-call-back", "Call back", "Call back " + peer + " (video)", () => placeCall(peer, "video"));
+  const voice = button("history-voice-back", "Voice", "Voice call back to " + peer, () => placeCall(peer, "voice"));
+  actions.append(back, voice);
+  item.append(who, " ", what, " ", length, " ", path, " ", when, " ", actions);
   return item;
+}
+
+function button(className, text, label, onClick) {
+  const element = document.createElement("button");
+  element.type = "button";
+  element.className = className;
+  element.textContent = text;
+  element.setAttribute("aria-label", label);
+  element.addEventListener("click", onClick);
+  return element;
 }
 
 // Reads the first page again (after sign-in, and when a call ends), or the next one (`more`).
@@ -68,13 +100,22 @@ export async function loadHistory(more = false) {
       let path = "/v1/calls?state=ended&limit=" + PAGE;
       if (more) path += "&before=" + encodeURIComponent(next);
       const data = await api("GET", path);
+      const page = data.calls || [];
+      if (more) {
+        shown = shown.concat(page.filter((call) => !shown.some((old) => old.id === call.id)));
+        next = data.next || null;
+      } else {
+        // The first page again: new and changed calls replace theirs, the older pages already read stay.
+        const ids = new Set(page.map((call) => call.id));
+        const older = shown.filter((call) => !ids.has(call.id));
+        if (!older.length) next = data.next || null;
+        shown = page.concat(older).sort((x, y) => (x.createdAt < y.createdAt ? 1 : x.createdAt > y.createdAt ? -1 : 0));
+      }
       const list = $("history-list");
-      if (!more) list.replaceChildren();
-      for (const call of data.calls || []) list.appendChild(entry(call));
-      next = data.next || null;
+      list.replaceChildren(...shown.map(entry));
       show("history-more", !!next);
-      show("history-empty", list.children.length === 0);
-      $("history").dataset.loaded = String(list.children.length);
+      show("history-empty", shown.length === 0);
+      $("history").dataset.loaded = String(shown.length);
     } catch (error) {
       log("history: " + error.message);
     }
@@ -85,6 +126,7 @@ export async function loadHistory(more = false) {
 
 export function clearHistory() {
   $("history-list").replaceChildren();
+  shown = [];
   next = null;
   $("history").dataset.loaded = "0";
 }

@@ -3,11 +3,12 @@
 // that offers: a voice call's video transceiver only receives until someone turns a camera on, so turning it on (or
 // sharing a screen) changes a direction and never adds an m-line (which the secure relay would refuse).
 import { api } from "./api.js";
-import { rememberCall, sendSignal, setCallState } from "./call.js";
+import { rememberCall, sendSignal } from "./call.js";
 import { audioConstraints, refreshDevices, videoConstraints, applySpeaker } from "./devices.js";
 import { app } from "./state.js";
 import { startStats } from "./stats.js";
 import { $, log, params } from "./util.js";
+import { inWords, notice, setCallState, setCameraButton, showSending } from "./views.js";
 
 // The media path a call placed from this page asks for: ?media=secure-relay|direct, else the server's policy.
 export function requestedMedia() {
@@ -96,7 +97,7 @@ export function cameraTrack(call) {
 function showLocalPreview(call) {
   const track = call.screenTrack || cameraTrack(call);
   $("local-video").srcObject = track ? new MediaStream([track]) : null;
-  $("call").dataset.sending = call.screenTrack ? "screen" : track ? "camera" : "none";
+  showSending(call.screenTrack ? "screen" : track ? "camera" : "none");
 }
 
 function sendsIn(direction) { return direction === "sendrecv" || direction === "sendonly"; }
@@ -123,6 +124,7 @@ export async function makePeerConnection(call, { offerer }) {
   call.pc = pc;
   call.remoteStream = new MediaStream();
   call.lastSample = null;
+  call.lastFrames = null;
   scheduleIceRefresh(call, ttl);
   if (offerer) {
     const microphone = call.localStream.getAudioTracks()[0];
@@ -256,6 +258,7 @@ export async function toggleCamera(button) {
       stream = await navigator.mediaDevices.getUserMedia({ video: videoConstraints() });
     } catch (error) {
       log("camera failed: " + error.message);
+      notice("The camera could not be turned on: " + inWords(error) + ".");
       return;
     }
     if (gone(call)) { stopTracks(stream); return; }
@@ -265,10 +268,6 @@ export async function toggleCamera(button) {
     setCameraButton(button, true);
     log("camera on");
   });
-}
-
-export function setCameraButton(button, on) {
-  button.setAttribute("aria-pressed", String(on));
 }
 
 // Screen share (a toggle: pressed while sharing): the screen's track replaces the camera's on the video sender (no
@@ -282,6 +281,10 @@ export async function toggleScreenShare(button) {
     stream = await navigator.mediaDevices.getDisplayMedia({ video: true, audio: false });
   } catch (error) {
     log("screen share failed: " + error.message);
+    // Closing the browser's picker is a choice, not a failure.
+    if (error.name !== "NotAllowedError" && error.name !== "AbortError") {
+      notice("The screen could not be shared: " + inWords(error) + ".");
+    }
     return;
   }
   // The picker may have been open while the call ended, or while another share started.
@@ -344,6 +347,7 @@ async function switchNow(call, kind, deviceId) {
     stream = await open(deviceId);
   } catch (error) {
     log("switching " + (audio ? "microphone" : "camera") + " failed: " + error.message);
+    notice("Switching the " + (audio ? "microphone" : "camera") + " failed: " + inWords(error) + ".");
     if (audio) return;
     stream = await open(previous).catch(() => null); // the camera that was in use, back
     if (!stream) {

@@ -3,7 +3,8 @@ import { hangUp } from "./call.js";
 import { closeSource, connect } from "./events.js";
 import { clearHistory, loadHistory } from "./history.js";
 import { app } from "./state.js";
-import { $, DEVICE_KEY, EVENT_KEY, randomId, reloaded, sessionValue, setPresence, show, TOKEN_KEY } from "./util.js";
+import { $, DEVICE_KEY, EVENT_KEY, randomId, reloaded, sessionValue, setPresence, TOKEN_KEY } from "./util.js";
+import { showSignedIn, showSignedOut } from "./views.js";
 
 export function tokenSubject(token) {
   try {
@@ -21,12 +22,7 @@ export function signIn(token) {
   sessionStorage.setItem(DEVICE_KEY, app.device);
   sessionStorage.setItem(TOKEN_KEY, token);
   $("token-input").value = "";
-  $("signin-error").textContent = "";
-  $("me-user").textContent = app.user;
-  $("me-device").textContent = app.device;
-  show("signin", false);
-  show("home", true);
-  show("history", true);
+  showSignedIn(app.user, app.device);
   app.lastEventId = resumedEventId(app.user);
   app.rejoinChecked = false;
   connect();
@@ -48,14 +44,11 @@ export function signOut(message) {
   sessionStorage.removeItem(TOKEN_KEY);
   sessionStorage.removeItem(EVENT_KEY);
   app.token = null;
-  show("home", false);
-  show("history", false);
+  app.call = null;
+  app.elsewhere = null;
   clearHistory();
-  show("call", false);
-  show("incoming", false);
-  show("signin", true);
+  showSignedOut(message);
   setPresence("offline", "signed out");
-  $("signin-error").textContent = message || "";
 }
 
 export async function devSignIn(user) {

@@ -12,5 +12,6 @@ export const app = {
   earlySignals: new Map(), // callId -> signals that arrived before the call did
   earlyEvents: [], // call.ringing/accepted/ended that arrived while this page's invite was still in flight
   statsTimer: null,
+  elsewhere: null, // {info, role}: a call of this user's going on without this page (views.showElsewhere)
   rejoinChecked: false, // whether this sign-in looked for a call to rejoin (after a reload)
 };

@@ -1,8 +1,10 @@
 // Stats, once a second from getStats: which path the media took (direct, TURN relay, secure relay), whether video
 // decodes, how long the call has been connected, and its quality in words (good, fair, poor) from the round trip
 // time, packet loss, bitrate, resolution and frame rate.
+import { rememberPath } from "./history.js";
 import { app } from "./state.js";
 import { $, formatSeconds } from "./util.js";
+import { showRemoteVideo } from "./views.js";
 
 const PATHS = { "secure-relay": "secure relay", relay: "TURN relay" };
 
@@ -12,11 +14,14 @@ export function startStats(call) {
 }
 
 // Poor past 400 ms round trip or 5 % loss, fair past 150 ms or 1 % (ITU-T G.114 puts the limit of a comfortable
-// conversation at 150 ms one way; video degrades visibly past a few percent loss).
-export function qualityOf(rttMs, lossPercent) {
+// conversation at 150 ms one way; video degrades visibly past a few percent loss). While video arrives, its frame
+// rate counts too: poor under 5 frames a second (a slide show), fair under 12 (jerky motion). The bitrate and the
+// resolution are shown but not judged: they follow what the sender chose (a muted microphone sends little, a shared
+// screen is scaled), not how good the path is.
+export function qualityOf(rttMs, lossPercent, fps = null) {
   if (rttMs == null && lossPercent == null) return "measuring";
-  if ((rttMs || 0) > 400 || (lossPercent || 0) > 5) return "poor";
-  if ((rttMs || 0) > 150 || (lossPercent || 0) > 1) return "fair";
+  if ((rttMs || 0) > 400 || (lossPercent || 0) > 5 || (fps != null && fps < 5)) return "poor";
+  if ((rttMs || 0) > 150 || (lossPercent || 0) > 1 || (fps != null && fps < 12)) return "fair";
   return "good";
 }
 
@@ -52,6 +57,10 @@ export async function collectStats(call) {
     });
   }
   $("frames-decoded").textContent = String(frames);
+  // The far side's picture, or its initial while no video arrives (a voice call, a camera turned off).
+  inbound.rising = call.lastFrames != null && frames > call.lastFrames;
+  call.lastFrames = frames;
+  showRemoteVideo(inbound.rising);
   // For the browser suite: what getStats says flows (audio packets in, video bytes out, the far side's frame size).
   const element = $("call");
   element.dataset.audioPacketsIn = String(audioPackets);
@@ -69,6 +78,8 @@ export async function collectStats(call) {
     $("call-path").dataset.remote = remote.candidateType || "";
     $("call-path").textContent = (PATHS[path] || "direct") + " (local " +
       local.candidateType + " " + (local.protocol || "") + ", remote " + remote.candidateType + ")";
+    $("call-path-words").textContent = PATHS[path] || "direct";
+    if (call.id) rememberPath(call.id, path === "secure-relay" || path === "relay" ? path : "direct");
     showQuality(call, pair, inbound);
   }
 }
@@ -87,7 +98,8 @@ function showQuality(call, pair, inbound) {
     if (received + lost > 0) lossPercent = (100 * Math.max(0, lost)) / (received + lost);
     kbps = ((inbound.bytes - last.bytes) * 8) / (now - last.at);
   }
-  const quality = qualityOf(rttMs, lossPercent);
+  // The frame rate only while video arrives (a voice call has none to judge).
+  const quality = qualityOf(rttMs, lossPercent, inbound.rising ? inbound.fps : null);
   $("call-quality").dataset.quality = quality;
   $("call-quality").textContent = quality;
   const parts = [];
