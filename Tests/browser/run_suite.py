@@ -468,7 +468,53 @@ def history(browser):
           peer: e.querySelector('.history-peer').textContent,
           outcome: e.querySelector('.history-outcome').textContent,
           duration: e.querySelector('.history-duration').textContent,
+          started: e.querySelector('time').getAttribute('datetime'),
+          startedText: e.querySelector('time').textContent,
           media: e.querySelector('.history-media').textContent }));""")
+
+
+def calls_between(browser):
+    """The page's history without Carol's calls: Alice's and Bob's calls to each other."""
+    return [entry for entry in history(browser) if entry["peer"] != "carol"]
+
+
+def test_history_pages_and_quality_words(ctx):
+    """Carol called Alice 23 times before Alice signs in (each cancelled): Alice's history shows the newest 20 and
+    "Older calls"; pressing it adds the other 3, in the server's order, each with its start time. A 24th call, made
+    while she is signed in, comes to the top as it ends and the older pages stay. Then the quality words of
+    stats.js for round trip, loss and frame rate figures."""
+    made = []
+    for _ in range(23):
+        call = ctx.server.api("POST", "/v1/calls", "carol", {"to": "alice", "device": "cli-1"})["call"]
+        ctx.server.api("POST", "/v1/calls/%s/hangup" % call["id"], "carol", {"device": "cli-1"})
+        made.append(call["id"])
+    a = ctx.browser("alice")
+    a.open(ctx.server.url + "/")
+    a.sign_in(ctx.server.tokens["alice"])
+    a.wait(lambda d: len(history(a)) == 20, "the first page of the history")
+    assert a.visible("history-more")
+    ctx.shot("first-page")
+    a.click("history-more")
+    a.wait(lambda d: len(history(a)) == 23, "the second page of the history")
+    assert not a.visible("history-more")
+    entries = history(a)
+    assert [e["id"] for e in entries] == list(reversed(made)), entries
+    served = ctx.server.api("GET", "/v1/calls?state=ended&limit=100", "alice")["calls"]
+    assert [e["started"] for e in entries] == [call["createdAt"] for call in served], entries
+    assert {e["outcome"] for e in entries} == {"incoming · cancelled"}, entries
+    call = ctx.server.api("POST", "/v1/calls", "carol", {"to": "alice", "device": "cli-1"})["call"]
+    a.wait(lambda d: a.visible("incoming"), "the 24th call ringing")
+    ctx.server.api("POST", "/v1/calls/%s/hangup" % call["id"], "carol", {"device": "cli-1"})
+    a.wait(lambda d: len(history(a)) == 24, "the 24th call on top of both pages")
+    assert history(a)[0]["id"] == call["id"] and not a.visible("incoming")
+    ctx.shot("live-on-top")
+    words = a.driver.execute_async_script("""
+        const done = arguments[arguments.length - 1];
+        import('/stats.js').then((stats) => done([
+          stats.qualityOf(null, null), stats.qualityOf(20, 0, 30), stats.qualityOf(200, 0, 30),
+          stats.qualityOf(20, 2, 30), stats.qualityOf(500, 0, 30), stats.qualityOf(20, 8, null),
+          stats.qualityOf(20, 0, 8), stats.qualityOf(20, 0, 3), stats.qualityOf(20, 0, null)]));""")
+    assert words == ["measuring", "good", "fair", "fair", "poor", "poor", "fair", "poor", "good"], words
 
 
 def test_history_after_three_calls(ctx):
@@ -481,30 +527,40 @@ def test_history_after_three_calls(ctx):
     b.click("accept-button")
     for browser in (a, b):
         browser.wait_state("connected")
+    # Meanwhile Carol calls Bob: busy. Her page lists the call at once (a busy call sends no event).
+    c = ctx.browser("carol")
+    c.open(ctx.server.url + "/")
+    c.sign_in(ctx.server.tokens["carol"])
+    c.call("bob")
+    c.wait_reason("busy")
+    c.wait(lambda d: [e["outcome"] for e in history(c)] == ["outgoing · busy"], "the busy call in Carol's history")
+    ctx.shot("busy", c)
     b.wait_frames_rising()  # a call of a second or two, so that its duration is not 0:00
     a.click("hangup-button")
     for browser in (a, b):
         browser.wait_reason("hangup")
-        browser.wait(lambda d: len(history(browser)) == 1, "the answered call in the history")
+        browser.wait(lambda d: len(calls_between(browser)) == 1, "the answered call in the history")
     # 2. Declined.
     ring(ctx, a, b)
     b.click("decline-button")
     a.wait_reason("declined")
     for browser in (a, b):
-        browser.wait(lambda d: len(history(browser)) == 2, "the declined call in the history")
+        browser.wait(lambda d: len(calls_between(browser)) == 2, "the declined call in the history")
     # 3. Not answered (the server's ring timeout is 3 s here).
     ring(ctx, a, b)
     a.wait_reason("no_answer", timeout=20)
     for browser in (a, b):
-        browser.wait(lambda d: len(history(browser)) == 3, "the unanswered call in the history")
+        browser.wait(lambda d: len(calls_between(browser)) == 3, "the unanswered call in the history")
     ctx.shot("history")
     served = ctx.server.api("GET", "/v1/calls?state=ended", "alice")["calls"]
+    # Bob's history also has Carol's busy call.
+    assert [(e["peer"], e["outcome"]) for e in history(b) if e["peer"] == "carol"] == [("carol", "incoming · busy")]
     answered = next(call for call in served if call.get("answeredAt"))
     seconds = round((datetime.fromisoformat(answered["endedAt"].replace("Z", "+00:00")) -
                      datetime.fromisoformat(answered["answeredAt"].replace("Z", "+00:00"))).total_seconds())
     expected_duration = "%d:%02d" % (seconds // 60, seconds % 60)
     for browser, direction in ((a, "outgoing"), (b, "incoming")):
-        entries = history(browser)
+        entries = calls_between(browser)
         print("    %s: %s" % (browser.name, [(e["outcome"], e["duration"]) for e in entries]))
         assert [e["id"] for e in entries] == [call["id"] for call in served][:3], entries
         assert [e["reason"] for e in entries] == ["no_answer", "declined", "hangup"], entries
@@ -513,6 +569,9 @@ def test_history_after_three_calls(ctx):
         assert [e["duration"] for e in entries] == ["—", "—", expected_duration], entries
         assert {e["peer"] for e in entries} == {"bob" if browser is a else "alice"}, entries
         assert {e["media"] for e in entries} == {"direct"}, entries
+        # The start time: the server's createdAt, in the entry's <time datetime> and in words.
+        assert [e["started"] for e in entries] == [call["createdAt"] for call in served][:3], entries
+        assert all(e["startedText"] for e in entries), entries
     # Call back from Bob's history: Alice rings.
     b.driver.find_element(By.CSS_SELECTOR, "#history-list .history-entry .history-call-back").click()
     a.wait(lambda d: a.visible("incoming"), "Bob's call back ringing at Alice")
@@ -521,7 +580,7 @@ def test_history_after_three_calls(ctx):
     a.click("decline-button")
     b.wait_reason("declined")
     for browser in (a, b):
-        browser.wait(lambda d: len(history(browser)) == 4, "the call back in the history")
+        browser.wait(lambda d: len(calls_between(browser)) == 4, "the call back in the history")
 
 def accessibility_issues(browser):
     """axe-core's (axe-selenium-python) serious and critical findings on the page as it is now."""
@@ -538,46 +597,101 @@ def accessibility_issues(browser):
             for v in results["violations"] if v["impact"] in ("serious", "critical")]
 
 
+def press(browser, *keys):
+    """Keys typed on the keyboard, to whatever has the focus (no element is focused or clicked by script)."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    ActionChains(browser.driver).send_keys(*keys).perform()
+
+
+def focused(browser):
+    return browser.driver.execute_script("const e = document.activeElement; return e ? e.id : null;")
+
+
+def tab_to(browser, element_id, limit=30):
+    """Tab through the page until `element_id` has the focus; the number of Tab presses it took."""
+    from selenium.webdriver.common.keys import Keys
+    for count in range(1, limit + 1):
+        press(browser, Keys.TAB)
+        if focused(browser) == element_id:
+            return count
+    raise AssertionError("%s never got the focus in %d Tab presses (last: %s)" % (element_id, limit, focused(browser)))
+
+
+def focus_ring(browser):
+    """The focused element's outline: (style, width in px)."""
+    return tuple(browser.driver.execute_script("""
+        const style = getComputedStyle(document.activeElement);
+        return [style.outlineStyle, parseFloat(style.outlineWidth)];"""))
+
+
+def wider_than_screen(browser):
+    """Shown elements that reach past the left or right edge of the viewport."""
+    return browser.driver.execute_script("""
+        const width = document.documentElement.clientWidth;
+        return Array.from(document.querySelectorAll('body *')).filter((e) => {
+          const box = e.getBoundingClientRect();
+          return box.width > 0 && box.height > 0 && (box.right > width + 0.5 || box.left < -0.5);
+        }).map((e) => e.tagName.toLowerCase() + (e.id ? '#' + e.id : ''));""")
+
+
 def test_accessibility_and_phone_width(ctx):
-    """The sign-in, idle, ringing and in-call views: axe-core finds no serious or critical issue in any, on a
-    375 x 812 (phone) window, with a screenshot of each; the page is keyboard operable (a call placed and answered
-    with the keyboard alone) and nothing is wider than the screen."""
+    """The sign-in, idle, ringing and in-call views on a 375 x 812 phone screen (emulated through the DevTools
+    protocol, so the screenshots are 375 x 812): axe-core finds no serious or critical issue in any, no element
+    reaches past the screen's edge, and each is screenshotted. The page is keyboard operable: Alice tabs to the call
+    form, types Bob's name and presses Enter; Bob's page moves the focus to Accept when the call rings and he
+    presses Enter; Alice tabs to Mute and presses Space (twice), then to Hang up. The focused controls show a focus
+    ring."""
+    from selenium.webdriver.common.keys import Keys
     a, b = ctx.browser("alice"), ctx.browser("bob")
     for browser in (a, b):
-        browser.driver.set_window_size(375, 812)
+        browser.driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+            "width": 375, "height": 812, "deviceScaleFactor": 1, "mobile": True})
         browser.open(ctx.server.url + "/")
     views = {}
 
     def check(view, browser):
         issues = accessibility_issues(browser)
-        width = browser.driver.execute_script(
-            "return [document.documentElement.scrollWidth, document.documentElement.clientWidth]")
-        views[view] = {"issues": issues, "width": width}
-        browser.screenshot(ctx.artifacts, "375x812-" + view)
-        print("    %s: %d serious/critical, scroll width %d of %d" % (view, len(issues), width[0], width[1]))
+        size = browser.driver.execute_script("return [innerWidth, innerHeight]")
+        views[view] = {"issues": issues, "wide": wider_than_screen(browser), "size": size}
+        ctx.step += 1
+        browser.driver.execute_script("window.scrollTo(0, 0)")
+        browser.screenshot(ctx.artifacts, "%02d-375x812-%s" % (ctx.step, view))
+        print("    %s: %d serious/critical, %d elements past the edge, viewport %s" % (
+            view, len(issues), len(views[view]["wide"]), size))
 
     check("sign-in", a)
     for browser, user in ((a, "alice"), (b, "bob")):
         browser.sign_in(ctx.server.tokens[user])
     check("idle", a)
-    # Keyboard only: type the callee and press Enter in the call form; answer with Tab to the accept button.
-    from selenium.webdriver.common.keys import Keys
-    box = a.driver.find_element(By.ID, "callee-input")
-    box.send_keys("bob", Keys.ENTER)
+    presses = tab_to(a, "callee-input")
+    assert focus_ring(a)[0] != "none" and focus_ring(a)[1] >= 2, focus_ring(a)
+    press(a, "bob", Keys.ENTER)
     b.wait(lambda d: b.visible("incoming"), "incoming-call panel")
+    b.wait(lambda d: focused(b) == "accept-button", "the focus on Accept when the call rings")
+    assert b.driver.title == "alice is calling · Switchboard", b.driver.title
     check("ringing", b)
-    b.driver.execute_script("document.getElementById('accept-button').focus()")
-    focused = b.driver.switch_to.active_element
-    assert focused.get_attribute("id") == "accept-button", focused.get_attribute("id")
-    focused.send_keys(Keys.ENTER)
+    press(b, Keys.ENTER)
     for browser in (a, b):
         browser.wait_state("connected")
+    assert a.driver.title == "In a call with bob · Switchboard", a.driver.title
+    tab_to(a, "mute-button")
+    assert focus_ring(a)[0] != "none" and focus_ring(a)[1] >= 2, focus_ring(a)
+    press(a, Keys.SPACE)
+    a.wait(lambda d: a.attr_of("mute-button", "aria-pressed") == "true", "muted from the keyboard")
     check("in-call", a)
+    press(a, Keys.SPACE)
+    a.wait(lambda d: a.attr_of("mute-button", "aria-pressed") == "false", "unmuted from the keyboard")
+    print("    keyboard: %d Tab presses to the call form" % presses)
     for view, found in views.items():
         assert not found["issues"], (view, found["issues"])
-        assert found["width"][0] <= found["width"][1], (view, found["width"])
-    a.click("hangup-button")
-    b.wait_reason("hangup")
+        assert not found["wide"], (view, found["wide"])
+        assert found["size"] == [375, 812], (view, found["size"])
+    tab_to(a, "hangup-button")
+    press(a, Keys.ENTER)
+    for browser in (a, b):
+        browser.wait_reason("hangup")
+    assert a.driver.title == "Switchboard", a.driver.title
+
 
 def test_ten_tabs_over_http2(ctx):
     """Bob has the page open in ten tabs of one Chromium, one device each. Over HTTP/1.1 Chromium holds at most six
@@ -691,6 +805,41 @@ def test_voice_call_then_camera(ctx, query="", caller=None):
     b.wait_reason("hangup")
 
 
+def test_left_the_page_mid_call(ctx):
+    """B leaves the page mid-call (another address in the same tab) and comes back: the call is still active on the
+    server, and the page offers it in words with "Rejoin here" (this tab's device is in the call); rejoining brings
+    frames back on both sides. Then Bob opens the page in another browser (another device): it offers only to end
+    the call, and ending it there ends it for both pages."""
+    a, b = signed_in_pair(ctx)
+    ring(ctx, a, b)
+    answer_and_decode(a, b, "host")
+    call_id = a.attr("call", "callId")
+    b.driver.get("about:blank")
+    b.open(ctx.server.url + "/")
+    b.wait(lambda d: b.visible("elsewhere"), "the call going on without this page")
+    assert b.visible("elsewhere-rejoin") and b.text("elsewhere-peer") == "alice", b.text("elsewhere")
+    assert ctx.server.api("GET", "/v1/calls/" + call_id, "bob")["call"]["state"] == "active"
+    ctx.shot("came-back")
+    b.click("elsewhere-rejoin")
+    b.wait(lambda d: b.attr("call", "callId") == call_id and not b.visible("elsewhere"), "B rejoining")
+    for browser in (a, b):
+        browser.wait_state("connected", timeout=30)
+        first, later = wait_frames_of(browser, "frames after B rejoined")
+        print("    after bob rejoined, %s decodes: framesDecoded %d -> %d" % (browser.name, first, later))
+    ctx.shot("rejoined")
+    other = ctx.browser("bob-2")
+    other.open(ctx.server.url + "/")
+    other.sign_in(ctx.server.tokens["bob"])
+    other.wait(lambda d: other.visible("elsewhere"), "the call on Bob's other device")
+    assert not other.visible("elsewhere-rejoin") and other.visible("elsewhere-end")
+    ctx.shot("other-device")
+    other.click("elsewhere-end")
+    for browser in (a, b):
+        browser.wait_reason("hangup")
+    other.wait(lambda d: not other.visible("elsewhere"), "the offer gone once the call ended")
+    assert ctx.server.api("GET", "/v1/calls/" + call_id, "bob")["call"]["endReason"] == "hangup"
+
+
 def test_both_reload_at_once(ctx):
     """A direct call whose two pages reload at the same moment: both rejoin with an offer, the offers cross, the
     callee's page gives way and answers the caller's from a new peer connection, and frames decode on both sides."""
@@ -763,7 +912,8 @@ def test_device_switch_mid_call(ctx):
     """Two fake cameras (and Chromium's fake microphones and speakers). A places a video call; B answers voice only
     (B sends no video; A's camera reaches B). A picks its second camera mid-call: the track is replaced (no
     renegotiation on either side: no offer sent or received), B keeps decoding; A picks another microphone, B keeps
-    receiving audio; B picks a speaker (setSinkId on the remote video). The choices survive a reload."""
+    receiving audio; B picks a speaker (setSinkId on the remote video). The choices survive a reload (A's camera and
+    microphone, B's speaker). A screenshot after each step."""
     a, b = ctx.browser("alice", TWO_CAMERAS), ctx.browser("bob", TWO_CAMERAS)
     for browser, user in ((a, "alice"), (b, "bob")):
         browser.open(ctx.server.url + "/")
@@ -775,6 +925,7 @@ def test_device_switch_mid_call(ctx):
         browser.wait_state("connected")
     first, later = wait_frames_of(b, "B decoding A's camera")
     assert call_data(b, "videoBytesOut") == 0 and b.attr("call", "sending") == "none"
+    ctx.shot("answered-voice-only")
     a.wait(lambda d: a.attr("devices", "ready") == "true" and call_data(a, "offersSent") == 0, "device list")
     cameras = int(a.driver.find_element(By.ID, "camera-select").get_attribute("data-count"))
     assert cameras == 3, cameras
@@ -794,11 +945,13 @@ def test_device_switch_mid_call(ctx):
     mic = select_option(a, "microphone-select", len(microphones) - 1)
     a.wait(lambda d: "microphone switched" in (a.text("log") or ""), "A's microphone switched")
     wait_rising(b, "audioPacketsIn", "B receiving A's audio after the switch")
+    ctx.shot("microphone-switched")
     speakers = b.driver.execute_script(
         "return Array.from(document.getElementById('speaker-select').options).map((o) => o.value)")
     speaker = select_option(b, "speaker-select", len(speakers) - 1)
     b.wait(lambda d: b.driver.execute_script("return document.getElementById('remote-video').sinkId") == speaker,
            "B's speaker")
+    ctx.shot("speaker-picked")
     for browser in (a, b):
         assert call_data(browser, "offersSent") == 0 and call_data(browser, "offersReceived") == 0, (
             browser.name, call_data(browser, "offersSent"), call_data(browser, "offersReceived"))
@@ -810,6 +963,9 @@ def test_device_switch_mid_call(ctx):
     a.wait(lambda d: a.attr("devices", "ready") == "true", "device list after the reload")
     a.wait(lambda d: a.driver.find_element(By.ID, "camera-select").get_attribute("value") == chosen, "camera kept")
     assert a.driver.find_element(By.ID, "microphone-select").get_attribute("value") == mic
+    b.driver.refresh()
+    b.wait(lambda d: b.attr("devices", "ready") == "true", "B's device list after the reload")
+    b.wait(lambda d: b.driver.find_element(By.ID, "speaker-select").get_attribute("value") == speaker, "speaker kept")
     ctx.shot("kept-after-reload")
 
 
@@ -843,7 +999,9 @@ def test_reload_rejoins_call(ctx, query="", path="host", caller=None):
     """A video call; A reloads its page mid-call: the server still has the call active, the reloaded page finds it
     (GET /v1/calls?state=active), offers from a new peer connection through call.signal, B answers from a new one,
     and frames decode again on both sides; A was muted and still is. Then B (the callee) reloads and the same
-    happens the other way; A hangs up and both see it. (Direct only: a reload while the call rings cancels it.)"""
+    happens the other way; A hangs up and both see it. (Direct only, first: A's reload while the call rings cancels
+    it, and B's reload while it rings rings again on the reloaded page, which answers it: A's candidates, sent
+    before the answer, are sent again to the device that answered, so the path is still host to host.)"""
     a, b = signed_in_pair(ctx, query, caller)
     if path == "host":
         # A reload while the call still rings cancels it: the page that placed it is gone.
@@ -851,8 +1009,15 @@ def test_reload_rejoins_call(ctx, query="", path="host", caller=None):
         a.driver.refresh()
         b.wait_reason("cancelled")
         a.wait(lambda d: "placed before the reload" in (a.text("log") or ""), "the cancel after the reload")
-        b.click("dismiss-button")
+        # Bob never answered: his page shows no call panel, only the history says it was cancelled.
+        assert not b.visible("call") and not b.visible("incoming")
     ring(ctx, a, b)
+    if path == "host":
+        # The callee reloads while the call rings: it rings again on the reloaded page, which answers it.
+        b.driver.refresh()
+        b.wait(lambda d: b.visible("incoming"), "the call ringing again after Bob's reload")
+        assert b.text("incoming-caller") == "alice", b.text("incoming-caller")
+        ctx.shot("ringing-after-callee-reload")
     answer_and_decode(a, b, path)
     call_id = a.attr("call", "callId")
     a.click("mute-button")
@@ -900,12 +1065,14 @@ TESTS = [
     ("two_tabs_answered_elsewhere", test_two_tabs_answered_elsewhere, {"extra": ("--web-relay-only",)}),
     ("ten_tabs_over_http2", test_ten_tabs_over_http2, {}),
     ("history_after_three_calls", test_history_after_three_calls, {"ring_timeout": 3}),
+    ("history_pages_and_quality_words", test_history_pages_and_quality_words, {}),
     ("accessibility_and_phone_width", test_accessibility_and_phone_width, {}),
     ("voice_call_then_camera", test_voice_call_then_camera, {}),
     ("device_switch_mid_call", test_device_switch_mid_call, {}),
     ("screen_share", test_screen_share, {}),
     ("reload_rejoins_call", test_reload_rejoins_call, {}),
     ("both_reload_at_once", test_both_reload_at_once, {}),
+    ("left_the_page_mid_call", test_left_the_page_mid_call, {}),
     ("secure_relay_reload_rejoins_call", test_secure_relay_reload_rejoins_call, {}),
     ("secure_relay_voice_call_then_camera", test_secure_relay_voice_call_then_camera, {}),
     ("firefox_voice_call_then_camera_through_the_secure_relay",
