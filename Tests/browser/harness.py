@@ -121,9 +121,10 @@ class NSSTrust:
 
 class Browser:
     """One headless Chromium process with its own profile: an independent browser context. `flags` are more
-    command-line switches (e.g. two fake cameras, a fake screen to share)."""
+    command-line switches (e.g. two fake cameras, a fake screen to share); `autoplay=False` keeps Chromium's own
+    autoplay policy (audio waits for a gesture on the page)."""
 
-    def __init__(self, name, workdir, trust, flags=()):
+    def __init__(self, name, workdir, trust, flags=(), autoplay=True):
         self.name = name
         self.profile = tempfile.mkdtemp(prefix="profile-%s-" % name, dir=workdir)
         options = webdriver.ChromeOptions()
@@ -131,7 +132,7 @@ class Browser:
         for flag in [
             "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
             "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-            "--autoplay-policy=no-user-gesture-required",
+            *(("--autoplay-policy=no-user-gesture-required",) if autoplay else ()),
             "--user-data-dir=" + self.profile, "--window-size=1000,1100",
             # Loopback only: every name resolves to NOTFOUND, and nothing runs in the background.
             "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",

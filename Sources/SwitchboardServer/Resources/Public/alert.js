@@ -2,6 +2,7 @@
 // background, a Notification (permission asked on the sign-in gesture). Both stop when the call is answered here
 // or on another device, declined, cancelled, or ends. The incoming panel's data-ringtone and data-notification say
 // what is under way.
+import { speakerId } from "./devices.js";
 import { $, show } from "./util.js";
 
 let audio = null;
@@ -68,6 +69,9 @@ export function stopAlert() {
 function startTone() {
   try {
     audio = audio || new AudioContext();
+    // The tone rings on the picked speaker, like the call (AudioContext.setSinkId where the browser has it).
+    const speaker = speakerId();
+    if (audio.setSinkId && audio.sinkId !== speaker) audio.setSinkId(speaker).catch(() => {});
     const gain = audio.createGain();
     gain.gain.value = 0;
     gain.connect(audio.destination);

@@ -54,6 +54,9 @@ export async function refreshDevices() {
   $("devices").dataset.ready = "true";
 }
 
+// The speaker picked on this browser ("" for the default one).
+export function speakerId() { return preferred("audiooutput"); }
+
 // The remote video plays on the picked speaker.
 export function applySpeaker() {
   if (!canPickSpeaker) return;

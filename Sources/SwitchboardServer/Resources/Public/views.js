@@ -70,6 +70,7 @@ export function showCall(call) {
   element.dataset.offersReceived = "0";
   element.dataset.sending = "none";
   element.dataset.remoteVideo = "off";
+  element.dataset.connected = "false";
   show("hangup-button", true);
   show("dismiss-button", false);
   show("elsewhere", false);
@@ -114,6 +115,7 @@ export function showEnded(call, reason, failure) {
   $("call-reason").textContent = "— " + (REASONS[reason] || reason) +
     (failure ? " (" + (FAILURES[failure] || failure) + ")" : "");
   $("call-reason").dataset.reason = reason;
+  $("call").dataset.connected = String(!!call.connectedAt); // a call that never connected has no timer to show
   // A call that never reached this page's screen (declined or missed while ringing) is told in the history.
   if (call.role === "callee" && !call.active) show("call", false);
   const focused = document.activeElement && document.activeElement.closest && document.activeElement.closest("#call");
