@@ -392,11 +392,20 @@ def test_two_tabs_answered_elsewhere(ctx):
 def test_ring_tone_waits_for_a_gesture(ctx):
     """Chromium's own autoplay policy (no flag that lets pages play sound unasked): after a reload, with no click or
     key on the page yet, a call rings with its tone held ('blocked') and the page says that a click or a key lets
-    it ring; Bob presses a key and the tone plays; a cancel stops it."""
+    it ring; Bob presses a key and the tone plays; a cancel stops it. Before that, signing in asked for the
+    notification permission from the click (a user gesture)."""
     a, b = ctx.browser("alice"), ctx.browser("bob", autoplay=False)
     for browser, user in ((a, "alice"), (b, "bob")):
         browser.open(ctx.server.url + "/")
+    # The notification permission is asked from the sign-in's click (a user gesture), once.
+    b.driver.execute_script("""
+        window.asked = [];
+        const ask = Notification.requestPermission.bind(Notification);
+        Notification.requestPermission = () => { asked.push(navigator.userActivation.isActive); return ask(); };""")
+    assert b.driver.execute_script("return Notification.permission") == "default"
+    for browser, user in ((a, "alice"), (b, "bob")):
         browser.sign_in(ctx.server.tokens[user])
+    assert b.driver.execute_script("return window.asked") == [True], b.driver.execute_script("return window.asked")
     b.driver.refresh()  # signed in again from sessionStorage: no gesture on this page
     b.wait_presence("online")
     ring(ctx, a, b)
