@@ -141,12 +141,14 @@ export function newCall(fields) {
 }
 
 export async function placeCall(to, kind = "video") {
-  if (app.call && !app.call.ended) { $("call-error").textContent = "Already in a call."; return; }
+  if (app.call && !app.call.ended) { notice("Hang up the call with " + app.call.peer + " before placing another."); return; }
   const call = newCall({ role: "caller", peer: to, media: requestedMedia(), kind });
   app.call = call;
   app.earlyEvents.length = 0;
+  const fromForm = document.activeElement && document.activeElement.closest && document.activeElement.closest("#home");
   showCall(call);
   setCallState(call, "calling");
+  if (fromForm) $("hangup-button").focus(); // the form steps aside: the keyboard's focus goes to Cancel
   try {
     await localMedia(call, { video: kind === "video" });
     const pc = await makePeerConnection(call, { offerer: true });
@@ -223,6 +225,7 @@ export async function acceptCall(video) {
   const call = app.call;
   if (!call || call.role !== "callee" || call.ended) return;
   const withVideo = video && call.kind === "video";
+  call.answering = true;
   stopAlert();
   showAnswered();
   setCallState(call, "connecting");
@@ -308,10 +311,14 @@ function resendCandidates(call) {
   const pc = call.pc;
   if (!pc || !pc.localDescription || call.media === "secure-relay") return;
   const sections = pc.localDescription.sdp.split(/\r?\nm=/).slice(1);
+  const sent = new Set(); // a bundled transport's candidates may be listed under every m-section: each goes once
   sections.forEach((section, index) => {
     const mid = (section.match(/\na=mid:(\S+)/) || [])[1];
     for (const line of section.match(/\na=candidate:[^\r\n]+/g) || []) {
-      sendSignal(call, { type: "candidate", candidate: { candidate: line.slice(3), sdpMid: mid, sdpMLineIndex: index } });
+      const candidate = line.slice(3);
+      if (sent.has(candidate)) continue;
+      sent.add(candidate);
+      sendSignal(call, { type: "candidate", candidate: { candidate, sdpMid: mid, sdpMLineIndex: index } });
     }
   });
   if (pc.iceGatheringState === "complete") sendSignal(call, { type: "end-of-candidates" });
@@ -336,6 +343,21 @@ export function onSignal(data) {
   if (list.length < 100) list.push(signal);
   app.earlySignals.set(data.callId, list);
   if (app.earlySignals.size > 20) app.earlySignals.delete(app.earlySignals.keys().next().value);
+}
+
+// Signing out: the call on screen is hung up (the request is sent with the token still there; its answer is not
+// waited for) and ended on this page at once, its ring tone and notification with it.
+export function dropCall() {
+  const call = app.call;
+  app.call = null;
+  sessionStorage.removeItem(CALL_KEY);
+  if (!call) return;
+  stopAlert();
+  if (call.ended) return;
+  if (call.id) {
+    api("POST", "/v1/calls/" + encodeURIComponent(call.id) + "/hangup", { device: app.device }).catch(() => {});
+  }
+  endLocally(call);
 }
 
 function endLocally(call) {
@@ -385,6 +407,10 @@ function applyMute(call, muted) {
 // timeline entry.
 export async function rejoinActiveCall() {
   if (app.call && !app.call.ended) return;
+  const session = app.session;
+  // The page was reloaded: acted on by the first sign-in only (a sign-out and a sign-in later are no reload).
+  const reload = reloaded() && !app.reloadSeen;
+  app.reloadSeen = true;
   let calls;
   try {
     calls = (await api("GET", "/v1/calls?state=inviting,ringing,active&limit=20")).calls || [];
@@ -392,20 +418,20 @@ export async function rejoinActiveCall() {
     log("looking for an active call failed: " + error.message);
     return;
   }
-  const reload = reloaded();
   let ringsHere = false;
   for (const info of calls) {
-    const role = await roleOfThisDevice(info);
+    if (session !== app.session) return; // signed out meanwhile
     if (info.state !== "active") {
       if (info.callee === app.user && !info.answeredBy) ringsHere = true;
-      if (role === "caller" && reload) {
+      if (reload && info.caller === app.user && (await roleOfThisDevice(info)) === "caller" && session === app.session) {
         log("cancelling the call to " + info.callee + " placed before the reload");
         api("POST", "/v1/calls/" + encodeURIComponent(info.id) + "/hangup", { device: app.device })
           .catch((error) => log("cancelling failed: " + error.message));
       }
       continue;
     }
-    if (app.call && !app.call.ended) return;
+    const role = await roleOfThisDevice(info);
+    if (session !== app.session || (app.call && !app.call.ended)) return;
     if (role && reload) { await rejoin(info, role); return; }
     app.elsewhere = { info, role };
     showElsewhere(info, !!role);
@@ -413,7 +439,7 @@ export async function rejoinActiveCall() {
   }
   // A reloaded page resumed its stream after the last event it saw, so the invite of a call that still rings is not
   // sent again: a fresh stream starts with the invites still pending.
-  if (ringsHere && reload && app.lastEventId && !app.call) {
+  if (ringsHere && reload && app.lastEventId && (!app.call || app.call.ended) && session === app.session) {
     log("a call rings: reading the pending invites again");
     app.lastEventId = null;
     connect();

@@ -92,14 +92,16 @@ function button(className, text, label, onClick) {
 // Reads the first page again (after sign-in, and when a call ends), or the next one (`more`).
 export async function loadHistory(more = false) {
   if (!app.token) return;
+  const session = app.session;
   if (loading) await loading;
-  // After the wait: a refresh may have reset the cursor.
-  if (more && !next) return;
+  // After the wait: a refresh may have reset the cursor, a sign-out ended the session.
+  if ((more && !next) || session !== app.session) return;
   loading = (async () => {
     try {
       let path = "/v1/calls?state=ended&limit=" + PAGE;
       if (more) path += "&before=" + encodeURIComponent(next);
       const data = await api("GET", path);
+      if (session !== app.session) return; // another user's history by now
       const page = data.calls || [];
       if (more) {
         shown = shown.concat(page.filter((call) => !shown.some((old) => old.id === call.id)));
@@ -126,6 +128,7 @@ export async function loadHistory(more = false) {
 
 export function clearHistory() {
   $("history-list").replaceChildren();
+  loading = null;
   shown = [];
   next = null;
   $("history").dataset.loaded = "0";

@@ -125,6 +125,7 @@ export async function makePeerConnection(call, { offerer }) {
   call.remoteStream = new MediaStream();
   call.lastSample = null;
   call.lastFrames = null;
+  call.stillSeconds = 0;
   scheduleIceRefresh(call, ttl);
   if (offerer) {
     const microphone = call.localStream.getAudioTracks()[0];

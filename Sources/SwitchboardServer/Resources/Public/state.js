@@ -13,5 +13,7 @@ export const app = {
   earlyEvents: [], // call.ringing/accepted/ended that arrived while this page's invite was still in flight
   statsTimer: null,
   elsewhere: null, // {info, role}: a call of this user's going on without this page (views.showElsewhere)
-  rejoinChecked: false, // whether this sign-in looked for a call to rejoin (after a reload)
+  rejoinChecked: false,
+  session: 0, // counts sign-ins and sign-outs: work begun for one session drops its results in another
+  reloadSeen: false, // whether a sign-in already acted on this page having been reloaded // whether this sign-in looked for a call to rejoin (after a reload)
 };

@@ -14,14 +14,16 @@ export function startStats(call) {
 }
 
 // Poor past 400 ms round trip or 5 % loss, fair past 150 ms or 1 % (ITU-T G.114 puts the limit of a comfortable
-// conversation at 150 ms one way; video degrades visibly past a few percent loss). While video arrives, its frame
-// rate counts too: poor under 5 frames a second (a slide show), fair under 12 (jerky motion). The bitrate and the
-// resolution are shown but not judged: they follow what the sender chose (a muted microphone sends little, a shared
-// screen is scaled), not how good the path is.
-export function qualityOf(rttMs, lossPercent, fps = null) {
+// conversation at 150 ms one way; video degrades visibly past a few percent loss). While video arrives, how much of
+// the last second its picture stood frozen counts too (getStats' totalFreezesDuration: a frame late by far more than
+// the usual gap): poor from half a second, fair for any freeze. The frame rate, the bitrate and the resolution are
+// shown but not judged on their own: they follow what the sender chose (a still shared screen sends a frame a
+// second, a muted microphone little), not how good the path is.
+export function qualityOf(rttMs, lossPercent, frozenSeconds = null) {
   if (rttMs == null && lossPercent == null) return "measuring";
-  if ((rttMs || 0) > 400 || (lossPercent || 0) > 5 || (fps != null && fps < 5)) return "poor";
-  if ((rttMs || 0) > 150 || (lossPercent || 0) > 1 || (fps != null && fps < 12)) return "fair";
+  const frozen = frozenSeconds || 0;
+  if ((rttMs || 0) > 400 || (lossPercent || 0) > 5 || frozen >= 0.5) return "poor";
+  if ((rttMs || 0) > 150 || (lossPercent || 0) > 1 || frozen > 0) return "fair";
   return "good";
 }
 
@@ -32,7 +34,7 @@ export async function collectStats(call) {
   try { report = await pc.getStats(); } catch (_) { return; }
   let pair = null;
   let frames = 0;
-  const inbound = { received: 0, lost: 0, bytes: 0, width: 0, height: 0, fps: null };
+  const inbound = { received: 0, lost: 0, bytes: 0, width: 0, height: 0, fps: null, frozen: null };
   let audioPackets = 0;
   let videoBytesSent = 0;
   report.forEach((entry) => {
@@ -48,6 +50,7 @@ export async function collectStats(call) {
         inbound.width = entry.frameWidth || inbound.width;
         inbound.height = entry.frameHeight || inbound.height;
         if (entry.framesPerSecond != null) inbound.fps = entry.framesPerSecond;
+        if (entry.totalFreezesDuration != null) inbound.frozen = (inbound.frozen || 0) + entry.totalFreezesDuration;
       }
     }
   });
@@ -58,9 +61,11 @@ export async function collectStats(call) {
   }
   $("frames-decoded").textContent = String(frames);
   // The far side's picture, or its initial while no video arrives (a voice call, a camera turned off).
+  // A shared screen that does not change sends a frame a second or less: the initial shows after 3 s without one.
   inbound.rising = call.lastFrames != null && frames > call.lastFrames;
   call.lastFrames = frames;
-  showRemoteVideo(inbound.rising);
+  call.stillSeconds = inbound.rising ? 0 : (call.stillSeconds || 0) + 1;
+  showRemoteVideo(inbound.rising || (call.stillSeconds < 3 && frames > 0));
   // For the browser suite: what getStats says flows (audio packets in, video bytes out, the far side's frame size).
   const element = $("call");
   element.dataset.audioPacketsIn = String(audioPackets);
@@ -98,8 +103,9 @@ function showQuality(call, pair, inbound) {
     if (received + lost > 0) lossPercent = (100 * Math.max(0, lost)) / (received + lost);
     kbps = ((inbound.bytes - last.bytes) * 8) / (now - last.at);
   }
-  // The frame rate only while video arrives (a voice call has none to judge).
-  const quality = qualityOf(rttMs, lossPercent, inbound.rising ? inbound.fps : null);
+  let frozenSeconds = null;
+  if (last && last.frozen != null && inbound.frozen != null) frozenSeconds = Math.max(0, inbound.frozen - last.frozen);
+  const quality = qualityOf(rttMs, lossPercent, frozenSeconds);
   $("call-quality").dataset.quality = quality;
   $("call-quality").textContent = quality;
   const parts = [];

@@ -20,6 +20,8 @@ export function showSignedOut(message) {
   }
   show("signin", true);
   $("signin-error").textContent = message || "";
+  $("local-video").srcObject = null;
+  $("remote-video").srcObject = null;
   updateTitle();
 }
 
@@ -27,9 +29,10 @@ export function showSignedOut(message) {
 // is under way the form to place another one steps aside.
 export function updateTitle() {
   const call = app.call;
-  document.body.dataset.inCall = String(!!call && !call.ended && (call.role === "caller" || call.active));
+  const under = !!call && !call.ended && (call.role === "caller" || call.active || !!call.answering);
+  document.body.dataset.inCall = String(under);
   if (!call || call.ended) document.title = TITLE;
-  else if (call.role === "callee" && !call.active) document.title = call.peer + " is calling · " + TITLE;
+  else if (call.role === "callee" && !call.active && !call.answering) document.title = call.peer + " is calling · " + TITLE;
   else document.title = (call.active ? "In a call with " : "Calling ") + call.peer + " · " + TITLE;
 }
 
@@ -80,7 +83,9 @@ export function showCall(call) {
   clearNotice();
 }
 
-// The ringing panel: who calls, a voice or a video call, and the keyboard's focus on Accept (Enter answers).
+// The ringing panel: who calls, a voice or a video call. The keyboard's focus moves to the panel (not to Accept: a
+// key pressed for something else at that moment must not answer), unless the user is typing; Tab then reaches
+// Accept.
 export function showIncoming(call) {
   $("incoming-caller").textContent = call.peer;
   $("incoming-kind").textContent = call.kind === "video" ? "video call" : "voice call";
@@ -90,7 +95,7 @@ export function showIncoming(call) {
   show("incoming", true);
   updateTitle();
   const typing = document.activeElement && ["INPUT", "TEXTAREA", "SELECT"].includes(document.activeElement.tagName);
-  if (!typing) $("accept-button").focus();
+  if (!typing) $("incoming").focus();
 }
 
 // The answer (here): the call's panel replaces the ringing one, and the keyboard's focus goes to it.
@@ -116,12 +121,16 @@ export function showEnded(call, reason, failure) {
     (failure ? " (" + (FAILURES[failure] || failure) + ")" : "");
   $("call-reason").dataset.reason = reason;
   $("call").dataset.connected = String(!!call.connectedAt); // a call that never connected has no timer to show
-  // A call that never reached this page's screen (declined or missed while ringing) is told in the history.
-  if (call.role === "callee" && !call.active) show("call", false);
   const focused = document.activeElement && document.activeElement.closest && document.activeElement.closest("#call");
   show("hangup-button", false);
   show("dismiss-button", true);
-  if (focused) $("dismiss-button").focus();
+  // A call never answered here (declined, missed, answered elsewhere while ringing) is told in the history only.
+  if (call.role === "callee" && !call.active && !call.answering) {
+    show("call", false);
+    if (focused) $("callee-input").focus();
+  } else if (focused) {
+    $("dismiss-button").focus();
+  }
   $("local-video").srcObject = null;
   $("remote-video").srcObject = null;
   updateTitle();
