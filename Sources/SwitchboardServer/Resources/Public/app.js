@@ -2,11 +2,12 @@
 // in sessionStorage (per tab) and travel only in Authorization headers, never in a URL. The entry module: wires the
 // page's controls and loads the client configuration.
 import { askNotificationPermission, unlockAudio } from "./alert.js";
-import { acceptCall, declineCall, endElsewhere, hangUp, placeCall, rejoinElsewhere, toggleMute } from "./call.js";
+import { acceptCall, declineCall, hangUp, placeCall, toggleMute } from "./call.js";
 import { initDevices } from "./devices.js";
 import { connect } from "./events.js";
 import { loadHistory } from "./history.js";
 import { toggleCamera, toggleScreenShare } from "./media.js";
+import { endElsewhere, rejoinElsewhere } from "./rejoin.js";
 import { devSignIn, signIn, signOut } from "./session.js";
 import { app } from "./state.js";
 import { $, show, TOKEN_KEY } from "./util.js";

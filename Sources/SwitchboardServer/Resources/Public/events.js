@@ -1,6 +1,7 @@
 // The event stream: a single-use ticket, an EventSource, resumption with lastEventId, reconnection.
 import { api } from "./api.js";
-import { finish, onAccepted, onEnded, onInvite, onRinging, onSignal, rejoinActiveCall } from "./call.js";
+import { finish, onAccepted, onEnded, onInvite, onRinging, onSignal } from "./call.js";
+import { rejoinActiveCall } from "./rejoin.js";
 import { loadHistory } from "./history.js";
 import { signOut } from "./session.js";
 import { app } from "./state.js";
