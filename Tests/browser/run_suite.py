@@ -933,6 +933,29 @@ def test_left_the_page_mid_call(ctx):
     assert ctx.server.api("GET", "/v1/calls/" + call_id, "bob")["call"]["endReason"] == "hangup"
 
 
+def test_call_ends_when_the_other_page_is_gone(ctx):
+    """B's browser goes away mid-call (closed, not reloaded). A's media fails once ICE gives up, A's page restarts
+    ICE (A placed the call), and when the media is still failed 15 s later it hangs up and says why: the server has
+    the call ended `hangup`. How long each step took is printed, not asserted."""
+    a, b = signed_in_pair(ctx)
+    ring(ctx, a, b)
+    answer_and_decode(a, b, "host")
+    call_id = a.attr("call", "callId")
+    started = time.time()
+    b.quit()
+    ctx.browsers.remove(b)
+    a.wait(lambda d: a.attr("call-state", "state") == "media failed", "A's media failing", timeout=90)
+    failed = time.time()
+    ctx.shot("media-failed")
+    a.wait_reason("hangup", timeout=60)
+    print("    media failed %.1f s after B went away; the call ended %.1f s after that" % (
+        failed - started, time.time() - failed))
+    assert "was lost" in a.text("notice-text"), a.text("notice-text")
+    call = ctx.server.api("GET", "/v1/calls/" + call_id, "alice")["call"]
+    assert call["state"] == "ended" and call["endReason"] == "hangup", call
+    ctx.shot("ended")
+
+
 def test_both_reload_at_once(ctx):
     """A direct call whose two pages reload at the same moment: both rejoin with an offer, the offers cross, the
     callee's page gives way and answers the caller's from a new peer connection, and frames decode on both sides."""
@@ -1172,6 +1195,7 @@ TESTS = [
     ("reload_rejoins_call", test_reload_rejoins_call, {}),
     ("both_reload_at_once", test_both_reload_at_once, {}),
     ("left_the_page_mid_call", test_left_the_page_mid_call, {}),
+    ("call_ends_when_the_other_page_is_gone", test_call_ends_when_the_other_page_is_gone, {}),
     ("secure_relay_reload_rejoins_call", test_secure_relay_reload_rejoins_call, {}),
     ("secure_relay_voice_call_then_camera", test_secure_relay_voice_call_then_camera, {}),
     ("firefox_voice_call_then_camera_through_the_secure_relay",

@@ -361,6 +361,7 @@ function endLocally(call) {
   if (call === app.call) sessionStorage.removeItem(CALL_KEY);
   clearInterval(app.statsTimer);
   clearTimeout(call.iceRefreshTimer);
+  clearTimeout(call.lostTimer);
   if (call.pc) { call.pc.close(); }
   if (call.localStream) for (const track of call.localStream.getTracks()) track.stop();
   if (call === app.call) showSending("none");

@@ -3,7 +3,7 @@
 // that offers: a voice call's video transceiver only receives until someone turns a camera on, so turning it on (or
 // sharing a screen) changes a direction and never adds an m-line (which the secure relay would refuse).
 import { api } from "./api.js";
-import { rememberCall, sendSignal } from "./call.js";
+import { hangUp, rememberCall, sendSignal } from "./call.js";
 import { audioConstraints, refreshDevices, videoConstraints, applySpeaker } from "./devices.js";
 import { app } from "./state.js";
 import { startStats } from "./stats.js";
@@ -157,8 +157,9 @@ export async function makePeerConnection(call, { offerer }) {
     if (call.pc !== pc) return;
     $("ice-state").textContent = pc.connectionState;
     if (call.ended) return;
+    if (pc.connectionState === "connected") clearTimeout(call.lostTimer);
     if (pc.connectionState === "connected" && call.active) setCallState(call, "connected");
-    else if (pc.connectionState === "failed") setCallState(call, "media failed");
+    else if (pc.connectionState === "failed") { setCallState(call, "media failed"); mediaLost(call, pc); }
     else if (pc.connectionState === "disconnected" && call.active) setCallState(call, "reconnecting media");
   };
   // Renegotiation once the first offer and answer are done (a camera turned on, a screen shared, an ICE
@@ -166,6 +167,25 @@ export async function makePeerConnection(call, { offerer }) {
   pc.onnegotiationneeded = () => negotiate(call, pc);
   startStats(call);
   return pc;
+}
+
+// ICE gave up on a direct call that was under way: the other party's page is gone, or a network is. The caller
+// restarts ICE (a network that changed comes back that way; only one side, so the two never both offer), and if the
+// media is still failed LOST_GRACE later, this side ends the call and says why, rather than leaving the user in a
+// silent call. A reload comes back in seconds, long before ICE gives up (about 30 s of silence). Through the
+// secure relay Switchboard is the peer and ends such a call itself (consent_lost).
+const LOST_GRACE = 15000;
+
+function mediaLost(call, pc) {
+  if (call.media === "secure-relay" || !call.active) return;
+  if (call.role === "caller") pc.restartIce();
+  clearTimeout(call.lostTimer);
+  call.lostTimer = setTimeout(() => {
+    if (gone(call) || call.pc !== pc || pc.connectionState !== "failed") return;
+    log("media failed for " + LOST_GRACE / 1000 + " s: hanging up");
+    notice("The connection to " + call.peer + " was lost, so the call ended.");
+    hangUp();
+  }, LOST_GRACE);
 }
 
 async function negotiate(call, pc) {
