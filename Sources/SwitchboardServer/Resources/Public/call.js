@@ -10,9 +10,14 @@ import { app } from "./state.js";
 import { collectStats } from "./stats.js";
 import { $, CALL_KEY, log, REASONS } from "./util.js";
 import {
-  hideElsewhere, hideIncoming, inWords, notice, setCallState, setCameraButton, showAnswered, showCall, showEnded,
+  focusWithin, hideElsewhere, hideIncoming, inWords, notice, setCallState, setCameraButton, showAnswered, showCall, showEnded,
   showIncoming, showSending,
 } from "./views.js";
+
+// POST /v1/calls/{id}/hangup from this device (cancel, decline or hang up, as the server decides by the state).
+export function requestHangup(id) {
+  return api("POST", "/v1/calls/" + encodeURIComponent(id) + "/hangup", { device: app.device });
+}
 
 // Resolves to null once the server took the signal, or to the error it refused it with (logged); never rejects.
 export function sendSignal(call, signal) {
@@ -140,7 +145,7 @@ export async function placeCall(to, kind = "video") {
   const call = newCall({ role: "caller", peer: to, media: requestedMedia(), kind });
   app.call = call;
   app.earlyEvents.length = 0;
-  const fromForm = document.activeElement && document.activeElement.closest && document.activeElement.closest("#home");
+  const fromForm = focusWithin("#home");
   showCall(call);
   setCallState(call, "calling");
   if (fromForm) $("hangup-button").focus(); // the form steps aside: the keyboard's focus goes to Cancel
@@ -272,7 +277,7 @@ export async function hangUp() {
   if (!call || call.ended) return;
   if (!call.id) { finish(call, "cancelled"); return; }
   try {
-    const data = await api("POST", "/v1/calls/" + encodeURIComponent(call.id) + "/hangup", { device: app.device });
+    const data = await requestHangup(call.id);
     finish(call, data.call.endReason || "hangup");
   } catch (error) {
     log("hang up failed: " + error.message);
@@ -350,7 +355,7 @@ export function dropCall() {
   stopAlert();
   if (call.ended) return;
   if (call.id) {
-    api("POST", "/v1/calls/" + encodeURIComponent(call.id) + "/hangup", { device: app.device }).catch(() => {});
+    requestHangup(call.id).catch(() => {});
   }
   endLocally(call);
 }

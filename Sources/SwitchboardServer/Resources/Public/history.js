@@ -28,8 +28,8 @@ export function rememberPath(id, path) {
   } catch (_) { /* private mode or full: the server's path is shown */ }
 }
 
-function seenPath(id) {
-  try { return JSON.parse(localStorage.getItem(PATHS_KEY) || "{}")[id] || null; } catch (_) { return null; }
+function seenPaths() {
+  try { return JSON.parse(localStorage.getItem(PATHS_KEY) || "{}"); } catch (_) { return {}; }
 }
 
 // From the answer to the end; null for a call never answered.
@@ -44,7 +44,8 @@ function describe(call) {
   return call.answeredAt ? "answered, " + words : words;
 }
 
-function entry(call) {
+// One call's line; `paths`: the paths this browser saw (seenPaths), read once per list.
+function entry(call, paths) {
   const outgoing = call.caller === app.user;
   const peer = outgoing ? call.callee : call.caller;
   const item = document.createElement("li");
@@ -67,7 +68,7 @@ function entry(call) {
   length.textContent = duration(call) || "—";
   const path = document.createElement("span");
   path.className = "history-media";
-  const media = call.media === "secure-relay" ? call.media : seenPath(call.id) || call.media || "direct";
+  const media = call.media === "secure-relay" ? call.media : paths[call.id] || call.media || "direct";
   path.dataset.path = media;
   path.textContent = MEDIA[media] || media;
   const actions = document.createElement("span");
@@ -114,7 +115,8 @@ export async function loadHistory(more = false) {
         shown = page.concat(older).sort((x, y) => (x.createdAt < y.createdAt ? 1 : x.createdAt > y.createdAt ? -1 : 0));
       }
       const list = $("history-list");
-      list.replaceChildren(...shown.map(entry));
+      const paths = seenPaths();
+      list.replaceChildren(...shown.map((call) => entry(call, paths)));
       show("history-more", !!next);
       show("history-empty", shown.length === 0);
       $("history").dataset.loaded = String(shown.length);

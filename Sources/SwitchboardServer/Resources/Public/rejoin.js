@@ -2,7 +2,7 @@
 // fresh offer through call.signal; a page opened while a call goes on elsewhere offers to rejoin it or end it.
 import { api } from "./api.js";
 import {
-  applyMute, applyRemoteSignal, finish, flushOutbox, hangUp, newCall, rememberCall, takeEarlySignals,
+  applyMute, applyRemoteSignal, finish, flushOutbox, hangUp, newCall, rememberCall, requestHangup, takeEarlySignals,
 } from "./call.js";
 import { connect } from "./events.js";
 import { loadHistory } from "./history.js";
@@ -43,8 +43,7 @@ export async function rejoinActiveCall() {
       if (info.callee === app.user && !info.answeredBy) ringsHere = true;
       if (reload && info.caller === app.user && (await roleOfThisDevice(info)) === "caller" && session === app.session) {
         log("cancelling the call to " + info.callee + " placed before the reload");
-        api("POST", "/v1/calls/" + encodeURIComponent(info.id) + "/hangup", { device: app.device })
-          .catch((error) => log("cancelling failed: " + error.message));
+        requestHangup(info.id).catch((error) => log("cancelling failed: " + error.message));
       }
       continue;
     }
@@ -90,7 +89,7 @@ export async function endElsewhere() {
   const found = app.elsewhere;
   if (!found) return;
   try {
-    await api("POST", "/v1/calls/" + encodeURIComponent(found.info.id) + "/hangup", { device: app.device });
+    await requestHangup(found.info.id);
     app.elsewhere = null;
     hideElsewhere();
     loadHistory();

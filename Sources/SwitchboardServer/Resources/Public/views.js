@@ -83,6 +83,12 @@ export function showCall(call) {
   clearNotice();
 }
 
+// Whether the keyboard's focus is inside `selector` (false when nothing is focused).
+export function focusWithin(selector) {
+  const focused = document.activeElement;
+  return !!focused && !!focused.closest && !!focused.closest(selector);
+}
+
 // The ringing panel: who calls, a voice or a video call. The keyboard's focus moves to the panel (not to Accept: a
 // key pressed for something else at that moment must not answer), unless the user is typing; Tab then reaches
 // Accept.
@@ -103,13 +109,13 @@ export function showAnswered() {
   show("incoming", false);
   show("call", true);
   show("hangup-button", true);
-  if (document.activeElement === document.body || !document.activeElement || document.activeElement.closest("#incoming")) {
+  if (!document.activeElement || document.activeElement === document.body || focusWithin("#incoming")) {
     $("hangup-button").focus();
   }
 }
 
 export function hideIncoming() {
-  const focused = document.activeElement && document.activeElement.closest && document.activeElement.closest("#incoming");
+  const focused = focusWithin("#incoming");
   show("incoming", false);
   if (focused) $("callee-input").focus();
 }
@@ -121,7 +127,7 @@ export function showEnded(call, reason, failure) {
     (failure ? " (" + (FAILURES[failure] || failure) + ")" : "");
   $("call-reason").dataset.reason = reason;
   $("call").dataset.connected = String(!!call.connectedAt); // a call that never connected has no timer to show
-  const focused = document.activeElement && document.activeElement.closest && document.activeElement.closest("#call");
+  const focused = focusWithin("#call");
   show("hangup-button", false);
   show("dismiss-button", true);
   // A call never answered here (declined, missed, answered elsewhere while ringing) is told in the history only.
